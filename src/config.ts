@@ -1,0 +1,274 @@
+/**
+ * Pool options: the typed options object, one frozen set of defaults, and one `resolveOptions()`
+ * that merges a config file under the options given to `open()`, validates every key and rejects
+ * unknown ones (the usual config-file typo).
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { poolError } from './errors.js';
+import { KDF_METHODS, type KdfMethod } from './protocol.js';
+
+/** Options of {@link TenantPool.open}. Every key is optional; the same keys (minus `configFile`) may stand in the config file. */
+export interface PoolOptions {
+  /** JSON file with any of the keys below; keys given to `open()` override it. @default env `TENANT_POOL_CONFIG`, else none */
+  configFile?: string;
+  /** Folder of the registry and wallet files, created if missing. @default './.tenant-pool' */
+  dataDir?: string;
+  /** Key of the registry: 64 hex chars (raw) or a passphrase (Argon2id). @default env `TENANT_POOL_ROOT_KEY`, else `<dataDir>/root.key` */
+  rootKey?: string;
+  /** Worker threads holding wallets. @default os.availableParallelism() */
+  workers?: number;
+  /** Total weight units the pool may hold. @default 1000 */
+  capacity?: number;
+  /** Weight of an open wallet and of each session. @default { wallet: 4, session: 1 } */
+  weights?: { wallet?: number; session?: number };
+  /** Default per-tenant concurrent session limit. @default Infinity */
+  maxSessionsPerTenant?: number;
+  /** What an acquire beyond a tenant's limit gets: wait, or `ERR_TENANT_LIMIT`. @default 'queue' */
+  tenantLimit?: 'queue' | 'reject';
+  /** How long an acquire may wait for admission and wallet open. @default 1000 */
+  acquireTimeoutMs?: number;
+  /** Waiters beyond this are rejected at once with `ERR_QUEUE_FULL`. @default 10000 */
+  maxQueue?: number;
+  /** How long a wallet with no sessions stays open; 0 closes it at the last release. @default 30000 */
+  walletIdleTtlMs?: number;
+  /** A session held longer emits a leak warning; 0 turns warnings off. @default 60000 */
+  leakWarningMs?: number;
+  /** A session held longer is revoked; 0 turns revocation off. @default 0 */
+  maxSessionMs?: number;
+  /** Key derivation for new tenants. @default 'raw' */
+  kdf?: KdfMethod;
+  /** Most key derivations running at once, pool-wide. @default number of cores */
+  kdfConcurrency?: number;
+  /** Worker module paths, resolved against the config file's folder or the working directory. @default [] */
+  modules?: string[];
+  /** Largest record value, in bytes of JSON; larger saves get `ERR_INVALID_ARGUMENT`. @default 1048576 */
+  maxValueBytes?: number;
+}
+
+/** Options after defaults and validation. */
+export interface ResolvedOptions {
+  readonly dataDir: string;
+  readonly rootKey: string | undefined;
+  readonly workers: number;
+  readonly capacity: number;
+  readonly weights: { readonly wallet: number; readonly session: number };
+  readonly maxSessionsPerTenant: number;
+  readonly tenantLimit: 'queue' | 'reject';
+  readonly acquireTimeoutMs: number;
+  readonly maxQueue: number;
+  readonly walletIdleTtlMs: number;
+  readonly leakWarningMs: number;
+  readonly maxSessionMs: number;
+  readonly kdf: KdfMethod;
+  readonly kdfConcurrency: number;
+  readonly modules: readonly string[];
+  readonly maxValueBytes: number;
+}
+
+/** The defaults, one place. `workers` and `kdfConcurrency` follow the machine. */
+export const DEFAULTS = Object.freeze({
+  dataDir: './.tenant-pool',
+  capacity: 1000,
+  weights: Object.freeze({ wallet: 4, session: 1 }),
+  maxSessionsPerTenant: Number.POSITIVE_INFINITY,
+  tenantLimit: 'queue' as const,
+  acquireTimeoutMs: 1000,
+  maxQueue: 10_000,
+  walletIdleTtlMs: 30_000,
+  leakWarningMs: 60_000,
+  maxSessionMs: 0,
+  kdf: 'raw' as const,
+  modules: Object.freeze([] as string[]),
+  maxValueBytes: 1024 * 1024,
+});
+
+const OPTION_KEYS = [
+  'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
+  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes',
+] as const satisfies readonly (keyof PoolOptions)[];
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  return `\`${String(value)}\` (${typeof value})`;
+}
+
+class Checker {
+  readonly #where: string;
+  constructor(where: string) {
+    this.#where = where;
+  }
+
+  fail(key: string, expected: string, value: unknown): never {
+    throw poolError('ERR_INVALID_CONFIG', `Expected \`${key}\` to be ${expected}, got ${describe(value)}${this.#where}`);
+  }
+
+  integer(key: string, value: unknown, min: number, allowInfinity = false): number {
+    if (allowInfinity && value === Number.POSITIVE_INFINITY) return value;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+      this.fail(key, `an integer >= ${min}${allowInfinity ? ' or Infinity' : ''}`, value);
+    }
+    return value;
+  }
+
+  string(key: string, value: unknown): string {
+    if (typeof value !== 'string' || value === '') this.fail(key, 'a non-empty string', value);
+    return value;
+  }
+
+  oneOf<T extends string>(key: string, value: unknown, allowed: readonly T[]): T {
+    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+      this.fail(key, `one of ${allowed.map((a) => `'${a}'`).join(', ')}`, value);
+    }
+    return value as T;
+  }
+
+  weights(key: string, value: unknown): { wallet?: number; session?: number } {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(key, 'an object { wallet?, session? }', value);
+    const out: { wallet?: number; session?: number } = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (k !== 'wallet' && k !== 'session') this.fail(`${key}.${k}`, 'absent (known keys: wallet, session)', v);
+      out[k] = this.integer(`${key}.${k}`, v, k === 'session' ? 1 : 0);
+    }
+    return out;
+  }
+}
+
+function loadConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw poolError('ERR_INVALID_CONFIG', `Cannot read config file ${file}: ${(error as Error).message}`, error);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw poolError('ERR_INVALID_CONFIG', `Config file ${file} is not valid JSON: ${(error as Error).message}`, error);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw poolError('ERR_INVALID_CONFIG', `Config file ${file} must hold a JSON object`);
+  }
+  const { $schema: _schema, ...rest } = parsed as Record<string, unknown>;
+  if ('configFile' in rest) throw poolError('ERR_INVALID_CONFIG', `\`configFile\` cannot stand in config file ${file}`);
+  return rest;
+}
+
+function checkKeys(source: Record<string, unknown>, where: string): void {
+  for (const key of Object.keys(source)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+      throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}\`${where}; known options: ${OPTION_KEYS.join(', ')}`);
+    }
+  }
+}
+
+/**
+ * Merges the config file (if any) under `options`, applies defaults and validates.
+ * Never mutates its input.
+ * @throws ERR_INVALID_CONFIG naming the key (and file) at fault.
+ */
+export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw poolError('ERR_INVALID_CONFIG', `Expected options to be an object, got ${describe(options)}`);
+  checkKeys(options as Record<string, unknown>, '');
+  const configFile = options.configFile ?? (env['TENANT_POOL_CONFIG'] || undefined);
+  let fromFile: Partial2 = {};
+  if (configFile !== undefined) {
+    const file = resolve(new Checker('').string('configFile', configFile));
+    const raw = loadConfigFile(file);
+    checkKeys(raw, ` in config file ${file}`);
+    // Paths in the file resolve against its folder; those given to open(), against the working directory.
+    fromFile = validate(raw, new Checker(` in config file ${file}`), dirname(file));
+  }
+  const given = validate(options as Record<string, unknown>, new Checker(''), process.cwd());
+  const merged: Partial2 = { ...fromFile, ...given };
+  const cores = availableParallelism();
+  const weights = { ...DEFAULTS.weights, ...merged.weights };
+  return Object.freeze({
+    dataDir: merged.dataDir ?? resolve(DEFAULTS.dataDir),
+    rootKey: merged.rootKey,
+    workers: merged.workers ?? cores,
+    capacity: merged.capacity ?? DEFAULTS.capacity,
+    weights: Object.freeze(weights),
+    maxSessionsPerTenant: merged.maxSessionsPerTenant ?? DEFAULTS.maxSessionsPerTenant,
+    tenantLimit: merged.tenantLimit ?? DEFAULTS.tenantLimit,
+    acquireTimeoutMs: merged.acquireTimeoutMs ?? DEFAULTS.acquireTimeoutMs,
+    maxQueue: merged.maxQueue ?? DEFAULTS.maxQueue,
+    walletIdleTtlMs: merged.walletIdleTtlMs ?? DEFAULTS.walletIdleTtlMs,
+    leakWarningMs: merged.leakWarningMs ?? DEFAULTS.leakWarningMs,
+    maxSessionMs: merged.maxSessionMs ?? DEFAULTS.maxSessionMs,
+    kdf: merged.kdf ?? DEFAULTS.kdf,
+    kdfConcurrency: merged.kdfConcurrency ?? cores,
+    modules: Object.freeze([...(merged.modules ?? DEFAULTS.modules)]),
+    maxValueBytes: merged.maxValueBytes ?? DEFAULTS.maxValueBytes,
+  });
+}
+
+type Partial2 = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] };
+
+function validate(source: Record<string, unknown>, c: Checker, base: string): Partial2 {
+  const out: Partial2 = {};
+  for (const [key, value] of Object.entries(source)) {
+    // An explicit `undefined` in open()'s options means "not given".
+    if (value === undefined) continue;
+    switch (key) {
+      case 'configFile':
+        break;
+      case 'dataDir':
+        out.dataDir = resolve(base, c.string(key, value));
+        break;
+      case 'rootKey':
+        out.rootKey = c.string(key, value);
+        break;
+      case 'workers':
+        out.workers = c.integer(key, value, 1);
+        if (out.workers > 256) c.fail(key, 'an integer from 1 to 256', value);
+        break;
+      case 'capacity':
+        out.capacity = c.integer(key, value, 1);
+        break;
+      case 'weights':
+        out.weights = { ...DEFAULTS.weights, ...c.weights(key, value) };
+        break;
+      case 'maxSessionsPerTenant':
+        out.maxSessionsPerTenant = c.integer(key, value, 1, true);
+        break;
+      case 'tenantLimit':
+        out.tenantLimit = c.oneOf(key, value, ['queue', 'reject'] as const);
+        break;
+      case 'acquireTimeoutMs':
+        out.acquireTimeoutMs = c.integer(key, value, 0, true);
+        break;
+      case 'maxQueue':
+        out.maxQueue = c.integer(key, value, 0);
+        break;
+      case 'walletIdleTtlMs':
+        out.walletIdleTtlMs = c.integer(key, value, 0, true);
+        break;
+      case 'leakWarningMs':
+        out.leakWarningMs = c.integer(key, value, 0);
+        break;
+      case 'maxSessionMs':
+        out.maxSessionMs = c.integer(key, value, 0);
+        break;
+      case 'kdf':
+        out.kdf = c.oneOf(key, value, KDF_METHODS);
+        break;
+      case 'kdfConcurrency':
+        out.kdfConcurrency = c.integer(key, value, 1);
+        break;
+      case 'maxValueBytes':
+        out.maxValueBytes = c.integer(key, value, 1);
+        break;
+      case 'modules':
+        if (!Array.isArray(value)) c.fail(key, 'an array of module paths', value);
+        out.modules = value.map((m: unknown, i) => resolve(base, c.string(`${key}[${i}]`, m)));
+        break;
+    }
+  }
+  return out;
+}

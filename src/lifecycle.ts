@@ -1,0 +1,226 @@
+/**
+ * Per-tenant wallet state on the main thread: opening → open (sessions > 0) → idle (cached) →
+ * closing → closed, plus crashed when the worker holding it dies.
+ *
+ * Opens are single-flight: concurrent first sessions of a tenant wait on one per-tenant mutex, the
+ * first derives the key and opens the wallet, the rest find it open. Opens, closes and deletes of a
+ * tenant are serialised by the same mutex, so a close never races an open.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Mutex } from 'async-mutex';
+import { poolError } from './errors.js';
+import { placeTenant } from './placement.js';
+import type { TenantRecord } from './registry.js';
+import { Session, type SessionHost } from './session.js';
+import type { WorkerSlot } from './threads.js';
+
+export type WalletState = 'opening' | 'open' | 'closing' | 'closed' | 'crashed';
+
+/** Why a wallet closed. */
+export type CloseReason = 'idle' | 'capacity' | 'delete' | 'close' | 'crash';
+
+/** One opening of one tenant's wallet on one worker. Sessions keep their entry even after it closes. */
+export class WalletEntry {
+  readonly tenantId: string;
+  readonly worker: WorkerSlot;
+  state: WalletState = 'opening';
+  readonly sessions = new Set<Session>();
+  /** Keyed hash of the passphrase that opened it (passphrase tenants only): later acquires are checked against it without Argon2. */
+  passCheck: Buffer | null = null;
+  idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(tenantId: string, worker: WorkerSlot) {
+    this.tenantId = tenantId;
+    this.worker = worker;
+  }
+}
+
+export interface WalletCounters {
+  walletOpens: number;
+  walletCloses: number;
+}
+
+export interface WalletManagerOptions {
+  workers: readonly WorkerSlot[];
+  walletPath(tenantId: string): string;
+  walletIdleTtlMs: number;
+  now(): number;
+}
+
+export class WalletManager {
+  readonly #workers: readonly WorkerSlot[];
+  readonly #walletPath: (tenantId: string) => string;
+  readonly #idleTtlMs: number;
+  readonly #now: () => number;
+  readonly #entries = new Map<string, WalletEntry>();
+  readonly #mutexes = new Map<string, Mutex>();
+  /** Random per pool: passphrase checks are HMACs under it, so no passphrase is kept in memory. */
+  readonly #passKey = randomBytes(32);
+  readonly counters: WalletCounters = { walletOpens: 0, walletCloses: 0 };
+
+  constructor(options: WalletManagerOptions) {
+    this.#workers = options.workers;
+    this.#walletPath = options.walletPath;
+    this.#idleTtlMs = options.walletIdleTtlMs;
+    this.#now = options.now;
+  }
+
+  /** Current entry of a tenant, if its wallet is opening, open or closing. */
+  entry(tenantId: string): WalletEntry | undefined {
+    return this.#entries.get(tenantId);
+  }
+
+  entries(): IterableIterator<WalletEntry> {
+    return this.#entries.values();
+  }
+
+  /** Wallets (opening, open or idle) held by each worker. */
+  loads(): number[] {
+    const loads = this.#workers.map(() => 0);
+    for (const entry of this.#entries.values()) loads[entry.worker.index]! += 1;
+    return loads;
+  }
+
+  #mutex(tenantId: string): Mutex {
+    let mutex = this.#mutexes.get(tenantId);
+    if (mutex === undefined) {
+      mutex = new Mutex();
+      this.#mutexes.set(tenantId, mutex);
+    }
+    return mutex;
+  }
+
+  #dropMutexIfIdle(tenantId: string): void {
+    const mutex = this.#mutexes.get(tenantId);
+    if (mutex !== undefined && !mutex.isLocked() && !this.#entries.has(tenantId)) this.#mutexes.delete(tenantId);
+  }
+
+  #passCheck(passphrase: string | undefined): Buffer | null {
+    return passphrase === undefined ? null : createHmac('sha256', this.#passKey).update(passphrase, 'utf8').digest();
+  }
+
+  #admitTo(entry: WalletEntry, passphrase: string | undefined, host: SessionHost): Session {
+    if (entry.passCheck !== null) {
+      const check = this.#passCheck(passphrase);
+      if (check === null || !timingSafeEqual(check, entry.passCheck)) {
+        throw poolError('ERR_WALLET_KEY_INVALID', `the passphrase does not open the wallet of tenant ${entry.tenantId}`);
+      }
+    }
+    clearTimeout(entry.idleTimer);
+    entry.idleTimer = undefined;
+    const session = new Session(entry, host, this.#now());
+    entry.sessions.add(session);
+    return session;
+  }
+
+  /**
+   * Gives a session on the tenant's wallet, opening it first if needed (once, however many ask at once).
+   * `isCurrent()` is asked inside the tenant's critical section: a tenant deleted meanwhile is not opened.
+   */
+  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, isCurrent: () => boolean): Promise<Session> {
+    const ready = this.#entries.get(tenant.tenantId);
+    if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host);
+    const tenantId = tenant.tenantId;
+    try {
+      return await this.#mutex(tenantId).runExclusive(async () => {
+        if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
+        const current = this.#entries.get(tenantId);
+        if (current?.state === 'open') return this.#admitTo(current, passphrase, host);
+        const index = placeTenant(tenantId, this.loads());
+        const entry = new WalletEntry(tenantId, this.#workers[index]!);
+        this.#entries.set(tenantId, entry);
+        try {
+          await entry.worker.call('openWallet', {
+            tenantId,
+            path: this.#walletPath(tenantId),
+            kdf: tenant.kdf,
+            salt: tenant.salt,
+            secret: tenant.secret ?? passphrase ?? '',
+            verifier: tenant.verifier,
+          });
+        } catch (error) {
+          if (this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId);
+          entry.state = entry.state === 'crashed' ? 'crashed' : 'closed';
+          throw error;
+        }
+        // The worker may have died between its answer and now.
+        if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
+        entry.state = 'open';
+        entry.passCheck = tenant.secret === null ? this.#passCheck(passphrase) : null;
+        this.counters.walletOpens++;
+        return this.#admitTo(entry, passphrase, host);
+      });
+    } finally {
+      this.#dropMutexIfIdle(tenantId);
+    }
+  }
+
+  /** Called when a session ends: the wallet goes idle when its last session does. */
+  release(session: Session): void {
+    const entry = session.entry;
+    if (!entry.sessions.delete(session) || entry.sessions.size > 0 || entry.state !== 'open') return;
+    if (this.#idleTtlMs === 0) {
+      void this.close(entry, 'idle');
+    } else if (Number.isFinite(this.#idleTtlMs)) {
+      entry.idleTimer = setTimeout(() => void this.close(entry, 'idle'), this.#idleTtlMs);
+      entry.idleTimer.unref();
+    }
+  }
+
+  /** Closes an entry's wallet if it is (still) open with no sessions. */
+  async close(entry: WalletEntry, reason: CloseReason): Promise<void> {
+    await this.exclusive(entry.tenantId, () => this.#closeLocked(entry, reason));
+  }
+
+  async #closeLocked(entry: WalletEntry, reason: CloseReason): Promise<void> {
+    const force = reason === 'delete' || reason === 'close';
+    if (entry.state !== 'open' || (!force && entry.sessions.size > 0)) return;
+    clearTimeout(entry.idleTimer);
+    entry.idleTimer = undefined;
+    entry.state = 'closing';
+    try {
+      await entry.worker.call('closeWallet', entry.tenantId);
+    } catch {
+      // A worker that died took the wallet with it: closed either way.
+    } finally {
+      if (entry.state === 'closing') entry.state = 'closed';
+      if (this.#entries.get(entry.tenantId) === entry) this.#entries.delete(entry.tenantId);
+      this.counters.walletCloses++;
+    }
+  }
+
+  /**
+   * Ends a tenant for good, inside its critical section (so no open of it is under way or can start
+   * before): revokes its sessions, closes its wallet, then runs `removeFiles`.
+   */
+  async deleteTenant(tenantId: string, revoke: (session: Session) => void, removeFiles: () => void): Promise<void> {
+    await this.exclusive(tenantId, async () => {
+      const entry = this.#entries.get(tenantId);
+      if (entry !== undefined) {
+        for (const session of [...entry.sessions]) revoke(session);
+        await this.#closeLocked(entry, 'delete');
+      }
+      removeFiles();
+    });
+  }
+
+  /** Waits until no open, close or delete of the tenant is under way, then runs `fn` inside its critical section. */
+  exclusive<T>(tenantId: string, fn: () => Promise<T> | T): Promise<T> {
+    return this.#mutex(tenantId)
+      .runExclusive(fn)
+      .finally(() => this.#dropMutexIfIdle(tenantId));
+  }
+
+  /** The wallets on a dead worker are gone: their entries are dropped, their sessions' calls reject. */
+  workerCrashed(index: number): WalletEntry[] {
+    const lost: WalletEntry[] = [];
+    for (const entry of this.#entries.values()) {
+      if (entry.worker.index !== index) continue;
+      clearTimeout(entry.idleTimer);
+      entry.state = 'crashed';
+      lost.push(entry);
+    }
+    for (const entry of lost) this.#entries.delete(entry.tenantId);
+    return lost;
+  }
+}

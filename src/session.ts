@@ -1,0 +1,169 @@
+/**
+ * A session on one tenant: the handle host code uses to reach the tenant's wallet. Every call runs
+ * on the worker that holds the wallet; after release or revocation every call rejects.
+ */
+import { poolError, type ErrorCode } from './errors.js';
+import type { JsonValue, RawRecord, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
+import type { WalletEntry } from './lifecycle.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkTags, invalid, toJson } from './validate.js';
+
+/** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
+export interface SessionRecords {
+  /** Inserts or replaces; durable when the promise resolves. @throws ERR_INVALID_ARGUMENT */
+  save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): Promise<void>;
+  get(category: string, id: string): Promise<StoredRecord | null>;
+  /** Records of `category` whose tags equal every given tag (AND), oldest first. */
+  find(category: string, tags?: Record<string, string>, options?: { limit?: number }): Promise<StoredRecord[]>;
+  /** Resolves `true` if a record was deleted; durable when the promise resolves. */
+  delete(category: string, id: string): Promise<boolean>;
+}
+
+/** Ed25519 keys of the tenant's wallet. Private keys never leave the worker. */
+export interface SessionKeys {
+  /** Creates a key pair; `publicKey` is base58. `routing: true` registers it for `pool.dispatch()`. */
+  create(options?: { routing?: boolean }): Promise<{ kid: string; publicKey: string }>;
+  /** @throws ERR_KEY_NOT_FOUND for an unknown kid */
+  sign(kid: string, data: Uint8Array): Promise<Uint8Array>;
+  verify(publicKey: string, data: Uint8Array, signature: Uint8Array): Promise<boolean>;
+}
+
+/** A session on one tenant. Release it (idempotent), or hold it with `await using`. */
+export interface TenantSession {
+  readonly tenantId: string;
+  readonly records: SessionRecords;
+  readonly keys: SessionKeys;
+  /** Runs a task of a worker module on the tenant's worker. @throws ERR_TASK_NOT_FOUND */
+  run<T = unknown>(task: string, args?: unknown): Promise<T>;
+  release(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** What a session needs from the pool, kept narrow so the session holds no reference to pool internals beyond it. */
+export interface SessionHost {
+  readonly maxValueBytes: number;
+  release(session: Session): void;
+  registerRoute(session: Session, publicKey: string): void;
+}
+
+function parseRecord(raw: RawRecord): StoredRecord {
+  return { category: raw.category, id: raw.id, value: JSON.parse(raw.value) as JsonValue, tags: JSON.parse(raw.tags) as Record<string, string> };
+}
+
+class Records implements SessionRecords {
+  readonly #session: Session;
+  constructor(session: Session) {
+    this.#session = session;
+  }
+
+  async save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): Promise<void> {
+    const s = this.#session;
+    s.assertUsable();
+    const json = toJson(value, s.host.maxValueBytes);
+    await s.call('recordsSave', checkName(category, 'category'), checkName(id, 'id'), json, checkTags(tags));
+  }
+
+  async get(category: string, id: string): Promise<StoredRecord | null> {
+    const raw = await this.#session.call('recordsGet', checkName(category, 'category'), checkName(id, 'id'));
+    return raw === null ? null : parseRecord(raw);
+  }
+
+  async find(category: string, tags?: Record<string, string>, options?: { limit?: number }): Promise<StoredRecord[]> {
+    const limit = checkLimit(checkOptionalObject(options, 'options')['limit']);
+    const rows = await this.#session.call('recordsFind', checkName(category, 'category'), checkTags(tags), limit);
+    return rows.map(parseRecord);
+  }
+
+  delete(category: string, id: string): Promise<boolean> {
+    return this.#session.call('recordsDelete', checkName(category, 'category'), checkName(id, 'id'));
+  }
+}
+
+class Keys implements SessionKeys {
+  readonly #session: Session;
+  constructor(session: Session) {
+    this.#session = session;
+  }
+
+  async create(options?: { routing?: boolean }): Promise<{ kid: string; publicKey: string }> {
+    const routing = checkOptionalObject(options, 'options')['routing'];
+    if (routing !== undefined && typeof routing !== 'boolean') invalid('Expected `options.routing` to be a boolean');
+    const key = await this.#session.call('keysCreate');
+    if (routing === true) this.#session.host.registerRoute(this.#session, key.publicKey);
+    return key;
+  }
+
+  sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
+    return this.#session.call('keysSign', checkName(kid, 'kid'), checkBytes(data, 'data'));
+  }
+
+  verify(publicKey: string, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    this.#session.assertUsable();
+    checkName(publicKey, 'publicKey');
+    return this.#session.entry.worker.call('keysVerify', publicKey, checkBytes(data, 'data'), checkBytes(signature, 'signature'));
+  }
+}
+
+type TenantArgs<M extends WorkerMethod> = Parameters<WorkerApi[M]> extends [string, ...infer Rest] ? Rest : never;
+
+export class Session implements TenantSession {
+  readonly tenantId: string;
+  readonly records: SessionRecords;
+  readonly keys: SessionKeys;
+  readonly entry: WalletEntry;
+  readonly host: SessionHost;
+  /** Where `acquire()` was called, for leak warnings. */
+  readonly acquiredAt: number;
+  #endedWith: ErrorCode | null = null;
+
+  constructor(entry: WalletEntry, host: SessionHost, acquiredAt: number) {
+    this.tenantId = entry.tenantId;
+    this.entry = entry;
+    this.host = host;
+    this.acquiredAt = acquiredAt;
+    this.records = new Records(this);
+    this.keys = new Keys(this);
+  }
+
+  /** True once released or revoked. */
+  get isEnded(): boolean {
+    return this.#endedWith !== null;
+  }
+
+  /** @throws the session's end reason, or `ERR_WORKER_CRASHED` if the wallet's worker died. */
+  assertUsable(): void {
+    if (this.#endedWith !== null) {
+      throw poolError(this.#endedWith, this.#endedWith === 'ERR_TENANT_DELETED' ? 'the tenant of this session was deleted' : 'this session was released');
+    }
+    if (this.entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', 'the worker holding this tenant died; acquire a new session');
+  }
+
+  /** Calls a tenant-scoped worker method on this session's wallet. */
+  async call<M extends WorkerMethod>(method: M, ...args: TenantArgs<M>): Promise<ReturnType<WorkerApi[M]>> {
+    this.assertUsable();
+    const call = this.entry.worker.call as (m: M, ...a: unknown[]) => Promise<ReturnType<WorkerApi[M]>>;
+    return call.call(this.entry.worker, method, this.tenantId, ...args);
+  }
+
+  async run<T = unknown>(task: string, args?: unknown): Promise<T> {
+    return (await this.call('runTask', checkName(task, 'task'), args)) as T;
+  }
+
+  /** Ends the session for the pool's own reasons (tenant deleted, revoked); the host's release() stays a no-op after. */
+  revoke(code: ErrorCode): void {
+    if (this.#endedWith !== null) return;
+    this.#endedWith = code;
+    this.host.release(this);
+  }
+
+  release(): Promise<void> {
+    if (this.#endedWith === null) {
+      this.#endedWith = 'ERR_SESSION_RELEASED';
+      this.host.release(this);
+    }
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}

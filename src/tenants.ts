@@ -1,0 +1,230 @@
+/**
+ * `pool.tenants`: create, read, update and delete tenants. A tenant's wallet file is created (key
+ * derived on a worker) before its registry row is written, and built under a temporary name, so a
+ * crash at any point leaves either a whole tenant or none.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { poolError } from './errors.js';
+import { KDF_METHODS, type KdfMethod } from './protocol.js';
+import { rankWorkers } from './placement.js';
+import type { Registry, TenantRecord, TenantWeights } from './registry.js';
+import type { WalletManager } from './lifecycle.js';
+import type { Session } from './session.js';
+import type { WorkerSlot } from './threads.js';
+import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from './validate.js';
+
+/** A tenant as callers see it: never its salt, secret or key check value. */
+export interface TenantInfo {
+  tenantId: string;
+  label?: string;
+  kdf: KdfMethod;
+  /** True if the pool generated and stores the tenant's secret; false for a passphrase tenant. */
+  managed: boolean;
+  maxSessions?: number;
+  weights?: TenantWeights;
+  metadata: Record<string, string>;
+  createdAt: string;
+}
+
+export interface CreateTenantOptions {
+  /** Must match /^[A-Za-z0-9_-]{1,64}$/. @default a random UUID */
+  tenantId?: string;
+  label?: string;
+  /** @default the pool's `kdf` option */
+  kdf?: KdfMethod;
+  /** Given: the wallet key is derived from it and it is not stored; every acquire must pass it. Absent: a managed tenant. */
+  passphrase?: string;
+  maxSessions?: number;
+  /** Overrides the pool's weights for this tenant, from its next wallet open. */
+  weights?: TenantWeights;
+  metadata?: Record<string, string>;
+}
+
+export interface UpdateTenantOptions {
+  label?: string | null;
+  maxSessions?: number | null;
+  weights?: TenantWeights | null;
+  metadata?: Record<string, string>;
+}
+
+export interface TenantsContext {
+  registry: Registry;
+  wallets: WalletManager;
+  workers: readonly WorkerSlot[];
+  defaultKdf: KdfMethod;
+  walletPath(tenantId: string): string;
+  assertOpen(): void;
+  /** Ends a session of a deleted tenant. */
+  revoke(session: Session): void;
+}
+
+const MAX_PASSPHRASE_LENGTH = 4096;
+
+export function toInfo(record: TenantRecord): TenantInfo {
+  return {
+    tenantId: record.tenantId,
+    ...(record.label === undefined ? {} : { label: record.label }),
+    kdf: record.kdf,
+    managed: record.secret !== null,
+    ...(record.maxSessions === undefined ? {} : { maxSessions: record.maxSessions }),
+    ...(record.weights === undefined ? {} : { weights: { ...record.weights } }),
+    metadata: { ...record.metadata },
+    createdAt: record.createdAt,
+  };
+}
+
+function checkMaxSessions(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) invalid(`Expected \`maxSessions\` to be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+function checkWeights(value: unknown): TenantWeights {
+  const raw = checkOptionalObject(value, 'weights');
+  const out: TenantWeights = {};
+  for (const [key, weight] of Object.entries(raw)) {
+    if (key !== 'wallet' && key !== 'session') invalid(`Unknown key \`weights.${key}\`; known keys: wallet, session`);
+    const min = key === 'session' ? 1 : 0;
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < min) invalid(`Expected \`weights.${key}\` to be an integer >= ${min}, got ${String(weight)}`);
+    out[key] = weight;
+  }
+  return out;
+}
+
+export function checkPassphrase(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_PASSPHRASE_LENGTH) {
+    invalid(`Expected \`passphrase\` to be a string of 1 to ${MAX_PASSPHRASE_LENGTH} characters`);
+  }
+  return value;
+}
+
+export class Tenants {
+  readonly #ctx: TenantsContext;
+  /** Ids being created right now: a second create of the same id fails at once instead of racing the first. */
+  readonly #creating = new Set<string>();
+
+  constructor(ctx: TenantsContext) {
+    this.#ctx = ctx;
+  }
+
+  /**
+   * Creates a tenant and its wallet.
+   * @throws ERR_TENANT_EXISTS, ERR_INVALID_ARGUMENT
+   */
+  async create(options: CreateTenantOptions = {}): Promise<TenantInfo> {
+    const ctx = this.#ctx;
+    ctx.assertOpen();
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) {
+      if (!['tenantId', 'label', 'kdf', 'passphrase', 'maxSessions', 'weights', 'metadata'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.create`);
+    }
+    const tenantId = opts['tenantId'] === undefined ? randomUUID() : checkTenantId(opts['tenantId']);
+    const kdf = opts['kdf'] === undefined ? ctx.defaultKdf : (opts['kdf'] as KdfMethod);
+    if (!KDF_METHODS.includes(kdf)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${String(kdf)}`);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const label = opts['label'] === undefined ? undefined : checkName(opts['label'], 'label');
+    const maxSessions = opts['maxSessions'] === undefined ? undefined : checkMaxSessions(opts['maxSessions']);
+    const weights = opts['weights'] === undefined ? undefined : checkWeights(opts['weights']);
+    const metadata = checkTags(opts['metadata'], 'metadata');
+    if (ctx.registry.has(tenantId) || this.#creating.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`);
+
+    this.#creating.add(tenantId);
+    try {
+      const salt = randomBytes(16);
+      const secret = passphrase === undefined ? randomBytes(32) : null;
+      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      const path = ctx.walletPath(tenantId);
+      const { verifier } = await worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' });
+      const record: TenantRecord = {
+        tenantId,
+        ...(label === undefined ? {} : { label }),
+        kdf,
+        salt,
+        secret,
+        verifier: Buffer.from(verifier),
+        ...(maxSessions === undefined ? {} : { maxSessions }),
+        ...(weights === undefined ? {} : { weights }),
+        metadata,
+        createdAt: new Date().toISOString(),
+      };
+      try {
+        ctx.assertOpen();
+        ctx.registry.insert(record);
+      } catch (error) {
+        removeWalletFiles(path);
+        throw error;
+      }
+      return toInfo(record);
+    } finally {
+      this.#creating.delete(tenantId);
+    }
+  }
+
+  /** @throws ERR_TENANT_NOT_FOUND */
+  async get(tenantId: string): Promise<TenantInfo> {
+    return toInfo(this.#record(tenantId));
+  }
+
+  async list(): Promise<TenantInfo[]> {
+    this.#ctx.assertOpen();
+    return this.#ctx.registry.list().map(toInfo);
+  }
+
+  /**
+   * Changes a tenant's label, limits, weights or metadata (`null` clears an optional field).
+   * New weights apply from the tenant's next wallet open.
+   * @throws ERR_TENANT_NOT_FOUND, ERR_INVALID_ARGUMENT
+   */
+  async update(tenantId: string, changes: UpdateTenantOptions): Promise<TenantInfo> {
+    const record = this.#record(tenantId);
+    const opts = checkOptionalObject(changes, 'changes');
+    const next: TenantRecord = { ...record };
+    for (const [key, value] of Object.entries(opts)) {
+      if (value === undefined) continue;
+      switch (key) {
+        case 'label':
+          if (value === null) delete next.label;
+          else next.label = checkName(value, 'label');
+          break;
+        case 'maxSessions':
+          if (value === null) delete next.maxSessions;
+          else next.maxSessions = checkMaxSessions(value);
+          break;
+        case 'weights':
+          if (value === null) delete next.weights;
+          else next.weights = checkWeights(value);
+          break;
+        case 'metadata':
+          next.metadata = checkTags(value, 'metadata');
+          break;
+        default:
+          invalid(`Unknown option \`${key}\` for tenants.update; known: label, maxSessions, weights, metadata`);
+      }
+    }
+    this.#ctx.registry.update(next);
+    return toInfo(next);
+  }
+
+  /**
+   * Deletes a tenant: new acquires get ERR_TENANT_NOT_FOUND, live sessions are revoked (their calls
+   * reject ERR_TENANT_DELETED), the wallet is closed and its files removed.
+   * @throws ERR_TENANT_NOT_FOUND
+   */
+  async delete(tenantId: string): Promise<void> {
+    const ctx = this.#ctx;
+    this.#record(tenantId);
+    ctx.registry.delete(tenantId);
+    await ctx.wallets.deleteTenant(tenantId, ctx.revoke, () => removeWalletFiles(ctx.walletPath(tenantId)));
+  }
+
+  #record(tenantId: string): TenantRecord {
+    this.#ctx.assertOpen();
+    const record = this.#ctx.registry.get(checkTenantId(tenantId));
+    if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
+    return record;
+  }
+}
+
+export function removeWalletFiles(path: string): void {
+  for (const suffix of ['', '-wal', '-shm', '.creating']) rmSync(path + suffix, { force: true });
+}

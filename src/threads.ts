@@ -1,0 +1,168 @@
+/**
+ * The worker threads and one typed channel to each.
+ *
+ * Each worker slot is a one-thread piscina pool (piscina starts the thread, applies resource limits
+ * and reports its death). On it runs a single long-lived *lifeline* task that receives a
+ * MessagePort; every wallet call then goes straight over that port. piscina's own task routing
+ * cannot keep a tenant on one thread cheaply (once anything queues, everything queues), and a raw
+ * port round trip costs about what a bare postMessage does.
+ *
+ * When a worker dies, every call pending on it rejects with `ERR_WORKER_CRASHED` (none may hang),
+ * the pool hears of it through `onCrash`, and a fresh worker takes the slot.
+ */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { decodeError, poolError } from './errors.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
+
+const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+/** Settles when the worker's lifeline task ends, with the reason it ended. */
+type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };
+
+export interface WorkerSlotOptions {
+  index: number;
+  /** Called once per death of this slot's worker, after its pending calls have been rejected. */
+  onCrash(index: number, error: Error): void;
+  resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number; stackSizeMb?: number };
+}
+
+/** One worker thread (replaced when it dies) and the channel to it. */
+export class WorkerSlot {
+  readonly index: number;
+  readonly #piscina: Piscina;
+  readonly #onCrash: (index: number, error: Error) => void;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #port: MessagePort | null = null;
+  #ready: Promise<void>;
+  #lifeline: Promise<LifelineEnd> = Promise.resolve({ kind: 'shutdown' });
+  #isClosing = false;
+  #crashes = 0;
+
+  constructor(options: WorkerSlotOptions) {
+    this.index = options.index;
+    this.#onCrash = options.onCrash;
+    this.#piscina = new Piscina({
+      filename: WORKER_URL,
+      minThreads: 1,
+      maxThreads: 1,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // A comlink-style 'sync' wait would block the worker's event loop between tasks; ours must stay free.
+      atomics: 'disabled',
+      ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
+    });
+    // The lifeline task reports worker deaths; this keeps piscina's own 'error' event from going unhandled.
+    this.#piscina.on('error', () => {});
+    this.#ready = this.#connect();
+  }
+
+  /** True while a worker is serving this slot. */
+  get isAlive(): boolean {
+    return this.#port !== null;
+  }
+
+  /** How many times this slot's worker has died. */
+  get crashes(): number {
+    return this.#crashes;
+  }
+
+  /** Resolves once the worker has loaded and answers calls. */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** The piscina-managed thread, for tests that need to kill it. */
+  get thread(): import('node:worker_threads').Worker | undefined {
+    return this.#piscina.threads[0];
+  }
+
+  /** Calls a worker method. Rejects `ERR_WORKER_CRASHED` if the worker dies before answering. */
+  async call<M extends WorkerMethod>(method: M, ...args: Parameters<WorkerApi[M]>): Promise<ReturnType<WorkerApi[M]>> {
+    if (this.#port === null) await this.#ready;
+    const port = this.#port;
+    if (port === null || this.#isClosing) throw poolError('ERR_WORKER_CRASHED', `worker ${this.index} is not running`);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      port.postMessage({ id, method, args } satisfies CallMessage);
+    });
+  }
+
+  #connect(): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const task: LifelineTask = { port: port2 };
+    let markReady!: () => void;
+    let failStart!: (error: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      failStart = reject;
+    });
+    // The worker's first message says it is listening; everything after is a reply.
+    port1.once('message', () => {
+      this.#port = port1;
+      port1.on('message', (reply: ReplyMessage) => this.#settle(reply));
+      markReady();
+    });
+    this.#lifeline = this.#piscina.run(task, { transferList: [port2] }).then(
+      (): LifelineEnd => ({ kind: 'shutdown' }),
+      (error: unknown): LifelineEnd => ({ kind: 'crash', error: error instanceof Error ? error : new Error(String(error)) }),
+    );
+    void this.#lifeline.then((end) => {
+      port1.close();
+      if (end.kind === 'shutdown' && this.#isClosing) return;
+      const error = end.kind === 'crash' ? end.error : new Error('worker ended its lifeline unexpectedly');
+      failStart(poolError('ERR_WORKER_CRASHED', `worker ${this.index} failed to start: ${error.message}`, error));
+      this.#handleDeath(error);
+    });
+    return ready;
+  }
+
+  #settle(reply: ReplyMessage): void {
+    const pending = this.#pending.get(reply.id);
+    if (pending === undefined) return;
+    this.#pending.delete(reply.id);
+    if (reply.ok) pending.resolve(reply.value);
+    else pending.reject(decodeError(reply.error));
+  }
+
+  #handleDeath(error: Error): void {
+    const wasServing = this.#port !== null;
+    this.#port = null;
+    this.#crashes++;
+    const crashed = poolError('ERR_WORKER_CRASHED', `worker ${this.index} died during the call: ${error.message}`, error);
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(crashed);
+    if (this.#isClosing) return;
+    this.#onCrash(this.index, error);
+    // A worker that never came up would fail the same way again: let the caller see that, no respawn loop.
+    if (!wasServing) return;
+    this.#ready = this.#connect();
+    // Callers waiting on a restart see its failure through call(); nothing else awaits it.
+    this.#ready.catch(() => {});
+  }
+
+  /** Asks the worker to close its wallets and stop; forces it after `timeoutMs`. Idempotent. */
+  async close(timeoutMs = 5_000): Promise<void> {
+    if (this.#isClosing) return;
+    this.#isClosing = true;
+    const port = this.#port;
+    if (port !== null) {
+      port.postMessage(SHUTDOWN);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#lifeline, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
+    }
+    this.#port = null;
+    for (const p of this.#pending.values()) p.reject(poolError('ERR_POOL_CLOSED', 'the pool closed before the call finished'));
+    this.#pending.clear();
+    await this.#piscina.destroy();
+  }
+}

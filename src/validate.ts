@@ -1,0 +1,108 @@
+/**
+ * Argument checks for the public methods. Each failure is an `ERR_INVALID_ARGUMENT` whose message
+ * says what was expected and what came, and never echoes a secret or a record value.
+ */
+import { poolError } from './errors.js';
+import type { JsonValue } from './protocol.js';
+
+/** A tenant id is used in file names, so only this shape is ever accepted. */
+export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Longest category, record id or tag name/value, in UTF-16 code units. */
+export const MAX_NAME_LENGTH = 1024;
+
+function kind(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}
+
+export function invalid(message: string): never {
+  throw poolError('ERR_INVALID_ARGUMENT', message);
+}
+
+export function checkTenantId(value: unknown, name = 'tenantId'): string {
+  if (typeof value !== 'string' || !TENANT_ID_PATTERN.test(value)) {
+    invalid(`Expected \`${name}\` to match ${String(TENANT_ID_PATTERN)}, got ${typeof value === 'string' ? `a string of length ${value.length}` : kind(value)}`);
+  }
+  return value;
+}
+
+export function checkName(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_NAME_LENGTH) {
+    invalid(`Expected \`${name}\` to be a string of 1 to ${MAX_NAME_LENGTH} characters, got ${typeof value === 'string' ? `length ${value.length}` : kind(value)}`);
+  }
+  return value;
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+export function checkTags(value: unknown, name = 'tags'): Record<string, string> {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) invalid(`Expected \`${name}\` to be a plain object of strings, got ${kind(value)}`);
+  const out: Record<string, string> = {};
+  for (const [key, tag] of Object.entries(value)) {
+    checkName(key, `${name} key`);
+    if (typeof tag !== 'string' || tag.length > MAX_NAME_LENGTH) invalid(`Expected \`${name}.${key}\` to be a string of at most ${MAX_NAME_LENGTH} characters, got ${kind(tag)}`);
+    out[key] = tag;
+  }
+  return out;
+}
+
+/**
+ * Serialises a record value, refusing anything JSON would silently change: `undefined`, functions,
+ * symbols, BigInt, non-finite numbers, cycles, and objects other than plain ones and arrays.
+ */
+export function toJson(value: unknown, maxBytes: number): string {
+  const seen = new Set<object>();
+  const walk = (v: unknown, path: string): void => {
+    switch (typeof v) {
+      case 'string':
+      case 'boolean':
+        return;
+      case 'number':
+        if (!Number.isFinite(v)) invalid(`Expected \`${path}\` to be a finite number, got ${String(v)}`);
+        return;
+      case 'object':
+        if (v === null) return;
+        if (seen.has(v)) invalid(`Expected \`${path}\` to be JSON, got a cycle`);
+        if (Array.isArray(v)) {
+          seen.add(v);
+          for (let i = 0; i < v.length; i++) walk(v[i], `${path}[${i}]`);
+        } else if (isPlainObject(v)) {
+          seen.add(v);
+          for (const [k, child] of Object.entries(v)) walk(child, `${path}.${k}`);
+        } else {
+          invalid(`Expected \`${path}\` to be JSON, got an instance of ${(v as object).constructor?.name ?? 'an unknown class'}`);
+        }
+        seen.delete(v);
+        return;
+      default:
+        invalid(`Expected \`${path}\` to be JSON, got ${typeof v}`);
+    }
+  };
+  walk(value, 'value');
+  const json = JSON.stringify(value as JsonValue);
+  if (Buffer.byteLength(json, 'utf8') > maxBytes) invalid(`Expected \`value\` to be at most ${maxBytes} bytes as JSON, got ${Buffer.byteLength(json, 'utf8')}`);
+  return json;
+}
+
+export function checkBytes(value: unknown, name: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) invalid(`Expected \`${name}\` to be a Uint8Array, got ${kind(value)}`);
+  return value;
+}
+
+export function checkLimit(value: unknown): number {
+  if (value === undefined) return -1;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) invalid(`Expected \`limit\` to be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+export function checkOptionalObject(value: unknown, name: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) invalid(`Expected \`${name}\` to be an object, got ${kind(value)}`);
+  return value;
+}

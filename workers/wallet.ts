@@ -1,0 +1,258 @@
+/**
+ * A tenant's wallet: one SQLite file, whole-file encrypted (SQLite3MultipleCiphers, ChaCha20-Poly1305
+ * pages) with a raw 32-byte key. Records are JSON values with string tags; Ed25519 private keys are
+ * wrapped once more under a key derived from the wallet key and never leave this thread.
+ *
+ * Synchronous by design: better-sqlite3 calls are short and run on the worker thread that owns the wallet.
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+  randomUUID,
+  sign as cryptoSign,
+  verify as cryptoVerify,
+  type KeyObject,
+} from 'node:crypto';
+import { chmodSync, closeSync, existsSync, openSync, renameSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3-multiple-ciphers';
+import bs58 from 'bs58';
+import { poolError } from '../src/errors.js';
+import type { RawRecord } from '../src/protocol.js';
+
+const SCHEMA = `
+CREATE TABLE records (
+  rid INTEGER PRIMARY KEY,
+  category TEXT NOT NULL,
+  id TEXT NOT NULL,
+  value TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  UNIQUE (category, id)
+);
+CREATE TABLE tags (
+  rid INTEGER NOT NULL REFERENCES records (rid) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (rid, name)
+) WITHOUT ROWID;
+-- find() walks this index: (name, value) equality gives the matching rids in order.
+CREATE INDEX tags_by_value ON tags (name, value, rid);
+CREATE TABLE keys (
+  kid TEXT PRIMARY KEY,
+  public_key BLOB NOT NULL,
+  wrapped_private_key BLOB NOT NULL,
+  created_at TEXT NOT NULL
+);
+PRAGMA user_version = 1;
+`;
+
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+const WRAP_NONCE_BYTES = 12;
+const WRAP_TAG_BYTES = 16;
+/** Most signing keys kept as ready KeyObjects per wallet; beyond this they are unwrapped per call. */
+const KEY_CACHE_LIMIT = 256;
+
+type Db = Database.Database;
+type Stmt = Database.Statement;
+
+function keyDatabase(db: Db, key: Uint8Array): void {
+  db.pragma(`cipher='chacha20'`);
+  db.pragma(`key="x'${Buffer.from(key).toString('hex')}'"`);
+}
+
+/** Opens the file with the key and checks it really is a wallet; any failure here is a corrupt file. */
+function openKeyed(path: string, key: Uint8Array): Db {
+  let db: Db | undefined;
+  try {
+    db = new Database(path, { fileMustExist: true });
+    keyDatabase(db, key);
+    const version = db.pragma('user_version', { simple: true });
+    if (version !== 1) throw new Error(`unexpected schema version ${String(version)}`);
+    db.pragma('journal_mode = WAL');
+    // FULL: a commit is on disk before save()/delete() resolve, also across power loss.
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    return db;
+  } catch (error) {
+    db?.close();
+    throw poolError('ERR_WALLET_CORRUPT', `wallet file of this tenant is unreadable: ${(error as Error).message}`, error);
+  }
+}
+
+/** Builds the raw Ed25519 public key's SPKI form, as node:crypto takes it. */
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+export class Wallet {
+  readonly #db: Db;
+  readonly #wrapKey: Buffer;
+  readonly #signers = new Map<string, KeyObject>();
+  readonly #save: Stmt;
+  readonly #deleteTags: Stmt;
+  readonly #insertTag: Stmt;
+  readonly #get: Stmt;
+  readonly #delete: Stmt;
+  readonly #findAll: Stmt;
+  readonly #insertKey: Stmt;
+  readonly #getKey: Stmt;
+  readonly #findByTagCount = new Map<number, Stmt>();
+  readonly #saveTx: (category: string, id: string, valueJson: string, tags: Record<string, string>) => void;
+
+  private constructor(db: Db, key: Uint8Array) {
+    this.#db = db;
+    this.#wrapKey = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tenant-pool key wrap v1', 32));
+    this.#save = db.prepare(
+      `INSERT INTO records (category, id, value, tags) VALUES (?, ?, ?, ?)
+       ON CONFLICT (category, id) DO UPDATE SET value = excluded.value, tags = excluded.tags RETURNING rid`,
+    );
+    this.#deleteTags = db.prepare('DELETE FROM tags WHERE rid = ?');
+    this.#insertTag = db.prepare('INSERT INTO tags (rid, name, value) VALUES (?, ?, ?)');
+    this.#get = db.prepare('SELECT category, id, value, tags FROM records WHERE category = ? AND id = ?');
+    this.#delete = db.prepare('DELETE FROM records WHERE category = ? AND id = ?');
+    this.#findAll = db.prepare('SELECT category, id, value, tags FROM records WHERE category = ? ORDER BY rid LIMIT ?');
+    this.#insertKey = db.prepare('INSERT INTO keys (kid, public_key, wrapped_private_key, created_at) VALUES (?, ?, ?, ?)');
+    this.#getKey = db.prepare('SELECT wrapped_private_key FROM keys WHERE kid = ?');
+    this.#saveTx = db.transaction((category: string, id: string, valueJson: string, tags: Record<string, string>) => {
+      const tagsJson = JSON.stringify(tags);
+      const row = this.#save.get(category, id, valueJson, tagsJson) as { rid: number };
+      this.#deleteTags.run(row.rid);
+      for (const [name, value] of Object.entries(tags)) this.#insertTag.run(row.rid, name, value);
+    });
+  }
+
+  /**
+   * Creates a new wallet file at `path`, atomically: it is built under a temporary name and renamed
+   * into place only once complete, so a crash never leaves a half-written wallet behind.
+   */
+  static create(path: string, key: Uint8Array): void {
+    const temp = `${path}.creating`;
+    for (const suffix of ['', '-wal', '-shm']) rmSync(temp + suffix, { force: true });
+    // Made with 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
+    closeSync(openSync(temp, 'wx', 0o600));
+    const db = new Database(temp);
+    try {
+      keyDatabase(db, key);
+      db.exec(SCHEMA);
+      db.pragma('journal_mode = WAL');
+    } finally {
+      // Closing the last connection checkpoints the WAL into the file and removes it.
+      db.close();
+    }
+    // The registry is the truth: a file with no registry row (left by a crash) cannot be opened by anyone, so it is replaced.
+    for (const suffix of ['-wal', '-shm']) rmSync(path + suffix, { force: true });
+    renameSync(temp, path);
+    chmodSync(path, 0o600);
+  }
+
+  /** Opens an existing wallet. The key must already be checked against the tenant's verifier. */
+  static open(path: string, key: Uint8Array): Wallet {
+    if (!existsSync(path)) throw poolError('ERR_WALLET_CORRUPT', 'wallet file of this tenant is missing');
+    return new Wallet(openKeyed(path, key), key);
+  }
+
+  close(): void {
+    this.#signers.clear();
+    this.#wrapKey.fill(0);
+    if (this.#db.open) this.#db.close();
+  }
+
+  save(category: string, id: string, valueJson: string, tags: Record<string, string>): void {
+    this.#saveTx(category, id, valueJson, tags);
+  }
+
+  get(category: string, id: string): RawRecord | null {
+    return (this.#get.get(category, id) as RawRecord | undefined) ?? null;
+  }
+
+  find(category: string, tags: Record<string, string>, limit: number): RawRecord[] {
+    const entries = Object.entries(tags);
+    if (entries.length === 0) return this.#findAll.all(category, limit) as RawRecord[];
+    let stmt = this.#findByTagCount.get(entries.length);
+    if (stmt === undefined) {
+      const clauses = entries.map(() => 'rid IN (SELECT rid FROM tags WHERE name = ? AND value = ?)').join(' AND ');
+      stmt = this.#db.prepare(`SELECT category, id, value, tags FROM records WHERE category = ? AND ${clauses} ORDER BY rid LIMIT ?`);
+      this.#findByTagCount.set(entries.length, stmt);
+    }
+    return stmt.all(category, ...entries.flat(), limit) as RawRecord[];
+  }
+
+  delete(category: string, id: string): boolean {
+    return this.#delete.run(category, id).changes > 0;
+  }
+
+  createKey(): { kid: string; publicKey: string } {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const rawPublic = publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+    const kid = randomUUID();
+    const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+    this.#insertKey.run(kid, rawPublic, this.#wrap(kid, pkcs8), new Date().toISOString());
+    pkcs8.fill(0);
+    this.#remember(kid, privateKey);
+    return { kid, publicKey: bs58.encode(rawPublic) };
+  }
+
+  sign(kid: string, data: Uint8Array): Uint8Array {
+    let key = this.#signers.get(kid);
+    if (key === undefined) {
+      const row = this.#getKey.get(kid) as { wrapped_private_key: Buffer } | undefined;
+      if (row === undefined) throw poolError('ERR_KEY_NOT_FOUND', 'no key with this kid in the wallet');
+      const pkcs8 = this.#unwrap(kid, row.wrapped_private_key);
+      key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+      pkcs8.fill(0);
+      this.#remember(kid, key);
+    }
+    return new Uint8Array(cryptoSign(null, data, key));
+  }
+
+  #remember(kid: string, key: KeyObject): void {
+    if (this.#signers.size >= KEY_CACHE_LIMIT) {
+      const oldest = this.#signers.keys().next().value;
+      if (oldest !== undefined) this.#signers.delete(oldest);
+    }
+    this.#signers.set(kid, key);
+  }
+
+  #wrap(kid: string, plaintext: Buffer): Buffer {
+    const nonce = randomBytes(WRAP_NONCE_BYTES);
+    const cipher = createCipheriv('chacha20-poly1305', this.#wrapKey, nonce, { authTagLength: WRAP_TAG_BYTES });
+    cipher.setAAD(Buffer.from(kid, 'utf8'), { plaintextLength: plaintext.length });
+    return Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  }
+
+  #unwrap(kid: string, wrapped: Buffer): Buffer {
+    try {
+      const nonce = wrapped.subarray(0, WRAP_NONCE_BYTES);
+      const tag = wrapped.subarray(wrapped.length - WRAP_TAG_BYTES);
+      const decipher = createDecipheriv('chacha20-poly1305', this.#wrapKey, nonce, { authTagLength: WRAP_TAG_BYTES });
+      decipher.setAAD(Buffer.from(kid, 'utf8'), { plaintextLength: plaintext.length });
+      decipher.setAuthTag(tag);
+      return Buffer.concat([decipher.update(wrapped.subarray(WRAP_NONCE_BYTES, wrapped.length - WRAP_TAG_BYTES)), decipher.final()]);
+    } catch (error) {
+      throw poolError('ERR_WALLET_CORRUPT', 'a stored private key failed its integrity check', error);
+    }
+  }
+}
+
+/** Ed25519 verification against a base58 public key; needs no wallet. */
+export function verifySignature(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean {
+  let raw: Uint8Array;
+  try {
+    raw = bs58.decode(publicKey);
+  } catch {
+    throw poolError('ERR_INVALID_ARGUMENT', 'Expected `publicKey` to be a base58 Ed25519 public key');
+  }
+  if (raw.length !== 32) throw poolError('ERR_INVALID_ARGUMENT', `Expected \`publicKey\` to decode to 32 bytes, got ${raw.length}`);
+  let key: KeyObject;
+  try {
+    key = publicKeyObject(raw);
+  } catch (error) {
+    throw poolError('ERR_INVALID_ARGUMENT', 'Expected `publicKey` to be a valid Ed25519 public key', error);
+  }
+  if (signature.length !== 64) return false;
+  return cryptoVerify(null, data, key, signature);
+}
