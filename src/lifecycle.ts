@@ -42,9 +42,9 @@ export interface WalletCounters {
 
 export interface WalletManagerOptions {
   workers: readonly WorkerSlot[];
-  walletPath(tenantId: string): string;
+  walletPath: (tenantId: string) => string;
   walletIdleTtlMs: number;
-  now(): number;
+  now: () => number;
 }
 
 export class WalletManager {

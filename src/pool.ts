@@ -108,10 +108,11 @@ export class TenantPool implements AsyncDisposable {
     mkdirSync(join(resolved.dataDir, 'wallets'), { recursive: true, mode: 0o700 });
     if (isNewDir) chmodSync(resolved.dataDir, 0o700);
     const registry = await Registry.open(resolved.dataDir, resolved.rootKey);
-    let pool: TenantPool | undefined;
+    // The slots exist before the pool does; a crash during start-up has no wallets to drop.
+    const ref: { pool?: TenantPool } = {};
     const workers = Array.from(
       { length: resolved.workers },
-      (_, index) => new WorkerSlot({ index, onCrash: (i) => pool?.workerCrashed(i) }),
+      (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i) }),
     );
     try {
       await Promise.all(workers.map((w) => w.ready()));
@@ -120,8 +121,8 @@ export class TenantPool implements AsyncDisposable {
       registry.close();
       throw error;
     }
-    pool = new TenantPool(resolved, registry, workers, internals.clock ?? performance);
-    return pool;
+    ref.pool = new TenantPool(resolved, registry, workers, internals.clock ?? performance);
+    return ref.pool;
   }
 
   /**
@@ -138,7 +139,7 @@ export class TenantPool implements AsyncDisposable {
       if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('Expected `signal` to be an AbortSignal');
       signal?.throwIfAborted();
       const timeoutMs = opts['timeoutMs'] ?? this.options.acquireTimeoutMs;
-      if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0) invalid(`Expected \`timeoutMs\` to be a number >= 0, got ${String(timeoutMs)}`);
+      if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0) invalid('Expected `timeoutMs` to be a number >= 0');
       const tenant = this.#tenant(tenantId);
       const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`);
@@ -168,6 +169,8 @@ export class TenantPool implements AsyncDisposable {
         return true;
       };
       const onAbort = (): void => {
+        // Node's convention: an aborted operation rejects with the signal's reason, whatever it is.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
         if (finish()) reject(signal?.reason);
       };
       if (Number.isFinite(timeoutMs)) {
@@ -187,7 +190,7 @@ export class TenantPool implements AsyncDisposable {
             void session.release();
           }
         },
-        (error: unknown) => {
+        (error: Error) => {
           if (finish()) reject(error);
         },
       );

@@ -2,6 +2,7 @@
  * The messages between the main thread and a wallet worker. Both sides import this file, so the
  * method table below is the single definition of what a worker answers.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { EncodedError } from './errors.js';
 
 /** Key derivation methods: `raw` (no stretching, for high-entropy secrets), Askar's two Argon2i levels, and Argon2id. */
@@ -80,7 +81,7 @@ export type ReplyMessage = { id: number; ok: true; value: unknown } | { id: numb
 
 /** The one task each worker runs under piscina: it lives as long as the worker serves its port. */
 export interface LifelineTask {
-  port: import('node:worker_threads').MessagePort;
+  port: MessagePort;
 }
 
 /** Sent on the port to ask the worker to close its wallets and end its lifeline task. */

@@ -140,8 +140,8 @@ export class Session implements TenantSession {
   /** Calls a tenant-scoped worker method on this session's wallet. */
   async call<M extends WorkerMethod>(method: M, ...args: TenantArgs<M>): Promise<ReturnType<WorkerApi[M]>> {
     this.assertUsable();
-    const call = this.entry.worker.call as (m: M, ...a: unknown[]) => Promise<ReturnType<WorkerApi[M]>>;
-    return call.call(this.entry.worker, method, this.tenantId, ...args);
+    const worker = this.entry.worker as { call(m: M, ...a: unknown[]): Promise<ReturnType<WorkerApi[M]>> };
+    return worker.call(method, this.tenantId, ...args);
   }
 
   async run<T = unknown>(task: string, args?: unknown): Promise<T> {

@@ -53,10 +53,10 @@ export interface TenantsContext {
   wallets: WalletManager;
   workers: readonly WorkerSlot[];
   defaultKdf: KdfMethod;
-  walletPath(tenantId: string): string;
-  assertOpen(): void;
+  walletPath: (tenantId: string) => string;
+  assertOpen: () => void;
   /** Ends a session of a deleted tenant. */
-  revoke(session: Session): void;
+  revoke: (session: Session) => void;
 }
 
 const MAX_PASSPHRASE_LENGTH = 4096;

@@ -10,7 +10,7 @@
  * When a worker dies, every call pending on it rejects with `ERR_WORKER_CRASHED` (none may hang),
  * the pool hears of it through `onCrash`, and a fresh worker takes the slot.
  */
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { decodeError, poolError } from './errors.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
@@ -28,7 +28,7 @@ type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };
 export interface WorkerSlotOptions {
   index: number;
   /** Called once per death of this slot's worker, after its pending calls have been rejected. */
-  onCrash(index: number, error: Error): void;
+  onCrash: (index: number, error: Error) => void;
   resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number; stackSizeMb?: number };
 }
 
@@ -79,7 +79,7 @@ export class WorkerSlot {
   }
 
   /** The piscina-managed thread, for tests that need to kill it. */
-  get thread(): import('node:worker_threads').Worker | undefined {
+  get thread(): Worker | undefined {
     return this.#piscina.threads[0];
   }
 
@@ -90,7 +90,7 @@ export class WorkerSlot {
     if (port === null || this.#isClosing) throw poolError('ERR_WORKER_CRASHED', `worker ${this.index} is not running`);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#pending.set(id, { resolve: resolve, reject });
       port.postMessage({ id, method, args } satisfies CallMessage);
     });
   }

@@ -76,7 +76,7 @@ export function toJson(value: unknown, maxBytes: number): string {
           seen.add(v);
           for (const [k, child] of Object.entries(v)) walk(child, `${path}.${k}`);
         } else {
-          invalid(`Expected \`${path}\` to be JSON, got an instance of ${(v as object).constructor?.name ?? 'an unknown class'}`);
+          invalid(`Expected \`${path}\` to be JSON, got an instance of ${(v).constructor?.name ?? 'an unknown class'}`);
         }
         seen.delete(v);
         return;
@@ -85,7 +85,7 @@ export function toJson(value: unknown, maxBytes: number): string {
     }
   };
   walk(value, 'value');
-  const json = JSON.stringify(value as JsonValue);
+  const json = JSON.stringify(value);
   if (Buffer.byteLength(json, 'utf8') > maxBytes) invalid(`Expected \`value\` to be at most ${maxBytes} bytes as JSON, got ${Buffer.byteLength(json, 'utf8')}`);
   return json;
 }
@@ -97,7 +97,7 @@ export function checkBytes(value: unknown, name: string): Uint8Array {
 
 export function checkLimit(value: unknown): number {
   if (value === undefined) return -1;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) invalid(`Expected \`limit\` to be a positive integer, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) invalid(`Expected \`limit\` to be a positive integer, got ${typeof value === 'number' ? value : kind(value)}`);
   return value;
 }
 

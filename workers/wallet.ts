@@ -229,7 +229,7 @@ export class Wallet {
       const nonce = wrapped.subarray(0, WRAP_NONCE_BYTES);
       const tag = wrapped.subarray(wrapped.length - WRAP_TAG_BYTES);
       const decipher = createDecipheriv('chacha20-poly1305', this.#wrapKey, nonce, { authTagLength: WRAP_TAG_BYTES });
-      decipher.setAAD(Buffer.from(kid, 'utf8'), { plaintextLength: plaintext.length });
+      decipher.setAAD(Buffer.from(kid, 'utf8'), { plaintextLength: wrapped.length - WRAP_NONCE_BYTES - WRAP_TAG_BYTES });
       decipher.setAuthTag(tag);
       return Buffer.concat([decipher.update(wrapped.subarray(WRAP_NONCE_BYTES, wrapped.length - WRAP_TAG_BYTES)), decipher.final()]);
     } catch (error) {
