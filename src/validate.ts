@@ -3,7 +3,6 @@
  * says what was expected and what came, and never echoes a secret or a record value.
  */
 import { poolError } from './errors.js';
-import type { JsonValue } from './protocol.js';
 
 /** A tenant id is used in file names, so only this shape is ever accepted. */
 export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
