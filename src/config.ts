@@ -94,7 +94,8 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  return `\`${typeof value === 'function' ? 'a function' : String(value as number | boolean | undefined)}\` (${typeof value})`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `\`${value}\` (${typeof value})`;
+  return typeof value;
 }
 
 class Checker {
