@@ -38,6 +38,8 @@ export class WalletEntry {
 export interface WalletCounters {
   walletOpens: number;
   walletCloses: number;
+  /** Key derivations run on workers (wallet opens and tenant creations). */
+  keyDerivations: number;
 }
 
 export interface WalletManagerOptions {
@@ -56,7 +58,7 @@ export class WalletManager {
   readonly #mutexes = new Map<string, Mutex>();
   /** Random per pool: passphrase checks are HMACs under it, so no passphrase is kept in memory. */
   readonly #passKey = randomBytes(32);
-  readonly counters: WalletCounters = { walletOpens: 0, walletCloses: 0 };
+  readonly counters: WalletCounters = { walletOpens: 0, walletCloses: 0, keyDerivations: 0 };
 
   constructor(options: WalletManagerOptions) {
     this.#workers = options.workers;
@@ -130,6 +132,7 @@ export class WalletManager {
         const entry = new WalletEntry(tenantId, this.#workers[index]!);
         this.#entries.set(tenantId, entry);
         try {
+          this.counters.keyDerivations++;
           await entry.worker.call('openWallet', {
             tenantId,
             path: this.#walletPath(tenantId),

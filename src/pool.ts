@@ -34,6 +34,8 @@ export interface PoolTotals {
   evictions: number;
   revoked: number;
   workerCrashes: number;
+  /** Key derivations started (wallet opens and tenant creations); a cache hit or a shared open derives nothing. */
+  keyDerivations: number;
 }
 
 /** A snapshot of the pool, cheap enough to poll. */
@@ -51,6 +53,9 @@ export interface PoolStats {
 export interface Clock {
   now(): number;
 }
+
+/** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
+export const kWorkers = Symbol('tenant-pool.workers');
 
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -236,9 +241,9 @@ export class TenantPool implements AsyncDisposable {
       workers: perWorker,
       totals: {
         ...this.#totals,
-        released: this.#totals.released,
         walletOpens: this.#wallets.counters.walletOpens,
         walletCloses: this.#wallets.counters.walletCloses,
+        keyDerivations: this.#wallets.counters.keyDerivations,
         workerCrashes: this.#workers.reduce((sum, w) => sum + w.crashes, 0),
       },
     };
@@ -284,6 +289,11 @@ export class TenantPool implements AsyncDisposable {
     this.#totals.released++;
     if (!this.#isClosed) this.#wallets.release(session);
     if (this.#live.size === 0) this.#onDrained?.();
+  }
+
+  /** @internal For tests and the bench: the worker slots. Not part of the public API. */
+  get [kWorkers](): readonly WorkerSlot[] {
+    return this.#workers;
   }
 
   /** @internal Called by a worker slot when its worker died. */

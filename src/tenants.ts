@@ -134,6 +134,7 @@ export class Tenants {
       const secret = passphrase === undefined ? randomBytes(32) : null;
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
       const path = ctx.walletPath(tenantId);
+      ctx.wallets.counters.keyDerivations++;
       const { verifier } = await worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' });
       const record: TenantRecord = {
         tenantId,

@@ -1,0 +1,73 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DEFAULTS, resolveOptions } from '../src/config.js';
+import { TenantPoolError } from '../src/errors.js';
+import { tempDir } from './helpers.js';
+
+function configError(fn: () => unknown): TenantPoolError {
+  try {
+    fn();
+  } catch (error) {
+    assert.instance(error, TenantPoolError);
+    assert.is((error as TenantPoolError).code, 'ERR_INVALID_CONFIG');
+    return error as TenantPoolError;
+  }
+  throw new Error('expected ERR_INVALID_CONFIG');
+}
+
+test('defaults apply and the input is not mutated', () => {
+  const input = Object.freeze({ capacity: 50 });
+  const options = resolveOptions(input, {});
+  assert.is(options.capacity, 50);
+  assert.is(options.acquireTimeoutMs, DEFAULTS.acquireTimeoutMs);
+  assert.equal(options.weights, { wallet: 4, session: 1 });
+  assert.is(options.walletIdleTtlMs, 30_000);
+  assert.is(options.maxSessionsPerTenant, Infinity);
+  assert.ok(Object.isFrozen(options));
+});
+
+test('zero stays zero (no `||` defaults)', () => {
+  const options = resolveOptions({ walletIdleTtlMs: 0, leakWarningMs: 0, acquireTimeoutMs: 0 }, {});
+  assert.is(options.walletIdleTtlMs, 0);
+  assert.is(options.leakWarningMs, 0);
+  assert.is(options.acquireTimeoutMs, 0);
+});
+
+test('unknown keys, wrong types and out-of-range values name the key', () => {
+  assert.match(configError(() => resolveOptions({ capacty: 1 } as never, {})).message, 'capacty');
+  assert.match(configError(() => resolveOptions({ capacity: -1 }, {})).message, '`capacity`');
+  assert.match(configError(() => resolveOptions({ capacity: '10' as never }, {})).message, '`capacity`');
+  assert.match(configError(() => resolveOptions({ kdf: 'md5' as never }, {})).message, '`kdf`');
+  assert.match(configError(() => resolveOptions({ weights: { wallet: 4, sesion: 1 } as never }, {})).message, 'weights.sesion');
+  assert.match(configError(() => resolveOptions({ workers: 0 }, {})).message, '`workers`');
+  assert.match(configError(() => resolveOptions({ tenantLimit: 'drop' as never }, {})).message, '`tenantLimit`');
+});
+
+test('a config file is read, overridden by options, and its paths resolve against its folder', () => {
+  const dir = tempDir();
+  const file = join(dir, 'pool.json');
+  writeFileSync(file, JSON.stringify({ $schema: './tenant-pool.schema.json', capacity: 20, dataDir: 'data', acquireTimeoutMs: 5 }));
+  const options = resolveOptions({ configFile: file, acquireTimeoutMs: 7 }, {});
+  assert.is(options.capacity, 20);
+  assert.is(options.acquireTimeoutMs, 7);
+  assert.is(options.dataDir, join(dir, 'data'));
+  const fromEnv = resolveOptions({}, { TENANT_POOL_CONFIG: file });
+  assert.is(fromEnv.capacity, 20);
+});
+
+test('a broken, unreadable or wrong config file is refused naming the file', () => {
+  const dir = tempDir();
+  const broken = join(dir, 'broken.json');
+  writeFileSync(broken, '{ "capacity": ');
+  assert.match(configError(() => resolveOptions({ configFile: broken }, {})).message, broken);
+  assert.match(configError(() => resolveOptions({ configFile: join(dir, 'missing.json') }, {})).message, 'missing.json');
+  const typo = join(dir, 'typo.json');
+  writeFileSync(typo, JSON.stringify({ maxQeue: 3 }));
+  const error = configError(() => resolveOptions({ configFile: typo }, {}));
+  assert.match(error.message, 'maxQeue');
+  assert.match(error.message, typo);
+});
+
+test.run();

@@ -1,0 +1,62 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as assert from 'uvu/assert';
+import type { PoolOptions } from '../src/config.js';
+import { TenantPool } from '../src/pool.js';
+
+/** A fresh data folder under the OS temp dir; remove it with `rmSync(dir, { recursive: true })`. */
+export function tempDir(prefix = 'tp-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function rootKey(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** Opens a small pool on its own data folder. Two workers unless told otherwise. */
+export async function openPool(options: PoolOptions = {}): Promise<TenantPool> {
+  return TenantPool.open({ dataDir: tempDir(), rootKey: rootKey(), workers: 2, ...options });
+}
+
+/** Closes the pool and removes its data folder. */
+export async function disposePool(pool: TenantPool): Promise<void> {
+  await pool.close();
+  rmSync(pool.options.dataDir, { recursive: true, force: true });
+}
+
+/** Asserts the promise rejects with a `TenantPoolError` of `code`; returns the error. */
+export async function rejectsWith(promise: Promise<unknown>, code: string, what = code): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    assert.is(e.code, code, `${what}: expected ${code}, got ${String(e.code)} (${e.message})`);
+    assert.is(e.name, 'TenantPoolError', `${what}: error name`);
+    return e;
+  }
+  assert.unreachable(`${what}: expected a rejection with ${code}`);
+  throw new Error('unreachable');
+}
+
+/** Every file below `dir`, recursively. */
+export function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesUnder(path));
+    else out.push(path);
+  }
+  return out;
+}
+
+/** Files under `dir` whose bytes contain `marker` (as UTF-8). */
+export function filesContaining(dir: string, marker: string): string[] {
+  const needle = Buffer.from(marker, 'utf8');
+  return filesUnder(dir).filter((file) => readFileSync(file).includes(needle));
+}
+
+export function modeOf(path: string): number {
+  return statSync(path).mode & 0o777;
+}
