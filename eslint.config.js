@@ -21,5 +21,10 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: builtinModules.filter((m) => !m.startsWith('_')).map((name) => ({ name, message: `Import 'node:${name}' instead.` })) }],
     },
   },
+  {
+    // Public methods must reject, never throw synchronously, on bad input.
+    files: ['src/**/*.ts', 'workers/**/*.ts'],
+    rules: { '@typescript-eslint/promise-function-async': ['error', { checkArrowFunctions: false }] },
+  },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
 );

@@ -208,7 +208,7 @@ export class WalletManager {
   }
 
   /** Waits until no open, close or delete of the tenant is under way, then runs `fn` inside its critical section. */
-  exclusive<T>(tenantId: string, fn: () => Promise<T> | T): Promise<T> {
+  async exclusive<T>(tenantId: string, fn: () => Promise<T> | T): Promise<T> {
     return this.#mutex(tenantId)
       .runExclusive(fn)
       .finally(() => this.#dropMutexIfIdle(tenantId));

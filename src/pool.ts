@@ -162,7 +162,7 @@ export class TenantPool implements AsyncDisposable {
   }
 
   /** Waits for `opening` until the deadline or the signal; a session that arrives too late is released at once. */
-  #settleBy(opening: Promise<Session>, timeoutMs: number, signal: AbortSignal | undefined): Promise<Session> {
+  async #settleBy(opening: Promise<Session>, timeoutMs: number, signal: AbortSignal | undefined): Promise<Session> {
     return new Promise<Session>((resolve, reject) => {
       let isSettled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -253,7 +253,7 @@ export class TenantPool implements AsyncDisposable {
    * Stops admitting, waits up to `timeoutMs` for live sessions to be released, revokes the rest,
    * closes every wallet and stops the workers. Idempotent.
    */
-  close(options: { timeoutMs?: number } = {}): Promise<void> {
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
     this.#closed ??= this.#close(options.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
     return this.#closed;
   }

@@ -73,7 +73,7 @@ class Records implements SessionRecords {
     return rows.map(parseRecord);
   }
 
-  delete(category: string, id: string): Promise<boolean> {
+  async delete(category: string, id: string): Promise<boolean> {
     return this.#session.call('recordsDelete', checkName(category, 'category'), checkName(id, 'id'));
   }
 }
@@ -92,11 +92,11 @@ class Keys implements SessionKeys {
     return key;
   }
 
-  sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
+  async sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
     return this.#session.call('keysSign', checkName(kid, 'kid'), checkBytes(data, 'data'));
   }
 
-  verify(publicKey: string, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  async verify(publicKey: string, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
     this.#session.assertUsable();
     checkName(publicKey, 'publicKey');
     return this.#session.entry.worker.call('keysVerify', publicKey, checkBytes(data, 'data'), checkBytes(signature, 'signature'));
@@ -155,7 +155,7 @@ export class Session implements TenantSession {
     this.host.release(this);
   }
 
-  release(): Promise<void> {
+  async release(): Promise<void> {
     if (this.#endedWith === null) {
       this.#endedWith = 'ERR_SESSION_RELEASED';
       this.host.release(this);
@@ -163,7 +163,7 @@ export class Session implements TenantSession {
     return Promise.resolve();
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     return this.release();
   }
 }

@@ -74,7 +74,7 @@ export class WorkerSlot {
   }
 
   /** Resolves once the worker has loaded and answers calls. */
-  ready(): Promise<void> {
+  async ready(): Promise<void> {
     return this.#ready;
   }
 
@@ -95,7 +95,7 @@ export class WorkerSlot {
     });
   }
 
-  #connect(): Promise<void> {
+  async #connect(): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     const task: LifelineTask = { port: port2 };
     let markReady!: () => void;

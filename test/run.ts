@@ -5,7 +5,6 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-// @ts-expect-error uvu/run ships no type declarations
 import { run } from 'uvu/run';
 
 const filters = process.argv.slice(2);
@@ -22,10 +21,10 @@ process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
   output += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
   if (output.length > 1_000_000) output = output.slice(-100_000);
   return write(chunk, ...rest);
-}) as typeof process.stdout.write;
+});
 
 const started = performance.now();
-await (run as (s: typeof suites, o: object) => Promise<void>)(suites, {});
+await run(suites, { bail: false });
 process.stdout.write = write;
 // eslint-disable-next-line no-control-regex
 const plain = output.replace(/\x1b\[[0-9;]*m/g, '');

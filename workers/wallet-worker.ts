@@ -84,7 +84,7 @@ function closeAll(): void {
   wallets.clear();
 }
 
-export default function lifeline({ port }: LifelineTask): Promise<void> {
+export default async function lifeline({ port }: LifelineTask): Promise<void> {
   return new Promise((resolve) => {
     const reply = (message: ReplyMessage): void => port.postMessage(message);
     port.on('message', (message: CallMessage | typeof SHUTDOWN) => {
