@@ -60,3 +60,15 @@ export function filesContaining(dir: string, marker: string): string[] {
 export function modeOf(path: string): number {
   return statSync(path).mode & 0o777;
 }
+
+/**
+ * Yields to the event loop until `condition()` holds: for state the pool reaches through its own
+ * promise chains (no timer involved). Fails after `turns` turns rather than hanging.
+ */
+export async function until(condition: () => boolean, what: string, turns = 10_000): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    if (condition()) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  assert.unreachable(`never reached: ${what}`);
+}

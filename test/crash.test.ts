@@ -1,0 +1,87 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { rankWorkers } from '../src/placement.js';
+import { kWorkers, TenantPool } from '../src/pool.js';
+import { disposePool, openPool, rejectsWith, rootKey, tempDir, until } from './helpers.js';
+
+/** The first tenant id of the form `prefix-N` whose first-choice worker (of 2) is `index`. */
+function idOnWorker(prefix: string, index: number): string {
+  for (let n = 0; ; n++) if (rankWorkers(`${prefix}-${n}`, 2)[0] === index) return `${prefix}-${n}`;
+}
+
+test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, other workers are untouched, its tenants reopen on a fresh worker', async () => {
+  const pool = await openPool({ workers: 2, walletIdleTtlMs: 60_000 });
+  try {
+    const warm = await pool.tenants.create({ tenantId: idOnWorker('warm', 0) });
+    const cold = await pool.tenants.create({ tenantId: idOnWorker('cold', 0), kdf: 'argon2i-mod' });
+    const cool = await pool.tenants.create({ tenantId: idOnWorker('cool', 0), kdf: 'argon2i-int' });
+    const other = await pool.tenants.create({ tenantId: idOnWorker('other', 1) });
+    const held = await pool.acquire(warm.tenantId);
+    await held.records.save('c', 'kept', { durable: true });
+    const bystander = await pool.acquire(other.tenantId);
+    assert.equal(pool.stats().workers.map((w) => w.tenants), [1, 1]);
+
+    // Two wallet opens are in flight on worker 0 (Argon2 takes hundreds of ms) when it dies.
+    const opening = [pool.acquire(cold.tenantId, { timeoutMs: 60_000 }), pool.acquire(cool.tenantId, { timeoutMs: 60_000 })];
+    await until(() => pool.stats().wallets.opening === 2, 'both opens sent to worker 0');
+    await pool[kWorkers][0]!.thread!.terminate();
+    for (const p of opening) await rejectsWith(p, 'ERR_WORKER_CRASHED');
+    await rejectsWith(held.records.get('c', 'kept'), 'ERR_WORKER_CRASHED', 'a session on the dead worker');
+    await held.release();
+
+    // The other worker's tenant saw nothing.
+    await bystander.records.save('c', 'fine', 1);
+    assert.is((await bystander.records.get('c', 'fine'))?.value, 1);
+    await bystander.release();
+
+    const st = pool.stats();
+    assert.is(st.totals.workerCrashes, 1);
+    assert.is(st.sessions, 0);
+    assert.is(st.wallets.opening, 0);
+    assert.equal(st.workers.map((w) => w.tenants), [0, 1], 'the dead worker’s wallets are gone, the idle one on worker 1 stays');
+
+    // The tenants of the dead worker open again on its replacement, with their data.
+    await pool[kWorkers][0]!.ready();
+    assert.ok(pool.stats().workers[0]!.alive);
+    assert.equal(await pool.withSession(warm.tenantId, async (s) => (await s.records.get('c', 'kept'))?.value), { durable: true });
+    await pool.withSession(cool.tenantId, (s) => s.records.save('c', 'x', 1));
+    assert.is(pool.stats().weightInUse, 4 * pool.stats().workers.reduce((n, w) => n + w.tenants, 0));
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('a save or delete whose promise resolved survives SIGKILL of the process', async () => {
+  const dataDir = tempDir();
+  const key = rootKey();
+  const setup = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  await setup.tenants.create({ tenantId: 'durable' });
+  await setup.close();
+
+  const child = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, 'fixtures', 'save-then-kill.ts'), dataDir, key, 'durable', '25'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.is(child.signal, 'SIGKILL', `child ended by SIGKILL (stderr: ${child.stderr})`);
+  const saved = child.stdout.split('\n').filter((l) => l.startsWith('saved ')).map((l) => l.slice(6));
+  assert.is(saved.length, 25);
+  assert.ok(child.stdout.includes('deleted'));
+
+  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  try {
+    await pool.withSession('durable', async (s) => {
+      for (const id of saved) {
+        const i = Number(id.slice(1));
+        assert.equal(await s.records.get('c', id), { category: 'c', id, value: { i, text: `value ${i}` }, tags: { parity: i % 2 === 0 ? 'even' : 'odd' } });
+      }
+      assert.is(await s.records.get('c', 'to-delete'), null);
+      assert.is((await s.records.find('c', { parity: 'even' })).length, 13);
+    });
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test.run();
