@@ -1,0 +1,154 @@
+/**
+ * tenant-pool benchmark.
+ *
+ *   npm run bench                       all scenarios
+ *   npm run bench -- --scenario NAME    one scenario (repeatable)
+ *   npm run bench -- --quick            small sizes
+ *   npm run bench -- --json FILE        also write the results to FILE
+ *
+ * Always writes bench/results/latest.json. Every figure of a run is measured in that run, so ratios
+ * between them hold even on a shared machine whose absolute speed drifts.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { TenantPool } from '../src/pool.js';
+import type { KdfMethod } from '../src/protocol.js';
+import { echoWorker, loopDelayMonitor, median, percentile, table } from './measure.js';
+
+const { values: args } = parseArgs({
+  options: {
+    scenario: { type: 'string', multiple: true },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const quick = args.quick === true;
+
+type Figures = Record<string, number | string>;
+interface Scenario {
+  name: string;
+  describe: string;
+  run(): Promise<Record<string, Figures>>;
+}
+
+async function withPool<T>(options: Parameters<typeof TenantPool.open>[0], fn: (pool: TenantPool) => Promise<T>): Promise<T> {
+  const dataDir = join(tmpdir(), `tp-bench-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const pool = await TenantPool.open({ dataDir, rootKey: randomBytes(32).toString('hex'), ...options });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const scenarios: Scenario[] = [
+  {
+    name: 'kdf-open',
+    describe: 'Cold wallet open (acquire of a closed wallet) per KDF method, median over several tenants',
+    async run() {
+      const out: Record<string, Figures> = {};
+      const perMethod = quick ? 3 : 7;
+      await withPool({ walletIdleTtlMs: 0, acquireTimeoutMs: 60_000 }, async (pool) => {
+        for (const kdf of ['raw', 'argon2i-int', 'argon2i-mod', 'argon2id'] as KdfMethod[]) {
+          const times: number[] = [];
+          for (let i = 0; i < perMethod; i++) {
+            const { tenantId } = await pool.tenants.create({ kdf });
+            const started = performance.now();
+            const session = await pool.acquire(tenantId);
+            times.push(performance.now() - started);
+            await session.release();
+          }
+          out[kdf] = { openMsMedian: round(median(times)), openMsMin: round(Math.min(...times)), openMsMax: round(Math.max(...times)), samples: times.length };
+        }
+      });
+      return out;
+    },
+  },
+  {
+    name: 'call-latency',
+    describe: 'records.get and keys.sign through a warm session, one at a time, against a bare postMessage echo to a worker',
+    async run() {
+      const rounds = quick ? 2_000 : 20_000;
+      const echo = await echoWorker();
+      const out: Record<string, Figures> = {};
+      try {
+        const echoTimes = await sample(rounds, () => echo.roundTrip(1));
+        out['bare echo'] = latencyFigures(echoTimes);
+        await withPool({ workers: 2 }, async (pool) => {
+          const { tenantId } = await pool.tenants.create();
+          await pool.withSession(tenantId, async (s) => {
+            await s.records.save('bench', 'r', { hello: 'world', n: 42 }, { kind: 'bench' });
+            const { kid } = await s.keys.create();
+            const data = randomBytes(64);
+            out['records.get'] = latencyFigures(await sample(rounds, () => s.records.get('bench', 'r')));
+            out['keys.sign'] = latencyFigures(await sample(rounds, () => s.keys.sign(kid, data)));
+          });
+        });
+      } finally {
+        await echo.close();
+      }
+      for (const name of ['records.get', 'keys.sign']) {
+        const f = out[name]!;
+        f['p50VsEcho'] = round(Number(f['p50Us']) / Number(out['bare echo']!['p50Us']));
+      }
+      return out;
+    },
+  },
+  {
+    name: 'loop-delay',
+    describe: 'Main event-loop delay while four argon2i-mod wallets open at once (derivation runs on the workers)',
+    async run() {
+      return withPool({ walletIdleTtlMs: 0, acquireTimeoutMs: 60_000 }, async (pool) => {
+        const tenants = [];
+        for (let i = 0; i < 4; i++) tenants.push((await pool.tenants.create({ kdf: 'argon2i-mod' })).tenantId);
+        const monitor = loopDelayMonitor();
+        const started = performance.now();
+        const sessions = await Promise.all(tenants.map((id) => pool.acquire(id)));
+        const totalMs = performance.now() - started;
+        const delay = monitor.stop();
+        await Promise.all(sessions.map((s) => s.release()));
+        return { 'four argon2i-mod opens': { totalMs: round(totalMs), loopDelayMaxMs: round(delay.maxMs), loopDelayP99Ms: round(delay.p99Ms), ticks: delay.samples } };
+      });
+    },
+  },
+];
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+async function sample(rounds: number, fn: () => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < Math.min(1000, rounds / 10); i++) await fn(); // warm-up: JIT and caches
+  const times = new Array<number>(rounds);
+  for (let i = 0; i < rounds; i++) {
+    const t = performance.now();
+    await fn();
+    times[i] = performance.now() - t;
+  }
+  return times;
+}
+
+function latencyFigures(times: number[]): Figures {
+  return { p50Us: round(percentile(times, 50) * 1000), p99Us: round(percentile(times, 99) * 1000), opsPerSec: Math.round(times.length / (times.reduce((a, b) => a + b, 0) / 1000)) };
+}
+
+const chosen = args.scenario === undefined ? scenarios : scenarios.filter((s) => args.scenario!.includes(s.name));
+if (chosen.length === 0) {
+  console.error(`No such scenario. Known: ${scenarios.map((s) => s.name).join(', ')}`);
+  process.exit(2);
+}
+const results: Record<string, Record<string, Figures>> = {};
+console.log(`tenant-pool bench — ${availableParallelism()} cores, Node ${process.version}${quick ? ', quick' : ''}\n`);
+for (const scenario of chosen) {
+  console.log(`## ${scenario.name}: ${scenario.describe}`);
+  results[scenario.name] = await scenario.run();
+  console.log(table(results[scenario.name]!));
+}
+const report = { date: new Date().toISOString(), node: process.version, cores: availableParallelism(), quick, scenarios: results };
+mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+writeFileSync(join(import.meta.dirname, 'results', 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+if (args.json !== undefined) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
