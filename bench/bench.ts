@@ -93,7 +93,7 @@ const scenarios: Scenario[] = [
       }
       for (const name of ['records.get', 'keys.sign']) {
         const f = out[name]!;
-        f['p50VsEcho'] = round(Number(f['p50Us']) / Number(out['bare echo']!['p50Us']));
+        f['p50VsEcho'] = round(Number(f['p50Us']) / Number(out['bare echo']['p50Us']));
       }
       return out;
     },
