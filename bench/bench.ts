@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { TenantPool } from '../src/pool.js';
 import type { KdfMethod } from '../src/protocol.js';
+import { Wallet } from '../workers/wallet.js';
 import { echoWorker, loopDelayMonitor, median, percentile, table } from './measure.js';
 
 const { values: args } = parseArgs({
@@ -96,6 +97,39 @@ const scenarios: Scenario[] = [
         f['p50VsEcho'] = round(Number(f['p50Us']) / Number(out['bare echo']['p50Us']));
       }
       return out;
+    },
+  },
+  {
+    name: 'find-100k',
+    describe: 'records.find on a wallet of 100,000 records (3 tags each), SQL cost on the wallet itself',
+    async run() {
+      const count = quick ? 20_000 : 100_000;
+      const dir = join(tmpdir(), `tp-bench-find-${process.pid}`);
+      mkdirSync(dir, { recursive: true });
+      const key = randomBytes(32);
+      const path = join(dir, 'w.sqlite');
+      Wallet.create(path, key);
+      const wallet = Wallet.open(path, key);
+      try {
+        const started = performance.now();
+        wallet.batch(() => {
+          for (let i = 0; i < count; i++) wallet.save('cred', `id${i}`, JSON.stringify({ i, name: `record ${i}` }), { bucket: String(i % 1000), serial: `s${i}`, type: 'degree' });
+        });
+        const out: Record<string, Figures> = { [`insert ${count} (one transaction)`]: { totalMs: round(performance.now() - started) } };
+        const cases: Record<string, Record<string, string>> = {
+          'rare tag (1 match)': { serial: `s${Math.floor(count / 2)}` },
+          [`bucket tag (${count / 1000} matches)`]: { bucket: '7' },
+          'common + rare tag (1 match)': { type: 'degree', serial: 's5' },
+        };
+        for (const [name, tags] of Object.entries(cases)) {
+          const times = await sample(quick ? 200 : 1000, async () => wallet.find('cred', tags, -1));
+          out[name] = { p50Us: round(percentile(times, 50) * 1000), p99Us: round(percentile(times, 99) * 1000), matches: wallet.find('cred', tags, -1).length };
+        }
+        return out;
+      } finally {
+        wallet.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   },
   {

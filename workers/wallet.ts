@@ -33,14 +33,17 @@ CREATE TABLE records (
   tags TEXT NOT NULL,
   UNIQUE (category, id)
 );
+-- Records of a category in insertion order: find() without tags walks this.
+CREATE INDEX records_by_category ON records (category);
 CREATE TABLE tags (
   rid INTEGER NOT NULL REFERENCES records (rid) ON DELETE CASCADE,
+  category TEXT NOT NULL,
   name TEXT NOT NULL,
   value TEXT NOT NULL,
   PRIMARY KEY (rid, name)
 ) WITHOUT ROWID;
--- find() walks this index: (name, value) equality gives the matching rids in order.
-CREATE INDEX tags_by_value ON tags (name, value, rid);
+-- find() drives from this index: one (category, name, value) gives its matching rids in order.
+CREATE INDEX tags_by_value ON tags (category, name, value, rid);
 CREATE TABLE keys (
   kid TEXT PRIMARY KEY,
   public_key BLOB NOT NULL,
@@ -53,6 +56,8 @@ PRAGMA user_version = 1;
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const WRAP_NONCE_BYTES = 12;
 const WRAP_TAG_BYTES = 16;
+/** find() counts a tag's matches only up to this, to pick the rarest tag cheaply. */
+const TAG_COUNT_CAP = 1000;
 /** Most signing keys kept as ready KeyObjects per wallet; beyond this they are unwrapped per call. */
 const KEY_CACHE_LIMIT = 256;
 
@@ -95,6 +100,7 @@ export class Wallet {
   readonly #save: Stmt;
   readonly #deleteTags: Stmt;
   readonly #insertTag: Stmt;
+  readonly #countTag: Stmt;
   readonly #get: Stmt;
   readonly #delete: Stmt;
   readonly #findAll: Stmt;
@@ -111,7 +117,8 @@ export class Wallet {
        ON CONFLICT (category, id) DO UPDATE SET value = excluded.value, tags = excluded.tags RETURNING rid`,
     );
     this.#deleteTags = db.prepare('DELETE FROM tags WHERE rid = ?');
-    this.#insertTag = db.prepare('INSERT INTO tags (rid, name, value) VALUES (?, ?, ?)');
+    this.#insertTag = db.prepare('INSERT INTO tags (rid, category, name, value) VALUES (?, ?, ?, ?)');
+    this.#countTag = db.prepare(`SELECT count(*) AS n FROM (SELECT 1 FROM tags WHERE category = ? AND name = ? AND value = ? LIMIT ${TAG_COUNT_CAP})`).pluck();
     this.#get = db.prepare('SELECT category, id, value, tags FROM records WHERE category = ? AND id = ?');
     this.#delete = db.prepare('DELETE FROM records WHERE category = ? AND id = ?');
     this.#findAll = db.prepare('SELECT category, id, value, tags FROM records WHERE category = ? ORDER BY rid LIMIT ?');
@@ -121,7 +128,7 @@ export class Wallet {
       const tagsJson = JSON.stringify(tags);
       const row = this.#save.get(category, id, valueJson, tagsJson) as { rid: number };
       this.#deleteTags.run(row.rid);
-      for (const [name, value] of Object.entries(tags)) this.#insertTag.run(row.rid, name, value);
+      for (const [name, value] of Object.entries(tags)) this.#insertTag.run(row.rid, category, name, value);
     });
   }
 
@@ -169,16 +176,47 @@ export class Wallet {
     return (this.#get.get(category, id) as RawRecord | undefined) ?? null;
   }
 
+  /**
+   * Records of `category` carrying every given tag, oldest first. The scan is driven by the rarest
+   * tag (counted up to a cap through the index), and each other tag is checked by primary key, so a
+   * rare tag is fast however common the others are.
+   */
   find(category: string, tags: Record<string, string>, limit: number): RawRecord[] {
-    const entries = Object.entries(tags);
+    let entries = Object.entries(tags);
     if (entries.length === 0) return this.#findAll.all(category, limit) as RawRecord[];
-    let stmt = this.#findByTagCount.get(entries.length);
-    if (stmt === undefined) {
-      const clauses = entries.map(() => 'rid IN (SELECT rid FROM tags WHERE name = ? AND value = ?)').join(' AND ');
-      stmt = this.#db.prepare(`SELECT category, id, value, tags FROM records WHERE category = ? AND ${clauses} ORDER BY rid LIMIT ?`);
-      this.#findByTagCount.set(entries.length, stmt);
+    if (entries.length > 1) {
+      const counted = entries.map((entry) => ({ entry, n: this.#countTag.get(category, entry[0], entry[1]) as number }));
+      counted.sort((a, b) => a.n - b.n);
+      if (counted[0]!.n === 0) return [];
+      entries = counted.map((c) => c.entry);
     }
-    return stmt.all(category, ...entries.flat(), limit) as RawRecord[];
+    return this.#findByTags(entries.length).all(category, ...entries.flat(), limit) as RawRecord[];
+  }
+
+  #findByTags(tagCount: number): Stmt {
+    let stmt = this.#findByTagCount.get(tagCount);
+    if (stmt === undefined) {
+      const others = ' AND EXISTS (SELECT 1 FROM tags t WHERE t.rid = t0.rid AND t.name = ? AND t.value = ?)'.repeat(tagCount - 1);
+      // CROSS JOIN keeps t0 (the rarest tag) as the outer loop; its index yields rids in order, so no sort.
+      stmt = this.#db.prepare(
+        `SELECT r.category, r.id, r.value, r.tags FROM tags t0 CROSS JOIN records r ON r.rid = t0.rid
+         WHERE t0.category = ? AND t0.name = ? AND t0.value = ?${others} ORDER BY t0.rid LIMIT ?`,
+      );
+      this.#findByTagCount.set(tagCount, stmt);
+    }
+    return stmt;
+  }
+
+  /** SQLite's plan for find() with this many tags (0 = none), for tests that check the indexes are used. */
+  findPlan(tagCount: number): string[] {
+    const sql = tagCount === 0 ? this.#findAll.source : this.#findByTags(tagCount).source;
+    const params = Array.from({ length: 2 + 2 * tagCount }, () => 'x');
+    return (this.#db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
+  }
+
+  /** Runs `fn` in one transaction: many saves commit (and sync) once. */
+  batch<T>(fn: () => T): T {
+    return this.#db.transaction(fn)();
   }
 
   delete(category: string, id: string): boolean {
