@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { disposePool, openPool, rejectsWith } from './helpers.js';
+import { disposePool, openPool, rejectsWith, until } from './helpers.js';
 
 test('concurrent first sessions share one open: one key derivation, one wallet', async () => {
   const pool = await openPool({ walletIdleTtlMs: 0 });
@@ -70,6 +70,24 @@ test('withSession releases when fn throws; await using releases at scope end', a
       assert.is(pool.stats().sessions, 1);
     }
     assert.is(pool.stats().sessions, 0);
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('a key derivation does not stall the worker: a warm tenant on the same worker is served while it runs', async () => {
+  const pool = await openPool({ workers: 1, walletIdleTtlMs: 60_000 });
+  try {
+    const warm = await pool.tenants.create();
+    const cold = await pool.tenants.create({ kdf: 'argon2i-mod' });
+    const session = await pool.acquire(warm.tenantId);
+    await session.records.save('c', 'r', 'v');
+    const opening = pool.acquire(cold.tenantId, { timeoutMs: 60_000 });
+    await until(() => pool.stats().wallets.opening === 1, 'the open was sent');
+    for (let i = 0; i < 20; i++) assert.is((await session.records.get('c', 'r'))?.value, 'v');
+    assert.is(pool.stats().wallets.opening, 1, 'twenty calls answered while the Argon2 derivation still runs');
+    await (await opening).release();
+    await session.release();
   } finally {
     await disposePool(pool);
   }
