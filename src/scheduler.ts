@@ -1,0 +1,358 @@
+/**
+ * Weighted admission: the pure core of the pool. No timers, no I/O; the caller passes `now` and
+ * carries out the effects `drain()` returns. So it is tested synchronously, and its invariants with
+ * property tests.
+ *
+ * The weight model: a wallet held open (opening, open, idle or closing) holds its wallet weight; each
+ * session holds its session weight; `weightInUse <= capacity` always. Waiters that do not fit wait
+ * in arrival order (a waiter that does not fit blocks those behind it, so none starves); when the
+ * head does not fit, idle wallets are closed least recently used first. A waiter held back only by
+ * its own tenant's session limit is parked with its tenant and delays no one else.
+ *
+ * Every operation is O(log n) in the number of waiters, or O(1).
+ */
+import { IndexedHeap } from './heap.js';
+
+export interface Weights {
+  readonly wallet: number;
+  readonly session: number;
+}
+
+export interface SchedulerOptions {
+  capacity: number;
+  maxQueue: number;
+  tenantLimit: 'queue' | 'reject';
+  /** Idle wallets close this long after their last session; Infinity never, 0 at once. */
+  walletIdleTtlMs: number;
+}
+
+export interface AcquireRequest {
+  tenantId: string;
+  /** The tenant's weights now; a wallet keeps the weights it was opened with. */
+  weights: Weights;
+  /** The tenant's session limit now (Infinity for none). */
+  maxSessions: number;
+  /** Absolute time by which the waiter must be admitted; Infinity for never. */
+  deadline: number;
+}
+
+/** A session's hold on capacity. Hand it back with `release()` exactly once. */
+export interface Grant {
+  readonly tenantId: string;
+  readonly sessionWeight: number;
+}
+
+export type WaiterState = 'parked' | 'eligible' | 'granted' | 'expired' | 'cancelled';
+
+export interface Waiter {
+  readonly seq: number;
+  readonly tenantId: string;
+  readonly deadline: number;
+  readonly weights: Weights;
+  state: WaiterState;
+  /** Set when granted. */
+  grant: Grant | undefined;
+  /** Position in the eligible queue or its tenant's parked queue. */
+  queueIndex: number;
+  /** Position in the deadline heap. */
+  deadlineIndex: number;
+}
+
+export type AcquireResult =
+  | { kind: 'granted'; grant: Grant }
+  | { kind: 'queued'; waiter: Waiter }
+  | { kind: 'rejected'; code: 'ERR_QUEUE_FULL' | 'ERR_TENANT_LIMIT' | 'ERR_INVALID_ARGUMENT'; message: string };
+
+export type CloseReason = 'idle' | 'capacity';
+
+/** What the caller must do after a change: settle these waiters, close these wallets. */
+export interface Effects {
+  granted: Waiter[];
+  expired: Waiter[];
+  close: Array<{ tenantId: string; reason: CloseReason }>;
+}
+
+interface Slot {
+  readonly tenantId: string;
+  sessions: number;
+  /** Weight held for the tenant's current wallet (0: none). */
+  walletWeight: number;
+  /** Weight held for a wallet of this tenant that is being closed, until `closeDone()`. */
+  closingWeight: number;
+  /** The current wallet is gone (crash, failed open) while sessions still hold it: free its weight when they end. */
+  isWalletGone: boolean;
+  /** Time the wallet went idle; meaningful while it is in the idle list. */
+  idleSince: number;
+  /** Waiters of this tenant in the eligible queue. */
+  eligible: number;
+  /** Waiters of this tenant held back by its session limit, in arrival order. */
+  readonly parked: IndexedHeap<'queueIndex', Waiter>;
+  limit: number;
+}
+
+const bySeq = (a: Waiter, b: Waiter): boolean => a.seq < b.seq;
+const byDeadline = (a: Waiter, b: Waiter): boolean => a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq);
+
+export class Scheduler {
+  readonly capacity: number;
+  readonly #maxQueue: number;
+  readonly #rejectOverLimit: boolean;
+  readonly #idleTtlMs: number;
+  readonly #slots = new Map<string, Slot>();
+  /** Tenants whose wallet is open with no session, least recently used first (Map keeps insertion order). */
+  readonly #idle = new Map<string, Slot>();
+  readonly #eligible = new IndexedHeap<'queueIndex', Waiter>('queueIndex', bySeq);
+  readonly #deadlines = new IndexedHeap<'deadlineIndex', Waiter>('deadlineIndex', byDeadline);
+  #seq = 0;
+  #weightInUse = 0;
+  #closingWeight = 0;
+  #sessions = 0;
+  #queued = 0;
+
+  constructor(options: SchedulerOptions) {
+    this.capacity = options.capacity;
+    this.#maxQueue = options.maxQueue;
+    this.#rejectOverLimit = options.tenantLimit === 'reject';
+    this.#idleTtlMs = options.walletIdleTtlMs;
+  }
+
+  get weightInUse(): number {
+    return this.#weightInUse;
+  }
+
+  /** Waiters waiting, eligible and parked. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  get sessions(): number {
+    return this.#sessions;
+  }
+
+  /** Wallets held open with no session (cached), not counting those being closed. */
+  get idleWallets(): number {
+    return this.#idle.size;
+  }
+
+  /** Tenants known to the scheduler (holding weight or waiting). */
+  get tenantCount(): number {
+    return this.#slots.size;
+  }
+
+  /** The weight a new session of the tenant would need now. */
+  need(tenantId: string, weights: Weights): number {
+    const slot = this.#slots.get(tenantId);
+    return (slot !== undefined && slot.walletWeight > 0 ? 0 : weights.wallet) + weights.session;
+  }
+
+  /**
+   * Asks for a session. Granted at once only if nothing is queued ahead and it fits; otherwise queued
+   * (call `drain()` next: it may evict for it), or rejected.
+   */
+  acquire(request: AcquireRequest): AcquireResult {
+    const { weights } = request;
+    if (weights.wallet + weights.session > this.capacity) {
+      return { kind: 'rejected', code: 'ERR_INVALID_ARGUMENT', message: `tenant ${request.tenantId} weighs ${weights.wallet + weights.session}, more than the pool's capacity ${this.capacity}` };
+    }
+    const slot = this.#slot(request.tenantId);
+    slot.limit = request.maxSessions;
+    const isOverLimit = slot.sessions + slot.eligible >= slot.limit;
+    if (isOverLimit && this.#rejectOverLimit) {
+      this.#dropIfUnused(slot);
+      return { kind: 'rejected', code: 'ERR_TENANT_LIMIT', message: `tenant ${request.tenantId} already has ${slot.sessions} of its ${slot.limit} sessions` };
+    }
+    if (!isOverLimit && this.#eligible.size === 0 && this.#weightInUse + this.need(request.tenantId, weights) <= this.capacity) {
+      return { kind: 'granted', grant: this.#grantTo(slot, weights) };
+    }
+    if (this.#queued >= this.#maxQueue) {
+      this.#dropIfUnused(slot);
+      return { kind: 'rejected', code: 'ERR_QUEUE_FULL', message: `${this.#queued} acquires are already waiting (maxQueue ${this.#maxQueue})` };
+    }
+    const waiter: Waiter = { seq: this.#seq++, tenantId: request.tenantId, deadline: request.deadline, weights, state: 'parked', grant: undefined, queueIndex: -1, deadlineIndex: -1 };
+    this.#queued++;
+    if (Number.isFinite(waiter.deadline)) this.#deadlines.push(waiter);
+    if (isOverLimit) {
+      slot.parked.push(waiter);
+    } else {
+      waiter.state = 'eligible';
+      slot.eligible++;
+      this.#eligible.push(waiter);
+    }
+    return { kind: 'queued', waiter };
+  }
+
+  /** Takes a waiting waiter out (its signal aborted). Returns false if it was no longer waiting. */
+  cancel(waiter: Waiter): boolean {
+    if (waiter.state !== 'eligible' && waiter.state !== 'parked') return false;
+    this.#unqueue(waiter, 'cancelled');
+    return true;
+  }
+
+  /** A session ended: its weight returns; the wallet goes idle with its last session. */
+  release(grant: Grant, now: number): void {
+    const slot = this.#slots.get(grant.tenantId);
+    if (slot === undefined || slot.sessions === 0) throw new Error(`release of a grant the scheduler does not hold (${grant.tenantId})`);
+    slot.sessions--;
+    this.#sessions--;
+    this.#weightInUse -= grant.sessionWeight;
+    if (slot.sessions === 0 && slot.walletWeight > 0) {
+      if (slot.isWalletGone) this.#freeWallet(slot);
+      else {
+        slot.idleSince = now;
+        this.#idle.set(slot.tenantId, slot);
+      }
+    }
+    this.#unpark(slot);
+    this.#dropIfUnused(slot);
+  }
+
+  /** A wallet close that `drain()` asked for has finished (or failed: the wallet is gone either way). */
+  closeDone(tenantId: string): void {
+    const slot = this.#slots.get(tenantId);
+    if (slot === undefined || slot.closingWeight === 0) return;
+    this.#weightInUse -= slot.closingWeight;
+    this.#closingWeight -= slot.closingWeight;
+    slot.closingWeight = 0;
+    this.#dropIfUnused(slot);
+  }
+
+  /** The tenant's current wallet is gone without a close asked for here (worker crash, failed open, tenant deleted). */
+  walletLost(tenantId: string): void {
+    const slot = this.#slots.get(tenantId);
+    if (slot === undefined || slot.walletWeight === 0) return;
+    if (slot.sessions === 0) this.#freeWallet(slot);
+    else slot.isWalletGone = true;
+    this.#dropIfUnused(slot);
+  }
+
+  /** The tenant's wallet opened (again) for the sessions holding it. */
+  walletOpened(tenantId: string): void {
+    const slot = this.#slots.get(tenantId);
+    if (slot !== undefined) slot.isWalletGone = false;
+  }
+
+  /**
+   * Expires waiters past their deadline, closes wallets idle past their TTL, grants waiters in
+   * arrival order while they fit, and when the head does not fit, closes idle wallets (least
+   * recently used first) to make room for it.
+   */
+  drain(now: number): Effects {
+    const effects: Effects = { granted: [], expired: [], close: [] };
+    for (let top = this.#deadlines.peek(); top !== undefined && top.deadline <= now; top = this.#deadlines.peek()) {
+      this.#unqueue(top, 'expired');
+      effects.expired.push(top);
+    }
+    for (const slot of this.#idle.values()) {
+      if (slot.idleSince + this.#idleTtlMs > now) break;
+      this.#startClose(slot, 'idle', effects);
+    }
+    for (let head = this.#eligible.peek(); head !== undefined; head = this.#eligible.peek()) {
+      const slot = this.#slots.get(head.tenantId)!;
+      const need = this.need(head.tenantId, head.weights);
+      if (this.#weightInUse + need <= this.capacity) {
+        this.#unqueue(head, 'granted');
+        head.grant = this.#grantTo(slot, head.weights);
+        effects.granted.push(head);
+        continue;
+      }
+      // Room already coming from wallets being closed counts; evict only what is still missing.
+      let missing = this.#weightInUse + need - this.capacity - this.#closingWeight;
+      for (const idle of this.#idle.values()) {
+        if (missing <= 0) break;
+        if (idle === slot) continue;
+        missing -= idle.walletWeight;
+        this.#startClose(idle, 'capacity', effects);
+      }
+      break;
+    }
+    return effects;
+  }
+
+  /** When `drain()` next has something to do by time alone (a deadline or an idle TTL); Infinity if never. */
+  nextDeadline(): number {
+    const waiter = this.#deadlines.peek()?.deadline ?? Number.POSITIVE_INFINITY;
+    const oldestIdle = this.#idle.values().next().value;
+    const idle = oldestIdle === undefined ? Number.POSITIVE_INFINITY : oldestIdle.idleSince + this.#idleTtlMs;
+    return Math.min(waiter, idle);
+  }
+
+  #slot(tenantId: string): Slot {
+    let slot = this.#slots.get(tenantId);
+    if (slot === undefined) {
+      slot = {
+        tenantId,
+        sessions: 0,
+        walletWeight: 0,
+        closingWeight: 0,
+        isWalletGone: false,
+        idleSince: 0,
+        eligible: 0,
+        parked: new IndexedHeap<'queueIndex', Waiter>('queueIndex', bySeq),
+        limit: Number.POSITIVE_INFINITY,
+      };
+      this.#slots.set(tenantId, slot);
+    }
+    return slot;
+  }
+
+  #grantTo(slot: Slot, weights: Weights): Grant {
+    if (slot.walletWeight === 0) {
+      slot.walletWeight = weights.wallet;
+      slot.isWalletGone = false;
+      this.#weightInUse += weights.wallet;
+    }
+    this.#idle.delete(slot.tenantId);
+    slot.sessions++;
+    this.#sessions++;
+    this.#weightInUse += weights.session;
+    return { tenantId: slot.tenantId, sessionWeight: weights.session };
+  }
+
+  #unqueue(waiter: Waiter, state: 'granted' | 'expired' | 'cancelled'): void {
+    const slot = this.#slots.get(waiter.tenantId)!;
+    if (waiter.state === 'eligible') {
+      this.#eligible.remove(waiter);
+      slot.eligible--;
+    } else {
+      slot.parked.remove(waiter);
+    }
+    this.#deadlines.remove(waiter);
+    this.#queued--;
+    waiter.state = state;
+    if (state !== 'granted') {
+      this.#unpark(slot);
+      this.#dropIfUnused(slot);
+    }
+  }
+
+  /** Moves the tenant's parked waiters to the eligible queue while its limit allows. */
+  #unpark(slot: Slot): void {
+    while (slot.parked.size > 0 && slot.sessions + slot.eligible < slot.limit) {
+      const waiter = slot.parked.pop()!;
+      waiter.state = 'eligible';
+      slot.eligible++;
+      this.#eligible.push(waiter);
+    }
+  }
+
+  #startClose(slot: Slot, reason: CloseReason, effects: Effects): void {
+    this.#idle.delete(slot.tenantId);
+    slot.closingWeight += slot.walletWeight;
+    this.#closingWeight += slot.walletWeight;
+    slot.walletWeight = 0;
+    effects.close.push({ tenantId: slot.tenantId, reason });
+  }
+
+  #freeWallet(slot: Slot): void {
+    this.#idle.delete(slot.tenantId);
+    this.#weightInUse -= slot.walletWeight;
+    slot.walletWeight = 0;
+    slot.isWalletGone = false;
+  }
+
+  #dropIfUnused(slot: Slot): void {
+    if (slot.sessions === 0 && slot.walletWeight === 0 && slot.closingWeight === 0 && slot.eligible === 0 && slot.parked.size === 0) {
+      this.#slots.delete(slot.tenantId);
+    }
+  }
+}
