@@ -1,16 +1,21 @@
 /**
- * Per-tenant wallet state on the main thread: opening → open (sessions > 0) → idle (cached) →
- * closing → closed, plus crashed when the worker holding it dies.
+ * Per-tenant wallet state on the main thread: opening → open (with or without sessions) → closing →
+ * closed, plus crashed when the worker holding it dies. When a wallet closes is the scheduler's
+ * call (idle TTL, eviction); this file carries it out.
  *
  * Opens are single-flight: concurrent first sessions of a tenant wait on one per-tenant mutex, the
  * first derives the key and opens the wallet, the rest find it open. Opens, closes and deletes of a
- * tenant are serialised by the same mutex, so a close never races an open.
+ * tenant are serialised by the same mutex, so a close never races an open. Key derivations are
+ * capped pool-wide (`kdfConcurrency`): Argon2 is memory-bandwidth bound, and more at once than
+ * there are cores only makes each slower.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { Mutex } from 'async-mutex';
+import { Mutex, Semaphore } from 'async-mutex';
 import { poolError } from './errors.js';
 import { placeTenant } from './placement.js';
+import type { KdfMethod, WalletTimings } from './protocol.js';
 import type { TenantRecord } from './registry.js';
+import type { Grant } from './scheduler.js';
 import { Session, type SessionHost } from './session.js';
 import type { WorkerSlot } from './threads.js';
 
@@ -27,7 +32,6 @@ export class WalletEntry {
   readonly sessions = new Set<Session>();
   /** Keyed hash of the passphrase that opened it (passphrase tenants only): later acquires are checked against it without Argon2. */
   passCheck: Buffer | null = null;
-  idleTimer: NodeJS.Timeout | undefined;
 
   constructor(tenantId: string, worker: WorkerSlot) {
     this.tenantId = tenantId;
@@ -45,17 +49,20 @@ export interface WalletCounters {
 export interface WalletManagerOptions {
   workers: readonly WorkerSlot[];
   walletPath: (tenantId: string) => string;
-  walletIdleTtlMs: number;
+  kdfConcurrency: number;
   now: () => number;
+  /** A wallet opened (for the sessions already granted on it). */
+  onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
 }
 
 export class WalletManager {
   readonly #workers: readonly WorkerSlot[];
   readonly #walletPath: (tenantId: string) => string;
-  readonly #idleTtlMs: number;
   readonly #now: () => number;
+  readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   readonly #entries = new Map<string, WalletEntry>();
   readonly #mutexes = new Map<string, Mutex>();
+  readonly #derivations: Semaphore;
   /** Random per pool: passphrase checks are HMACs under it, so no passphrase is kept in memory. */
   readonly #passKey = randomBytes(32);
   readonly counters: WalletCounters = { walletOpens: 0, walletCloses: 0, keyDerivations: 0 };
@@ -63,8 +70,9 @@ export class WalletManager {
   constructor(options: WalletManagerOptions) {
     this.#workers = options.workers;
     this.#walletPath = options.walletPath;
-    this.#idleTtlMs = options.walletIdleTtlMs;
     this.#now = options.now;
+    this.#onOpened = options.onOpened;
+    this.#derivations = new Semaphore(options.kdfConcurrency);
   }
 
   /** Current entry of a tenant, if its wallet is opening, open or closing. */
@@ -76,11 +84,20 @@ export class WalletManager {
     return this.#entries.values();
   }
 
-  /** Wallets (opening, open or idle) held by each worker. */
+  /** Wallets (opening, open or closing) held by each worker. */
   loads(): number[] {
     const loads = this.#workers.map(() => 0);
     for (const entry of this.#entries.values()) loads[entry.worker.index]! += 1;
     return loads;
+  }
+
+  /**
+   * Runs a worker call that derives a key, within the pool-wide cap on concurrent derivations.
+   * `raw` costs microseconds and is not capped.
+   */
+  async derive<T>(kdf: KdfMethod, fn: () => Promise<T>): Promise<T> {
+    this.counters.keyDerivations++;
+    return kdf === 'raw' ? fn() : this.#derivations.runExclusive(fn);
   }
 
   #mutex(tenantId: string): Mutex {
@@ -101,85 +118,80 @@ export class WalletManager {
     return passphrase === undefined ? null : createHmac('sha256', this.#passKey).update(passphrase, 'utf8').digest();
   }
 
-  #admitTo(entry: WalletEntry, passphrase: string | undefined, host: SessionHost): Session {
+  #admitTo(entry: WalletEntry, passphrase: string | undefined, host: SessionHost, grant: Grant): Session {
     if (entry.passCheck !== null) {
       const check = this.#passCheck(passphrase);
       if (check === null || !timingSafeEqual(check, entry.passCheck)) {
         throw poolError('ERR_WALLET_KEY_INVALID', `the passphrase does not open the wallet of tenant ${entry.tenantId}`);
       }
     }
-    clearTimeout(entry.idleTimer);
-    entry.idleTimer = undefined;
-    const session = new Session(entry, host, this.#now());
+    const session = new Session(entry, host, grant, this.#now());
     entry.sessions.add(session);
     return session;
   }
 
   /**
-   * Gives a session on the tenant's wallet, opening it first if needed (once, however many ask at once).
-   * `isCurrent()` is asked inside the tenant's critical section: a tenant deleted meanwhile is not opened.
+   * Gives a session on the tenant's wallet under an admission grant, opening the wallet first if
+   * needed (once, however many ask at once). `isCurrent()` is asked inside the tenant's critical
+   * section: a tenant deleted meanwhile is not opened.
    */
-  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, isCurrent: () => boolean): Promise<Session> {
+  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, grant: Grant, isCurrent: () => boolean): Promise<Session> {
     const ready = this.#entries.get(tenant.tenantId);
-    if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host);
+    if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host, grant);
     const tenantId = tenant.tenantId;
-    try {
-      return await this.#mutex(tenantId).runExclusive(async () => {
-        if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
-        const current = this.#entries.get(tenantId);
-        if (current?.state === 'open') return this.#admitTo(current, passphrase, host);
-        const index = placeTenant(tenantId, this.loads());
-        const entry = new WalletEntry(tenantId, this.#workers[index]!);
-        this.#entries.set(tenantId, entry);
-        try {
-          this.counters.keyDerivations++;
-          await entry.worker.call('openWallet', {
+    return this.exclusive(tenantId, async () => {
+      if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
+      const current = this.#entries.get(tenantId);
+      if (current?.state === 'open') return this.#admitTo(current, passphrase, host, grant);
+      const index = placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive);
+      const entry = new WalletEntry(tenantId, this.#workers[index]!);
+      this.#entries.set(tenantId, entry);
+      let timings: WalletTimings;
+      try {
+        timings = await this.derive(tenant.kdf, async () =>
+          entry.worker.call('openWallet', {
             tenantId,
             path: this.#walletPath(tenantId),
             kdf: tenant.kdf,
             salt: tenant.salt,
             secret: tenant.secret ?? passphrase ?? '',
             verifier: tenant.verifier,
-          });
-        } catch (error) {
-          if (this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId);
-          entry.state = entry.state === 'crashed' ? 'crashed' : 'closed';
-          throw error;
-        }
-        // The worker may have died between its answer and now.
-        if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
-        entry.state = 'open';
-        entry.passCheck = tenant.secret === null ? this.#passCheck(passphrase) : null;
-        this.counters.walletOpens++;
-        return this.#admitTo(entry, passphrase, host);
-      });
-    } finally {
-      this.#dropMutexIfIdle(tenantId);
-    }
+          }),
+        );
+      } catch (error) {
+        if (this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId);
+        if (entry.state !== 'crashed') entry.state = 'closed';
+        throw error;
+      }
+      // The worker may have died between its answer and now.
+      if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
+      entry.state = 'open';
+      entry.passCheck = tenant.secret === null ? this.#passCheck(passphrase) : null;
+      this.counters.walletOpens++;
+      this.#onOpened(entry, timings);
+      return this.#admitTo(entry, passphrase, host, grant);
+    });
   }
 
-  /** Called when a session ends: the wallet goes idle when its last session does. */
+  /** A session ended. Whether its wallet then closes is the scheduler's decision. */
   release(session: Session): void {
-    const entry = session.entry;
-    if (!entry.sessions.delete(session) || entry.sessions.size > 0 || entry.state !== 'open') return;
-    if (this.#idleTtlMs === 0) {
-      void this.close(entry, 'idle');
-    } else if (Number.isFinite(this.#idleTtlMs)) {
-      entry.idleTimer = setTimeout(() => void this.close(entry, 'idle'), this.#idleTtlMs);
-      entry.idleTimer.unref();
-    }
+    session.entry.sessions.delete(session);
   }
 
-  /** Closes an entry's wallet if it is (still) open with no sessions. */
-  async close(entry: WalletEntry, reason: CloseReason): Promise<void> {
-    await this.exclusive(entry.tenantId, () => this.#closeLocked(entry, reason));
+  /**
+   * Closes the tenant's wallet if it is open and (for `idle`/`capacity`) has no session; resolves
+   * when closed or when there was nothing to close.
+   */
+  async close(tenantId: string, reason: CloseReason): Promise<void> {
+    await this.exclusive(tenantId, async () => {
+      const entry = this.#entries.get(tenantId);
+      if (entry !== undefined) await this.#closeLocked(entry, reason);
+    });
   }
 
   async #closeLocked(entry: WalletEntry, reason: CloseReason): Promise<void> {
     const force = reason === 'delete' || reason === 'close';
     if (entry.state !== 'open' || (!force && entry.sessions.size > 0)) return;
-    clearTimeout(entry.idleTimer);
-    entry.idleTimer = undefined;
     entry.state = 'closing';
     try {
       await entry.worker.call('closeWallet', entry.tenantId);
@@ -209,21 +221,25 @@ export class WalletManager {
 
   /** Waits until no open, close or delete of the tenant is under way, then runs `fn` inside its critical section. */
   async exclusive<T>(tenantId: string, fn: () => Promise<T> | T): Promise<T> {
-    return this.#mutex(tenantId)
-      .runExclusive(fn)
-      .finally(() => this.#dropMutexIfIdle(tenantId));
+    try {
+      return await this.#mutex(tenantId).runExclusive(fn);
+    } finally {
+      this.#dropMutexIfIdle(tenantId);
+    }
   }
 
-  /** The wallets on a dead worker are gone: their entries are dropped, their sessions' calls reject. */
-  workerCrashed(index: number): WalletEntry[] {
-    const lost: WalletEntry[] = [];
-    for (const entry of this.#entries.values()) {
+  /**
+   * The wallets on a dead worker are gone: their entries are dropped and their sessions' calls
+   * reject. Returns the tenants whose current wallet was lost (not those already being closed).
+   */
+  workerCrashed(index: number): string[] {
+    const lost: string[] = [];
+    for (const entry of [...this.#entries.values()]) {
       if (entry.worker.index !== index) continue;
-      clearTimeout(entry.idleTimer);
+      if (entry.state !== 'closing') lost.push(entry.tenantId);
       entry.state = 'crashed';
-      lost.push(entry);
+      this.#entries.delete(entry.tenantId);
     }
-    for (const entry of lost) this.#entries.delete(entry.tenantId);
     return lost;
   }
 }

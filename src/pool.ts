@@ -1,14 +1,17 @@
 /**
- * `TenantPool`: the facade host applications hold. It owns the registry, the worker slots and the
- * wallet lifecycle, and hands out sessions.
+ * `TenantPool`: the facade host applications hold. It owns the registry, the worker slots, the
+ * scheduler (weighted admission) and the wallet lifecycle, and drives the scheduler's effects:
+ * settling waiters, closing wallets, and one timer for the next deadline or idle expiry.
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './config.js';
+import { channels, publish } from './diagnostics.js';
 import { poolError, TenantPoolError } from './errors.js';
-import { WalletManager } from './lifecycle.js';
+import { WalletManager, type CloseReason } from './lifecycle.js';
 import { Registry, type TenantRecord } from './registry.js';
+import { Scheduler, type Grant, type Waiter, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
 import { WorkerSlot } from './threads.js';
@@ -18,7 +21,7 @@ import { checkOptionalObject, checkTenantId, invalid } from './validate.js';
 export interface AcquireOptions {
   /** Abort while waiting: the acquire rejects with `signal.reason` and holds nothing. */
   signal?: AbortSignal;
-  /** Overrides the pool's `acquireTimeoutMs` for this call. */
+  /** Overrides the pool's `acquireTimeoutMs` for this call; covers admission and wallet open together. */
   timeoutMs?: number;
   /** Required for passphrase tenants. */
   passphrase?: string;
@@ -49,7 +52,7 @@ export interface PoolStats {
   totals: PoolTotals;
 }
 
-/** The clock the pool reads; monotonic. */
+/** The clock the pool reads; monotonic, in milliseconds. */
 export interface Clock {
   now(): number;
 }
@@ -60,26 +63,56 @@ export const kWorkers = Symbol('tenant-pool.workers');
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
+interface LiveSession {
+  leakTimer?: NodeJS.Timeout;
+  revokeTimer?: NodeJS.Timeout;
+  /** Captured at acquire when leak warnings are on; V8 formats it only if read. */
+  origin?: Error;
+}
+
+interface PendingWaiter {
+  resolve(grant: Grant): void;
+  reject(error: Error): void;
+}
+
 export class TenantPool implements AsyncDisposable {
   /** Create, read, update and delete tenants. */
   readonly tenants: Tenants;
   readonly options: ResolvedOptions;
+  readonly #clock: Clock;
   readonly #registry: Registry;
   readonly #workers: WorkerSlot[];
   readonly #wallets: WalletManager;
-  readonly #live = new Set<Session>();
+  readonly #scheduler: Scheduler;
+  readonly #live = new Map<Session, LiveSession>();
+  readonly #pending = new Map<Waiter, PendingWaiter>();
   readonly #host: SessionHost;
   readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, evictions: 0, revoked: 0 };
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
   #isClosed = false;
   #closed: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
 
   private constructor(options: ResolvedOptions, registry: Registry, workers: WorkerSlot[], clock: Clock) {
     this.options = options;
+    this.#clock = clock;
     this.#registry = registry;
     this.#workers = workers;
+    this.#scheduler = new Scheduler({
+      capacity: options.capacity,
+      maxQueue: options.maxQueue,
+      tenantLimit: options.tenantLimit,
+      walletIdleTtlMs: options.walletIdleTtlMs,
+    });
     const walletPath = (tenantId: string): string => join(options.dataDir, 'wallets', `${checkTenantId(tenantId)}.sqlite`);
-    this.#wallets = new WalletManager({ workers, walletPath, walletIdleTtlMs: options.walletIdleTtlMs, now: () => clock.now() });
+    this.#wallets = new WalletManager({
+      workers,
+      walletPath,
+      kdfConcurrency: options.kdfConcurrency,
+      now: () => clock.now(),
+      onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
+    });
     this.#host = {
       maxValueBytes: options.maxValueBytes,
       release: (session) => this.#release(session),
@@ -92,11 +125,14 @@ export class TenantPool implements AsyncDisposable {
       wallets: this.#wallets,
       workers,
       defaultKdf: options.kdf,
+      capacity: options.capacity,
+      defaultWeights: options.weights,
       walletPath,
       assertOpen: () => this.#assertOpen(),
-      revoke: (session) => {
-        this.#totals.revoked++;
-        session.revoke('ERR_TENANT_DELETED');
+      revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
+      onDeleted: (tenantId) => {
+        this.#scheduler.walletLost(tenantId);
+        this.#pump();
       },
     });
   }
@@ -115,14 +151,11 @@ export class TenantPool implements AsyncDisposable {
     const registry = await Registry.open(resolved.dataDir, resolved.rootKey);
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
-    const workers = Array.from(
-      { length: resolved.workers },
-      (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i) }),
-    );
+    const workers = Array.from({ length: resolved.workers }, (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i) }));
     try {
-      await Promise.all(workers.map((w) => w.ready()));
+      await Promise.all(workers.map(async (w) => w.ready()));
     } catch (error) {
-      await Promise.allSettled(workers.map((w) => w.close(1000)));
+      await Promise.allSettled(workers.map(async (w) => w.close(1000)));
       registry.close();
       throw error;
     }
@@ -131,13 +164,16 @@ export class TenantPool implements AsyncDisposable {
   }
 
   /**
-   * A session on a tenant, opening its wallet (on its worker) first if needed.
-   * @throws ERR_TENANT_NOT_FOUND, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT, ERR_ACQUIRE_TIMEOUT, ERR_POOL_CLOSED, ERR_WORKER_CRASHED;
-   *   an aborted acquire rejects with `signal.reason`.
+   * A session on a tenant: admitted against the pool's capacity (waiting in arrival order if it
+   * does not fit), then with the tenant's wallet opened on its worker if it is not open already.
+   * @throws ERR_TENANT_NOT_FOUND, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT, ERR_ACQUIRE_TIMEOUT,
+   *   ERR_QUEUE_FULL, ERR_TENANT_LIMIT, ERR_POOL_CLOSED, ERR_WORKER_CRASHED; an aborted acquire
+   *   rejects with `signal.reason`.
    */
   async acquire(tenantId: string, options: AcquireOptions = {}): Promise<TenantSession> {
     try {
       this.#assertOpen();
+      const origin = this.options.leakWarningMs > 0 ? new Error('the session was acquired here') : undefined;
       const opts = checkOptionalObject(options, 'options');
       for (const key of Object.keys(opts)) if (!['signal', 'timeoutMs', 'passphrase'].includes(key)) invalid(`Unknown acquire option \`${key}\``);
       const signal = opts['signal'] as AbortSignal | undefined;
@@ -149,9 +185,11 @@ export class TenantPool implements AsyncDisposable {
       const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`);
       if (tenant.secret !== null && passphrase !== undefined) invalid(`tenant ${tenant.tenantId} is managed: acquire it without a passphrase`);
-      const opening = this.#wallets.openSession(tenant, passphrase, this.#host, () => this.#registry.get(tenant.tenantId) === tenant);
-      const session = await this.#settleBy(opening, timeoutMs, signal);
-      this.#live.add(session);
+
+      const deadline = this.#clock.now() + timeoutMs;
+      const grant = await this.#admit(tenant, deadline, signal);
+      const session = await this.#open(tenant, passphrase, grant, deadline, signal);
+      this.#track(session, origin);
       this.#totals.acquired++;
       return session;
     } catch (error) {
@@ -161,8 +199,127 @@ export class TenantPool implements AsyncDisposable {
     }
   }
 
-  /** Waits for `opening` until the deadline or the signal; a session that arrives too late is released at once. */
-  async #settleBy(opening: Promise<Session>, timeoutMs: number, signal: AbortSignal | undefined): Promise<Session> {
+  /** Runs `fn` with a session and always releases it, whether `fn` returns or throws. */
+  async withSession<T>(tenantId: string, fn: (session: TenantSession) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    if (typeof fn !== 'function') invalid('Expected `fn` to be a function');
+    const session = await this.acquire(tenantId, options);
+    try {
+      return await fn(session);
+    } finally {
+      await session.release();
+    }
+  }
+
+  /** A snapshot of sessions, weight, queue, wallets, workers and totals. */
+  stats(): PoolStats {
+    const perWorker = this.#workers.map((w) => ({ index: w.index, tenants: 0, sessions: 0, weight: 0, alive: w.isAlive }));
+    const wallets = { open: 0, idle: 0, opening: 0 };
+    for (const entry of this.#wallets.entries()) {
+      const w = perWorker[entry.worker.index]!;
+      const weights = this.#weightsOf(this.#registry.get(entry.tenantId));
+      w.tenants++;
+      w.sessions += entry.sessions.size;
+      w.weight += weights.wallet + entry.sessions.size * weights.session;
+      if (entry.state === 'opening') wallets.opening++;
+      else if (entry.sessions.size > 0) wallets.open++;
+      else wallets.idle++;
+    }
+    return {
+      capacity: this.options.capacity,
+      weightInUse: this.#scheduler.weightInUse,
+      sessions: this.#live.size,
+      queued: this.#scheduler.queued,
+      wallets,
+      workers: perWorker,
+      totals: {
+        ...this.#totals,
+        walletOpens: this.#wallets.counters.walletOpens,
+        walletCloses: this.#wallets.counters.walletCloses,
+        keyDerivations: this.#wallets.counters.keyDerivations,
+        workerCrashes: this.#workers.reduce((sum, w) => sum + w.crashes, 0),
+      },
+    };
+  }
+
+  /**
+   * Stops admitting (waiters and new acquires get `ERR_POOL_CLOSED`), waits up to `timeoutMs` for
+   * live sessions to be released, revokes the rest, closes every wallet and stops the workers.
+   * Idempotent.
+   */
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** @internal For tests and the bench: the worker slots. Not part of the public API. */
+  get [kWorkers](): readonly WorkerSlot[] {
+    return this.#workers;
+  }
+
+  /** @internal Called by a worker slot when its worker died. */
+  workerCrashed(index: number): void {
+    for (const tenantId of this.#wallets.workerCrashed(index)) this.#scheduler.walletLost(tenantId);
+    this.#pump();
+  }
+
+  // ---- admission -------------------------------------------------------------------------------
+
+  #weightsOf(tenant: TenantRecord | undefined): Weights {
+    return { wallet: tenant?.weights?.wallet ?? this.options.weights.wallet, session: tenant?.weights?.session ?? this.options.weights.session };
+  }
+
+  /** Waits for the scheduler to admit a session of the tenant, until the deadline or the signal. */
+  async #admit(tenant: TenantRecord, deadline: number, signal: AbortSignal | undefined): Promise<Grant> {
+    const result = this.#scheduler.acquire({
+      tenantId: tenant.tenantId,
+      weights: this.#weightsOf(tenant),
+      maxSessions: tenant.maxSessions ?? this.options.maxSessionsPerTenant,
+      deadline,
+    });
+    if (result.kind === 'rejected') throw poolError(result.code, result.message);
+    if (result.kind === 'granted') return result.grant;
+    const { waiter } = result;
+    return new Promise<Grant>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (!this.#scheduler.cancel(waiter)) return;
+        this.#pending.delete(waiter);
+        // Node's convention: an aborted operation rejects with the signal's reason, whatever it is.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        reject(signal?.reason);
+        this.#pump();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(waiter, {
+        resolve: (grant) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(grant);
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      });
+      // The new waiter may be the head: eviction for it, and its deadline on the timer.
+      this.#pump();
+    });
+  }
+
+  /**
+   * Opens the wallet (or joins the open one) for an admitted session, within what is left of the
+   * deadline. A session that arrives after the caller gave up is handed back at once.
+   */
+  async #open(tenant: TenantRecord, passphrase: string | undefined, grant: Grant, deadline: number, signal: AbortSignal | undefined): Promise<Session> {
+    const opening = this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId) === tenant);
+    opening.catch(() => {
+      // No session was made: the grant comes back here, and a wallet that did not open holds nothing.
+      if (this.#wallets.entry(tenant.tenantId) === undefined) this.#scheduler.walletLost(tenant.tenantId);
+      this.#scheduler.release(grant, this.#clock.now());
+      this.#pump();
+    });
     return new Promise<Session>((resolve, reject) => {
       let isSettled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -174,16 +331,17 @@ export class TenantPool implements AsyncDisposable {
         return true;
       };
       const onAbort = (): void => {
-        // Node's convention: an aborted operation rejects with the signal's reason, whatever it is.
         // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
         if (finish()) reject(signal?.reason);
       };
-      if (Number.isFinite(timeoutMs)) {
+      const remainingMs = deadline - this.#clock.now();
+      if (Number.isFinite(remainingMs)) {
         timer = setTimeout(() => {
-          if (finish()) reject(poolError('ERR_ACQUIRE_TIMEOUT', `the wallet did not open within ${timeoutMs} ms`));
-        }, timeoutMs);
+          if (finish()) reject(poolError('ERR_ACQUIRE_TIMEOUT', `the wallet of tenant ${tenant.tenantId} did not open in time (${this.#scheduler.queued} acquires queued)`));
+        }, Math.max(0, remainingMs));
       }
       signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted === true) onAbort();
       opening.then(
         (session) => {
           if (this.#isClosed) {
@@ -202,68 +360,106 @@ export class TenantPool implements AsyncDisposable {
     });
   }
 
-  /** Runs `fn` with a session and always releases it, whether `fn` returns or throws. */
-  async withSession<T>(tenantId: string, fn: (session: TenantSession) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
-    if (typeof fn !== 'function') invalid('Expected `fn` to be a function');
-    const session = await this.acquire(tenantId, options);
+  /** Carries out what the scheduler decided, and sets the timer for its next deadline. */
+  #pump(): void {
+    const now = this.#clock.now();
+    const effects = this.#scheduler.drain(now);
+    for (const waiter of effects.granted) this.#pending.get(waiter)?.resolve(waiter.grant!);
+    for (const waiter of effects.expired) {
+      this.#pending
+        .get(waiter)
+        ?.reject(poolError('ERR_ACQUIRE_TIMEOUT', `tenant ${waiter.tenantId} was not admitted in time (${this.#scheduler.queued} acquires still queued, ${this.#scheduler.weightInUse} of ${this.#scheduler.capacity} weight in use)`));
+    }
+    for (const waiter of [...effects.granted, ...effects.expired]) this.#pending.delete(waiter);
+    for (const { tenantId, reason } of effects.close) void this.#closeWallet(tenantId, reason);
+    this.#armTimer(now);
+  }
+
+  async #closeWallet(tenantId: string, reason: CloseReason): Promise<void> {
+    if (reason === 'capacity') this.#totals.evictions++;
     try {
-      return await fn(session);
+      await this.#wallets.close(tenantId, reason);
+    } catch {
+      // A close that failed (its worker died) leaves no wallet either.
     } finally {
-      await session.release();
+      this.#scheduler.closeDone(tenantId);
+      this.#pump();
     }
   }
 
-  /** A snapshot of sessions, weight, wallets, workers and totals. */
-  stats(): PoolStats {
-    const weights = this.options.weights;
-    const perWorker = this.#workers.map((w) => ({ index: w.index, tenants: 0, sessions: 0, weight: 0, alive: w.isAlive }));
-    const wallets = { open: 0, idle: 0, opening: 0 };
-    for (const entry of this.#wallets.entries()) {
-      const w = perWorker[entry.worker.index]!;
-      const tenant = this.#registry.get(entry.tenantId);
-      w.tenants++;
-      w.weight += tenant?.weights?.wallet ?? weights.wallet;
-      if (entry.state === 'opening') wallets.opening++;
-      else if (entry.sessions.size > 0) wallets.open++;
-      else wallets.idle++;
-    }
-    for (const session of this.#live) {
-      const w = perWorker[session.entry.worker.index]!;
-      w.sessions++;
-      w.weight += this.#registry.get(session.tenantId)?.weights?.session ?? weights.session;
-    }
-    return {
-      capacity: this.options.capacity,
-      weightInUse: perWorker.reduce((sum, w) => sum + w.weight, 0),
-      sessions: this.#live.size,
-      queued: 0,
-      wallets,
-      workers: perWorker,
-      totals: {
-        ...this.#totals,
-        walletOpens: this.#wallets.counters.walletOpens,
-        walletCloses: this.#wallets.counters.walletCloses,
-        keyDerivations: this.#wallets.counters.keyDerivations,
-        workerCrashes: this.#workers.reduce((sum, w) => sum + w.crashes, 0),
-      },
-    };
+  #armTimer(now: number): void {
+    const next = this.#scheduler.nextDeadline();
+    if (next === this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = next;
+    if (!Number.isFinite(next) || this.#isClosed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Number.POSITIVE_INFINITY;
+      this.#pump();
+    }, Math.max(0, Math.ceil(next - now)));
+    this.#timer.unref();
   }
 
-  /**
-   * Stops admitting, waits up to `timeoutMs` for live sessions to be released, revokes the rest,
-   * closes every wallet and stops the workers. Idempotent.
-   */
-  async close(options: { timeoutMs?: number } = {}): Promise<void> {
-    this.#closed ??= this.#close(options.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
-    return this.#closed;
+  // ---- sessions --------------------------------------------------------------------------------
+
+  #track(session: Session, origin: Error | undefined): void {
+    const live: LiveSession = {};
+    const { leakWarningMs, maxSessionMs } = this.options;
+    if (leakWarningMs > 0) {
+      live.origin = origin;
+      live.leakTimer = setTimeout(() => this.#warnLeak(session, live), leakWarningMs);
+      live.leakTimer.unref();
+    }
+    if (maxSessionMs > 0) {
+      live.revokeTimer = setTimeout(() => this.#revoke(session, 'ERR_SESSION_RELEASED', `this session was revoked: held longer than maxSessionMs (${maxSessionMs} ms)`, 'maxSessionMs'), maxSessionMs);
+      live.revokeTimer.unref();
+    }
+    this.#live.set(session, live);
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+  #warnLeak(session: Session, live: LiveSession): void {
+    const heldMs = Math.round(this.#clock.now() - session.acquiredAt);
+    const stack = live.origin?.stack ?? '(acquire stack not captured)';
+    process.emitWarning(`tenant-pool: a session of tenant ${session.tenantId} has been held for ${heldMs} ms without release (leakWarningMs ${this.options.leakWarningMs}). Release sessions with withSession(), \`await using\` or try/finally.`, {
+      code: 'TENANT_POOL_SESSION_LEAK',
+      detail: stack,
+    });
+    publish(channels.sessionLeak, () => ({ tenantId: session.tenantId, heldMs, stack }));
   }
+
+  #revoke(session: Session, code: 'ERR_SESSION_RELEASED' | 'ERR_TENANT_DELETED', message: string, reason: 'maxSessionMs' | 'delete' | 'close'): void {
+    if (session.isEnded) return;
+    this.#totals.revoked++;
+    publish(channels.sessionRevoke, () => ({ tenantId: session.tenantId, reason, heldMs: Math.round(this.#clock.now() - session.acquiredAt) }));
+    session.revoke(code, message);
+  }
+
+  #release(session: Session): void {
+    const live = this.#live.get(session);
+    if (live !== undefined) {
+      this.#live.delete(session);
+      clearTimeout(live.leakTimer);
+      clearTimeout(live.revokeTimer);
+      this.#totals.released++;
+    }
+    this.#wallets.release(session);
+    this.#scheduler.release(session.grant, this.#clock.now());
+    this.#pump();
+    if (this.#live.size === 0) this.#onDrained?.();
+  }
+
+  // ---- closing ---------------------------------------------------------------------------------
 
   async #close(timeoutMs: number): Promise<void> {
     this.#isClosed = true;
+    clearTimeout(this.#timer);
+    for (const [waiter, pending] of [...this.#pending]) {
+      this.#scheduler.cancel(waiter);
+      pending.reject(poolError('ERR_POOL_CLOSED', 'the pool closed while this acquire was waiting'));
+    }
+    this.#pending.clear();
     if (this.#live.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
@@ -271,34 +467,11 @@ export class TenantPool implements AsyncDisposable {
         timer = setTimeout(resolve, timeoutMs);
       });
       clearTimeout(timer);
-      for (const session of [...this.#live]) {
-        this.#totals.revoked++;
-        session.revoke('ERR_SESSION_RELEASED');
-      }
+      for (const session of [...this.#live.keys()]) this.#revoke(session, 'ERR_SESSION_RELEASED', 'this session was revoked: the pool closed', 'close');
     }
-    await Promise.allSettled(this.#workers.map((w) => w.close()));
+    clearTimeout(this.#timer);
+    await Promise.allSettled(this.#workers.map(async (w) => w.close()));
     this.#registry.close();
-  }
-
-  #release(session: Session): void {
-    if (!this.#live.delete(session)) {
-      // A session handed back before the caller got it (timed out, aborted, pool closing).
-      this.#wallets.release(session);
-      return;
-    }
-    this.#totals.released++;
-    if (!this.#isClosed) this.#wallets.release(session);
-    if (this.#live.size === 0) this.#onDrained?.();
-  }
-
-  /** @internal For tests and the bench: the worker slots. Not part of the public API. */
-  get [kWorkers](): readonly WorkerSlot[] {
-    return this.#workers;
-  }
-
-  /** @internal Called by a worker slot when its worker died. */
-  workerCrashed(index: number): void {
-    this.#wallets.workerCrashed(index);
   }
 
   #assertOpen(): void {

@@ -5,6 +5,7 @@
 import { poolError, type ErrorCode } from './errors.js';
 import type { JsonValue, RawRecord, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
 import type { WalletEntry } from './lifecycle.js';
+import type { Grant } from './scheduler.js';
 import { checkBytes, checkLimit, checkName, checkOptionalObject, checkTags, invalid, toJson } from './validate.js';
 
 /** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
@@ -111,14 +112,18 @@ export class Session implements TenantSession {
   readonly keys: SessionKeys;
   readonly entry: WalletEntry;
   readonly host: SessionHost;
-  /** Where `acquire()` was called, for leak warnings. */
+  /** The session's hold on the pool's capacity. */
+  readonly grant: Grant;
+  /** When the session began (pool clock). */
   readonly acquiredAt: number;
   #endedWith: ErrorCode | null = null;
+  #endMessage = '';
 
-  constructor(entry: WalletEntry, host: SessionHost, acquiredAt: number) {
+  constructor(entry: WalletEntry, host: SessionHost, grant: Grant, acquiredAt: number) {
     this.tenantId = entry.tenantId;
     this.entry = entry;
     this.host = host;
+    this.grant = grant;
     this.acquiredAt = acquiredAt;
     this.records = new Records(this);
     this.keys = new Keys(this);
@@ -131,9 +136,7 @@ export class Session implements TenantSession {
 
   /** @throws the session's end reason, or `ERR_WORKER_CRASHED` if the wallet's worker died. */
   assertUsable(): void {
-    if (this.#endedWith !== null) {
-      throw poolError(this.#endedWith, this.#endedWith === 'ERR_TENANT_DELETED' ? 'the tenant of this session was deleted' : 'this session was released');
-    }
+    if (this.#endedWith !== null) throw poolError(this.#endedWith, this.#endMessage);
     if (this.entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', 'the worker holding this tenant died; acquire a new session');
   }
 
@@ -148,22 +151,22 @@ export class Session implements TenantSession {
     return (await this.call('runTask', checkName(task, 'task'), args)) as T;
   }
 
-  /** Ends the session for the pool's own reasons (tenant deleted, revoked); the host's release() stays a no-op after. */
-  revoke(code: ErrorCode): void {
+  /** Ends the session for the pool's own reasons (tenant deleted, held too long, pool closed); release() stays a no-op after. */
+  revoke(code: ErrorCode, message: string): void {
     if (this.#endedWith !== null) return;
     this.#endedWith = code;
+    this.#endMessage = message;
     this.host.release(this);
   }
 
   async release(): Promise<void> {
-    if (this.#endedWith === null) {
-      this.#endedWith = 'ERR_SESSION_RELEASED';
-      this.host.release(this);
-    }
-    return Promise.resolve();
+    if (this.#endedWith !== null) return;
+    this.#endedWith = 'ERR_SESSION_RELEASED';
+    this.#endMessage = 'this session was released';
+    this.host.release(this);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    return this.release();
+    await this.release();
   }
 }

@@ -53,10 +53,15 @@ export interface TenantsContext {
   wallets: WalletManager;
   workers: readonly WorkerSlot[];
   defaultKdf: KdfMethod;
+  /** The pool's capacity and weights: a tenant's weights must fit in the capacity. */
+  capacity: number;
+  defaultWeights: { readonly wallet: number; readonly session: number };
   walletPath: (tenantId: string) => string;
   assertOpen: () => void;
   /** Ends a session of a deleted tenant. */
   revoke: (session: Session) => void;
+  /** The tenant is gone, its wallet closed and files removed. */
+  onDeleted: (tenantId: string) => void;
 }
 
 const MAX_PASSPHRASE_LENGTH = 4096;
@@ -124,7 +129,7 @@ export class Tenants {
     const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
     const label = opts['label'] === undefined ? undefined : checkName(opts['label'], 'label');
     const maxSessions = opts['maxSessions'] === undefined ? undefined : checkMaxSessions(opts['maxSessions']);
-    const weights = opts['weights'] === undefined ? undefined : checkWeights(opts['weights']);
+    const weights = opts['weights'] === undefined ? undefined : this.#checkFits(checkWeights(opts['weights']));
     const metadata = checkTags(opts['metadata'], 'metadata');
     if (ctx.registry.has(tenantId) || this.#creating.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`);
 
@@ -134,8 +139,7 @@ export class Tenants {
       const secret = passphrase === undefined ? randomBytes(32) : null;
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
       const path = ctx.walletPath(tenantId);
-      ctx.wallets.counters.keyDerivations++;
-      const { verifier } = await worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' });
+      const { verifier } = await ctx.wallets.derive(kdf, async () => worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' }));
       const record: TenantRecord = {
         tenantId,
         ...(label === undefined ? {} : { label }),
@@ -193,7 +197,7 @@ export class Tenants {
           break;
         case 'weights':
           if (value === null) delete next.weights;
-          else next.weights = checkWeights(value);
+          else next.weights = this.#checkFits(checkWeights(value));
           break;
         case 'metadata':
           next.metadata = checkTags(value, 'metadata');
@@ -216,6 +220,14 @@ export class Tenants {
     this.#record(tenantId);
     ctx.registry.delete(tenantId);
     await ctx.wallets.deleteTenant(tenantId, ctx.revoke, () => removeWalletFiles(ctx.walletPath(tenantId)));
+    ctx.onDeleted(tenantId);
+  }
+
+  /** A tenant whose first session would weigh more than the whole pool could never be admitted. */
+  #checkFits(weights: TenantWeights): TenantWeights {
+    const total = (weights.wallet ?? this.#ctx.defaultWeights.wallet) + (weights.session ?? this.#ctx.defaultWeights.session);
+    if (total > this.#ctx.capacity) invalid(`Expected \`weights\` to total at most the pool's capacity ${this.#ctx.capacity}, got ${total}`);
+    return weights;
   }
 
   #record(tenantId: string): TenantRecord {
