@@ -72,3 +72,15 @@ export async function until(condition: () => boolean, what: string, turns = 10_0
   }
   assert.unreachable(`never reached: ${what}`);
 }
+
+/**
+ * Waits for a condition that a pool timer (TTL, deadline) brings about: checks on every turn of
+ * the loop and after every millisecond, up to `limitMs` (a limit for failure, not a guess at timing).
+ */
+export async function eventually(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const started = performance.now();
+  while (!condition()) {
+    if (performance.now() - started > limitMs) assert.unreachable(`never reached within ${limitMs} ms: ${what}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, 1));
+  }
+}
