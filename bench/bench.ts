@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { TenantPool } from '../src/pool.js';
 import type { KdfMethod } from '../src/protocol.js';
+import { Scheduler } from '../src/scheduler.js';
 import { Wallet } from '../workers/wallet.js';
 import { echoWorker, loopDelayMonitor, median, percentile, table } from './measure.js';
 
@@ -46,7 +47,123 @@ async function withPool<T>(options: Parameters<typeof TenantPool.open>[0], fn: (
   }
 }
 
+/** Samples the process RSS every 5 ms until stopped; returns the peak in MiB. */
+function rssSampler(): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
+  return {
+    stop() {
+      clearInterval(timer);
+      return round(Math.max(peak, process.memoryUsage.rss()) / 2 ** 20);
+    },
+  };
+}
+
+const W = { wallet: 4, session: 1 };
+
 const scenarios: Scenario[] = [
+  {
+    name: 'scheduler',
+    describe: 'The pure scheduler: acquire+release of a warm tenant, and enqueue+cancel behind a full pool, with the queue empty and 10,000 deep',
+    async run() {
+      const ops = quick ? 50_000 : 500_000;
+      const measure = (depth: number, kind: 'acquire+release' | 'enqueue+cancel'): number => {
+        const s = new Scheduler({ capacity: 1_000_000, maxQueue: 1_000_000, tenantLimit: 'queue', walletIdleTtlMs: Infinity });
+        if (kind === 'acquire+release') {
+          // Waiters parked behind their own tenant's limit are in the queue but block no one.
+          const blocker = s.acquire({ tenantId: 'limited', weights: W, maxSessions: 1, deadline: Infinity });
+          void blocker;
+          for (let i = 0; i < depth; i++) s.acquire({ tenantId: 'limited', weights: W, maxSessions: 1, deadline: 1e12 + i });
+        } else {
+          const full = new Scheduler({ capacity: 5, maxQueue: 1_000_000, tenantLimit: 'queue', walletIdleTtlMs: Infinity });
+          full.acquire({ tenantId: 'holder', weights: W, maxSessions: Infinity, deadline: Infinity });
+          for (let i = 0; i < depth; i++) full.acquire({ tenantId: `t${i % 100}`, weights: W, maxSessions: Infinity, deadline: 1e12 + i });
+          const started = process.hrtime.bigint();
+          for (let i = 0; i < ops; i++) {
+            // Deadlines come in arrival order when callers use the same timeout: the newest is the latest.
+            const r = full.acquire({ tenantId: 'late', weights: W, maxSessions: Infinity, deadline: 2e12 });
+            if (r.kind === 'queued') full.cancel(r.waiter);
+            full.drain(0);
+          }
+          return Number(process.hrtime.bigint() - started) / ops;
+        }
+        const started = process.hrtime.bigint();
+        for (let i = 0; i < ops; i++) {
+          const r = s.acquire({ tenantId: 'warm', weights: W, maxSessions: Infinity, deadline: Infinity });
+          if (r.kind !== 'granted') throw new Error('expected a grant');
+          s.release(r.grant, 0);
+          s.drain(0);
+        }
+        return Number(process.hrtime.bigint() - started) / ops;
+      };
+      const out: Record<string, Figures> = {};
+      for (const kind of ['acquire+release', 'enqueue+cancel'] as const) {
+        measure(0, kind); // warm-up
+        const nsPerOpDepth0 = round(measure(0, kind));
+        const nsPerOpDepth10k = round(measure(10_000, kind));
+        out[kind] = { nsPerOpDepth0, nsPerOpDepth10k, ratio: round(nsPerOpDepth10k / nsPerOpDepth0) };
+      }
+      return out;
+    },
+  },
+  {
+    name: 'warm-sessions',
+    describe: 'acquire+release of a tenant whose wallet is open, through the pool (main-thread cost), queue empty and 10,000 waiters queued',
+    async run() {
+      const rounds = quick ? 5_000 : 50_000;
+      return withPool({ workers: 2, capacity: 100_000, maxQueue: 100_000, walletIdleTtlMs: Infinity, leakWarningMs: 0 }, async (pool) => {
+        const warm = (await pool.tenants.create({ tenantId: 'warm' })).tenantId;
+        const limited = (await pool.tenants.create({ tenantId: 'limited', maxSessions: 1 })).tenantId;
+        await pool.withSession(warm, () => undefined);
+        const measure = async (): Promise<Figures> => {
+          const times = await sample(rounds, async () => (await pool.acquire(warm)).release());
+          const total = times.reduce((a, b) => a + b, 0);
+          return { usPerAcquireRelease: round((total / times.length) * 1000), p99Us: round(percentile(times, 99) * 1000), sessionsPerSec: Math.round(times.length / (total / 1000)) };
+        };
+        const out: Record<string, Figures> = { 'queue empty': await measure() };
+        const holder = await pool.acquire(limited);
+        const parked = Array.from({ length: 10_000 }, async () => pool.acquire(limited, { timeoutMs: 600_000 }).then(async (s) => s.release(), () => undefined));
+        out['10,000 waiters queued'] = { ...(await measure()), queued: pool.stats().queued };
+        const concurrent = performance.now();
+        let served = 0;
+        await Promise.all(
+          Array.from({ length: 64 }, async () => {
+            for (let i = 0; i < rounds / 64; i++) {
+              await (await pool.acquire(warm)).release();
+              served++;
+            }
+          }),
+        );
+        out['64 in flight'] = { sessionsPerSec: Math.round(served / ((performance.now() - concurrent) / 1000)) };
+        await holder.release();
+        await Promise.all(parked);
+        return out;
+      });
+    },
+  },
+  {
+    name: 'single-tenant-10k',
+    describe: 'One tenant, 10,000 concurrent sessions, each doing one records.get',
+    async run() {
+      return withPool({ workers: 2, capacity: 10_004, walletIdleTtlMs: 60_000, acquireTimeoutMs: 60_000 }, async (pool) => {
+        const { tenantId } = await pool.tenants.create();
+        await pool.withSession(tenantId, async (s) => s.records.save('c', 'r', { hello: 'world' }));
+        globalThis.gc?.();
+        const heapBefore = process.memoryUsage().heapUsed;
+        const rss = rssSampler();
+        const started = performance.now();
+        const sessions = await Promise.all(Array.from({ length: 10_000 }, async () => pool.acquire(tenantId)));
+        const acquiredMs = performance.now() - started;
+        const heapHeld = process.memoryUsage().heapUsed - heapBefore;
+        await Promise.all(sessions.map(async (s) => s.records.get('c', 'r')));
+        await Promise.all(sessions.map(async (s) => s.release()));
+        const totalMs = performance.now() - started;
+        return {
+          '10,000 sessions': { acquireAllMs: round(acquiredMs), totalMs: round(totalMs), peakRssMb: rss.stop(), bytesPerSession: Math.round(heapHeld / 10_000), walletOpens: pool.stats().totals.walletOpens },
+        };
+      });
+    },
+  },
   {
     name: 'kdf-open',
     describe: 'Cold wallet open (acquire of a closed wallet) per KDF method, median over several tenants',
