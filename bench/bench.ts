@@ -111,7 +111,7 @@ const scenarios: Scenario[] = [
     describe: 'acquire+release of a tenant whose wallet is open, through the pool (main-thread cost), queue empty and 10,000 waiters queued',
     async run() {
       const rounds = quick ? 5_000 : 50_000;
-      return withPool({ workers: 2, capacity: 100_000, maxQueue: 100_000, walletIdleTtlMs: Infinity, leakWarningMs: 0 }, async (pool) => {
+      return withPool({ workers: 2, capacity: 100_000, maxQueue: 100_000, walletIdleTtlMs: Infinity }, async (pool) => {
         const warm = (await pool.tenants.create({ tenantId: 'warm' })).tenantId;
         const limited = (await pool.tenants.create({ tenantId: 'limited', maxSessions: 1 })).tenantId;
         await pool.withSession(warm, () => undefined);

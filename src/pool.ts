@@ -64,10 +64,9 @@ export const kWorkers = Symbol('tenant-pool.workers');
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
 interface LiveSession {
-  leakTimer?: NodeJS.Timeout;
-  revokeTimer?: NodeJS.Timeout;
+  isWarned: boolean;
   /** Captured at acquire when leak warnings are on; V8 formats it only if read. */
-  origin?: Error;
+  origin: Error | undefined;
 }
 
 interface PendingWaiter {
@@ -90,6 +89,8 @@ export class TenantPool implements AsyncDisposable {
   readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, evictions: 0, revoked: 0 };
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
+  /** One timer for the oldest session's next leak warning or revocation (sessions are kept in acquire order). */
+  #ageTimer: NodeJS.Timeout | undefined;
   #isClosed = false;
   #closed: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
@@ -405,18 +406,48 @@ export class TenantPool implements AsyncDisposable {
   // ---- sessions --------------------------------------------------------------------------------
 
   #track(session: Session, origin: Error | undefined): void {
-    const live: LiveSession = {};
+    this.#live.set(session, { isWarned: false, origin });
+    // A timer already set is for an older session, so it is due no later than this one's.
+    if (this.#ageTimer === undefined) this.#armAgeTimer(this.#clock.now());
+  }
+
+  /** Sets the one age timer for the earliest pending leak warning or revocation. */
+  #armAgeTimer(now: number): void {
     const { leakWarningMs, maxSessionMs } = this.options;
+    if (this.#ageTimer !== undefined || this.#live.size === 0 || this.#isClosed || (leakWarningMs === 0 && maxSessionMs === 0)) return;
+    let next = Number.POSITIVE_INFINITY;
+    if (maxSessionMs > 0) next = this.#live.keys().next().value!.acquiredAt + maxSessionMs;
     if (leakWarningMs > 0) {
-      live.origin = origin;
-      live.leakTimer = setTimeout(() => this.#warnLeak(session, live), leakWarningMs);
-      live.leakTimer.unref();
+      for (const [session, live] of this.#live) {
+        if (live.isWarned) continue;
+        next = Math.min(next, session.acquiredAt + leakWarningMs);
+        break;
+      }
     }
-    if (maxSessionMs > 0) {
-      live.revokeTimer = setTimeout(() => this.#revoke(session, 'ERR_SESSION_RELEASED', `this session was revoked: held longer than maxSessionMs (${maxSessionMs} ms)`, 'maxSessionMs'), maxSessionMs);
-      live.revokeTimer.unref();
+    if (!Number.isFinite(next)) return;
+    this.#ageTimer = setTimeout(() => {
+      this.#ageTimer = undefined;
+      this.#sweepAges();
+    }, Math.max(0, Math.ceil(next - now)));
+    this.#ageTimer.unref();
+  }
+
+  /** Warns about and revokes sessions held too long, oldest first, stopping at the first one too young for either. */
+  #sweepAges(): void {
+    const now = this.#clock.now();
+    const { leakWarningMs, maxSessionMs } = this.options;
+    const youngest = Math.min(leakWarningMs > 0 ? leakWarningMs : Infinity, maxSessionMs > 0 ? maxSessionMs : Infinity);
+    for (const [session, live] of [...this.#live]) {
+      const age = now - session.acquiredAt;
+      if (age < youngest) break;
+      if (maxSessionMs > 0 && age >= maxSessionMs) {
+        this.#revoke(session, 'ERR_SESSION_RELEASED', `this session was revoked: held longer than maxSessionMs (${maxSessionMs} ms)`, 'maxSessionMs');
+      } else if (leakWarningMs > 0 && !live.isWarned && age >= leakWarningMs) {
+        live.isWarned = true;
+        this.#warnLeak(session, live);
+      }
     }
-    this.#live.set(session, live);
+    this.#armAgeTimer(now);
   }
 
   #warnLeak(session: Session, live: LiveSession): void {
@@ -437,13 +468,7 @@ export class TenantPool implements AsyncDisposable {
   }
 
   #release(session: Session): void {
-    const live = this.#live.get(session);
-    if (live !== undefined) {
-      this.#live.delete(session);
-      clearTimeout(live.leakTimer);
-      clearTimeout(live.revokeTimer);
-      this.#totals.released++;
-    }
+    if (this.#live.delete(session)) this.#totals.released++;
     this.#wallets.release(session);
     this.#scheduler.release(session.grant, this.#clock.now());
     this.#pump();
@@ -455,6 +480,7 @@ export class TenantPool implements AsyncDisposable {
   async #close(timeoutMs: number): Promise<void> {
     this.#isClosed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#ageTimer);
     for (const [waiter, pending] of [...this.#pending]) {
       this.#scheduler.cancel(waiter);
       pending.reject(poolError('ERR_POOL_CLOSED', 'the pool closed while this acquire was waiting'));

@@ -264,8 +264,14 @@ test('leak warning: a session held past leakWarningMs warns once, with the stack
     assert.match(warning.detail ?? '', 'admission.test.ts');
     assert.is(messages.length, 1);
     assert.is((messages[0] as { tenantId: string }).tenantId, a);
+    // A later session is warned about in its turn; the first is not warned about again.
+    const later = await pool.acquire(a!);
+    await eventually(() => messages.length === 2, 'the second session is warned about');
+    const third = await pool.acquire(a!);
+    await eventually(() => messages.length === 3, 'the third session is warned about');
+    assert.is(new Set(messages).size, 3);
     await session.records.save('c', 'still', 'usable');
-    await session.release();
+    for (const s of [session, later, third]) await s.release();
   } finally {
     unsubscribe('tenant-pool:session:leak', onLeak);
     await disposePool(pool);
