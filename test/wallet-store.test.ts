@@ -17,32 +17,34 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-test('find drives from the tag index and checks the other tags by primary key: no scan of the category', () => {
+/** A fresh wallet in a temporary folder, closed and removed after `fn`. */
+function withWallet(fn: (wallet: Wallet) => void): void {
   const dir = tempDir();
   const path = join(dir, 'w.sqlite');
   const key = randomBytes(32);
   Wallet.create(path, key);
   const wallet = Wallet.open(path, key);
   try {
+    fn(wallet);
+  } finally {
+    wallet.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('find drives from the tag index and checks the other tags by primary key: no scan of the category', () => {
+  withWallet((wallet) => {
     for (const plan of [wallet.findPlan(1), wallet.findPlan(3)]) {
       assert.ok(plan[0]?.includes('USING COVERING INDEX tags_by_value (category=? AND name=? AND value=?)'), plan.join(' | '));
       assert.not.ok(plan.some((step) => step.startsWith('SCAN')), plan.join(' | '));
       assert.not.ok(plan.some((step) => step.includes('TEMP B-TREE')), `no sort: ${plan.join(' | ')}`);
     }
     assert.ok(wallet.findPlan(0)[0]?.includes('records_by_category'), wallet.findPlan(0).join(' | '));
-  } finally {
-    wallet.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('find with several tags gives the same answer whichever tag is rarest, in insertion order', () => {
-  const dir = tempDir();
-  const path = join(dir, 'w.sqlite');
-  const key = randomBytes(32);
-  Wallet.create(path, key);
-  const wallet = Wallet.open(path, key);
-  try {
+  withWallet((wallet) => {
     wallet.batch(() => {
       for (let i = 0; i < 3000; i++) wallet.save('c', `r${i}`, String(i), { common: 'yes', mod7: String(i % 7), rare: i % 1000 === 0 ? 'hit' : 'miss' });
       wallet.save('other', 'r0', '0', { common: 'yes', rare: 'hit' });
@@ -54,10 +56,7 @@ test('find with several tags gives the same answer whichever tag is rarest, in i
     assert.equal(ids({ rare: 'hit', common: 'no' }), []);
     assert.is(ids({ common: 'yes', mod7: '3' }).length, 429);
     assert.equal(wallet.find('c', { common: 'yes' }, 2).map((r) => r.id), ['r0', 'r1']);
-  } finally {
-    wallet.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('create is atomic and replaces an orphan file; a missing or foreign file is ERR_WALLET_CORRUPT', () => {
