@@ -15,7 +15,9 @@ import { Scheduler, type Grant, type Waiter, type Weights } from './scheduler.js
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
 import { WorkerSlot } from './threads.js';
-import { checkOptionalObject, checkTenantId, invalid } from './validate.js';
+import { checkName, checkOptionalObject, checkTenantId, invalid, toJson } from './validate.js';
+import type { JsonValue } from './protocol.js';
+import type { InboundMessage } from './worker.js';
 
 /** Options of one {@link TenantPool.acquire} call. */
 export interface AcquireOptions {
@@ -117,9 +119,7 @@ export class TenantPool implements AsyncDisposable {
     this.#host = {
       maxValueBytes: options.maxValueBytes,
       release: (session) => this.#release(session),
-      registerRoute: () => {
-        throw poolError('ERR_INVALID_ARGUMENT', 'routing keys need inbound dispatch, which this pool does not serve yet');
-      },
+      registerRoute: (session, publicKey) => registry.addRoute(publicKey, session.tenantId),
     };
     this.tenants = new Tenants({
       registry,
@@ -152,7 +152,10 @@ export class TenantPool implements AsyncDisposable {
     const registry = await Registry.open(resolved.dataDir, resolved.rootKey);
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
-    const workers = Array.from({ length: resolved.workers }, (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i) }));
+    const workers = Array.from(
+      { length: resolved.workers },
+      (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i), modules: resolved.modules, maxValueBytes: resolved.maxValueBytes }),
+    );
     try {
       await Promise.all(workers.map(async (w) => w.ready()));
     } catch (error) {
@@ -209,6 +212,22 @@ export class TenantPool implements AsyncDisposable {
     } finally {
       await session.release();
     }
+  }
+
+  /**
+   * Delivers an inbound message: finds the tenant that made `recipientKey` with
+   * `keys.create({ routing: true })`, runs the worker modules' `inbound` handler in a session of
+   * that tenant (released also when the handler throws) and returns the handler's result.
+   * @throws ERR_ROUTE_NOT_FOUND for an unknown key; the acquire's errors; the handler's error.
+   */
+  async dispatch(message: InboundMessage, options?: AcquireOptions): Promise<unknown> {
+    this.#assertOpen();
+    const msg = checkOptionalObject(message, 'message');
+    const recipientKey = checkName(msg['recipientKey'], 'recipientKey');
+    toJson(msg['body'], this.options.maxValueBytes);
+    const tenantId = this.#registry.routeOf(recipientKey);
+    if (tenantId === undefined) throw poolError('ERR_ROUTE_NOT_FOUND', 'no tenant has a routing key equal to this recipientKey');
+    return this.withSession(tenantId, async (session) => (session as Session).inbound({ recipientKey, body: msg['body'] as JsonValue }), options);
   }
 
   /** A snapshot of sessions, weight, queue, wallets, workers and totals. */

@@ -66,6 +66,7 @@ export interface WorkerApi {
   keysSign(tenantId: string, kid: string, data: Uint8Array): Uint8Array;
   keysVerify(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean;
   runTask(tenantId: string, task: string, args: unknown): unknown;
+  runInbound(tenantId: string, message: { recipientKey: string; body: JsonValue }): unknown;
   echo(value: unknown): unknown;
 }
 
@@ -82,7 +83,13 @@ export type ReplyMessage = { id: number; ok: true; value: unknown } | { id: numb
 /** The one task each worker runs under piscina: it lives as long as the worker serves its port. */
 export interface LifelineTask {
   port: MessagePort;
+  /** Absolute paths of the worker modules to import before serving. */
+  modules: readonly string[];
+  maxValueBytes: number;
 }
+
+/** The worker's first message on its port: it is serving, or it could not start (a module failed to load). */
+export type StartMessage = 'ready' | { startFailed: EncodedError };
 
 /** Sent on the port to ask the worker to close its wallets and end its lifeline task. */
 export const SHUTDOWN = 'shutdown';

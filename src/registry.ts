@@ -114,12 +114,38 @@ function toRecord(row: TenantRow): TenantRecord {
 export class Registry {
   readonly #db: Database.Database;
   readonly #tenants = new Map<string, TenantRecord>();
+  /** Routing public key → tenant, and each tenant's routing keys, for dispatch(). */
+  readonly #routes = new Map<string, string>();
+  readonly #routesOf = new Map<string, Set<string>>();
 
   private constructor(db: Database.Database) {
     this.#db = db;
     for (const row of db.prepare('SELECT * FROM tenants').all() as TenantRow[]) {
       this.#tenants.set(row.tenant_id, toRecord(row));
     }
+    for (const { recipient_key, tenant_id } of db.prepare('SELECT recipient_key, tenant_id FROM routes').all() as { recipient_key: string; tenant_id: string }[]) {
+      this.#remember(recipient_key, tenant_id);
+    }
+  }
+
+  #remember(recipientKey: string, tenantId: string): void {
+    this.#routes.set(recipientKey, tenantId);
+    let keys = this.#routesOf.get(tenantId);
+    if (keys === undefined) this.#routesOf.set(tenantId, (keys = new Set()));
+    keys.add(recipientKey);
+  }
+
+  /** Records that messages for `recipientKey` go to `tenantId`. */
+  addRoute(recipientKey: string, tenantId: string): void {
+    this.#db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = excluded.tenant_id').run(recipientKey, tenantId);
+    const previous = this.#routes.get(recipientKey);
+    if (previous !== undefined) this.#routesOf.get(previous)?.delete(recipientKey);
+    this.#remember(recipientKey, tenantId);
+  }
+
+  /** The tenant a routing key belongs to. */
+  routeOf(recipientKey: string): string | undefined {
+    return this.#routes.get(recipientKey);
   }
 
   /**
@@ -224,9 +250,12 @@ export class Registry {
     this.#tenants.set(record.tenantId, record);
   }
 
+  /** Deletes the tenant and (by cascade) its routes. */
   delete(tenantId: string): void {
     this.#db.prepare('DELETE FROM tenants WHERE tenant_id = ?').run(tenantId);
     this.#tenants.delete(tenantId);
+    for (const key of this.#routesOf.get(tenantId) ?? []) this.#routes.delete(key);
+    this.#routesOf.delete(tenantId);
   }
 
   close(): void {

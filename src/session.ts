@@ -89,7 +89,10 @@ class Keys implements SessionKeys {
     const routing = checkOptionalObject(options, 'options')['routing'];
     if (routing !== undefined && typeof routing !== 'boolean') invalid('Expected `options.routing` to be a boolean');
     const key = await this.#session.call('keysCreate');
-    if (routing === true) this.#session.host.registerRoute(this.#session, key.publicKey);
+    if (routing === true) {
+      this.#session.assertUsable();
+      this.#session.host.registerRoute(this.#session, key.publicKey);
+    }
     return key;
   }
 
@@ -145,6 +148,11 @@ export class Session implements TenantSession {
     this.assertUsable();
     const worker = this.entry.worker as { call(m: M, ...a: unknown[]): Promise<ReturnType<WorkerApi[M]>> };
     return worker.call(method, this.tenantId, ...args);
+  }
+
+  /** Runs the worker modules' inbound handler for a dispatched message. */
+  async inbound(message: { recipientKey: string; body: JsonValue }): Promise<unknown> {
+    return this.call('runInbound', message);
   }
 
   async run<T = unknown>(task: string, args?: unknown): Promise<T> {

@@ -13,7 +13,7 @@
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { decodeError, poolError } from './errors.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
 
 const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
 
@@ -30,6 +30,9 @@ export interface WorkerSlotOptions {
   /** Called once per death of this slot's worker, after its pending calls have been rejected. */
   onCrash: (index: number, error: Error) => void;
   resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number; stackSizeMb?: number };
+  /** Worker module paths every worker imports before it serves. */
+  modules: readonly string[];
+  maxValueBytes: number;
 }
 
 /** One worker thread (replaced when it dies) and the channel to it. */
@@ -37,6 +40,8 @@ export class WorkerSlot {
   readonly index: number;
   readonly #piscina: Piscina;
   readonly #onCrash: (index: number, error: Error) => void;
+  readonly #modules: readonly string[];
+  readonly #maxValueBytes: number;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #port: MessagePort | null = null;
@@ -44,10 +49,14 @@ export class WorkerSlot {
   #lifeline: Promise<LifelineEnd> = Promise.resolve({ kind: 'shutdown' });
   #isClosing = false;
   #crashes = 0;
+  /** Why the worker could not start, as it said so itself. */
+  #startError: Error | undefined;
 
   constructor(options: WorkerSlotOptions) {
     this.index = options.index;
     this.#onCrash = options.onCrash;
+    this.#modules = options.modules;
+    this.#maxValueBytes = options.maxValueBytes;
     this.#piscina = new Piscina({
       filename: WORKER_URL,
       minThreads: 1,
@@ -90,22 +99,35 @@ export class WorkerSlot {
     if (port === null || this.#isClosing) throw poolError('ERR_WORKER_CRASHED', `worker ${this.index} is not running`);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve, reject });
-      port.postMessage({ id, method, args } satisfies CallMessage);
+      this.#pending.set(id, { resolve, reject });
+      try {
+        port.postMessage({ id, method, args } satisfies CallMessage);
+      } catch (error) {
+        // Arguments structured clone cannot carry (a function, a symbol...): nothing was sent.
+        this.#pending.delete(id);
+        reject(poolError('ERR_INVALID_ARGUMENT', `the arguments cannot be sent to the worker: ${(error as Error).message}`, error));
+      }
     });
   }
 
   async #connect(): Promise<void> {
     const { port1, port2 } = new MessageChannel();
-    const task: LifelineTask = { port: port2 };
+    const task: LifelineTask = { port: port2, modules: this.#modules, maxValueBytes: this.#maxValueBytes };
     let markReady!: () => void;
     let failStart!: (error: Error) => void;
     const ready = new Promise<void>((resolve, reject) => {
       markReady = resolve;
       failStart = reject;
     });
-    // The worker's first message says it is listening; everything after is a reply.
-    port1.once('message', () => {
+    // The worker's first message says it is listening, or why it cannot; everything after is a reply.
+    // The port and piscina's task channel are not ordered with each other, so a lifeline that ends
+    // early waits for this first message (or the port's close) before telling why.
+    const started = new Promise<StartMessage | null>((resolve) => {
+      port1.once('message', resolve);
+      port1.once('close', () => resolve(null));
+    });
+    void started.then((start) => {
+      if (start !== 'ready') return;
       this.#port = port1;
       port1.on('message', (reply: ReplyMessage) => this.#settle(reply));
       markReady();
@@ -114,11 +136,15 @@ export class WorkerSlot {
       (): LifelineEnd => ({ kind: 'shutdown' }),
       (error: unknown): LifelineEnd => ({ kind: 'crash', error: error instanceof Error ? error : new Error(String(error)) }),
     );
-    void this.#lifeline.then((end) => {
+    void this.#lifeline.then(async (end) => {
+      if (this.#port !== port1) {
+        const start = await started;
+        if (start !== null && start !== 'ready') this.#startError = decodeError(start.startFailed);
+      }
       port1.close();
       if (end.kind === 'shutdown' && this.#isClosing) return;
-      const error = end.kind === 'crash' ? end.error : new Error('worker ended its lifeline unexpectedly');
-      failStart(poolError('ERR_WORKER_CRASHED', `worker ${this.index} failed to start: ${error.message}`, error));
+      const error = end.kind === 'crash' ? end.error : (this.#startError ?? new Error('worker ended its lifeline unexpectedly'));
+      failStart(this.#startError ?? poolError('ERR_WORKER_CRASHED', `worker ${this.index} failed to start: ${error.message}`, error));
       this.#handleDeath(error);
     });
     return ready;

@@ -6,29 +6,45 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { encodeError, poolError } from '../src/errors.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
 import { deriveKey } from './kdf.js';
+import { loadModules, TenantScope, type LoadedModules } from './modules.js';
 import { Wallet, verifySignature } from './wallet.js';
 
-const wallets = new Map<string, Wallet>();
-/** Tasks of the loaded worker modules, by name. */
-const tasks = new Map<string, (tenantId: string) => unknown>();
+interface OpenWallet {
+  wallet: Wallet;
+  scope: TenantScope;
+}
+
+const wallets = new Map<string, OpenWallet>();
+let loaded: LoadedModules = { modules: [], tasks: new Map() };
+let maxValueBytes = 1024 * 1024;
 
 /** The key check value kept in the registry: tells a wrong key from a damaged file without touching the file. */
 function keyVerifier(key: Uint8Array): Buffer {
   return createHmac('sha256', key).update('tenant-pool key check v1').digest();
 }
 
-function walletOf(tenantId: string): Wallet {
-  const wallet = wallets.get(tenantId);
-  if (wallet === undefined) throw poolError('ERR_INTERNAL', 'the tenant has no open wallet on this worker');
-  return wallet;
+function openOf(tenantId: string): OpenWallet {
+  const open = wallets.get(tenantId);
+  if (open === undefined) throw poolError('ERR_INTERNAL', 'the tenant has no open wallet on this worker');
+  return open;
 }
+
+const walletOf = (tenantId: string): Wallet => openOf(tenantId).wallet;
 
 async function derive(req: WalletKeyMaterial): Promise<{ key: Buffer; deriveMs: number }> {
   const started = performance.now();
   const key = await deriveKey(req.kdf, req.secret, req.salt);
   return { key, deriveMs: performance.now() - started };
+}
+
+async function close(open: OpenWallet): Promise<void> {
+  try {
+    await open.scope.dispose();
+  } finally {
+    open.wallet.close();
+  }
 }
 
 type Handlers = { [K in keyof WorkerApi]: (...args: Parameters<WorkerApi[K]>) => ReturnType<WorkerApi[K]> | Promise<ReturnType<WorkerApi[K]>> };
@@ -53,15 +69,22 @@ const handlers: Handlers = {
         throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
       }
       const started = performance.now();
-      wallets.set(req.tenantId, Wallet.open(req.path, key));
+      const wallet = Wallet.open(req.path, key);
+      try {
+        wallets.set(req.tenantId, { wallet, scope: new TenantScope(req.tenantId, wallet, loaded, maxValueBytes) });
+      } catch (error) {
+        wallet.close();
+        throw error;
+      }
       return { deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);
     }
   },
-  closeWallet(tenantId) {
-    wallets.get(tenantId)?.close();
+  async closeWallet(tenantId) {
+    const open = wallets.get(tenantId);
     wallets.delete(tenantId);
+    if (open !== undefined) await close(open);
   },
   recordsSave: (tenantId, category, id, valueJson, tags) => walletOf(tenantId).save(category, id, valueJson, tags),
   recordsGet: (tenantId, category, id) => walletOf(tenantId).get(category, id),
@@ -70,28 +93,41 @@ const handlers: Handlers = {
   keysCreate: (tenantId) => walletOf(tenantId).createKey(),
   keysSign: (tenantId, kid, data) => walletOf(tenantId).sign(kid, data),
   keysVerify: (publicKey, data, signature) => verifySignature(publicKey, data, signature),
-  runTask(tenantId, task) {
-    walletOf(tenantId);
-    const handler = tasks.get(task);
-    if (handler === undefined) throw poolError('ERR_TASK_NOT_FOUND', `no worker module defines the task ${JSON.stringify(task)}`);
-    return handler(tenantId);
-  },
+  runTask: async (tenantId, task, args) => openOf(tenantId).scope.runTask(loaded, task, args),
+  runInbound: async (tenantId, message) => openOf(tenantId).scope.runInbound(loaded, message),
   echo: (value) => value,
 };
 
-function closeAll(): void {
-  for (const wallet of wallets.values()) wallet.close();
+async function closeAll(): Promise<void> {
+  const open = [...wallets.values()];
   wallets.clear();
+  await Promise.allSettled(open.map(close));
 }
 
-export default async function lifeline({ port }: LifelineTask): Promise<void> {
-  return new Promise((resolve) => {
-    const reply = (message: ReplyMessage): void => port.postMessage(message);
+export default async function lifeline({ port, modules, maxValueBytes: maxBytes }: LifelineTask): Promise<void> {
+  maxValueBytes = maxBytes;
+  try {
+    loaded = await loadModules(modules);
+  } catch (error) {
+    port.postMessage({ startFailed: encodeError(error) } satisfies StartMessage);
+    port.close();
+    return;
+  }
+  const reply = (message: ReplyMessage): void => {
+    try {
+      port.postMessage(message);
+    } catch (error) {
+      // A value structured clone cannot carry (a function, a class instance with private state...).
+      port.postMessage({ id: message.id, ok: false, error: encodeError(poolError('ERR_INVALID_ARGUMENT', `the result cannot be sent to the main thread: ${(error as Error).message}`)) });
+    }
+  };
+  await new Promise<void>((resolve) => {
     port.on('message', (message: CallMessage | typeof SHUTDOWN) => {
       if (message === SHUTDOWN) {
-        closeAll();
-        port.close();
-        resolve();
+        void closeAll().finally(() => {
+          port.close();
+          resolve();
+        });
         return;
       }
       const { id, method, args } = message;
@@ -111,7 +147,6 @@ export default async function lifeline({ port }: LifelineTask): Promise<void> {
         reply({ id, ok: false, error: encodeError(error) });
       }
     });
-    // Tells the main thread the worker is loaded and listening.
-    port.postMessage('ready');
+    port.postMessage('ready' satisfies StartMessage);
   });
 }

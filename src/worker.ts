@@ -1,0 +1,67 @@
+/**
+ * `tenant-pool/worker`: what a worker module imports. A worker module is a file listed in the pool's
+ * `modules` option; every worker thread imports it, and its default export is a `defineModule({...})`.
+ *
+ * @example
+ * import { defineModule } from 'tenant-pool/worker'
+ * export default defineModule({
+ *   register(container) { container.registerSingleton('Greeter', Greeter) },
+ *   tasks: { greet: (ctx, name) => ctx.container.resolve<Greeter>('Greeter').greet(String(name)) },
+ *   inbound: (ctx, message) => ctx.wallet.records.save('inbox', crypto.randomUUID(), message.body),
+ * })
+ */
+import type { DependencyContainer } from 'tsyringe';
+import type { JsonValue, StoredRecord } from './protocol.js';
+
+export type { DependencyContainer } from 'tsyringe';
+export type { JsonValue, StoredRecord } from './protocol.js';
+
+/** The tenant's wallet inside a worker: synchronous, this tenant's records and keys only. */
+export interface TenantWallet {
+  readonly records: {
+    save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): void;
+    get(category: string, id: string): StoredRecord | null;
+    find(category: string, tags?: Record<string, string>, options?: { limit?: number }): StoredRecord[];
+    delete(category: string, id: string): boolean;
+  };
+  readonly keys: {
+    create(): { kid: string; publicKey: string };
+    sign(kid: string, data: Uint8Array): Uint8Array;
+    verify(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean;
+  };
+}
+
+/** What a task or inbound handler gets: the tenant, its wallet, and its own DI container. */
+export interface TenantContext {
+  readonly tenantId: string;
+  readonly wallet: TenantWallet;
+  /** A tsyringe child container of this tenant, made when its wallet opened and disposed when it closes. */
+  readonly container: DependencyContainer;
+}
+
+/** A message given to `pool.dispatch()`. */
+export interface InboundMessage {
+  recipientKey: string;
+  body: JsonValue;
+}
+
+export interface WorkerModule {
+  /** Runs on each tenant's child container when its wallet opens. */
+  register?(container: DependencyContainer): void;
+  /** Tasks run by `session.run(name, args)`, on the tenant's worker. */
+  tasks?: Record<string, (ctx: TenantContext, args: unknown) => unknown>;
+  /** Handles `pool.dispatch()` messages addressed to a routing key of the tenant. */
+  inbound?(ctx: TenantContext, message: InboundMessage): unknown;
+}
+
+const kModule = Symbol.for('tenant-pool.worker-module');
+
+/** Declares a worker module; returns the definition, marked so the worker can tell it from a stray default export. */
+export function defineModule<M extends WorkerModule>(definition: M): M {
+  return Object.assign(definition, { [kModule]: true });
+}
+
+/** @internal True for what `defineModule` returned (from any copy of this package). */
+export function isWorkerModule(value: unknown): value is WorkerModule {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kModule] === true;
+}
