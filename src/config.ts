@@ -84,7 +84,8 @@ export const DEFAULTS = Object.freeze({
   maxValueBytes: 1024 * 1024,
 });
 
-const OPTION_KEYS = [
+/** Every option key, `configFile` included. */
+export const OPTION_KEYS = [
   'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
   'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes',
 ] as const satisfies readonly (keyof PoolOptions)[];
@@ -132,7 +133,10 @@ class Checker {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(key, 'an object { wallet?, session? }', value);
     const out: { wallet?: number; session?: number } = {};
     for (const [k, v] of Object.entries(value)) {
-      if (k !== 'wallet' && k !== 'session') this.fail(`${key}.${k}`, 'absent (known keys: wallet, session)', v);
+      if (k !== 'wallet' && k !== 'session') {
+        const guess = didYouMean(k, ['wallet', 'session']);
+        throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}.${k}\`${this.#where}.${guess === undefined ? '' : ` Did you mean \`${key}.${guess}\`?`} Known keys: wallet, session`);
+      }
       out[k] = this.integer(`${key}.${k}`, v, k === 'session' ? 1 : 0);
     }
     return out;
@@ -160,10 +164,40 @@ function loadConfigFile(file: string): Record<string, unknown> {
   return rest;
 }
 
+/** Edit distance, for did-you-mean suggestions on misspelt keys. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(above + 1, row[j - 1]! + 1, diagonal + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known key closest to `key`, if it is close enough to be a typo. */
+export function didYouMean(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const candidate of known) {
+    const d = distance(key, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
 function checkKeys(source: Record<string, unknown>, where: string): void {
   for (const key of Object.keys(source)) {
     if (!(OPTION_KEYS as readonly string[]).includes(key)) {
-      throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}\`${where}; known options: ${OPTION_KEYS.join(', ')}`);
+      const guess = didYouMean(key, OPTION_KEYS);
+      throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}\`${where}.${guess === undefined ? '' : ` Did you mean \`${guess}\`?`} Known options: ${OPTION_KEYS.join(', ')}`);
     }
   }
 }

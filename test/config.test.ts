@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS, resolveOptions } from '../src/config.js';
+import { DEFAULTS, OPTION_KEYS, resolveOptions } from '../src/config.js';
 import { TenantPoolError } from '../src/errors.js';
 import { tempDir } from './helpers.js';
 
@@ -68,6 +68,36 @@ test('a broken, unreadable or wrong config file is refused naming the file', () 
   const error = configError(() => resolveOptions({ configFile: typo }, {}));
   assert.match(error.message, 'maxQeue');
   assert.match(error.message, typo);
+});
+
+test('a near miss gets a did-you-mean; a wrong type in the file names the key and the file', () => {
+  assert.match(configError(() => resolveOptions({ capacty: 1 } as never, {})).message, 'Did you mean `capacity`?');
+  assert.match(configError(() => resolveOptions({ walletIdleTTLms: 1 } as never, {})).message, 'Did you mean `walletIdleTtlMs`?');
+  assert.match(configError(() => resolveOptions({ weights: { wallett: 1 } } as never, {})).message, 'Did you mean `weights.wallet`?');
+  assert.not.match(configError(() => resolveOptions({ frobnicate: 1 } as never, {})).message, 'Did you mean');
+  const dir = tempDir();
+  const file = join(dir, 'pool.json');
+  writeFileSync(file, JSON.stringify({ maxQueue: 'many' }));
+  const error = configError(() => resolveOptions({ configFile: file }, {}));
+  assert.match(error.message, '`maxQueue`');
+  assert.match(error.message, file);
+});
+
+test('tenant-pool.schema.json lists every option with the same defaults, and nothing else', () => {
+  const schema = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'tenant-pool.schema.json'), 'utf8')) as {
+    additionalProperties: boolean;
+    properties: Record<string, { default?: unknown }>;
+  };
+  assert.is(schema.additionalProperties, false);
+  const inSchema = Object.keys(schema.properties).filter((k) => k !== '$schema').sort();
+  const options = OPTION_KEYS.filter((k) => k !== 'configFile').sort();
+  assert.equal(inSchema, options);
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    if (key === 'maxSessionsPerTenant') continue; // Infinity has no JSON form: the schema says "no limit"
+    assert.equal(schema.properties[key]?.default, key === 'dataDir' ? './.tenant-pool' : value, `default of ${key}`);
+  }
+  const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { files: string[] };
+  assert.ok(pkg.files.includes('tenant-pool.schema.json'), 'the schema ships with the package');
 });
 
 test.run();
