@@ -110,9 +110,10 @@ class Checker {
   }
 
   integer(key: string, value: unknown, min: number, allowInfinity = false): number {
-    if (allowInfinity && value === Number.POSITIVE_INFINITY) return value;
+    // JSON has no Infinity: a config file says "no limit" with null.
+    if (allowInfinity && (value === Number.POSITIVE_INFINITY || value === null)) return Number.POSITIVE_INFINITY;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-      this.fail(key, `an integer >= ${min}${allowInfinity ? ' or Infinity' : ''}`, value);
+      this.fail(key, `an integer >= ${min}${allowInfinity ? ', or Infinity (null in JSON)' : ''}`, value);
     }
     return value;
   }
@@ -243,6 +244,9 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
   });
 }
 
+/** Keys whose "no limit" (Infinity) is written null in JSON. */
+const NULLABLE: ReadonlySet<string> = new Set(['maxSessionsPerTenant', 'acquireTimeoutMs', 'walletIdleTtlMs']);
+
 type Partial2 = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] };
 
 function validate(source: Record<string, unknown>, c: Checker, base: string): Partial2 {
@@ -250,6 +254,7 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Pa
   for (const [key, value] of Object.entries(source)) {
     // An explicit `undefined` in open()'s options means "not given".
     if (value === undefined) continue;
+    if (value === null && !NULLABLE.has(key)) c.fail(key, 'a value (null means no limit only for maxSessionsPerTenant, acquireTimeoutMs and walletIdleTtlMs)', value);
     switch (key) {
       case 'configFile':
         break;

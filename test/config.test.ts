@@ -28,6 +28,18 @@ test('defaults apply and the input is not mutated', () => {
   assert.ok(Object.isFrozen(options));
 });
 
+test('null in a config file means no limit where Infinity is allowed, and is refused elsewhere', () => {
+  const dir = tempDir();
+  const file = join(dir, 'pool.json');
+  writeFileSync(file, JSON.stringify({ maxSessionsPerTenant: null, acquireTimeoutMs: null, walletIdleTtlMs: null }));
+  const options = resolveOptions({ configFile: file }, {});
+  assert.is(options.maxSessionsPerTenant, Infinity);
+  assert.is(options.acquireTimeoutMs, Infinity);
+  assert.is(options.walletIdleTtlMs, Infinity);
+  writeFileSync(file, JSON.stringify({ capacity: null }));
+  assert.match(configError(() => resolveOptions({ configFile: file }, {})).message, '`capacity`');
+});
+
 test('zero stays zero (no `||` defaults)', () => {
   const options = resolveOptions({ walletIdleTtlMs: 0, leakWarningMs: 0, acquireTimeoutMs: 0 }, {});
   assert.is(options.walletIdleTtlMs, 0);
@@ -93,11 +105,24 @@ test('tenant-pool.schema.json lists every option with the same defaults, and not
   const options = OPTION_KEYS.filter((k) => k !== 'configFile').sort();
   assert.equal(inSchema, options);
   for (const [key, value] of Object.entries(DEFAULTS)) {
-    if (key === 'maxSessionsPerTenant') continue; // Infinity has no JSON form: the schema says "no limit"
-    assert.equal(schema.properties[key]?.default, key === 'dataDir' ? './.tenant-pool' : value, `default of ${key}`);
+    // Infinity has no JSON form: the file says "no limit" with null.
+    assert.equal(schema.properties[key]?.default, value === Infinity ? null : value, `default of ${key}`);
   }
   const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { files: string[] };
   assert.ok(pkg.files.includes('tenant-pool.schema.json'), 'the schema ships with the package');
+});
+
+test('the README’s example config is valid and lists every option but the secret and configFile', () => {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const block = /### Options and the config file[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(block, 'README has the example');
+  const example = JSON.parse(block!) as Record<string, unknown>;
+  const dir = tempDir();
+  const file = join(dir, 'pool.json');
+  writeFileSync(file, block!);
+  const options = resolveOptions({ configFile: file }, {});
+  assert.is(options.capacity, DEFAULTS.capacity);
+  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey').sort());
 });
 
 test.run();
