@@ -116,10 +116,10 @@ test('the README’s example config is valid and lists every option but the secr
   const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
   const block = /### Options and the config file[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
   assert.ok(block, 'README has the example');
-  const example = JSON.parse(block!) as Record<string, unknown>;
+  const example = JSON.parse(block) as Record<string, unknown>;
   const dir = tempDir();
   const file = join(dir, 'pool.json');
-  writeFileSync(file, block!);
+  writeFileSync(file, block);
   const options = resolveOptions({ configFile: file }, {});
   assert.is(options.capacity, DEFAULTS.capacity);
   assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey').sort());
