@@ -1,305 +1,196 @@
 /**
- * tenant-pool benchmark.
+ * tenant-pool benchmark: the pool side by side with the baselines it replaces and with what this
+ * machine allows, all measured in one run (absolute times drift on a shared machine; ratios measured
+ * together hold).
  *
- *   npm run bench                       all scenarios
- *   npm run bench -- --scenario NAME    one scenario (repeatable)
- *   npm run bench -- --quick            small sizes
- *   npm run bench -- --json FILE        also write the results to FILE
+ *   npm run bench                          every scenario
+ *   npm run bench -- --scenario NAME       one scenario (repeatable)
+ *   npm run bench -- --quick               every scenario at small sizes (a smoke test, under 90 s)
+ *   npm run bench -- --json FILE           also write the results to FILE
+ *   npm run bench -- --recommend           end with a suggested config for this machine
  *
- * Always writes bench/results/latest.json. Every figure of a run is measured in that run, so ratios
- * between them hold even on a shared machine whose absolute speed drifts.
+ * Always writes bench/results/latest.json. Each (scenario, system) pair runs in a process of its
+ * own, so memory figures and leftovers of one never touch another.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { TenantPool } from '../src/pool.js';
-import type { KdfMethod } from '../src/protocol.js';
-import { Scheduler } from '../src/scheduler.js';
-import { Wallet } from '../workers/wallet.js';
-import { echoWorker, loopDelayMonitor, median, percentile, table } from './measure.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { extraScenarios } from './extras.js';
+import { measureLimits, type Limits } from './limits.js';
+import { progressBar, round, table } from './measure.js';
+import { recommend } from './recommend.js';
+import { scenarios, type Figures, type Scenario } from './scenarios.js';
+import { openCredoModel } from './systems/credo-model.js';
+import { openNoAffinity } from './systems/no-affinity.js';
+import { openTenantPool } from './systems/tenant-pool.js';
+import type { System, SystemName } from './systems/types.js';
 
 const { values: args } = parseArgs({
   options: {
     scenario: { type: 'string', multiple: true },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
+    recommend: { type: 'boolean', default: false },
+    child: { type: 'string' },
+    system: { type: 'string' },
   },
 });
 const quick = args.quick === true;
+const all: Scenario[] = [...scenarios, ...extraScenarios];
 
-type Figures = Record<string, number | string>;
-interface Scenario {
+interface Target {
   name: string;
+  ratio: number;
+  met: boolean;
+}
+
+interface ScenarioResult {
   describe: string;
-  run(): Promise<Record<string, Figures>>;
+  tenantPool: Figures;
+  baselines: Partial<Record<'credo-model' | 'no-affinity', Figures>>;
+  targets: Target[];
 }
 
-async function withPool<T>(options: Parameters<typeof TenantPool.open>[0], fn: (pool: TenantPool) => Promise<T>): Promise<T> {
-  const dataDir = join(tmpdir(), `tp-bench-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const pool = await TenantPool.open({ dataDir, rootKey: randomBytes(32).toString('hex'), ...options });
+// ---- child: one scenario on one system ------------------------------------------------------------
+
+async function runChild(name: string, systemName: SystemName): Promise<void> {
+  const scenario = all.find((s) => s.name === name);
+  if (scenario === undefined) throw new Error(`no scenario ${name}`);
+  const options = scenario.options(quick);
+  const dir = join(tmpdir(), `tp-bench-${name}-${systemName}-${randomBytes(4).toString('hex')}`);
+  let system: System;
+  let pool: Awaited<ReturnType<typeof openTenantPool>>['pool'] | undefined;
+  if (systemName === 'tenant-pool') {
+    const opened = await openTenantPool(dir, options);
+    system = opened;
+    pool = opened.pool;
+  } else if (systemName === 'credo-model') {
+    system = await openCredoModel(dir, options);
+  } else {
+    system = await openNoAffinity(dir, options);
+  }
   try {
-    return await fn(pool);
+    const figures = await scenario.run({ system, quick, ...(pool === undefined ? {} : { pool }) });
+    process.stdout.write(`\nRESULT ${JSON.stringify(figures)}\n`);
   } finally {
-    await pool.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await system.close();
   }
 }
 
-/** Samples the process RSS every 5 ms until stopped; returns the peak in MiB. */
-function rssSampler(): { stop(): number } {
-  let peak = process.memoryUsage.rss();
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
-  return {
-    stop() {
-      clearInterval(timer);
-      return round(Math.max(peak, process.memoryUsage.rss()) / 2 ** 20);
-    },
-  };
+async function child(name: string, system: SystemName): Promise<Figures> {
+  const self = fileURLToPath(import.meta.url);
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [...process.execArgv, '--expose-gc', self, '--child', name, '--system', system, ...(quick ? ['--quick'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    proc.on('close', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      if (code === 0 && line !== undefined) resolve(JSON.parse(line.slice(7)) as Figures);
+      else reject(new Error(`${name} on ${system} failed (exit ${String(code)}): ${err.trim().split('\n').slice(-5).join(' | ')}`));
+    });
+  });
 }
 
-const W = { wallet: 4, session: 1 };
+// ---- targets ---------------------------------------------------------------------------------------
 
-const scenarios: Scenario[] = [
-  {
-    name: 'scheduler',
-    describe: 'The pure scheduler: acquire+release of a warm tenant, and enqueue+cancel behind a full pool, with the queue empty and 10,000 deep',
-    async run() {
-      const ops = quick ? 50_000 : 500_000;
-      const measure = (depth: number, kind: 'acquire+release' | 'enqueue+cancel'): number => {
-        const s = new Scheduler({ capacity: 1_000_000, maxQueue: 1_000_000, tenantLimit: 'queue', walletIdleTtlMs: Infinity });
-        if (kind === 'acquire+release') {
-          // Waiters parked behind their own tenant's limit are in the queue but block no one.
-          const blocker = s.acquire({ tenantId: 'limited', weights: W, maxSessions: 1, deadline: Infinity });
-          void blocker;
-          for (let i = 0; i < depth; i++) s.acquire({ tenantId: 'limited', weights: W, maxSessions: 1, deadline: 1e12 + i });
-        } else {
-          const full = new Scheduler({ capacity: 5, maxQueue: 1_000_000, tenantLimit: 'queue', walletIdleTtlMs: Infinity });
-          full.acquire({ tenantId: 'holder', weights: W, maxSessions: Infinity, deadline: Infinity });
-          for (let i = 0; i < depth; i++) full.acquire({ tenantId: `t${i % 100}`, weights: W, maxSessions: Infinity, deadline: 1e12 + i });
-          const started = process.hrtime.bigint();
-          for (let i = 0; i < ops; i++) {
-            // Deadlines come in arrival order when callers use the same timeout: the newest is the latest.
-            const r = full.acquire({ tenantId: 'late', weights: W, maxSessions: Infinity, deadline: 2e12 });
-            if (r.kind === 'queued') full.cancel(r.waiter);
-            full.drain(0);
-          }
-          return Number(process.hrtime.bigint() - started) / ops;
-        }
-        const started = process.hrtime.bigint();
-        for (let i = 0; i < ops; i++) {
-          const r = s.acquire({ tenantId: 'warm', weights: W, maxSessions: Infinity, deadline: Infinity });
-          if (r.kind !== 'granted') throw new Error('expected a grant');
-          s.release(r.grant, 0);
-          s.drain(0);
-        }
-        return Number(process.hrtime.bigint() - started) / ops;
-      };
-      const out: Record<string, Figures> = {};
-      for (const kind of ['acquire+release', 'enqueue+cancel'] as const) {
-        measure(0, kind); // warm-up
-        const nsPerOpDepth0 = round(measure(0, kind));
-        const nsPerOpDepth10k = round(measure(10_000, kind));
-        out[kind] = { nsPerOpDepth0, nsPerOpDepth10k, ratio: round(nsPerOpDepth10k / nsPerOpDepth0) };
-      }
-      return out;
-    },
-  },
-  {
-    name: 'warm-sessions',
-    describe: 'acquire+release of a tenant whose wallet is open, through the pool (main-thread cost), queue empty and 10,000 waiters queued',
-    async run() {
-      const rounds = quick ? 5_000 : 50_000;
-      return withPool({ workers: 2, capacity: 100_000, maxQueue: 100_000, walletIdleTtlMs: Infinity }, async (pool) => {
-        const warm = (await pool.tenants.create({ tenantId: 'warm' })).tenantId;
-        const limited = (await pool.tenants.create({ tenantId: 'limited', maxSessions: 1 })).tenantId;
-        await pool.withSession(warm, () => undefined);
-        const measure = async (): Promise<Figures> => {
-          const times = await sample(rounds, async () => (await pool.acquire(warm)).release());
-          const total = times.reduce((a, b) => a + b, 0);
-          return { usPerAcquireRelease: round((total / times.length) * 1000), p99Us: round(percentile(times, 99) * 1000), sessionsPerSec: Math.round(times.length / (total / 1000)) };
-        };
-        const out: Record<string, Figures> = { 'queue empty': await measure() };
-        const holder = await pool.acquire(limited);
-        const parked = Array.from({ length: 10_000 }, async () => pool.acquire(limited, { timeoutMs: 600_000 }).then(async (s) => s.release(), () => undefined));
-        out['10,000 waiters queued'] = { ...(await measure()), queued: pool.stats().queued };
-        const concurrent = performance.now();
-        let served = 0;
-        await Promise.all(
-          Array.from({ length: 64 }, async () => {
-            for (let i = 0; i < rounds / 64; i++) {
-              await (await pool.acquire(warm)).release();
-              served++;
-            }
-          }),
-        );
-        out['64 in flight'] = { sessionsPerSec: Math.round(served / ((performance.now() - concurrent) / 1000)) };
-        await holder.release();
-        await Promise.all(parked);
-        return out;
-      });
-    },
-  },
-  {
-    name: 'single-tenant-10k',
-    describe: 'One tenant, 10,000 concurrent sessions, each doing one records.get',
-    async run() {
-      return withPool({ workers: 2, capacity: 10_004, walletIdleTtlMs: 60_000, acquireTimeoutMs: 60_000 }, async (pool) => {
-        const { tenantId } = await pool.tenants.create();
-        await pool.withSession(tenantId, async (s) => s.records.save('c', 'r', { hello: 'world' }));
-        globalThis.gc?.();
-        const heapBefore = process.memoryUsage().heapUsed;
-        const rss = rssSampler();
-        const started = performance.now();
-        const sessions = await Promise.all(Array.from({ length: 10_000 }, async () => pool.acquire(tenantId)));
-        const acquiredMs = performance.now() - started;
-        const heapHeld = process.memoryUsage().heapUsed - heapBefore;
-        await Promise.all(sessions.map(async (s) => s.records.get('c', 'r')));
-        await Promise.all(sessions.map(async (s) => s.release()));
-        const totalMs = performance.now() - started;
-        return {
-          '10,000 sessions': { acquireAllMs: round(acquiredMs), totalMs: round(totalMs), peakRssMb: rss.stop(), bytesPerSession: Math.round(heapHeld / 10_000), walletOpens: pool.stats().totals.walletOpens },
-        };
-      });
-    },
-  },
-  {
-    name: 'kdf-open',
-    describe: 'Cold wallet open (acquire of a closed wallet) per KDF method, median over several tenants',
-    async run() {
-      const out: Record<string, Figures> = {};
-      const perMethod = quick ? 3 : 7;
-      await withPool({ walletIdleTtlMs: 0, acquireTimeoutMs: 60_000 }, async (pool) => {
-        for (const kdf of ['raw', 'argon2i-int', 'argon2i-mod', 'argon2id'] as KdfMethod[]) {
-          const times: number[] = [];
-          for (let i = 0; i < perMethod; i++) {
-            const { tenantId } = await pool.tenants.create({ kdf });
-            const started = performance.now();
-            const session = await pool.acquire(tenantId);
-            times.push(performance.now() - started);
-            await session.release();
-          }
-          out[kdf] = { openMsMedian: round(median(times)), openMsMin: round(Math.min(...times)), openMsMax: round(Math.max(...times)), samples: times.length };
-        }
-      });
-      return out;
-    },
-  },
-  {
-    name: 'call-latency',
-    describe: 'records.get and keys.sign through a warm session, one at a time, against a bare postMessage echo to a worker',
-    async run() {
-      const rounds = quick ? 2_000 : 20_000;
-      const echo = await echoWorker();
-      const out: Record<string, Figures> = {};
-      try {
-        const echoTimes = await sample(rounds, () => echo.roundTrip(1));
-        out['bare echo'] = latencyFigures(echoTimes);
-        await withPool({ workers: 2 }, async (pool) => {
-          const { tenantId } = await pool.tenants.create();
-          await pool.withSession(tenantId, async (s) => {
-            await s.records.save('bench', 'r', { hello: 'world', n: 42 }, { kind: 'bench' });
-            const { kid } = await s.keys.create();
-            const data = randomBytes(64);
-            out['records.get'] = latencyFigures(await sample(rounds, () => s.records.get('bench', 'r')));
-            out['keys.sign'] = latencyFigures(await sample(rounds, () => s.keys.sign(kid, data)));
-          });
-        });
-      } finally {
-        await echo.close();
-      }
-      for (const name of ['records.get', 'keys.sign']) {
-        const f = out[name]!;
-        f['p50VsEcho'] = round(Number(f['p50Us']) / Number(out['bare echo']['p50Us']));
-      }
-      return out;
-    },
-  },
-  {
-    name: 'find-100k',
-    describe: 'records.find on a wallet of 100,000 records (3 tags each), SQL cost on the wallet itself',
-    async run() {
-      const count = quick ? 20_000 : 100_000;
-      const dir = join(tmpdir(), `tp-bench-find-${process.pid}`);
-      mkdirSync(dir, { recursive: true });
-      const key = randomBytes(32);
-      const path = join(dir, 'w.sqlite');
-      Wallet.create(path, key);
-      const wallet = Wallet.open(path, key);
-      try {
-        const started = performance.now();
-        wallet.batch(() => {
-          for (let i = 0; i < count; i++) wallet.save('cred', `id${i}`, JSON.stringify({ i, name: `record ${i}` }), { bucket: String(i % 1000), serial: `s${i}`, type: 'degree' });
-        });
-        const out: Record<string, Figures> = { [`insert ${count} (one transaction)`]: { totalMs: round(performance.now() - started) } };
-        const cases: Record<string, Record<string, string>> = {
-          'rare tag (1 match)': { serial: `s${Math.floor(count / 2)}` },
-          [`bucket tag (${count / 1000} matches)`]: { bucket: '7' },
-          'common + rare tag (1 match)': { type: 'degree', serial: 's5' },
-        };
-        for (const [name, tags] of Object.entries(cases)) {
-          const times = await sample(quick ? 200 : 1000, async () => wallet.find('cred', tags, -1));
-          out[name] = { p50Us: round(percentile(times, 50) * 1000), p99Us: round(percentile(times, 99) * 1000), matches: wallet.find('cred', tags, -1).length };
-        }
-        return out;
-      } finally {
-        wallet.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  },
-  {
-    name: 'loop-delay',
-    describe: 'Main event-loop delay while four argon2i-mod wallets open at once (derivation runs on the workers)',
-    async run() {
-      return withPool({ walletIdleTtlMs: 0, acquireTimeoutMs: 60_000 }, async (pool) => {
-        const tenants = [];
-        for (let i = 0; i < 4; i++) tenants.push((await pool.tenants.create({ kdf: 'argon2i-mod' })).tenantId);
-        const monitor = loopDelayMonitor();
-        const started = performance.now();
-        const sessions = await Promise.all(tenants.map((id) => pool.acquire(id)));
-        const totalMs = performance.now() - started;
-        const delay = monitor.stop();
-        await Promise.all(sessions.map((s) => s.release()));
-        return { 'four argon2i-mod opens': { totalMs: round(totalMs), loopDelayMaxMs: round(delay.maxMs), loopDelayP99Ms: round(delay.p99Ms), ticks: delay.samples } };
-      });
-    },
-  },
-];
-
-function round(n: number): number {
-  return Math.round(n * 100) / 100;
-}
-
-async function sample(rounds: number, fn: () => Promise<unknown>): Promise<number[]> {
-  for (let i = 0; i < Math.min(1000, rounds / 10); i++) await fn(); // warm-up: JIT and caches
-  const times = new Array<number>(rounds);
-  for (let i = 0; i < rounds; i++) {
-    const t = performance.now();
-    await fn();
-    times[i] = performance.now() - t;
+function targetsFor(name: string, r: ScenarioResult, limits: Limits): Target[] {
+  const t = r.tenantPool;
+  const at = (target: string, ratio: number, met: boolean): Target => ({ name: target, ratio: round(ratio, 3), met });
+  switch (name) {
+    case 'cold-storm':
+      return [
+        at('opensPerSec >= 0.85 x best raw Argon2 throughput', t['opensPerSec']! / limits.kdfBestPerSec, t['opensPerSec']! >= 0.85 * limits.kdfBestPerSec),
+        at('main-loop delay p99 <= 10 ms', t['mainLoopP99Ms']! / 10, t['mainLoopP99Ms']! <= 10),
+      ];
+    case 'warm-ops':
+      return [at('opsPerSec >= 0.5 x pipelined bare echo', t['opsPerSec']! / limits.echoPipelinedOpsPerSec, t['opsPerSec']! >= 0.5 * limits.echoPipelinedOpsPerSec)];
+    case 'zipf-churn': {
+      const credo = r.baselines['credo-model']?.['walletOpens'];
+      const targets = [at('walletOpens <= 1.1 x LRU of the same size', t['walletOpens']! / t['lruWalletOpens']!, t['walletOpens']! <= 1.1 * t['lruWalletOpens']!)];
+      if (credo !== undefined) targets.push(at('>= 5x fewer opens than credo-model', credo / t['walletOpens']!, credo >= 5 * t['walletOpens']!));
+      return targets;
+    }
+    case 'overload':
+      return [
+        at('100% of acquires settle by deadline + 50 ms', t['settledByDeadlinePct']! / 100, t['settledByDeadlinePct'] === 100),
+        at('goodput >= 0.9 x what capacity allows', t['goodputRatio']!, t['goodputRatio']! >= 0.9),
+        at('0 leaked weight', t['leakedWeight']!, t['leakedWeight'] === 0),
+      ];
+    case 'scheduler':
+      return [at('ns/op at depth 10,000 <= 2 x ns/op at depth 0', t['nsPerOpDepth10k']! / t['nsPerOpDepth0']!, t['nsPerOpDepth10k']! <= 2 * t['nsPerOpDepth0']!)];
+    default:
+      return [];
   }
-  return times;
 }
 
-function latencyFigures(times: number[]): Figures {
-  return { p50Us: round(percentile(times, 50) * 1000), p99Us: round(percentile(times, 99) * 1000), opsPerSec: Math.round(times.length / (times.reduce((a, b) => a + b, 0) / 1000)) };
+// ---- parent ----------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const chosen = args.scenario === undefined ? all : all.filter((s) => args.scenario!.includes(s.name));
+  if (chosen.length === 0) {
+    console.error(`No such scenario. Known: ${all.map((s) => s.name).join(', ')}`);
+    process.exit(2);
+  }
+  console.log(`tenant-pool bench${quick ? ' (quick)' : ''} — Node ${process.version}\n`);
+  const bar = progressBar(1 + chosen.reduce((n, s) => n + s.systems.length, 0));
+  let step = 0;
+  bar.update(step, 'machine limits');
+  const limits = await measureLimits(quick);
+  step++;
+  console.log('## limits: what this machine allows');
+  console.log(
+    table({
+      machine: {
+        cores: limits.cores,
+        'argon2i-mod ms (1 core)': limits.kdfArgon2iModMs,
+        'argon2i-mod/s best': `${limits.kdfBestPerSec} at ${limits.kdfBestConcurrency} at once`,
+        'echo RTT µs': limits.echoRttUs,
+        'echo ops/s (64 deep)': limits.echoPipelinedOpsPerSec,
+      },
+    }),
+  );
+  console.log(`argon2i-mod derivations/s by concurrency: ${Object.entries(limits.kdfPerSecByConcurrency).map(([k, v]) => `${k}: ${v}`).join(', ')}\n`);
+
+  const results: Record<string, ScenarioResult> = {};
+  const failures: string[] = [];
+  for (const scenario of chosen) {
+    const result: ScenarioResult = { describe: scenario.describe, tenantPool: {}, baselines: {}, targets: [] };
+    for (const system of scenario.systems) {
+      bar.update(step, `${scenario.name} × ${system}`);
+      try {
+        const figures = await child(scenario.name, system);
+        if (system === 'tenant-pool') result.tenantPool = figures;
+        else result.baselines[system] = figures;
+      } catch (error) {
+        failures.push((error as Error).message);
+      }
+      step++;
+    }
+    bar.done();
+    result.targets = Object.keys(result.tenantPool).length === 0 ? [] : targetsFor(scenario.name, result, limits);
+    results[scenario.name] = result;
+    console.log(`## ${scenario.name}: ${scenario.describe}`);
+    console.log(table({ 'tenant-pool': result.tenantPool, ...result.baselines }));
+    for (const target of result.targets) console.log(`  ${target.met ? 'met    ' : 'NOT MET'}  ${target.name} (ratio ${target.ratio})`);
+    if (result.targets.length > 0) console.log('');
+  }
+  bar.done();
+  for (const failure of failures) console.log(`FAILED: ${failure}`);
+
+  const report = { date: new Date().toISOString(), node: process.version, quick, limits, scenarios: results };
+  const text = `${JSON.stringify(report, null, 2)}\n`;
+  mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+  writeFileSync(join(import.meta.dirname, 'results', 'latest.json'), text);
+  if (args.json !== undefined) writeFileSync(args.json, text);
+  if (args.recommend === true) console.log(recommend(limits, results, totalmem()));
+  if (failures.length > 0) process.exitCode = 1;
 }
 
-const chosen = args.scenario === undefined ? scenarios : scenarios.filter((s) => args.scenario!.includes(s.name));
-if (chosen.length === 0) {
-  console.error(`No such scenario. Known: ${scenarios.map((s) => s.name).join(', ')}`);
-  process.exit(2);
-}
-const results: Record<string, Record<string, Figures>> = {};
-console.log(`tenant-pool bench — ${availableParallelism()} cores, Node ${process.version}${quick ? ', quick' : ''}\n`);
-for (const scenario of chosen) {
-  console.log(`## ${scenario.name}: ${scenario.describe}`);
-  results[scenario.name] = await scenario.run();
-  console.log(table(results[scenario.name]!));
-}
-const report = { date: new Date().toISOString(), node: process.version, cores: availableParallelism(), quick, scenarios: results };
-mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
-writeFileSync(join(import.meta.dirname, 'results', 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-if (args.json !== undefined) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
+if (args.child !== undefined) await runChild(args.child, args.system as SystemName);
+else await main();

@@ -14,17 +14,37 @@ export function median(values: readonly number[]): number {
 }
 
 /** A plain worker_threads Worker that posts back what it gets: the floor for any cross-thread call. */
-export async function echoWorker(): Promise<{ roundTrip(value: unknown): Promise<unknown>; close(): Promise<void> }> {
+export async function echoWorker(): Promise<{ roundTrip(value: unknown): Promise<unknown>; pipelined(ops: number, depth: number): Promise<number>; close(): Promise<void> }> {
   const worker = new Worker("require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m))", { eval: true, execArgv: [] });
-  let waiting: ((value: unknown) => void) | undefined;
-  worker.on('message', (m) => waiting?.(m));
+  // Replies come back in order: a FIFO of waiting resolvers matches them.
+  const waiting: Array<(value: unknown) => void> = [];
+  let head = 0;
+  worker.on('message', (m) => waiting[head++]?.(m));
   const roundTrip = async (value: unknown): Promise<unknown> =>
     new Promise((resolve) => {
-      waiting = resolve;
+      waiting.push(resolve);
+      if (head > 4096) {
+        waiting.splice(0, head);
+        head = 0;
+      }
       worker.postMessage(value);
     });
+  /** Round trips per second with `depth` in flight. */
+  const pipelined = async (ops: number, depth: number): Promise<number> => {
+    let sent = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: depth }, async () => {
+        while (sent < ops) {
+          sent++;
+          await roundTrip(sent);
+        }
+      }),
+    );
+    return ops / ((performance.now() - started) / 1000);
+  };
   await roundTrip(0);
-  return { roundTrip, close: async () => void (await worker.terminate()) };
+  return { roundTrip, pipelined, close: async () => void (await worker.terminate()) };
 }
 
 /** Samples the main loop's delay every millisecond until stopped. */
@@ -47,4 +67,59 @@ export function table(rows: Record<string, Record<string, number | string>>): st
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line), ''].join('\n');
+}
+
+export function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+/** Samples the process RSS every 5 ms until stopped; returns the peak in MiB. */
+export function rssSampler(): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
+  return {
+    stop() {
+      clearInterval(timer);
+      return round(Math.max(peak, process.memoryUsage.rss()) / 2 ** 20);
+    },
+  };
+}
+
+/** Draws ranks 0..n-1 with Zipf(s) probabilities (rank 0 most popular), from a seeded generator. */
+export function zipfSampler(n: number, s: number, seed: number): () => number {
+  const cumulative = new Float64Array(n);
+  let total = 0;
+  for (let k = 0; k < n; k++) cumulative[k] = total += 1 / (k + 1) ** s;
+  let state = seed;
+  return () => {
+    state = (state * 48271) % 2147483647;
+    const u = (state / 2147483647) * total;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cumulative[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/** A one-line progress bar redrawn in place on a terminal; silent otherwise. */
+export function progressBar(total: number): { update(done: number, label: string): void; done(): void } {
+  const isTty = process.stderr.isTTY === true;
+  const started = performance.now();
+  return {
+    update(done, label) {
+      if (!isTty) return;
+      const width = 24;
+      const filled = Math.round((done / total) * width);
+      const seconds = ((performance.now() - started) / 1000).toFixed(0);
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${seconds}s  ${label}`.padEnd(100).slice(0, 100));
+    },
+    done() {
+      if (isTty) process.stderr.write(`\r${' '.repeat(100)}\r`);
+    },
+  };
 }

@@ -1,0 +1,159 @@
+/**
+ * Further tenant-pool scenarios, beyond the side-by-side ones: costs a user tuning the pool asks
+ * about (cold open per KDF, one call against a bare echo, find on a large wallet, memory per wallet).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KdfMethod } from '../src/protocol.js';
+import { Wallet } from '../workers/wallet.js';
+import { echoWorker, median, percentile, round } from './measure.js';
+import type { Figures, Scenario } from './scenarios.js';
+import type { SystemOptions } from './systems/types.js';
+
+const options = (overrides: Partial<SystemOptions> = {}): SystemOptions => ({
+  capacity: 100_000,
+  sessionLimit: 100_000,
+  timeoutMs: 120_000,
+  walletIdleTtlMs: 0,
+  workers: 2,
+  ...overrides,
+});
+
+async function sample(rounds: number, fn: () => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < Math.min(1000, rounds / 10); i++) await fn();
+  const times = new Array<number>(rounds);
+  for (let i = 0; i < rounds; i++) {
+    const t = performance.now();
+    await fn();
+    times[i] = performance.now() - t;
+  }
+  return times;
+}
+
+export const extraScenarios: Scenario[] = [
+  {
+    name: 'kdf-open',
+    describe: 'cold wallet open (acquire of a closed wallet) per KDF method: median ms',
+    systems: ['tenant-pool'],
+    options: () => options({ walletIdleTtlMs: 0 }),
+    async run({ system, quick }) {
+      const out: Figures = {};
+      for (const kdf of ['raw', 'argon2i-int', 'argon2i-mod', 'argon2id'] as KdfMethod[]) {
+        const ids = await system.createTenants(quick ? 2 : 5, kdf, `${kdf}-`);
+        const times: number[] = [];
+        for (const id of ids) {
+          const started = performance.now();
+          const s = await system.acquire(id);
+          times.push(performance.now() - started);
+          await s.release();
+        }
+        out[`${kdf}MedianMs`] = round(median(times));
+      }
+      return out;
+    },
+  },
+  {
+    name: 'call-latency',
+    describe: 'one call at a time through a warm session, against a bare postMessage echo measured alongside',
+    systems: ['tenant-pool'],
+    options: () => options({ walletIdleTtlMs: 600_000 }),
+    async run({ system, quick }) {
+      const rounds = quick ? 1_000 : 10_000;
+      const echo = await echoWorker();
+      try {
+        const [id] = await system.createTenants(1, 'raw', 'lat-');
+        const s = await system.acquire(id!);
+        await s.save('bench', 'r', { hello: 'world', n: 42 });
+        const kid = await s.createKey();
+        const data = randomBytes(64);
+        const echoTimes = await sample(rounds, async () => echo.roundTrip(1));
+        const getTimes = await sample(rounds, async () => s.get('bench', 'r'));
+        const signTimes = await sample(rounds, async () => s.sign(kid, data));
+        await s.release();
+        const p50 = (t: number[]): number => percentile(t, 50) * 1000;
+        return {
+          echoP50Us: round(p50(echoTimes)),
+          getP50Us: round(p50(getTimes)),
+          getP99Us: round(percentile(getTimes, 99) * 1000),
+          signP50Us: round(p50(signTimes)),
+          signP99Us: round(percentile(signTimes, 99) * 1000),
+          getVsEcho: round(p50(getTimes) / p50(echoTimes)),
+          signVsEcho: round(p50(signTimes) / p50(echoTimes)),
+        };
+      } finally {
+        await echo.close();
+      }
+    },
+  },
+  {
+    name: 'find-100k',
+    describe: 'records.find on a wallet of 100,000 records with 3 tags each (SQL on the wallet itself), p50 µs',
+    systems: ['tenant-pool'],
+    options: () => options(),
+    async run({ quick }) {
+      const count = quick ? 10_000 : 100_000;
+      const dir = join(tmpdir(), `tp-bench-find-${process.pid}`);
+      mkdirSync(dir, { recursive: true });
+      const key = randomBytes(32);
+      const path = join(dir, 'w.sqlite');
+      Wallet.create(path, key);
+      const wallet = Wallet.open(path, key);
+      try {
+        wallet.batch(() => {
+          for (let i = 0; i < count; i++) wallet.save('cred', `id${i}`, JSON.stringify({ i }), { bucket: String(i % 1000), serial: `s${i}`, type: 'degree' });
+        });
+        const p50 = async (tags: Record<string, string>): Promise<number> => round(percentile(await sample(quick ? 100 : 1000, async () => wallet.find('cred', tags, -1)), 50) * 1000);
+        return {
+          records: count,
+          rareTagP50Us: await p50({ serial: `s${Math.floor(count / 2)}` }),
+          commonAndRareP50Us: await p50({ type: 'degree', serial: 's5' }),
+          bucketTagP50Us: await p50({ bucket: '7' }),
+        };
+      } finally {
+        wallet.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  },
+  {
+    name: 'warm-sessions',
+    describe: 'acquire+release of an open tenant through the pool (main-thread cost), queue empty and 10,000 waiters queued',
+    systems: ['tenant-pool'],
+    options: () => options({ walletIdleTtlMs: 600_000 }),
+    async run({ system, pool, quick }) {
+      if (pool === undefined) throw new Error('warm-sessions runs on tenant-pool only');
+      const rounds = quick ? 5_000 : 50_000;
+      const [warm, limited] = await system.createTenants(2, 'raw', 'ws-');
+      await pool.tenants.update(limited!, { maxSessions: 1 });
+      await (await system.acquire(warm!)).release();
+      const usPer = async (): Promise<number> => {
+        const times = await sample(rounds, async () => (await pool.acquire(warm!)).release());
+        return round((times.reduce((a, b) => a + b, 0) / times.length) * 1000);
+      };
+      const emptyUs = await usPer();
+      const holder = await pool.acquire(limited!);
+      const parked = Array.from({ length: 10_000 }, async () => pool.acquire(limited!, { timeoutMs: 600_000 }).then(async (s) => s.release(), () => undefined));
+      const queued = pool.stats().queued;
+      const deepUs = await usPer();
+      await holder.release();
+      await Promise.all(parked);
+      return { usPerAcquireReleaseQueueEmpty: emptyUs, usPerAcquireReleaseQueue10k: deepUs, queued, sessionsPerSecQueueEmpty: Math.round(1e6 / emptyUs) };
+    },
+  },
+  {
+    name: 'wallet-memory',
+    describe: 'process memory per open wallet (RSS, all threads) against main-thread heap per session',
+    systems: ['tenant-pool'],
+    options: () => options({ walletIdleTtlMs: 600_000 }),
+    async run({ system, quick }) {
+      const count = quick ? 50 : 200;
+      const ids = await system.createTenants(count, 'raw', 'mem-');
+      const before = process.memoryUsage.rss();
+      for (const id of ids) await (await system.acquire(id)).release();
+      const walletBytes = (process.memoryUsage.rss() - before) / count;
+      return { wallets: count, rssBytesPerWallet: Math.round(walletBytes) };
+    },
+  },
+];

@@ -1,0 +1,314 @@
+/**
+ * The bench scenarios. Each runs against one system (tenant-pool or a baseline) behind the same
+ * interface, in a process of its own, and returns its figures.
+ */
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import type { TenantPool } from '../src/pool.js';
+import { Scheduler } from '../src/scheduler.js';
+import { loopDelayMonitor, percentile, rssSampler, round, zipfSampler } from './measure.js';
+import type { System, SystemName, SystemOptions } from './systems/types.js';
+
+export type Figures = Record<string, number>;
+
+export interface ScenarioContext {
+  quick: boolean;
+  system: System;
+  /** The pool itself, when the system is tenant-pool (for figures only it has). */
+  pool?: TenantPool;
+}
+
+export interface Scenario {
+  name: string;
+  describe: string;
+  /** Systems it runs on; the pure scheduler has no baseline. */
+  systems: readonly SystemName[];
+  options(quick: boolean): SystemOptions;
+  run(ctx: ScenarioContext): Promise<Figures>;
+}
+
+const cores = availableParallelism();
+const ALL: readonly SystemName[] = ['tenant-pool', 'credo-model', 'no-affinity'];
+const base = (overrides: Partial<SystemOptions> = {}): SystemOptions => ({
+  capacity: 1000,
+  sessionLimit: 1000,
+  timeoutMs: 60_000,
+  walletIdleTtlMs: 30_000,
+  workers: cores,
+  ...overrides,
+});
+
+const sleep = async (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'seed-e2e',
+    describe: '20 tenants × 5 concurrent sessions, each saving and reading a record',
+    systems: ALL,
+    options: () => base({ sessionLimit: 100 }),
+    async run({ system }) {
+      const ids = await system.createTenants(20, 'raw', 'seed-');
+      const started = performance.now();
+      await Promise.all(
+        ids.flatMap((id) =>
+          Array.from({ length: 5 }, async (_, i) => {
+            const s = await system.acquire(id);
+            await s.save('seed', `r${i}`, { i, text: 'seed' });
+            await s.get('seed', `r${i}`);
+            await s.release();
+          }),
+        ),
+      );
+      return { totalMs: round(performance.now() - started), walletOpens: system.walletOpens() };
+    },
+  },
+  {
+    name: 'cold-storm',
+    describe: `8 × cores (${8 * cores}) argon2i-mod tenants opened at once`,
+    systems: ALL,
+    options: (quick) => base({ sessionLimit: 1000, walletIdleTtlMs: 60_000, timeoutMs: quick ? 120_000 : 300_000 }),
+    async run({ system, quick }) {
+      const count = quick ? 2 * cores : 8 * cores;
+      const ids = await system.createTenants(count, 'argon2i-mod', 'cold-');
+      const monitor = loopDelayMonitor();
+      const started = performance.now();
+      const sessions = await Promise.all(ids.map(async (id) => system.acquire(id)));
+      const seconds = (performance.now() - started) / 1000;
+      const delay = monitor.stop();
+      await Promise.all(sessions.map(async (s) => s.release()));
+      return { opens: count, totalMs: round(seconds * 1000), opensPerSec: round(count / seconds), mainLoopP99Ms: round(delay.p99Ms), mainLoopMaxMs: round(delay.maxMs) };
+    },
+  },
+  {
+    name: 'warm-ops',
+    describe: 'records.get and keys.sign on sessions of already-open tenants, 64 in flight',
+    systems: ALL,
+    options: () => base({ walletIdleTtlMs: 600_000 }),
+    async run({ system, quick }) {
+      const ids = await system.createTenants(8, 'raw', 'warm-');
+      const sessions = await Promise.all(ids.flatMap((id) => Array.from({ length: 8 }, async () => system.acquire(id))));
+      const kids = await Promise.all(ids.map(async (_, t) => sessions[t * 8]!.createKey()));
+      await Promise.all(ids.map(async (_, t) => sessions[t * 8]!.save('warm', 'r', { hello: 'world', n: t })));
+      const data = randomBytes(64);
+      const perLane = quick ? 200 : 2_000;
+      const latencies: number[] = [];
+      const lane = async (l: number): Promise<void> => {
+        const s = sessions[l]!;
+        const kid = kids[Math.floor(l / 8)]!;
+        for (let i = 0; i < perLane; i++) {
+          const t = performance.now();
+          if (i % 2 === 0) await s.get('warm', 'r');
+          else await s.sign(kid, data);
+          latencies.push(performance.now() - t);
+        }
+      };
+      await Promise.all(sessions.map(async (_, l) => lane(l)).slice(0, 8)); // warm-up: JIT, caches, keys
+      latencies.length = 0;
+      const started = performance.now();
+      await Promise.all(sessions.map(async (_, l) => lane(l)));
+      const seconds = (performance.now() - started) / 1000;
+      await Promise.all(sessions.map(async (s) => s.release()));
+      return { ops: latencies.length, opsPerSec: Math.round(latencies.length / seconds), p50Ms: round(percentile(latencies, 50), 3), p99Ms: round(percentile(latencies, 99), 3) };
+    },
+  },
+  {
+    name: 'zipf-churn',
+    describe: 'raw tenants with Zipf(1.0) popularity, sessions arriving open-loop (Poisson), one records.get each',
+    systems: ALL,
+    options: () => base({ capacity: 1000, sessionLimit: 1000, timeoutMs: 10_000, walletIdleTtlMs: 600_000 }),
+    async run({ system, quick, pool }) {
+      const tenantCount = quick ? 300 : 2000;
+      const rate = quick ? 300 : 800;
+      const durationMs = quick ? 2_000 : 8_000;
+      const ids = await system.createTenants(tenantCount, 'raw', 'zipf-');
+      const pick = zipfSampler(tenantCount, 1.0, 42);
+      const trace: number[] = [];
+      const acquireMs: number[] = [];
+      let failed = 0;
+      let peakWallets = 0;
+      const opensBefore = system.walletOpens();
+      const inflight: Array<Promise<void>> = [];
+      const started = performance.now();
+      let next = started;
+      let seed = 7;
+      const random = (): number => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+      while (performance.now() - started < durationMs) {
+        const now = performance.now();
+        while (next <= now) {
+          const tenant = pick();
+          trace.push(tenant);
+          const t0 = performance.now();
+          inflight.push(
+            system.acquire(ids[tenant]!).then(
+              async (s) => {
+                acquireMs.push(performance.now() - t0);
+                await s.get('zipf', 'none');
+                await s.release();
+              },
+              () => void failed++,
+            ),
+          );
+          next += -Math.log(1 - random()) * (1000 / rate);
+        }
+        if (pool !== undefined) {
+          const w = pool.stats().wallets;
+          peakWallets = Math.max(peakWallets, w.open + w.idle + w.opening);
+        }
+        await sleep(1);
+      }
+      await Promise.all(inflight);
+      const seconds = (performance.now() - started) / 1000;
+      const figures: Figures = {
+        sessions: trace.length,
+        failed,
+        walletOpens: system.walletOpens() - opensBefore,
+        sessionsPerSec: Math.round((trace.length - failed) / seconds),
+        p50Ms: round(percentile(acquireMs, 50), 3),
+        p99Ms: round(percentile(acquireMs, 99), 3),
+      };
+      if (peakWallets > 0) {
+        figures['peakWallets'] = peakWallets;
+        figures['lruWalletOpens'] = lruMisses(trace, peakWallets);
+      }
+      return figures;
+    },
+  },
+  {
+    name: 'overload',
+    describe: 'offered load 20× what capacity allows (sessions hold 50 ms), 200 ms acquire timeouts',
+    systems: ALL,
+    // 10 wallets (40) + 20 sessions (20): tenant-pool admits 20 sessions at once, like the baselines' limit of 20.
+    options: () => base({ capacity: 60, sessionLimit: 20, timeoutMs: 200, walletIdleTtlMs: 600_000 }),
+    async run({ system, quick }) {
+      const holdMs = 50;
+      const concurrent = 20;
+      const allowedPerSec = concurrent * (1000 / holdMs);
+      const rate = 20 * allowedPerSec;
+      const durationMs = quick ? 2_000 : 10_000;
+      const ids = await system.createTenants(10, 'raw', 'over-');
+      for (const id of ids) await (await system.acquire(id)).release();
+      let offered = 0;
+      let completed = 0;
+      let settledInTime = 0;
+      let unsettled = 0;
+      const inflight: Array<Promise<void>> = [];
+      const started = performance.now();
+      let next = started;
+      while (performance.now() - started < durationMs) {
+        const now = performance.now();
+        while (next <= now) {
+          offered++;
+          const t0 = performance.now();
+          let isSettled = false;
+          const settle = (): void => {
+            isSettled = true;
+            if (performance.now() - t0 <= 200 + 50) settledInTime++;
+          };
+          const attempt = system.acquire(ids[offered % ids.length]!).then(
+            async (s) => {
+              settle();
+              await s.get('over', 'none');
+              await sleep(holdMs);
+              await s.release();
+              completed++;
+            },
+            () => settle(),
+          );
+          // A watchdog: an acquire that has not settled 5 s after its deadline is counted as hung.
+          inflight.push(Promise.race([attempt, sleep(5_200).then(() => void (isSettled || unsettled++))]));
+          next += 1000 / rate;
+        }
+        await sleep(1);
+      }
+      await Promise.all(inflight);
+      const seconds = durationMs / 1000;
+      return {
+        offered,
+        offeredPerSec: Math.round(offered / seconds),
+        completed,
+        settledByDeadlinePct: round((100 * settledInTime) / offered),
+        hung: unsettled,
+        goodputRatio: round(completed / seconds / allowedPerSec),
+        leakedWeight: system.heldBySessions(),
+      };
+    },
+  },
+  {
+    name: 'single-tenant-10k',
+    describe: 'one tenant, 10,000 concurrent sessions, each doing one records.get',
+    systems: ALL,
+    options: () => base({ capacity: 10_004, sessionLimit: 10_000, walletIdleTtlMs: 600_000 }),
+    async run({ system }) {
+      const [id] = await system.createTenants(1, 'raw', 'single-');
+      await (await system.acquire(id!)).release();
+      globalThis.gc?.();
+      const heapBefore = process.memoryUsage().heapUsed;
+      const rss = rssSampler();
+      const started = performance.now();
+      const sessions = await Promise.all(Array.from({ length: 10_000 }, async () => system.acquire(id!)));
+      const heapHeld = process.memoryUsage().heapUsed - heapBefore;
+      await Promise.all(sessions.map(async (s) => s.get('single', 'none')));
+      await Promise.all(sessions.map(async (s) => s.release()));
+      return { totalMs: round(performance.now() - started), peakRssMb: rss.stop(), bytesPerSession: Math.round(heapHeld / 10_000) };
+    },
+  },
+  {
+    name: 'spread-1k',
+    describe: '100 tenants × 10 concurrent sessions, each doing one records.get',
+    systems: ALL,
+    options: () => base({ capacity: 1400, sessionLimit: 1000, walletIdleTtlMs: 600_000 }),
+    async run({ system }) {
+      const ids = await system.createTenants(100, 'raw', 'spread-');
+      const rss = rssSampler();
+      const started = performance.now();
+      const sessions = await Promise.all(ids.flatMap((id) => Array.from({ length: 10 }, async () => system.acquire(id))));
+      await Promise.all(sessions.map(async (s) => s.get('spread', 'none')));
+      await Promise.all(sessions.map(async (s) => s.release()));
+      return { totalMs: round(performance.now() - started), peakRssMb: rss.stop(), walletOpens: system.walletOpens() };
+    },
+  },
+  {
+    name: 'scheduler',
+    describe: 'acquire+release of a warm tenant on the pure scheduler, with the queue empty and 10,000 deep',
+    systems: ['tenant-pool'],
+    options: () => base(),
+    async run({ quick }) {
+      const ops = quick ? 50_000 : 500_000;
+      const W = { wallet: 4, session: 1 };
+      const measure = (depth: number): number => {
+        const s = new Scheduler({ capacity: 1_000_000, maxQueue: 1_000_000, tenantLimit: 'queue', walletIdleTtlMs: Infinity });
+        // Waiters parked behind their own tenant's limit are in the queue, but block no one.
+        s.acquire({ tenantId: 'limited', weights: W, maxSessions: 1, deadline: Infinity });
+        for (let i = 0; i < depth; i++) s.acquire({ tenantId: 'limited', weights: W, maxSessions: 1, deadline: 1e12 + i });
+        const started = process.hrtime.bigint();
+        for (let i = 0; i < ops; i++) {
+          const r = s.acquire({ tenantId: 'warm', weights: W, maxSessions: Infinity, deadline: Infinity });
+          if (r.kind !== 'granted') throw new Error('expected a grant');
+          s.release(r.grant, 0);
+          s.drain(0);
+        }
+        if (s.queued !== depth) throw new Error('the queue changed under the measurement');
+        return Number(process.hrtime.bigint() - started) / ops;
+      };
+      measure(0);
+      measure(10_000);
+      return { nsPerOpDepth0: round(measure(0)), nsPerOpDepth10k: round(measure(10_000)) };
+    },
+  },
+];
+
+/** Misses of an LRU cache of `size` slots replaying `trace`: the opens an ideal LRU of that size would do. */
+export function lruMisses(trace: readonly number[], size: number): number {
+  const cache = new Map<number, true>();
+  let misses = 0;
+  for (const key of trace) {
+    if (cache.delete(key)) {
+      cache.set(key, true);
+      continue;
+    }
+    misses++;
+    cache.set(key, true);
+    if (cache.size > size) cache.delete(cache.keys().next().value!);
+  }
+  return misses;
+}

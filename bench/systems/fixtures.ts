@@ -1,0 +1,30 @@
+/** Wallet files for the baselines, made with the same wallet code and key derivation as the pool. */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { KdfMethod } from '../../src/protocol.js';
+import { deriveKey } from '../../workers/kdf.js';
+import { Wallet } from '../../workers/wallet.js';
+
+export interface TenantMaterial {
+  tenantId: string;
+  path: string;
+  kdf: KdfMethod;
+  salt: Buffer;
+  secret: Buffer;
+}
+
+export async function createWallets(dir: string, count: number, kdf: KdfMethod, prefix: string): Promise<TenantMaterial[]> {
+  const out: TenantMaterial[] = [];
+  // A few at a time: Argon2 derivations are memory-bandwidth bound.
+  for (let start = 0; start < count; start += 4) {
+    const batch = Array.from({ length: Math.min(4, count - start) }, async (_, i) => {
+      const tenantId = `${prefix}${start + i}`;
+      const material: TenantMaterial = { tenantId, path: join(dir, `${tenantId}.sqlite`), kdf, salt: randomBytes(16), secret: randomBytes(32) };
+      const key = await deriveKey(kdf, material.secret, material.salt);
+      Wallet.create(material.path, key);
+      return material;
+    });
+    out.push(...(await Promise.all(batch)));
+  }
+  return out;
+}

@@ -1,0 +1,48 @@
+/** tenant-pool itself, behind the bench's System interface. */
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { TenantPool } from '../../src/pool.js';
+import type { TenantSession } from '../../src/session.js';
+import type { BenchSession, System, SystemOptions } from './types.js';
+
+export async function openTenantPool(dataDir: string, options: SystemOptions): Promise<System & { pool: TenantPool }> {
+  const pool = await TenantPool.open({
+    dataDir,
+    rootKey: randomBytes(32).toString('hex'),
+    workers: options.workers,
+    capacity: options.capacity,
+    acquireTimeoutMs: options.timeoutMs,
+    walletIdleTtlMs: options.walletIdleTtlMs,
+    maxQueue: 1_000_000,
+  });
+  const wrap = (s: TenantSession): BenchSession => ({
+    get: async (c, id) => s.records.get(c, id),
+    save: async (c, id, v) => s.records.save(c, id, v as never),
+    createKey: async () => (await s.keys.create()).kid,
+    sign: async (kid, data) => s.keys.sign(kid, data),
+    release: async () => s.release(),
+  });
+  return {
+    name: 'tenant-pool',
+    pool,
+    async createTenants(count, kdf, prefix) {
+      const ids: string[] = [];
+      for (let i = 0; i < count; i += 8) {
+        const batch = await Promise.all(Array.from({ length: Math.min(8, count - i) }, async (_, j) => (await pool.tenants.create({ tenantId: `${prefix}${i + j}`, kdf })).tenantId));
+        ids.push(...batch);
+      }
+      return ids;
+    },
+    acquire: async (tenantId) => wrap(await pool.acquire(tenantId)),
+    walletOpens: () => pool.stats().totals.walletOpens,
+    heldBySessions: () => {
+      const st = pool.stats();
+      // Idle cached wallets hold their weight by design; what sessions still hold is the rest.
+      return st.weightInUse - st.wallets.idle * pool.options.weights.wallet;
+    },
+    async close() {
+      await pool.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

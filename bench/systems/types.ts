@@ -1,0 +1,36 @@
+/** What every system in the bench offers: tenant-pool and the baselines it replaces. */
+import type { KdfMethod } from '../../src/protocol.js';
+
+export interface BenchSession {
+  get(category: string, id: string): Promise<unknown>;
+  save(category: string, id: string, value: unknown): Promise<void>;
+  createKey(): Promise<string>;
+  sign(kid: string, data: Uint8Array): Promise<Uint8Array>;
+  release(): Promise<void>;
+}
+
+export interface SystemOptions {
+  /** tenant-pool's weighted capacity. */
+  capacity: number;
+  /** The baselines' plain limit on concurrent sessions. */
+  sessionLimit: number;
+  /** How long an acquire may wait. */
+  timeoutMs: number;
+  /** tenant-pool's idle wallet cache TTL (the baselines have no cache). */
+  walletIdleTtlMs: number;
+  workers: number;
+}
+
+export interface System {
+  readonly name: SystemName;
+  createTenants(count: number, kdf: KdfMethod, prefix: string): Promise<string[]>;
+  acquire(tenantId: string): Promise<BenchSession>;
+  /** Wallet opens (key derivations for an open) so far. */
+  walletOpens(): number;
+  /** Capacity still held by sessions once all have ended: weight (tenant-pool) or a session count (baselines). 0 means nothing leaked. */
+  heldBySessions(): number;
+  close(): Promise<void>;
+}
+
+export type SystemName = 'tenant-pool' | 'credo-model' | 'no-affinity';
+export const SYSTEM_NAMES: readonly SystemName[] = ['tenant-pool', 'credo-model', 'no-affinity'];
