@@ -13,6 +13,7 @@
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { decodeError, poolError } from './errors.js';
+import { Outbox, unbatch } from './outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
 
 const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
@@ -45,6 +46,7 @@ export class WorkerSlot {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #port: MessagePort | null = null;
+  #outbox: Outbox<CallMessage> | undefined;
   #ready: Promise<void>;
   #lifeline: Promise<LifelineEnd> = Promise.resolve({ kind: 'shutdown' });
   #isClosing = false;
@@ -100,14 +102,15 @@ export class WorkerSlot {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      try {
-        port.postMessage({ id, method, args } satisfies CallMessage);
-      } catch (error) {
-        // Arguments structured clone cannot carry (a function, a symbol...): nothing was sent.
-        this.#pending.delete(id);
-        reject(poolError('ERR_INVALID_ARGUMENT', `the arguments cannot be sent to the worker: ${(error as Error).message}`, error));
-      }
+      this.#outbox!.push({ id, method, args } satisfies CallMessage);
     });
+  }
+
+  /** Arguments structured clone cannot carry (a function, a symbol...): that call was not sent. */
+  #unsendable(call: CallMessage, error: Error): void {
+    const pending = this.#pending.get(call.id);
+    this.#pending.delete(call.id);
+    pending?.reject(poolError('ERR_INVALID_ARGUMENT', `the arguments cannot be sent to the worker: ${error.message}`, error));
   }
 
   async #connect(): Promise<void> {
@@ -129,7 +132,8 @@ export class WorkerSlot {
     void started.then((start) => {
       if (start !== 'ready') return;
       this.#port = port1;
-      port1.on('message', (reply: ReplyMessage) => this.#settle(reply));
+      this.#outbox = new Outbox<CallMessage>((m) => port1.postMessage(m), (call, error) => this.#unsendable(call, error));
+      port1.on('message', (replies: ReplyMessage | ReplyMessage[]) => unbatch(replies, (reply) => this.#settle(reply)));
       markReady();
     });
     this.#lifeline = this.#piscina.run(task, { transferList: [port2] }).then(
@@ -181,6 +185,7 @@ export class WorkerSlot {
     this.#isClosing = true;
     const port = this.#port;
     if (port !== null) {
+      this.#outbox?.flush();
       port.postMessage(SHUTDOWN);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.#lifeline, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);

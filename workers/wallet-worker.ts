@@ -6,6 +6,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { encodeError, poolError } from '../src/errors.js';
+import { Outbox, unbatch } from '../src/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
 import { deriveKey } from './kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
@@ -113,39 +114,40 @@ export default async function lifeline({ port, modules, maxValueBytes: maxBytes 
     port.close();
     return;
   }
-  const reply = (message: ReplyMessage): void => {
+  const outbox = new Outbox<ReplyMessage>(
+    (m) => port.postMessage(m),
+    // A value structured clone cannot carry (a function, a class instance with private state...).
+    (message, error) => port.postMessage({ id: message.id, ok: false, error: encodeError(poolError('ERR_INVALID_ARGUMENT', `the result cannot be sent to the main thread: ${error.message}`)) }),
+  );
+  const reply = (message: ReplyMessage): void => outbox.push(message);
+  const handle = ({ id, method, args }: CallMessage): void => {
+    const handler = handlers[method] as ((...a: unknown[]) => unknown) | undefined;
     try {
-      port.postMessage(message);
+      if (handler === undefined) throw poolError('ERR_INTERNAL', `unknown worker method ${String(method)}`);
+      const value = handler(...args);
+      if (value instanceof Promise) {
+        value.then(
+          (v: unknown) => reply({ id, ok: true, value: v }),
+          (e: unknown) => reply({ id, ok: false, error: encodeError(e) }),
+        );
+      } else {
+        reply({ id, ok: true, value });
+      }
     } catch (error) {
-      // A value structured clone cannot carry (a function, a class instance with private state...).
-      port.postMessage({ id: message.id, ok: false, error: encodeError(poolError('ERR_INVALID_ARGUMENT', `the result cannot be sent to the main thread: ${(error as Error).message}`)) });
+      reply({ id, ok: false, error: encodeError(error) });
     }
   };
   await new Promise<void>((resolve) => {
-    port.on('message', (message: CallMessage | typeof SHUTDOWN) => {
+    port.on('message', (message: CallMessage | CallMessage[] | typeof SHUTDOWN) => {
       if (message === SHUTDOWN) {
+        outbox.flush();
         void closeAll().finally(() => {
           port.close();
           resolve();
         });
         return;
       }
-      const { id, method, args } = message;
-      const handler = handlers[method] as ((...a: unknown[]) => unknown) | undefined;
-      try {
-        if (handler === undefined) throw poolError('ERR_INTERNAL', `unknown worker method ${String(method)}`);
-        const value = handler(...args);
-        if (value instanceof Promise) {
-          value.then(
-            (v: unknown) => reply({ id, ok: true, value: v }),
-            (e: unknown) => reply({ id, ok: false, error: encodeError(e) }),
-          );
-        } else {
-          reply({ id, ok: true, value });
-        }
-      } catch (error) {
-        reply({ id, ok: false, error: encodeError(error) });
-      }
+      unbatch(message, handle);
     });
     port.postMessage('ready' satisfies StartMessage);
   });
