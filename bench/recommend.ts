@@ -9,17 +9,22 @@ export function recommend(limits: Limits, results: Record<string, { tenantPool: 
   const workers = limits.cores;
   lines.push(`workers ${workers}: one per core; wallet calls are short and synchronous on their worker, so more threads than cores only compete.`);
 
-  const kdfConcurrency = limits.kdfBestConcurrency;
+  // The fewest at once that come within 5% of the best: more at once only holds more 128 MiB buffers.
+  const curve = Object.entries(limits.kdfPerSecByConcurrency).map(([k, v]) => [Number(k), v] as const);
+  const kdfConcurrency = curve.find(([, rate]) => rate >= 0.95 * limits.kdfBestPerSec)?.[0] ?? limits.kdfBestConcurrency;
   lines.push(
-    `kdfConcurrency ${kdfConcurrency}: argon2i-mod derivations/s peaked at ${limits.kdfBestPerSec} with ${kdfConcurrency} at once (${Object.entries(limits.kdfPerSecByConcurrency).map(([k, v]) => `${k}: ${v}`).join(', ')}); more at once is memory-bandwidth bound.`,
+    `kdfConcurrency ${kdfConcurrency}: argon2i-mod derivations/s by how many ran at once: ${curve.map(([k, v]) => `${k}: ${v}`).join(', ')}; ${kdfConcurrency} at once comes within 5% of the best, and each one more holds another 128 MiB while memory bandwidth is already the limit.`,
   );
 
   const walletBytes = fig('wallet-memory', 'rssBytesPerWallet');
   const sessionBytes = fig('single-tenant-10k', 'bytesPerSession');
   let wallet = 4;
   if (walletBytes !== undefined && sessionBytes !== undefined && sessionBytes > 0) {
-    wallet = Math.min(64, Math.max(2, Math.round(walletBytes / sessionBytes)));
-    lines.push(`weights.wallet ${wallet}, weights.session 1: an open wallet took ${Math.round(walletBytes / 1024)} KiB of the process, a session ${Math.round(sessionBytes / 1024)} KiB of main-thread heap: a wallet weighs about ${wallet} sessions.`);
+    const ratio = Math.round(walletBytes / sessionBytes);
+    wallet = Math.min(16, Math.max(2, ratio));
+    lines.push(
+      `weights.wallet ${wallet}, weights.session 1: an open wallet took ${Math.round(walletBytes / 1024)} KiB of the process, a session ${Math.round(sessionBytes / 1024)} KiB of main-thread heap (${ratio}×)${ratio > 16 ? '; capped at 16, since a first session must wait for that many free units and a queue of cold tenants would then drain slowly' : ''}.`,
+    );
   } else {
     lines.push('weights.wallet 4, weights.session 1: the default (run the wallet-memory and single-tenant-10k scenarios to derive them).');
   }
