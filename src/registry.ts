@@ -188,6 +188,9 @@ export class Registry {
       db.pragma(`cipher='chacha20'`);
       db.pragma(`key="x'${key.toString('hex')}'"`);
       key.fill(0);
+      // An existing registry must already hold its tables: an empty or truncated file is damage, not a fresh start.
+      const hasTables = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tenants'").pluck().get() === 1;
+      if (!isNew && !hasTables) throw new Error('the registry holds no tenant table');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
