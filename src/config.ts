@@ -45,6 +45,15 @@ export interface PoolOptions {
   modules?: string[];
   /** Largest record value, in bytes of JSON; larger saves get `ERR_INVALID_ARGUMENT`. @default 1048576 */
   maxValueBytes?: number;
+  /** Heap limits of each worker thread (Node's `resourceLimits`); a worker over them dies and is replaced. @default Node's defaults */
+  workerResourceLimits?: WorkerResourceLimits;
+}
+
+/** Per-worker heap limits, in MiB. */
+export interface WorkerResourceLimits {
+  maxOldGenerationSizeMb?: number;
+  maxYoungGenerationSizeMb?: number;
+  stackSizeMb?: number;
 }
 
 /** Options after defaults and validation. */
@@ -65,6 +74,7 @@ export interface ResolvedOptions {
   readonly kdfConcurrency: number;
   readonly modules: readonly string[];
   readonly maxValueBytes: number;
+  readonly workerResourceLimits: Readonly<WorkerResourceLimits> | undefined;
 }
 
 /** The defaults, one place. `workers` and `kdfConcurrency` follow the machine. */
@@ -87,7 +97,7 @@ export const DEFAULTS = Object.freeze({
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
   'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
-  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes',
+  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
 function describe(value: unknown): string {
@@ -241,6 +251,7 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
     kdfConcurrency: merged.kdfConcurrency ?? cores,
     modules: Object.freeze([...(merged.modules ?? DEFAULTS.modules)]),
     maxValueBytes: merged.maxValueBytes ?? DEFAULTS.maxValueBytes,
+    workerResourceLimits: merged.workerResourceLimits === undefined ? undefined : Object.freeze({ ...merged.workerResourceLimits }),
   });
 }
 
@@ -304,6 +315,19 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Pa
       case 'maxValueBytes':
         out.maxValueBytes = c.integer(key, value, 1);
         break;
+      case 'workerResourceLimits': {
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) c.fail(key, 'an object of limits in MiB', value);
+        const limits: WorkerResourceLimits = {};
+        for (const [k, v] of Object.entries(value)) {
+          if (k !== 'maxOldGenerationSizeMb' && k !== 'maxYoungGenerationSizeMb' && k !== 'stackSizeMb') {
+            const guess = didYouMean(k, ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'stackSizeMb']);
+            throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}.${k}\`.${guess === undefined ? '' : ` Did you mean \`${key}.${guess}\`?`}`);
+          }
+          limits[k] = c.integer(`${key}.${k}`, v, 1);
+        }
+        out.workerResourceLimits = limits;
+        break;
+      }
       case 'modules':
         if (!Array.isArray(value)) c.fail(key, 'an array of module paths', value);
         out.modules = value.map((m: unknown, i) => resolve(base, c.string(`${key}[${i}]`, m)));

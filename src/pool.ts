@@ -154,7 +154,7 @@ export class TenantPool implements AsyncDisposable {
     const ref: { pool?: TenantPool } = {};
     const workers = Array.from(
       { length: resolved.workers },
-      (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i), modules: resolved.modules, maxValueBytes: resolved.maxValueBytes }),
+      (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i), modules: resolved.modules, maxValueBytes: resolved.maxValueBytes, ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }) }),
     );
     try {
       await Promise.all(workers.map(async (w) => w.ready()));

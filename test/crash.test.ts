@@ -53,6 +53,34 @@ test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, oth
   }
 });
 
+test('a module task that exits its worker, or outgrows its heap limit: the calls on it reject ERR_WORKER_CRASHED, the other worker is untouched, nothing leaks', async () => {
+  const pool = await openPool({ workers: 2, walletIdleTtlMs: 60_000, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], workerResourceLimits: { maxOldGenerationSizeMb: 48 } });
+  try {
+    const doomed = await pool.tenants.create({ tenantId: idOnWorker('doomed', 0) });
+    const neighbour = await pool.tenants.create({ tenantId: idOnWorker('neighbour', 0) });
+    const safe = await pool.tenants.create({ tenantId: idOnWorker('safe', 1) });
+    for (const [task, crashes] of [['exit', 1], ['hog', 2]] as const) {
+      const victim = await pool.acquire(doomed.tenantId);
+      const bystander = await pool.acquire(neighbour.tenantId);
+      const other = await pool.acquire(safe.tenantId);
+      assert.equal(pool.stats().workers.map((w) => w.tenants), [2, 1]);
+      const slow = bystander.run('slow'); // pending on the same worker when it dies
+      await rejectsWith(victim.run(task), 'ERR_WORKER_CRASHED', task);
+      await rejectsWith(slow, 'ERR_WORKER_CRASHED', `${task}: another tenant's call on the dead worker`);
+      assert.is(await other.run('whoami'), safe.tenantId, `${task}: the other worker answers`);
+      for (const s of [victim, bystander, other]) await s.release();
+      const st = pool.stats();
+      assert.is(st.totals.workerCrashes, crashes);
+      assert.is(st.sessions, 0);
+      assert.is(st.weightInUse, 4, `${task}: only the other worker's cached wallet holds weight`);
+      await pool[kWorkers][0]!.ready();
+      assert.is(await pool.withSession(doomed.tenantId, async (s) => s.run('whoami')), doomed.tenantId, `${task}: the tenant opens on the fresh worker`);
+    }
+  } finally {
+    await disposePool(pool);
+  }
+});
+
 test('a save or delete whose promise resolved survives SIGKILL of the process', async () => {
   const dataDir = tempDir();
   const key = rootKey();
