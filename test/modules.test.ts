@@ -126,6 +126,27 @@ test('dispatch reaches the tenant that owns the routing key, among several; rout
   }
 });
 
+test('isolation on one worker: forged tenant ids in task arguments and messages reach only the calling tenant’s wallet', async () => {
+  const pool = await openPool({ modules, workers: 1 });
+  try {
+    const a = await pool.tenants.create({ tenantId: 'tenant-a' });
+    const b = await pool.tenants.create({ tenantId: 'tenant-b' });
+    await pool.withSession(b.tenantId, async (s) => s.records.save('c', 'secret', { owner: 'b' }));
+    const { publicKey } = await pool.withSession(a.tenantId, async (s) => s.keys.create({ routing: true }));
+    await pool.withSession(a.tenantId, async (s) => {
+      assert.is(pool.stats().workers[0]!.tenants, 2, 'both wallets open on the one worker');
+      assert.is(await s.run('read', { id: 'secret', tenantId: b.tenantId }), null);
+      assert.is(await s.run('whoami', { tenantId: b.tenantId }), a.tenantId);
+    });
+    const answer = await pool.dispatch({ recipientKey: publicKey, body: { text: 'to b?', tenantId: b.tenantId } });
+    assert.equal(answer, { tenantId: a.tenantId, text: 'to b?' });
+    assert.equal(await pool.withSession(b.tenantId, async (s) => s.records.find('inbox')), [], 'nothing landed in b');
+    assert.is((await pool.withSession(a.tenantId, async (s) => s.records.find('inbox'))).length, 1);
+  } finally {
+    await disposePool(pool);
+  }
+});
+
 test('a throwing inbound handler: its error reaches the caller and the session is ended', async () => {
   const pool = await openPool({ modules });
   try {
