@@ -138,7 +138,7 @@ function targetsFor(name: string, r: ScenarioResult, limits: Limits): Target[] {
 
 async function main(): Promise<void> {
   // --quick is the smoke test of the side-by-side scenarios; the tenant-pool-only extras run in full runs or by name.
-  const chosen = args.scenario === undefined ? (quick ? scenarios : all) : all.filter((s) => args.scenario!.includes(s.name));
+  const chosen = args.scenario === undefined ? (quick ? scenarios : all.filter((s) => s.onlyWhenNamed !== true)) : all.filter((s) => args.scenario!.includes(s.name));
   if (chosen.length === 0) {
     console.error(`No such scenario. Known: ${all.map((s) => s.name).join(', ')}`);
     process.exit(2);

@@ -7,6 +7,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KdfMethod } from '../src/protocol.js';
+import { kWorkers } from '../src/pool.js';
 import { Wallet } from '../workers/wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
@@ -33,6 +34,76 @@ async function sample(rounds: number, fn: () => Promise<unknown>): Promise<numbe
 }
 
 export const extraScenarios: Scenario[] = [
+  {
+    name: 'soak',
+    describe: '10 minutes of mixed load (32 in flight) with a worker killed every 30 s: served, errors by code, RSS, leaked weight',
+    systems: ['tenant-pool'],
+    onlyWhenNamed: true,
+    options: () => options({ capacity: 200, walletIdleTtlMs: 20_000, timeoutMs: 2_000 }),
+    async run({ system, pool, quick }) {
+      if (pool === undefined) throw new Error('soak runs on tenant-pool only');
+      const durationMs = quick ? 20_000 : 600_000;
+      const ids = [...(await system.createTenants(60, 'raw', 'soak-')), ...(await system.createTenants(4, 'argon2i-int', 'soak-slow-'))];
+      const errors: Record<string, number> = {};
+      let served = 0;
+      let crashes = 0;
+      let seed = 17;
+      const random = (n: number): number => (seed = (seed * 48271) % 2147483647) % n;
+      const data = randomBytes(32);
+      const started = performance.now();
+      const rss = (): number => round(process.memoryUsage.rss() / 2 ** 20);
+      let rssStart = 0;
+      let rssMax = 0;
+      const killer = setInterval(() => {
+        const slot = pool[kWorkers][crashes % pool[kWorkers].length];
+        crashes++;
+        void slot?.thread?.terminate();
+      }, quick ? 5_000 : 30_000);
+      const sampler = setInterval(() => {
+        rssMax = Math.max(rssMax, rss());
+        if (rssStart === 0 && performance.now() - started > 15_000) rssStart = rss();
+      }, 1_000);
+      try {
+        await Promise.all(
+          Array.from({ length: 32 }, async (_, lane) => {
+            for (let i = 0; performance.now() - started < durationMs; i++) {
+              const id = ids[random(ids.length)]!;
+              try {
+                const s = await system.acquire(id);
+                try {
+                  await s.save('soak', `l${lane}-${i % 50}`, { lane, i, at: Date.now() });
+                  await s.get('soak', `l${lane}-${(i + 7) % 50}`);
+                  await s.sign(await s.createKey(), data);
+                } finally {
+                  await s.release();
+                }
+                served++;
+              } catch (error) {
+                const code = (error as { code?: string }).code ?? 'other';
+                errors[code] = (errors[code] ?? 0) + 1;
+              }
+            }
+          }),
+        );
+      } finally {
+        clearInterval(killer);
+        clearInterval(sampler);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const figures: Figures = {
+        seconds: round(seconds),
+        served,
+        sessionsPerSec: round(served / seconds),
+        workerCrashes: pool.stats().totals.workerCrashes,
+        rssStartMb: rssStart,
+        rssEndMb: rss(),
+        rssMaxMb: rssMax,
+        leakedWeight: system.heldBySessions(),
+      };
+      for (const [code, n] of Object.entries(errors)) figures[`errors_${code}`] = n;
+      return figures;
+    },
+  },
   {
     name: 'kdf-open',
     describe: 'cold wallet open (acquire of a closed wallet) per KDF method: median ms',

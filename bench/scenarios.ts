@@ -29,6 +29,8 @@ export interface Scenario {
   describe: string;
   /** Systems it runs on; the pure scheduler has no baseline. */
   systems: readonly SystemName[];
+  /** Too long for a default run: only when named with --scenario. */
+  onlyWhenNamed?: boolean;
   options(quick: boolean): SystemOptions;
   run(ctx: ScenarioContext): Promise<Figures>;
 }

@@ -18,6 +18,9 @@ import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type 
 
 const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
 
+/** Replacement workers that may die before serving, in a row, before the slot gives up. */
+const MAX_FAILED_STARTS = 3;
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: Error): void;
@@ -39,7 +42,8 @@ export interface WorkerSlotOptions {
 /** One worker thread (replaced when it dies) and the channel to it. */
 export class WorkerSlot {
   readonly index: number;
-  readonly #piscina: Piscina;
+  #piscina: Piscina;
+  readonly #resourceLimits: WorkerSlotOptions['resourceLimits'];
   readonly #onCrash: (index: number, error: Error) => void;
   readonly #modules: readonly string[];
   readonly #maxValueBytes: number;
@@ -51,6 +55,9 @@ export class WorkerSlot {
   #lifeline: Promise<LifelineEnd> = Promise.resolve({ kind: 'shutdown' });
   #isClosing = false;
   #crashes = 0;
+  /** Whether any worker of this slot ever served, and how many starts in a row have failed since. */
+  #hasServed = false;
+  #failedStarts = 0;
   /** Why the worker could not start, as it said so itself. */
   #startError: Error | undefined;
 
@@ -59,7 +66,16 @@ export class WorkerSlot {
     this.#onCrash = options.onCrash;
     this.#modules = options.modules;
     this.#maxValueBytes = options.maxValueBytes;
-    this.#piscina = new Piscina({
+    this.#resourceLimits = options.resourceLimits;
+    this.#piscina = this.#newPiscina();
+    this.#ready = this.#connect();
+  }
+
+  /** Ends the current lifeline when its thread is gone (set while a lifeline runs). */
+  #onThreadGone: ((end: LifelineEnd) => void) | undefined;
+
+  #newPiscina(): Piscina {
+    const piscina = new Piscina({
       filename: WORKER_URL,
       minThreads: 1,
       maxThreads: 1,
@@ -67,11 +83,14 @@ export class WorkerSlot {
       idleTimeout: Number.POSITIVE_INFINITY,
       // A comlink-style 'sync' wait would block the worker's event loop between tasks; ours must stay free.
       atomics: 'disabled',
-      ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
+      ...(this.#resourceLimits === undefined ? {} : { resourceLimits: this.#resourceLimits }),
     });
-    // The lifeline task reports worker deaths; this keeps piscina's own 'error' event from going unhandled.
-    this.#piscina.on('error', () => {});
-    this.#ready = this.#connect();
+    // Deaths are reported through the lifeline; this keeps piscina's own 'error' event from going unhandled.
+    piscina.on('error', () => {});
+    piscina.on('workerDestroy', () => {
+      if (piscina === this.#piscina && !this.#isClosing) this.#onThreadGone?.({ kind: 'crash', error: new Error('the worker thread exited') });
+    });
+    return piscina;
   }
 
   /** True while a worker is serving this slot. */
@@ -132,16 +151,27 @@ export class WorkerSlot {
     void started.then((start) => {
       if (start !== 'ready') return;
       this.#port = port1;
+      this.#hasServed = true;
+      this.#failedStarts = 0;
       this.#outbox = new Outbox<CallMessage>((m) => port1.postMessage(m), (call, error) => this.#unsendable(call, error));
       port1.on('message', (replies: ReplyMessage | ReplyMessage[]) => unbatch(replies, (reply) => this.#settle(reply)));
       markReady();
     });
-    this.#lifeline = this.#piscina.run(task, { transferList: [port2] }).then(
+    // A thread that dies before it is ready never gets the lifeline task, so piscina never fails it:
+    // the thread's own end (piscina's workerDestroy) ends this lifeline too, whichever comes first.
+    let onThreadGone!: (end: LifelineEnd) => void;
+    const threadGone = new Promise<LifelineEnd>((resolve) => (onThreadGone = resolve));
+    this.#onThreadGone = onThreadGone;
+    const run = this.#piscina.run(task, { transferList: [port2] }).then(
       (): LifelineEnd => ({ kind: 'shutdown' }),
       (error: unknown): LifelineEnd => ({ kind: 'crash', error: error instanceof Error ? error : new Error(String(error)) }),
     );
+    this.#lifeline = Promise.race([run, threadGone]);
     void this.#lifeline.then(async (end) => {
-      if (this.#port !== port1) {
+      this.#onThreadGone = undefined;
+      // A lifeline that returned before serving said why on the port first (a module failed to load).
+      // One that crashed may never have received its port: nothing will come on it, so do not wait.
+      if (this.#port !== port1 && end.kind === 'shutdown') {
         const start = await started;
         if (start !== null && start !== 'ready') this.#startError = decodeError(start.startFailed);
       }
@@ -172,8 +202,16 @@ export class WorkerSlot {
     for (const p of pending) p.reject(crashed);
     if (this.#isClosing) return;
     this.#onCrash(this.index, error);
-    // A worker that never came up would fail the same way again: let the caller see that, no respawn loop.
-    if (!wasServing) return;
+    // A replacement that died before serving (killed while starting, say) gets a few more tries; one
+    // that never came up at all, or keeps failing to, would fail the same way again: no respawn loop,
+    // and calls get the start error.
+    if (!wasServing) {
+      this.#failedStarts++;
+      if (!this.#hasServed || this.#failedStarts >= MAX_FAILED_STARTS) return;
+      // piscina starts no more threads once one died before it was ready: start over with a fresh pool.
+      void this.#piscina.destroy();
+      this.#piscina = this.#newPiscina();
+    }
     this.#ready = this.#connect();
     // Callers waiting on a restart see its failure through call(); nothing else awaits it.
     this.#ready.catch(() => {});

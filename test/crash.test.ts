@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rankWorkers } from '../src/placement.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir, until } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until } from './helpers.js';
 
 /** The first tenant id of the form `prefix-N` whose first-choice worker (of 2) is `index`. */
 function idOnWorker(prefix: string, index: number): string {
@@ -76,6 +76,25 @@ test('a module task that exits its worker, or outgrows its heap limit: the calls
       await pool[kWorkers][0]!.ready();
       assert.is(await pool.withSession(doomed.tenantId, async (s) => s.run('whoami')), doomed.tenantId, `${task}: the tenant opens on the fresh worker`);
     }
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('a replacement worker killed while it starts is replaced again; calls meanwhile fail fast instead of hanging', async () => {
+  const pool = await openPool({ workers: 2 });
+  try {
+    const { tenantId } = await pool.tenants.create({ tenantId: idOnWorker('phoenix', 0) });
+    const slot = pool[kWorkers][0]!;
+    const first = slot.thread!;
+    await first.terminate();
+    await until(() => slot.thread !== undefined && slot.thread !== first, 'piscina starts a replacement');
+    const second = slot.thread!;
+    assert.not.ok(slot.isAlive, 'the replacement is not serving yet');
+    await second.terminate();
+    await eventually(() => slot.isAlive, 'a third worker serves the slot');
+    assert.is(pool.stats().totals.workerCrashes, 2);
+    await pool.withSession(tenantId, async (s) => s.records.save('c', 'x', 'back'));
   } finally {
     await disposePool(pool);
   }
