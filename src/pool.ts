@@ -132,6 +132,10 @@ export class TenantPool implements AsyncDisposable {
       assertOpen: () => this.#assertOpen(),
       revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
       onDeleted: (tenantId) => {
+        // Sessions whose wallet was already gone (its worker died) are not on any wallet entry: end them here.
+        for (const session of [...this.#live.keys()]) {
+          if (session.tenantId === tenantId) this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete');
+        }
         this.#scheduler.walletLost(tenantId);
         this.#pump();
       },

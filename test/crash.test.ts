@@ -100,6 +100,32 @@ test('a replacement worker killed while it starts is replaced again; calls meanw
   }
 });
 
+test('a slot whose replacements keep dying before they serve gives up after three: calls fail fast with ERR_WORKER_CRASHED, the other worker serves on', async () => {
+  const pool = await openPool({ workers: 2 });
+  try {
+    const lost = await pool.tenants.create({ tenantId: idOnWorker('lost', 0) });
+    const kept = await pool.tenants.create({ tenantId: idOnWorker('kept', 1) });
+    const slot = pool[kWorkers][0]!;
+    await pool.withSession(lost.tenantId, () => undefined);
+    for (let kill = 0; kill < 4; kill++) {
+      const thread = slot.thread!;
+      const crashes = pool.stats().totals.workerCrashes;
+      await thread.terminate();
+      await until(() => pool.stats().totals.workerCrashes === crashes + 1, `death ${kill + 1} noticed`);
+      if (kill < 3) await until(() => slot.thread !== undefined && slot.thread !== thread, `replacement ${kill + 1} started`);
+    }
+    assert.not.ok(slot.isAlive);
+    assert.is(pool.stats().totals.workerCrashes, 4);
+    // The tenant is placed on the live worker now; a call straight to the dead slot fails fast.
+    await rejectsWith(slot.call('echo', 1), 'ERR_WORKER_CRASHED', 'a call to the slot that gave up');
+    await pool.withSession(lost.tenantId, async (s) => s.records.save('c', 'x', 'moved'));
+    await pool.withSession(kept.tenantId, async (s) => s.records.save('c', 'x', 'fine'));
+    assert.equal(pool.stats().workers.map((w) => w.alive), [false, true]);
+  } finally {
+    await disposePool(pool);
+  }
+});
+
 test('a save or delete whose promise resolved survives SIGKILL of the process', async () => {
   const dataDir = tempDir();
   const key = rootKey();
