@@ -56,6 +56,7 @@ export const extraScenarios: Scenario[] = [
       const rss = (): number => round(process.memoryUsage.rss() / 2 ** 20);
       let rssStart = 0;
       let rssMax = 0;
+      const rssByMinute: number[] = [];
       const killer = setInterval(() => {
         const slot = pool[kWorkers][crashes % pool[kWorkers].length];
         crashes++;
@@ -64,6 +65,7 @@ export const extraScenarios: Scenario[] = [
       const sampler = setInterval(() => {
         rssMax = Math.max(rssMax, rss());
         if (rssStart === 0 && performance.now() - started > 15_000) rssStart = rss();
+        if ((performance.now() - started) / 60_000 >= rssByMinute.length + 1) rssByMinute.push(rss());
       }, 1_000);
       try {
         await Promise.all(
@@ -73,8 +75,9 @@ export const extraScenarios: Scenario[] = [
               try {
                 const s = await system.acquire(id);
                 try {
-                  await s.save('soak', `l${lane}-${i % 50}`, { lane, i, at: Date.now() });
-                  await s.get('soak', `l${lane}-${(i + 7) % 50}`);
+                  // Few record ids, rewritten over and over: each wallet reaches its full size within seconds.
+                  await s.save('soak', `l${lane % 4}-${i % 10}`, { lane, i, at: Date.now() });
+                  await s.get('soak', `l${lane % 4}-${(i + 7) % 10}`);
                   let kid = kids.get(id);
                   if (kid === undefined) kids.set(id, (kid = s.createKey()));
                   await s.sign(await kid.catch(async () => s.createKey()), data);
@@ -105,6 +108,7 @@ export const extraScenarios: Scenario[] = [
         leakedWeight: system.heldBySessions(),
       };
       for (const [code, n] of Object.entries(errors)) figures[`errors_${code}`] = n;
+      rssByMinute.forEach((mb, m) => (figures[`rssMinute${m + 1}Mb`] = mb));
       return figures;
     },
   },
