@@ -15,7 +15,7 @@ import { hashRawSync } from '@node-rs/argon2';
 import { Mutex, withTimeout, type MutexInterface } from 'async-mutex';
 import { ARGON2_PARAMS, KEY_BYTES } from '../../workers/kdf.js';
 import { Wallet } from '../../workers/wallet.js';
-import { createWallets, type TenantMaterial } from './fixtures.js';
+import { TenantBook, type TenantMaterial } from './fixtures.js';
 import type { BenchSession, System, SystemOptions } from './types.js';
 
 /** The blocking derivation a main-thread agent runs (same parameters as the pool's workers). */
@@ -57,7 +57,7 @@ interface Context {
 
 export async function openCredoModel(dataDir: string, options: SystemOptions): Promise<System> {
   mkdirSync(dataDir, { recursive: true });
-  const tenants = new Map<string, TenantMaterial>();
+  const tenants = new TenantBook(dataDir);
   const contexts = new Map<string, Context>();
   const mutexes = new Map<string, MutexInterface>();
   const limiter = new SessionLimiter(options.sessionLimit, options.timeoutMs);
@@ -70,14 +70,9 @@ export async function openCredoModel(dataDir: string, options: SystemOptions): P
 
   return {
     name: 'credo-model',
-    async createTenants(count, kdf, prefix) {
-      const made = await createWallets(dataDir, count, kdf, prefix);
-      for (const m of made) tenants.set(m.tenantId, m);
-      return made.map((m) => m.tenantId);
-    },
+    createTenants: async (count, kdf, prefix) => tenants.create(count, kdf, prefix),
     async acquire(tenantId) {
       const material = tenants.get(tenantId);
-      if (material === undefined) throw new Error(`no tenant ${tenantId}`);
       await limiter.acquire();
       let context: Context;
       try {

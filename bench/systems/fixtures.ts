@@ -28,3 +28,25 @@ export async function createWallets(dir: string, count: number, kdf: KdfMethod, 
   }
   return out;
 }
+
+/** The baselines' tenants: wallet files and the material to open them, by id. */
+export class TenantBook {
+  readonly #dir: string;
+  readonly #tenants = new Map<string, TenantMaterial>();
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  async create(count: number, kdf: KdfMethod, prefix: string): Promise<string[]> {
+    const made = await createWallets(this.#dir, count, kdf, prefix);
+    for (const m of made) this.#tenants.set(m.tenantId, m);
+    return made.map((m) => m.tenantId);
+  }
+
+  get(tenantId: string): TenantMaterial {
+    const material = this.#tenants.get(tenantId);
+    if (material === undefined) throw new Error(`no tenant ${tenantId}`);
+    return material;
+  }
+}

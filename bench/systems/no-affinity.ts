@@ -6,7 +6,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { createWallets, type TenantMaterial } from './fixtures.js';
+import { TenantBook, type TenantMaterial } from './fixtures.js';
 import { RELEASE_CHANNEL, type NoAffinityCall } from './no-affinity-worker.js';
 import type { BenchSession, System, SystemOptions } from './types.js';
 
@@ -56,7 +56,7 @@ export async function openNoAffinity(dataDir: string, options: SystemOptions): P
     idleTimeout: Number.POSITIVE_INFINITY,
   });
   const releases = new BroadcastChannel(RELEASE_CHANNEL);
-  const tenants = new Map<string, TenantMaterial>();
+  const tenants = new TenantBook(dataDir);
   const limit = new CountLimit(options.sessionLimit);
   let opens = 0;
   let nextSession = 1;
@@ -66,14 +66,9 @@ export async function openNoAffinity(dataDir: string, options: SystemOptions): P
 
   return {
     name: 'no-affinity',
-    async createTenants(count, kdf, prefix) {
-      const made = await createWallets(dataDir, count, kdf, prefix);
-      for (const m of made) tenants.set(m.tenantId, m);
-      return made.map((m) => m.tenantId);
-    },
+    createTenants: async (count, kdf, prefix) => tenants.create(count, kdf, prefix),
     async acquire(tenantId) {
       const tenant = tenants.get(tenantId);
-      if (tenant === undefined) throw new Error(`no tenant ${tenantId}`);
       await limit.acquire(options.timeoutMs);
       const sessionId = nextSession++;
       const run = async (op: NoAffinityCall['op'], args: unknown[]): Promise<unknown> => {
