@@ -303,7 +303,7 @@ export const scenarios: Scenario[] = [
     systems: ['tenant-pool'],
     options: () => base(),
     async run({ quick }) {
-      const ops = quick ? 50_000 : 500_000;
+      const ops = quick ? 300_000 : 500_000;
       const W = { wallet: 4, session: 1 };
       const measure = (depth: number): number => {
         const s = new Scheduler({ capacity: 1_000_000, maxQueue: 1_000_000, tenantLimit: 'queue', walletIdleTtlMs: Infinity });
