@@ -222,7 +222,7 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
   if (typeof options !== 'object' || options === null) throw poolError('ERR_INVALID_CONFIG', `Expected options to be an object, got ${describe(options)}`);
   checkKeys(options as Record<string, unknown>, '');
   const configFile = options.configFile ?? (env['TENANT_POOL_CONFIG'] || undefined);
-  let fromFile: Partial2 = {};
+  let fromFile: OptionsPatch = {};
   if (configFile !== undefined) {
     const file = resolve(new Checker('').string('configFile', configFile));
     const raw = loadConfigFile(file);
@@ -231,7 +231,7 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
     fromFile = validate(raw, new Checker(` in config file ${file}`), dirname(file));
   }
   const given = validate(options as Record<string, unknown>, new Checker(''), process.cwd());
-  const merged: Partial2 = { ...fromFile, ...given };
+  const merged: OptionsPatch = { ...fromFile, ...given };
   const cores = availableParallelism();
   const weights = { ...DEFAULTS.weights, ...merged.weights };
   return Object.freeze({
@@ -258,10 +258,10 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
 /** Keys whose "no limit" (Infinity) is written null in JSON. */
 const NULLABLE: ReadonlySet<string> = new Set(['maxSessionsPerTenant', 'acquireTimeoutMs', 'walletIdleTtlMs']);
 
-type Partial2 = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] };
+type OptionsPatch = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] };
 
-function validate(source: Record<string, unknown>, c: Checker, base: string): Partial2 {
-  const out: Partial2 = {};
+function validate(source: Record<string, unknown>, c: Checker, base: string): OptionsPatch {
+  const out: OptionsPatch = {};
   for (const [key, value] of Object.entries(source)) {
     // An explicit `undefined` in open()'s options means "not given".
     if (value === undefined) continue;

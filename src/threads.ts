@@ -209,7 +209,8 @@ export class WorkerSlot {
       this.#failedStarts++;
       if (!this.#hasServed || this.#failedStarts >= MAX_FAILED_STARTS) return;
       // piscina starts no more threads once one died before it was ready: start over with a fresh pool.
-      void this.#piscina.destroy();
+      // The old pool only holds a dead thread and a task that will never run; its end reports nothing.
+      this.#piscina.destroy().catch(() => {});
       this.#piscina = this.#newPiscina();
     }
     this.#ready = this.#connect();
