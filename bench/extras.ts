@@ -22,6 +22,21 @@ const options = (overrides: Partial<SystemOptions> = {}): SystemOptions => ({
   ...overrides,
 });
 
+/** Least-squares slope of ys against their index. */
+function slope(ys: number[]): number {
+  const n = ys.length;
+  if (n < 2) return 0;
+  const mx = (n - 1) / 2;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  ys.forEach((y, x) => {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  });
+  return num / den;
+}
+
 async function sample(rounds: number, fn: () => Promise<unknown>): Promise<number[]> {
   for (let i = 0; i < Math.min(1000, rounds / 10); i++) await fn();
   const times = new Array<number>(rounds);
@@ -54,18 +69,26 @@ export const extraScenarios: Scenario[] = [
       const kids = new Map<string, Promise<string>>();
       const started = performance.now();
       const rss = (): number => round(process.memoryUsage.rss() / 2 ** 20);
-      let rssStart = 0;
+      const heap = (): number => round(process.memoryUsage().heapUsed / 2 ** 20);
+      const gc = (globalThis as { gc?: () => void }).gc;
+      // One clock for kills and samples. A sample is taken a second before each kill, after a full GC of the
+      // main heap, so it sees a settled process: not garbage awaiting collection, not two workers of one slot
+      // alive side by side while a replacement starts.
+      const period = quick ? 5 : 30;
+      const samples: { at: number; rss: number; heap: number }[] = [];
       let rssMax = 0;
-      const rssByMinute: number[] = [];
-      const killer = setInterval(() => {
-        const slot = pool[kWorkers][crashes % pool[kWorkers].length];
-        crashes++;
-        void slot?.thread?.terminate();
-      }, quick ? 5_000 : 30_000);
-      const sampler = setInterval(() => {
+      let tick = 0;
+      const clock = setInterval(() => {
+        tick++;
         rssMax = Math.max(rssMax, rss());
-        if (rssStart === 0 && performance.now() - started > 15_000) rssStart = rss();
-        if ((performance.now() - started) / 60_000 >= rssByMinute.length + 1) rssByMinute.push(rss());
+        if (tick % period === period - 1) {
+          gc?.();
+          samples.push({ at: tick, rss: rss(), heap: heap() });
+        } else if (tick % period === 0) {
+          const slot = pool[kWorkers][crashes % pool[kWorkers].length];
+          crashes++;
+          void slot?.thread?.terminate();
+        }
       }, 1_000);
       try {
         await Promise.all(
@@ -93,22 +116,30 @@ export const extraScenarios: Scenario[] = [
           }),
         );
       } finally {
-        clearInterval(killer);
-        clearInterval(sampler);
+        clearInterval(clock);
       }
       const seconds = (performance.now() - started) / 1000;
+      gc?.();
+      samples.push({ at: Math.round(seconds), rss: rss(), heap: heap() });
+      // The first minute is warm-up (wallets open, caches and JIT fill); the trend is fitted over the rest.
+      const steady = samples.slice(Math.min(samples.length - 2, Math.ceil(60 / period) - 1));
+      const first = steady[0]!;
+      const last = steady.at(-1)!;
       const figures: Figures = {
         seconds: round(seconds),
         served,
         sessionsPerSec: round(served / seconds),
         workerCrashes: pool.stats().totals.workerCrashes,
-        rssStartMb: rssStart,
-        rssEndMb: rss(),
+        rssStartMb: first.rss,
+        rssEndMb: last.rss,
         rssMaxMb: rssMax,
+        rssSlopeMbPerMin: round(slope(steady.map((x) => x.rss)) * (60 / period), 2),
+        heapStartMb: first.heap,
+        heapEndMb: last.heap,
         leakedWeight: system.heldBySessions(),
       };
       for (const [code, n] of Object.entries(errors)) figures[`errors_${code}`] = n;
-      rssByMinute.forEach((mb, m) => (figures[`rssMinute${m + 1}Mb`] = mb));
+      for (const x of samples) figures[`rssAt${x.at}s`] = x.rss;
       return figures;
     },
   },
