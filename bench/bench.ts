@@ -8,6 +8,8 @@
  *   npm run bench -- --quick               every scenario at small sizes (a smoke test, under 90 s)
  *   npm run bench -- --json FILE           also write the results to FILE
  *   npm run bench -- --recommend           end with a suggested config for this machine
+ *   npm run bench -- --scenario zipf-churn --live
+ *                                          redraw a live panel of the pool once a second while it runs
  *
  * Always writes bench/results/latest.json. Each (scenario, system) pair runs in a process of its
  * own, so memory figures and leftovers of one never touch another.
@@ -20,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { extraScenarios } from './extras.js';
+import { startLiveView } from '../src/live.js';
 import { measureLimits, type Limits } from './limits.js';
 import { progressBar, round, table } from './measure.js';
 import { recommend } from './recommend.js';
@@ -35,11 +38,13 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
     recommend: { type: 'boolean', default: false },
+    live: { type: 'boolean', default: false },
     child: { type: 'string' },
     system: { type: 'string' },
   },
 });
 const quick = args.quick === true;
+const live = args.live === true;
 const all: Scenario[] = [...scenarios, ...extraScenarios];
 
 interface Target {
@@ -73,10 +78,14 @@ async function runChild(name: string, systemName: SystemName): Promise<void> {
   } else {
     system = await openNoAffinity(dir, options);
   }
+  // The live panel goes to stderr, which the parent passes through to the terminal.
+  const view = live && pool !== undefined ? startLiveView(pool, { title: `${name} × tenant-pool` }) : undefined;
   try {
     const figures = await scenario.run({ system, quick, ...(pool === undefined ? {} : { pool }) });
+    view?.refresh();
     process.stdout.write(`\nRESULT ${JSON.stringify(figures)}\n`);
   } finally {
+    view?.stop();
     await system.close();
   }
 }
@@ -84,11 +93,14 @@ async function runChild(name: string, systemName: SystemName): Promise<void> {
 async function child(name: string, system: SystemName): Promise<Figures> {
   const self = fileURLToPath(import.meta.url);
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...process.execArgv, '--expose-gc', self, '--child', name, '--system', system, ...(quick ? ['--quick'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const isLive = live && system === 'tenant-pool';
+    const proc = spawn(process.execPath, [...process.execArgv, '--expose-gc', self, '--child', name, '--system', system, ...(quick ? ['--quick'] : []), ...(isLive ? ['--live'] : [])], {
+      stdio: ['ignore', 'pipe', isLive ? 'inherit' : 'pipe'],
+    });
     let out = '';
     let err = '';
-    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     proc.on('close', (code) => {
       const line = out.split('\n').find((l) => l.startsWith('RESULT '));
       if (code === 0 && line !== undefined) resolve(JSON.parse(line.slice(7)) as Figures);
@@ -144,7 +156,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   console.log(`tenant-pool bench${quick ? ' (quick)' : ''} — Node ${process.version}\n`);
-  const bar = progressBar(1 + chosen.reduce((n, s) => n + s.systems.length, 0));
+  // With --live the pool's panel has the terminal; the progress line stays out of its way.
+  const bar = live ? { update: () => {}, done: () => {} } : progressBar(1 + chosen.reduce((n, s) => n + s.systems.length, 0));
   let step = 0;
   bar.update(step, 'machine limits');
   const limits = await measureLimits(quick);

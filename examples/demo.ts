@@ -5,10 +5,13 @@
  * The first run creates the tenants (and a root key, with a warning) and gives each a routing key;
  * later runs reuse them. Then a burst of concurrent sessions and inbound messages runs across the
  * tenants, with a live progress line on a terminal, and a summary shows what the pool did.
+ *
+ * `npm start -- --live` shows the pool's live panel (tenant-pool/live) instead of the progress line.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TenantPool } from '../src/index.js';
+import { startLiveView } from '../src/live.js';
 
 const TENANTS = 32;
 const SESSIONS = 2_000;
@@ -38,9 +41,11 @@ try {
   const started = performance.now();
   let done = 0;
   let failed = 0;
+  const isLive = process.argv.includes('--live');
+  const view = isLive ? startLiveView(pool, { stream: process.stdout, title: 'tenant-pool demo' }) : undefined;
   const isTty = process.stdout.isTTY === true;
   const progress = (): void => {
-    if (!isTty) return;
+    if (!isTty || isLive) return;
     const st = pool.stats();
     const width = 30;
     const filled = Math.round((done / (SESSIONS + MESSAGES)) * width);
@@ -81,6 +86,8 @@ try {
     }),
   );
   clearInterval(ticker);
+  view?.refresh();
+  view?.stop();
   progress();
   const seconds = (performance.now() - started) / 1000;
   const st = pool.stats();

@@ -7,9 +7,10 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { poolError } from './errors.js';
+import { isLogger, type Logger } from './logging.js';
 import { KDF_METHODS, type KdfMethod } from './protocol.js';
 
-/** Options of {@link TenantPool.open}. Every key is optional; the same keys (minus `configFile`) may stand in the config file. */
+/** Options of {@link TenantPool.open}. Every key is optional; the same keys (minus `configFile` and `logger`) may stand in the config file. */
 export interface PoolOptions {
   /** JSON file with any of the keys below; keys given to `open()` override it. @default env `TENANT_POOL_CONFIG`, else none */
   configFile?: string;
@@ -47,6 +48,8 @@ export interface PoolOptions {
   maxValueBytes?: number;
   /** Heap limits of each worker thread (Node's `resourceLimits`); a worker over them dies and is replaced. @default Node's defaults */
   workerResourceLimits?: WorkerResourceLimits;
+  /** A pino-compatible logger (`debug/info/warn/error`, context object first) for the pool's events; code only, not in the config file. @default none: warnings go to `process.emitWarning()` */
+  logger?: Logger;
 }
 
 /** Per-worker heap limits, in MiB. */
@@ -75,6 +78,7 @@ export interface ResolvedOptions {
   readonly modules: readonly string[];
   readonly maxValueBytes: number;
   readonly workerResourceLimits: Readonly<WorkerResourceLimits> | undefined;
+  readonly logger: Logger | undefined;
 }
 
 /** The defaults, one place. `workers` and `kdfConcurrency` follow the machine. */
@@ -97,7 +101,7 @@ export const DEFAULTS = Object.freeze({
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
   'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
-  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits',
+  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'logger',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
 function describe(value: unknown): string {
@@ -171,7 +175,9 @@ function loadConfigFile(file: string): Record<string, unknown> {
     throw poolError('ERR_INVALID_CONFIG', `Config file ${file} must hold a JSON object`);
   }
   const { $schema: _schema, ...rest } = parsed as Record<string, unknown>;
-  if ('configFile' in rest) throw poolError('ERR_INVALID_CONFIG', `\`configFile\` cannot stand in config file ${file}`);
+  for (const key of ['configFile', 'logger']) {
+    if (key in rest) throw poolError('ERR_INVALID_CONFIG', `\`${key}\` cannot stand in config file ${file}: pass it to open()`);
+  }
   return rest;
 }
 
@@ -252,6 +258,7 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
     modules: Object.freeze([...(merged.modules ?? DEFAULTS.modules)]),
     maxValueBytes: merged.maxValueBytes ?? DEFAULTS.maxValueBytes,
     workerResourceLimits: merged.workerResourceLimits === undefined ? undefined : Object.freeze({ ...merged.workerResourceLimits }),
+    logger: merged.logger,
   });
 }
 
@@ -328,6 +335,10 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         out.workerResourceLimits = limits;
         break;
       }
+      case 'logger':
+        if (!isLogger(value)) c.fail(key, 'a logger with debug, info, warn and error methods (pino-compatible)', value);
+        out.logger = value;
+        break;
       case 'modules':
         if (!Array.isArray(value)) c.fail(key, 'an array of module paths', value);
         out.modules = value.map((m: unknown, i) => resolve(base, c.string(`${key}[${i}]`, m)));

@@ -1,17 +1,111 @@
 /**
- * The pool's `node:diagnostics_channel` channels, named `tenant-pool:<area>:<event>`. Messages are
- * built only when someone subscribes, and never carry a secret (passphrase, key or record value).
+ * The pool's events: every `node:diagnostics_channel` channel it publishes on, named
+ * `tenant-pool:<area>:<event>`, and the payload of each. A payload is built only when someone
+ * listens (a channel subscriber, the pool's logger, `collectMetrics()`), and never carries a
+ * secret: no passphrase, key, key material or record value, only tenant ids, worker indexes,
+ * timings, counts, reasons and error codes.
  */
-import { channel } from 'node:diagnostics_channel';
+import { channel, type Channel } from 'node:diagnostics_channel';
+import type { KdfMethod } from './protocol.js';
 
-export const channels = {
-  /** A session held past `leakWarningMs`: `{ tenantId, heldMs, stack }` (stack of the acquire call). */
-  sessionLeak: channel('tenant-pool:session:leak'),
-  /** A session ended by the pool: `{ tenantId, reason: 'maxSessionMs' | 'delete' | 'close', heldMs }`. */
-  sessionRevoke: channel('tenant-pool:session:revoke'),
-} as const;
+/** Why a wallet closed: idle past its TTL, evicted for capacity, its tenant deleted, the pool closed, its worker died. */
+export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'close' | 'crash';
 
-/** Publishes `build()` on `ch` if anyone listens; the message is never built otherwise. */
-export function publish<T>(ch: { hasSubscribers: boolean; publish(message: unknown): void }, build: () => T): void {
-  if (ch.hasSubscribers) ch.publish(build());
+/** Why the pool ended a session itself. */
+export type RevokeReason = 'maxSessionMs' | 'delete' | 'close';
+
+/** Payload of each event, by channel name. Times are milliseconds, rounded to 0.01 ms. */
+export interface PoolEvents {
+  /** A session was handed out. `waitMs` runs from the `acquire()` call: admission (`queuedMs`) then wallet open. */
+  'tenant-pool:session:acquire': { tenantId: string; worker: number; waitMs: number; queuedMs: number; isCacheHit: boolean };
+  /** A session ended (released, disposed or revoked). */
+  'tenant-pool:session:release': { tenantId: string; worker: number; holdMs: number };
+  /** An acquire gave up at its deadline, waiting for admission or for the wallet to open. */
+  'tenant-pool:session:timeout': { tenantId: string; waitMs: number; stage: 'admission' | 'open'; queued: number; weightInUse: number };
+  /** An acquire failed for any other reason: its error code, or `ABORTED` for an aborted signal. `tenantId` is null when the id given was not a string. */
+  'tenant-pool:session:reject': { tenantId: string | null; code: string; waitMs: number };
+  /** A session held past `leakWarningMs`; `stack` is where it was acquired. */
+  'tenant-pool:session:leak': { tenantId: string; heldMs: number; stack: string };
+  /** The pool ended a session itself. */
+  'tenant-pool:session:revoke': { tenantId: string; reason: RevokeReason; heldMs: number };
+  /** A wallet opened: `waitMs` for a key-derivation slot, `deriveMs` in the KDF, `openMs` opening the file, `totalMs` all of it. */
+  'tenant-pool:wallet:open': { tenantId: string; worker: number; kdf: KdfMethod; waitMs: number; deriveMs: number; openMs: number; totalMs: number };
+  /** A wallet closed (or was lost with its worker), after `openForMs` open. */
+  'tenant-pool:wallet:close': { tenantId: string; worker: number; reason: WalletCloseReason; openForMs: number };
+  /** An idle wallet is being closed to make room for a waiting acquire (a `close` with reason `capacity` follows). */
+  'tenant-pool:wallet:evict': { tenantId: string; idleMs: number; forTenantId: string };
+  /** A worker died; `walletsLost` wallets went with it, and a replacement starts unless it keeps failing. */
+  'tenant-pool:worker:crash': { worker: number; message: string; walletsLost: number; crashes: number };
+  /** A worker is ready to serve, `startMs` after it was asked for. */
+  'tenant-pool:worker:spawn': { worker: number; startMs: number; isReplacement: boolean };
+}
+
+export type EventName = keyof PoolEvents;
+
+/** Every channel, by name: subscribe with `diagnostics_channel.subscribe(name, fn)`. */
+export const CHANNEL_NAMES = [
+  'tenant-pool:session:acquire',
+  'tenant-pool:session:release',
+  'tenant-pool:session:timeout',
+  'tenant-pool:session:reject',
+  'tenant-pool:session:leak',
+  'tenant-pool:session:revoke',
+  'tenant-pool:wallet:open',
+  'tenant-pool:wallet:close',
+  'tenant-pool:wallet:evict',
+  'tenant-pool:worker:crash',
+  'tenant-pool:worker:spawn',
+] as const satisfies readonly EventName[];
+
+const channels = Object.fromEntries(CHANNEL_NAMES.map((name) => [name, channel(name)])) as Record<EventName, Channel>;
+
+/** An event: its name and payload, as a pair that narrows together. */
+export type PoolEvent = { [K in EventName]: [name: K, payload: PoolEvents[K]] }[EventName];
+
+/** A listener of one pool's events (the logger, metrics, the live view). */
+export type EventListener = (...event: PoolEvent) => void;
+
+/** Milliseconds, rounded to 0.01 ms for payloads. */
+export function ms(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+/**
+ * One pool's event source: publishes on the process-wide channels and to the pool's own listeners.
+ * A listener that throws does not reach the pool (it would break the operation that emitted).
+ */
+export class EventHub {
+  #listeners: EventListener[] = [];
+
+  /** Adds a listener of this pool's events; returns its remover. */
+  on(listener: EventListener): () => void {
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Whether anyone would receive `name` now. */
+  wants(name: EventName): boolean {
+    return this.#listeners.length > 0 || channels[name].hasSubscribers;
+  }
+
+  /** Builds and delivers the payload, only if anyone listens. */
+  emit<K extends EventName>(name: K, build: () => PoolEvents[K]): void {
+    if (!this.wants(name)) return;
+    const payload = build();
+    const ch = channels[name];
+    if (ch.hasSubscribers) ch.publish(payload);
+    const event = [name, payload] as PoolEvent;
+    for (const listener of this.#listeners) {
+      try {
+        listener(...event);
+      } catch (error) {
+        // Subscribers of diagnostics_channel get the same treatment: the error surfaces, the pool goes on.
+        process.nextTick(() => {
+          throw error;
+        });
+      }
+    }
+  }
 }

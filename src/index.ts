@@ -8,3 +8,6 @@ export type { TenantSession, SessionRecords, SessionKeys } from './session.js';
 export type { TenantInfo, CreateTenantOptions, UpdateTenantOptions, Tenants } from './tenants.js';
 export type { TenantWeights } from './registry.js';
 export type { JsonValue, KdfMethod, StoredRecord } from './protocol.js';
+export { CHANNEL_NAMES } from './diagnostics.js';
+export type { EventName, PoolEvents, RevokeReason, WalletCloseReason } from './diagnostics.js';
+export type { Logger } from './logging.js';

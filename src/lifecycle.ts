@@ -11,6 +11,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Mutex, Semaphore } from 'async-mutex';
+import { ms, type EventHub, type WalletCloseReason } from './diagnostics.js';
 import { poolError } from './errors.js';
 import { placeTenant } from './placement.js';
 import type { KdfMethod, WalletTimings } from './protocol.js';
@@ -22,7 +23,7 @@ import type { WorkerSlot } from './threads.js';
 export type WalletState = 'opening' | 'open' | 'closing' | 'closed' | 'crashed';
 
 /** Why a wallet closed. */
-export type CloseReason = 'idle' | 'capacity' | 'delete' | 'close' | 'crash';
+export type CloseReason = WalletCloseReason;
 
 /** One opening of one tenant's wallet on one worker. Sessions keep their entry even after it closes. */
 export class WalletEntry {
@@ -32,6 +33,8 @@ export class WalletEntry {
   readonly sessions = new Set<Session>();
   /** Keyed hash of the passphrase that opened it (passphrase tenants only): later acquires are checked against it without Argon2. */
   passCheck: Buffer | null = null;
+  /** When the wallet opened (the manager's clock). */
+  openedAt = 0;
 
   constructor(tenantId: string, worker: WorkerSlot) {
     this.tenantId = tenantId;
@@ -41,6 +44,7 @@ export class WalletEntry {
 
 export interface WalletCounters {
   walletOpens: number;
+  /** Wallets that stopped being open, for any reason (a worker's death and the pool's close included). */
   walletCloses: number;
   /** Key derivations run on workers (wallet opens and tenant creations). */
   keyDerivations: number;
@@ -51,6 +55,7 @@ export interface WalletManagerOptions {
   walletPath: (tenantId: string) => string;
   kdfConcurrency: number;
   now: () => number;
+  events: EventHub;
   /** A wallet opened (for the sessions already granted on it). */
   onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
 }
@@ -59,6 +64,7 @@ export class WalletManager {
   readonly #workers: readonly WorkerSlot[];
   readonly #walletPath: (tenantId: string) => string;
   readonly #now: () => number;
+  readonly #events: EventHub;
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   readonly #entries = new Map<string, WalletEntry>();
   readonly #mutexes = new Map<string, Mutex>();
@@ -71,6 +77,7 @@ export class WalletManager {
     this.#workers = options.workers;
     this.#walletPath = options.walletPath;
     this.#now = options.now;
+    this.#events = options.events;
     this.#onOpened = options.onOpened;
     this.#derivations = new Semaphore(options.kdfConcurrency);
   }
@@ -146,18 +153,21 @@ export class WalletManager {
       const index = placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive);
       const entry = new WalletEntry(tenantId, this.#workers[index]!);
       this.#entries.set(tenantId, entry);
+      const askedAt = this.#now();
+      let slotAt = askedAt;
       let timings: WalletTimings;
       try {
-        timings = await this.derive(tenant.kdf, async () =>
-          entry.worker.call('openWallet', {
+        timings = await this.derive(tenant.kdf, async () => {
+          slotAt = this.#now();
+          return entry.worker.call('openWallet', {
             tenantId,
             path: this.#walletPath(tenantId),
             kdf: tenant.kdf,
             salt: tenant.salt,
             secret: tenant.secret ?? passphrase ?? '',
             verifier: tenant.verifier,
-          }),
-        );
+          });
+        });
       } catch (error) {
         if (this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId);
         if (entry.state !== 'crashed') entry.state = 'closed';
@@ -166,8 +176,18 @@ export class WalletManager {
       // The worker may have died between its answer and now.
       if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
       entry.state = 'open';
+      entry.openedAt = this.#now();
       entry.passCheck = tenant.secret === null ? this.#passCheck(passphrase) : null;
       this.counters.walletOpens++;
+      this.#events.emit('tenant-pool:wallet:open', () => ({
+        tenantId,
+        worker: entry.worker.index,
+        kdf: tenant.kdf,
+        waitMs: ms(slotAt - askedAt),
+        deriveMs: ms(timings.deriveMs),
+        openMs: ms(timings.openMs),
+        totalMs: ms(entry.openedAt - askedAt),
+      }));
       this.#onOpened(entry, timings);
       return this.#admitTo(entry, passphrase, host, grant);
     });
@@ -200,8 +220,22 @@ export class WalletManager {
     } finally {
       if (entry.state === 'closing') entry.state = 'closed';
       if (this.#entries.get(entry.tenantId) === entry) this.#entries.delete(entry.tenantId);
-      this.counters.walletCloses++;
+      this.#closed(entry, reason);
     }
+  }
+
+  #closed(entry: WalletEntry, reason: CloseReason): void {
+    this.counters.walletCloses++;
+    this.#events.emit('tenant-pool:wallet:close', () => ({ tenantId: entry.tenantId, worker: entry.worker.index, reason, openForMs: ms(this.#now() - entry.openedAt) }));
+  }
+
+  /** The pool closed its workers, and every wallet with them. */
+  poolClosed(): void {
+    for (const entry of this.#entries.values()) {
+      if (entry.state === 'open') this.#closed(entry, 'close');
+      entry.state = 'closed';
+    }
+    this.#entries.clear();
   }
 
   /**
@@ -237,6 +271,7 @@ export class WalletManager {
     for (const entry of [...this.#entries.values()]) {
       if (entry.worker.index !== index) continue;
       if (entry.state !== 'closing') lost.push(entry.tenantId);
+      if (entry.state === 'open') this.#closed(entry, 'crash');
       entry.state = 'crashed';
       this.#entries.delete(entry.tenantId);
     }

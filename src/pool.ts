@@ -7,10 +7,11 @@ import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './config.js';
-import { channels, publish } from './diagnostics.js';
+import { EventHub, ms, type RevokeReason } from './diagnostics.js';
 import { poolError, TenantPoolError } from './errors.js';
 import { WalletManager, type CloseReason } from './lifecycle.js';
-import { Registry, type TenantRecord } from './registry.js';
+import { logEvents } from './logging.js';
+import { Registry, type TenantRecord, type Warn } from './registry.js';
 import { Scheduler, type Grant, type Waiter, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
@@ -35,6 +36,7 @@ export interface PoolTotals {
   timedOut: number;
   rejected: number;
   walletOpens: number;
+  /** Wallets that stopped being open for any reason: idle, eviction, delete, a worker's death, the pool's close. */
   walletCloses: number;
   evictions: number;
   revoked: number;
@@ -62,6 +64,9 @@ export interface Clock {
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
 export const kWorkers = Symbol('tenant-pool.workers');
 
+/** @internal Key of the pool's event hub, for `collectMetrics()` and the live view. */
+export const kEvents = Symbol('tenant-pool.events');
+
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
@@ -88,6 +93,7 @@ export class TenantPool implements AsyncDisposable {
   readonly #live = new Map<Session, LiveSession>();
   readonly #pending = new Map<Waiter, PendingWaiter>();
   readonly #host: SessionHost;
+  readonly #events: EventHub;
   readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, evictions: 0, revoked: 0 };
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
@@ -97,9 +103,10 @@ export class TenantPool implements AsyncDisposable {
   #closed: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
 
-  private constructor(options: ResolvedOptions, registry: Registry, workers: WorkerSlot[], clock: Clock) {
+  private constructor(options: ResolvedOptions, registry: Registry, workers: WorkerSlot[], clock: Clock, events: EventHub) {
     this.options = options;
     this.#clock = clock;
+    this.#events = events;
     this.#registry = registry;
     this.#workers = workers;
     this.#scheduler = new Scheduler({
@@ -114,6 +121,7 @@ export class TenantPool implements AsyncDisposable {
       walletPath,
       kdfConcurrency: options.kdfConcurrency,
       now: () => clock.now(),
+      events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
     });
     this.#host = {
@@ -153,12 +161,24 @@ export class TenantPool implements AsyncDisposable {
     const isNewDir = !existsSync(resolved.dataDir);
     mkdirSync(join(resolved.dataDir, 'wallets'), { recursive: true, mode: 0o700 });
     if (isNewDir) chmodSync(resolved.dataDir, 0o700);
-    const registry = await Registry.open(resolved.dataDir, resolved.rootKey);
+    const { logger } = resolved;
+    const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
+    const registry = await Registry.open(resolved.dataDir, resolved.rootKey, warn);
+    const events = new EventHub();
+    if (logger !== undefined) events.on(logEvents(logger));
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
     const workers = Array.from(
       { length: resolved.workers },
-      (_, index) => new WorkerSlot({ index, onCrash: (i) => ref.pool?.workerCrashed(i), modules: resolved.modules, maxValueBytes: resolved.maxValueBytes, ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }) }),
+      (_, index) =>
+        new WorkerSlot({
+          index,
+          onCrash: (i, error) => ref.pool?.workerCrashed(i, error),
+          onSpawn: (worker, startMs, isReplacement) => events.emit('tenant-pool:worker:spawn', () => ({ worker, startMs: ms(startMs), isReplacement })),
+          modules: resolved.modules,
+          maxValueBytes: resolved.maxValueBytes,
+          ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }),
+        }),
     );
     try {
       await Promise.all(workers.map(async (w) => w.ready()));
@@ -167,7 +187,8 @@ export class TenantPool implements AsyncDisposable {
       registry.close();
       throw error;
     }
-    ref.pool = new TenantPool(resolved, registry, workers, internals.clock ?? performance);
+    ref.pool = new TenantPool(resolved, registry, workers, internals.clock ?? performance, events);
+    logger?.info({ event: 'tenant-pool:pool:open', dataDir: resolved.dataDir, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
     return ref.pool;
   }
 
@@ -179,6 +200,8 @@ export class TenantPool implements AsyncDisposable {
    *   rejects with `signal.reason`.
    */
   async acquire(tenantId: string, options: AcquireOptions = {}): Promise<TenantSession> {
+    const startedAt = this.#clock.now();
+    let admittedAt: number | undefined;
     try {
       this.#assertOpen();
       const origin = this.options.leakWarningMs > 0 ? new Error('the session was acquired here') : undefined;
@@ -194,15 +217,40 @@ export class TenantPool implements AsyncDisposable {
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`);
       if (tenant.secret !== null && passphrase !== undefined) invalid(`tenant ${tenant.tenantId} is managed: acquire it without a passphrase`);
 
-      const deadline = this.#clock.now() + timeoutMs;
+      const deadline = startedAt + timeoutMs;
       const grant = await this.#admit(tenant, deadline, signal);
+      admittedAt = this.#clock.now();
+      const isCacheHit = this.#wallets.entry(tenant.tenantId)?.state === 'open';
       const session = await this.#open(tenant, passphrase, grant, deadline, signal);
       this.#track(session, origin);
       this.#totals.acquired++;
+      this.#events.emit('tenant-pool:session:acquire', () => ({
+        tenantId: session.tenantId,
+        worker: session.entry.worker.index,
+        waitMs: ms(session.acquiredAt - startedAt),
+        queuedMs: ms(admittedAt! - startedAt),
+        isCacheHit,
+      }));
       return session;
     } catch (error) {
-      if (error instanceof TenantPoolError && error.code === 'ERR_ACQUIRE_TIMEOUT') this.#totals.timedOut++;
-      else this.#totals.rejected++;
+      const waitMs = ms(this.#clock.now() - startedAt);
+      if (error instanceof TenantPoolError && error.code === 'ERR_ACQUIRE_TIMEOUT') {
+        this.#totals.timedOut++;
+        this.#events.emit('tenant-pool:session:timeout', () => ({
+          tenantId,
+          waitMs,
+          stage: admittedAt === undefined ? 'admission' : 'open',
+          queued: this.#scheduler.queued,
+          weightInUse: this.#scheduler.weightInUse,
+        }));
+      } else {
+        this.#totals.rejected++;
+        this.#events.emit('tenant-pool:session:reject', () => ({
+          tenantId: typeof tenantId === 'string' ? tenantId : null,
+          code: error instanceof TenantPoolError ? error.code : 'ABORTED',
+          waitMs,
+        }));
+      }
       throw error;
     }
   }
@@ -284,9 +332,16 @@ export class TenantPool implements AsyncDisposable {
     return this.#workers;
   }
 
+  /** @internal The pool's events, for `collectMetrics()` and the live view. Not part of the public API. */
+  get [kEvents](): EventHub {
+    return this.#events;
+  }
+
   /** @internal Called by a worker slot when its worker died. */
-  workerCrashed(index: number): void {
-    for (const tenantId of this.#wallets.workerCrashed(index)) this.#scheduler.walletLost(tenantId);
+  workerCrashed(index: number, error: Error): void {
+    const lost = this.#wallets.workerCrashed(index);
+    for (const tenantId of lost) this.#scheduler.walletLost(tenantId);
+    this.#events.emit('tenant-pool:worker:crash', () => ({ worker: index, message: error.message, walletsLost: lost.length, crashes: this.#workers[index]!.crashes }));
     this.#pump();
   }
 
@@ -395,12 +450,17 @@ export class TenantPool implements AsyncDisposable {
         ?.reject(poolError('ERR_ACQUIRE_TIMEOUT', `tenant ${waiter.tenantId} was not admitted in time (${this.#scheduler.queued} acquires still queued, ${this.#scheduler.weightInUse} of ${this.#scheduler.capacity} weight in use)`));
     }
     for (const waiter of [...effects.granted, ...effects.expired]) this.#pending.delete(waiter);
-    for (const { tenantId, reason } of effects.close) void this.#closeWallet(tenantId, reason);
+    for (const close of effects.close) {
+      if (close.reason === 'capacity') {
+        this.#totals.evictions++;
+        this.#events.emit('tenant-pool:wallet:evict', () => ({ tenantId: close.tenantId, idleMs: ms(now - close.idleSince), forTenantId: close.forTenantId }));
+      }
+      void this.#closeWallet(close.tenantId, close.reason);
+    }
     this.#armTimer(now);
   }
 
   async #closeWallet(tenantId: string, reason: CloseReason): Promise<void> {
-    if (reason === 'capacity') this.#totals.evictions++;
     try {
       await this.#wallets.close(tenantId, reason);
     } catch {
@@ -476,22 +536,28 @@ export class TenantPool implements AsyncDisposable {
   #warnLeak(session: Session, live: LiveSession): void {
     const heldMs = Math.round(this.#clock.now() - session.acquiredAt);
     const stack = live.origin?.stack ?? '(acquire stack not captured)';
-    process.emitWarning(`tenant-pool: a session of tenant ${session.tenantId} has been held for ${heldMs} ms without release (leakWarningMs ${this.options.leakWarningMs}). Release sessions with withSession(), \`await using\` or try/finally.`, {
-      code: 'TENANT_POOL_SESSION_LEAK',
-      detail: stack,
-    });
-    publish(channels.sessionLeak, () => ({ tenantId: session.tenantId, heldMs, stack }));
+    // With a logger, the leak is logged at warn (from the event); without, it is a process warning.
+    if (this.options.logger === undefined) {
+      process.emitWarning(`tenant-pool: a session of tenant ${session.tenantId} has been held for ${heldMs} ms without release (leakWarningMs ${this.options.leakWarningMs}). Release sessions with withSession(), \`await using\` or try/finally.`, {
+        code: 'TENANT_POOL_SESSION_LEAK',
+        detail: stack,
+      });
+    }
+    this.#events.emit('tenant-pool:session:leak', () => ({ tenantId: session.tenantId, heldMs, stack }));
   }
 
-  #revoke(session: Session, code: 'ERR_SESSION_RELEASED' | 'ERR_TENANT_DELETED', message: string, reason: 'maxSessionMs' | 'delete' | 'close'): void {
+  #revoke(session: Session, code: 'ERR_SESSION_RELEASED' | 'ERR_TENANT_DELETED', message: string, reason: RevokeReason): void {
     if (session.isEnded) return;
     this.#totals.revoked++;
-    publish(channels.sessionRevoke, () => ({ tenantId: session.tenantId, reason, heldMs: Math.round(this.#clock.now() - session.acquiredAt) }));
+    this.#events.emit('tenant-pool:session:revoke', () => ({ tenantId: session.tenantId, reason, heldMs: ms(this.#clock.now() - session.acquiredAt) }));
     session.revoke(code, message);
   }
 
   #release(session: Session): void {
-    if (this.#live.delete(session)) this.#totals.released++;
+    if (this.#live.delete(session)) {
+      this.#totals.released++;
+      this.#events.emit('tenant-pool:session:release', () => ({ tenantId: session.tenantId, worker: session.entry.worker.index, holdMs: ms(this.#clock.now() - session.acquiredAt) }));
+    }
     this.#wallets.release(session);
     this.#scheduler.release(session.grant, this.#clock.now());
     this.#pump();
@@ -520,7 +586,9 @@ export class TenantPool implements AsyncDisposable {
     }
     clearTimeout(this.#timer);
     await Promise.allSettled(this.#workers.map(async (w) => w.close()));
+    this.#wallets.poolClosed();
     this.#registry.close();
+    this.options.logger?.info({ event: 'tenant-pool:pool:close' }, 'tenant-pool: pool closed');
   }
 
   #assertOpen(): void {

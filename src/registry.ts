@@ -80,18 +80,21 @@ function keyCheck(key: Uint8Array): Buffer {
   return createHmac('sha256', key).update('tenant-pool registry key check v1').digest();
 }
 
+/** Where the registry's warnings go: the pool's logger, or `process.emitWarning()`. */
+export type Warn = (message: string, code: string) => void;
+
 /** Reads the root key from the option, the environment, or `<dataDir>/root.key`, creating that file once. */
-function rootKeySource(dataDir: string, option: string | undefined): string {
+function rootKeySource(dataDir: string, option: string | undefined, warn: Warn): string {
   const given = option ?? process.env['TENANT_POOL_ROOT_KEY'];
   if (given !== undefined && given !== '') return given;
   const file = join(dataDir, 'root.key');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   const generated = randomBytes(32).toString('hex');
   writeFileSync(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
-  process.emitWarning(
+  warn(
     `tenant-pool generated a root key into ${file}. Anyone who can read it can open the registry; ` +
       'in production pass `rootKey` or set TENANT_POOL_ROOT_KEY from a secret store.',
-    { code: 'TENANT_POOL_ROOT_KEY_GENERATED' },
+    'TENANT_POOL_ROOT_KEY_GENERATED',
   );
   return generated;
 }
@@ -153,8 +156,8 @@ export class Registry {
    * @throws ERR_WALLET_KEY_INVALID if the root key is not the one the registry was made with.
    * @throws ERR_WALLET_CORRUPT if the registry files are damaged; they are left as they are.
    */
-  static async open(dataDir: string, rootKeyOption: string | undefined): Promise<Registry> {
-    const source = rootKeySource(dataDir, rootKeyOption);
+  static async open(dataDir: string, rootKeyOption: string | undefined, warn: Warn = (message, code) => process.emitWarning(message, { code })): Promise<Registry> {
+    const source = rootKeySource(dataDir, rootKeyOption, warn);
     const headerPath = join(dataDir, 'registry.json');
     const dbPath = join(dataDir, 'registry.sqlite');
     const isNew = !existsSync(dbPath) && !existsSync(headerPath);

@@ -63,13 +63,12 @@ export type AcquireResult =
   | { kind: 'queued'; waiter: Waiter }
   | { kind: 'rejected'; code: 'ERR_QUEUE_FULL' | 'ERR_TENANT_LIMIT' | 'ERR_INVALID_ARGUMENT'; message: string };
 
-export type CloseReason = 'idle' | 'capacity';
-
 /** What the caller must do after a change: settle these waiters, close these wallets. */
 export interface Effects {
   granted: Waiter[];
   expired: Waiter[];
-  close: Array<{ tenantId: string; reason: CloseReason }>;
+  /** Idle wallets to close: past their TTL, or evicted to make room for the waiter of `forTenantId`. */
+  close: Array<{ tenantId: string; reason: 'idle'; idleSince: number } | { tenantId: string; reason: 'capacity'; idleSince: number; forTenantId: string }>;
 }
 
 interface Slot {
@@ -244,7 +243,8 @@ export class Scheduler {
     }
     for (const slot of this.#idle.values()) {
       if (slot.idleSince + this.#idleTtlMs > now) break;
-      this.#startClose(slot, 'idle', effects);
+      this.#startClose(slot);
+      effects.close.push({ tenantId: slot.tenantId, reason: 'idle', idleSince: slot.idleSince });
     }
     for (let head = this.#eligible.peek(); head !== undefined; head = this.#eligible.peek()) {
       const slot = this.#slots.get(head.tenantId)!;
@@ -261,7 +261,8 @@ export class Scheduler {
         if (missing <= 0) break;
         if (idle === slot) continue;
         missing -= idle.walletWeight;
-        this.#startClose(idle, 'capacity', effects);
+        this.#startClose(idle);
+        effects.close.push({ tenantId: idle.tenantId, reason: 'capacity', idleSince: idle.idleSince, forTenantId: head.tenantId });
       }
       break;
     }
@@ -335,12 +336,11 @@ export class Scheduler {
     }
   }
 
-  #startClose(slot: Slot, reason: CloseReason, effects: Effects): void {
+  #startClose(slot: Slot): void {
     this.#idle.delete(slot.tenantId);
     slot.closingWeight += slot.walletWeight;
     this.#closingWeight += slot.walletWeight;
     slot.walletWeight = 0;
-    effects.close.push({ tenantId: slot.tenantId, reason });
   }
 
   #freeWallet(slot: Slot): void {

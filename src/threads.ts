@@ -33,6 +33,8 @@ export interface WorkerSlotOptions {
   index: number;
   /** Called once per death of this slot's worker, after its pending calls have been rejected. */
   onCrash: (index: number, error: Error) => void;
+  /** Called each time a worker of this slot is ready to serve, with how long it took to start. */
+  onSpawn?: (index: number, startMs: number, isReplacement: boolean) => void;
   resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number; stackSizeMb?: number };
   /** Worker module paths every worker imports before it serves. */
   modules: readonly string[];
@@ -45,6 +47,7 @@ export class WorkerSlot {
   #piscina: Piscina;
   readonly #resourceLimits: WorkerSlotOptions['resourceLimits'];
   readonly #onCrash: (index: number, error: Error) => void;
+  readonly #onSpawn: WorkerSlotOptions['onSpawn'];
   readonly #modules: readonly string[];
   readonly #maxValueBytes: number;
   readonly #pending = new Map<number, Pending>();
@@ -64,6 +67,7 @@ export class WorkerSlot {
   constructor(options: WorkerSlotOptions) {
     this.index = options.index;
     this.#onCrash = options.onCrash;
+    this.#onSpawn = options.onSpawn;
     this.#modules = options.modules;
     this.#maxValueBytes = options.maxValueBytes;
     this.#resourceLimits = options.resourceLimits;
@@ -133,6 +137,7 @@ export class WorkerSlot {
   }
 
   async #connect(): Promise<void> {
+    const startedAt = performance.now();
     const { port1, port2 } = new MessageChannel();
     const task: LifelineTask = { port: port2, modules: this.#modules, maxValueBytes: this.#maxValueBytes };
     let markReady!: () => void;
@@ -151,10 +156,12 @@ export class WorkerSlot {
     void started.then((start) => {
       if (start !== 'ready') return;
       this.#port = port1;
+      const isReplacement = this.#hasServed;
       this.#hasServed = true;
       this.#failedStarts = 0;
       this.#outbox = new Outbox<CallMessage>((m) => port1.postMessage(m), (call, error) => this.#unsendable(call, error));
       port1.on('message', (replies: ReplyMessage | ReplyMessage[]) => unbatch(replies, (reply) => this.#settle(reply)));
+      this.#onSpawn?.(this.index, performance.now() - startedAt, isReplacement);
       markReady();
     });
     // A thread that dies before it is ready never gets the lifeline task, so piscina never fails it:

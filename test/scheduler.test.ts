@@ -54,7 +54,10 @@ test('the head that does not fit closes idle wallets, least recently used first,
   for (const t of ['a', 'b', 'c']) s.release(granted(s, t), 0); // three idle wallets hold 12
   const d = queued(s, 'd', { weights: { wallet: 6, session: 1 } }); // needs 7: 19 > 14, 5 missing
   const fx = s.drain(0);
-  assert.equal(fx.close, [{ tenantId: 'a', reason: 'capacity' }, { tenantId: 'b', reason: 'capacity' }]);
+  assert.equal(fx.close, [
+    { tenantId: 'a', reason: 'capacity', idleSince: 0, forTenantId: 'd' },
+    { tenantId: 'b', reason: 'capacity', idleSince: 0, forTenantId: 'd' },
+  ]);
   assert.is(s.weightInUse, 12, 'closing wallets hold their weight until closed');
   s.closeDone('a');
   assert.equal(s.drain(0), { granted: [], expired: [], close: [] }, 'b is already closing: nothing more is evicted');
@@ -69,12 +72,12 @@ test('idle wallets close after their TTL; TTL 0 closes at the last release', () 
   s.release(granted(s, 'a'), 1000);
   assert.is(s.nextDeadline(), 1100);
   assert.equal(s.drain(1099).close, []);
-  assert.equal(s.drain(1100).close, [{ tenantId: 'a', reason: 'idle' }]);
+  assert.equal(s.drain(1100).close, [{ tenantId: 'a', reason: 'idle', idleSince: 1000 }]);
   s.closeDone('a');
   assert.is(s.weightInUse, 0);
   const zero = scheduler({ walletIdleTtlMs: 0 });
   zero.release(granted(zero, 'a'), 5);
-  assert.equal(zero.drain(5).close, [{ tenantId: 'a', reason: 'idle' }]);
+  assert.equal(zero.drain(5).close, [{ tenantId: 'a', reason: 'idle', idleSince: 5 }]);
 });
 
 test('deadlines: a waiter expires at its deadline, leaves the queue and holds nothing', () => {
