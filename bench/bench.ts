@@ -139,6 +139,17 @@ function targetsFor(name: string, r: ScenarioResult, limits: Limits): Target[] {
         at('goodput >= 0.9 x what capacity allows', t['goodputRatio']!, t['goodputRatio']! >= 0.9),
         at('0 leaked weight', t['leakedWeight']!, t['leakedWeight'] === 0),
       ];
+    case 'soak': {
+      // The fitted trend over the steady part of the run (after the first minute), as a share of where it began.
+      const minutes = (t['seconds']! - 60) / 60;
+      const drift = (t['rssSlopeMbPerMin']! * minutes) / t['rssStartMb']!;
+      const otherErrors = Object.keys(t).filter((k) => k.startsWith('errors_') && k !== 'errors_ERR_WORKER_CRASHED');
+      return [
+        at('RSS flat: trend over the run <= 10% of its start', Math.abs(drift), Math.abs(drift) <= 0.1),
+        at('0 leaked weight', t['leakedWeight']!, t['leakedWeight'] === 0),
+        at('no error but ERR_WORKER_CRASHED (calls in flight on a killed worker)', otherErrors.length, otherErrors.length === 0),
+      ];
+    }
     case 'scheduler':
       return [at('ns/op at depth 10,000 <= 2 x ns/op at depth 0', t['nsPerOpDepth10k']! / t['nsPerOpDepth0']!, t['nsPerOpDepth10k']! <= 2 * t['nsPerOpDepth0']!)];
     default:

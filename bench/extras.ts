@@ -3,11 +3,16 @@
  * about (cold open per KDF, one call against a bare echo, find on a large wallet, memory per wallet).
  */
 import { randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KdfMethod } from '../src/protocol.js';
+import { Registry } from 'prom-client';
+import { CHANNEL_NAMES } from '../src/diagnostics.js';
+import { collectMetrics } from '../src/metrics.js';
 import { kWorkers } from '../src/pool.js';
+import type { Session } from '../src/session.js';
 import { Wallet } from '../workers/wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
@@ -54,7 +59,7 @@ export const extraScenarios: Scenario[] = [
     describe: '10 minutes of mixed load (32 in flight) with a worker killed every 30 s: served, errors by code, RSS, leaked weight',
     systems: ['tenant-pool'],
     onlyWhenNamed: true,
-    options: () => options({ capacity: 200, walletIdleTtlMs: 20_000, timeoutMs: 2_000 }),
+    options: () => options({ capacity: 200, walletIdleTtlMs: 20_000, timeoutMs: 2_000, modules: [join(import.meta.dirname, 'soak-module.ts')] }),
     async run({ system, pool, quick }) {
       if (pool === undefined) throw new Error('soak runs on tenant-pool only');
       const durationMs = quick ? 20_000 : 600_000;
@@ -69,21 +74,43 @@ export const extraScenarios: Scenario[] = [
       const kids = new Map<string, Promise<string>>();
       const started = performance.now();
       const rss = (): number => round(process.memoryUsage.rss() / 2 ** 20);
-      const heap = (): number => round(process.memoryUsage().heapUsed / 2 ** 20);
       const gc = (globalThis as { gc?: () => void }).gc;
-      // One clock for kills and samples. A sample is taken a second before each kill, after a full GC of the
-      // main heap, so it sees a settled process: not garbage awaiting collection, not two workers of one slot
-      // alive side by side while a replacement starts.
+      // A full GC of each worker's heap (through the soak module) and of the main heap, then the sizes:
+      // a sample sees live data only, not garbage awaiting collection.
+      const collect = async (): Promise<{ heap: number; workerHeap: number }> => {
+        const seen = new Set<number>();
+        let workerHeap = 0;
+        for (const id of ids) {
+          if (seen.size === pool[kWorkers].length || id.startsWith('soak-slow-')) break;
+          try {
+            const s = (await pool.acquire(id)) as Session;
+            try {
+              if (!seen.has(s.entry.worker.index)) {
+                seen.add(s.entry.worker.index);
+                workerHeap += await s.run<number>('gc');
+              }
+            } finally {
+              await s.release();
+            }
+          } catch {
+            // A worker being replaced: sampled next time.
+          }
+        }
+        gc?.();
+        return { heap: round(process.memoryUsage().heapUsed / 2 ** 20), workerHeap: round(workerHeap / 2 ** 20) };
+      };
+      // One clock for kills and samples. A sample is taken a second before each kill, so it sees a settled
+      // process, not two workers of one slot alive side by side while a replacement starts.
       const period = quick ? 5 : 30;
-      const samples: { at: number; rss: number; heap: number }[] = [];
+      const samples: { at: number; rss: number; heap: number; workerHeap: number }[] = [];
       let rssMax = 0;
       let tick = 0;
       const clock = setInterval(() => {
         tick++;
         rssMax = Math.max(rssMax, rss());
         if (tick % period === period - 1) {
-          gc?.();
-          samples.push({ at: tick, rss: rss(), heap: heap() });
+          const at = tick;
+          void collect().then((heaps) => samples.push({ at, rss: rss(), ...heaps }));
         } else if (tick % period === 0) {
           const slot = pool[kWorkers][crashes % pool[kWorkers].length];
           crashes++;
@@ -119,8 +146,7 @@ export const extraScenarios: Scenario[] = [
         clearInterval(clock);
       }
       const seconds = (performance.now() - started) / 1000;
-      gc?.();
-      samples.push({ at: Math.round(seconds), rss: rss(), heap: heap() });
+      samples.push({ at: Math.round(seconds), ...(await collect()), rss: rss() });
       // The first minute is warm-up (wallets open, caches and JIT fill); the trend is fitted over the rest.
       const steady = samples.slice(Math.min(samples.length - 2, Math.ceil(60 / period) - 1));
       const first = steady[0]!;
@@ -136,6 +162,8 @@ export const extraScenarios: Scenario[] = [
         rssSlopeMbPerMin: round(slope(steady.map((x) => x.rss)) * (60 / period), 2),
         heapStartMb: first.heap,
         heapEndMb: last.heap,
+        workerHeapStartMb: first.workerHeap,
+        workerHeapEndMb: last.workerHeap,
         leakedWeight: system.heldBySessions(),
       };
       for (const [code, n] of Object.entries(errors)) figures[`errors_${code}`] = n;
@@ -229,7 +257,7 @@ export const extraScenarios: Scenario[] = [
   },
   {
     name: 'warm-sessions',
-    describe: 'acquire+release of an open tenant through the pool (main-thread cost), queue empty and 10,000 waiters queued',
+    describe: 'acquire+release of an open tenant through the pool (main-thread cost): queue empty, 10,000 waiters queued, and observed (metrics + a subscriber on every channel)',
     systems: ['tenant-pool'],
     options: () => options({ walletIdleTtlMs: 600_000 }),
     async run({ system, pool, quick }) {
@@ -249,7 +277,20 @@ export const extraScenarios: Scenario[] = [
       const deepUs = await usPer();
       await holder.release();
       await Promise.all(parked);
-      return { usPerAcquireReleaseQueueEmpty: emptyUs, usPerAcquireReleaseQueue10k: deepUs, queued, sessionsPerSecQueueEmpty: Math.round(1e6 / emptyUs) };
+      // What observing costs: every event built, delivered to a channel subscriber and fed to the histograms.
+      const metrics = collectMetrics(pool, new Registry());
+      const noop = (): void => {};
+      for (const name of CHANNEL_NAMES) subscribe(name, noop);
+      const observedUs = await usPer();
+      for (const name of CHANNEL_NAMES) unsubscribe(name, noop);
+      metrics.close();
+      return {
+        usPerAcquireReleaseQueueEmpty: emptyUs,
+        usPerAcquireReleaseQueue10k: deepUs,
+        usPerAcquireReleaseObserved: observedUs,
+        queued,
+        sessionsPerSecQueueEmpty: Math.round(1e6 / emptyUs),
+      };
     },
   },
   {

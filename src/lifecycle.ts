@@ -150,15 +150,22 @@ export class WalletManager {
       if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
       const current = this.#entries.get(tenantId);
       if (current?.state === 'open') return this.#admitTo(current, passphrase, host, grant);
-      const index = placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive);
-      const entry = new WalletEntry(tenantId, this.#workers[index]!);
-      this.#entries.set(tenantId, entry);
+      const place = (): WalletEntry => {
+        const placed = new WalletEntry(tenantId, this.#workers[placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive)]!);
+        this.#entries.set(tenantId, placed);
+        return placed;
+      };
+      let entry = place();
       const askedAt = this.#now();
       let slotAt = askedAt;
       let timings: WalletTimings;
       try {
         timings = await this.derive(tenant.kdf, async () => {
           slotAt = this.#now();
+          // The worker chosen may have died while this open waited for a derivation slot. Nothing was
+          // sent to it yet: place the wallet afresh. (Sent on, it would open on the replacement thread
+          // as a wallet the pool had already written off, and the next open there would collide.)
+          if (entry.state === 'crashed') entry = place();
           return entry.worker.call('openWallet', {
             tenantId,
             path: this.#walletPath(tenantId),

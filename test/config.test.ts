@@ -57,6 +57,17 @@ test('unknown keys, wrong types and out-of-range values name the key', () => {
   assert.match(configError(() => resolveOptions({ tenantLimit: 'drop' as never }, {})).message, '`tenantLimit`');
 });
 
+test('logger: any object with the four level methods; anything else, or a logger in a config file, is refused', () => {
+  const logger = { debug() {}, info() {}, warn() {}, error() {}, trace() {} };
+  assert.is(resolveOptions({ logger }, {}).logger, logger, 'the same object, extra methods and all');
+  assert.is(resolveOptions({}, {}).logger, undefined, 'none by default');
+  assert.match(configError(() => resolveOptions({ logger: console.log as never }, {})).message, '`logger`');
+  assert.match(configError(() => resolveOptions({ logger: { info() {}, warn() {}, error() {} } as never }, {})).message, 'debug, info, warn and error');
+  const file = join(tempDir(), 'pool.json');
+  writeFileSync(file, JSON.stringify({ logger: 'pino' }));
+  assert.match(configError(() => resolveOptions({ configFile: file }, {})).message, /`logger` cannot stand in config file/);
+});
+
 test('a config file is read, overridden by options, and its paths resolve against its folder', () => {
   const dir = tempDir();
   const file = join(dir, 'pool.json');

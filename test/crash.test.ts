@@ -53,6 +53,32 @@ test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, oth
   }
 });
 
+test('an open still waiting for a key-derivation slot when its worker dies is placed afresh, not opened behind the pool’s back', async () => {
+  // One worker, one derivation at a time: b's open waits behind a's Argon2 when the worker dies.
+  const pool = await openPool({ workers: 1, kdfConcurrency: 1, acquireTimeoutMs: 60_000, walletIdleTtlMs: 60_000 });
+  try {
+    await pool.tenants.create({ tenantId: 'a', kdf: 'argon2i-mod' });
+    await pool.tenants.create({ tenantId: 'b', kdf: 'argon2i-int' });
+    const a = pool.acquire('a');
+    const b = pool.acquire('b');
+    await until(() => pool.stats().wallets.opening === 2, "b waits for a's derivation");
+    await pool[kWorkers][0]!.thread!.terminate();
+    await rejectsWith(a, 'ERR_WORKER_CRASHED', 'the open in flight on the dead worker');
+    // b had sent nothing: it opens on the replacement worker, and the pool knows its wallet is there.
+    const session = await b;
+    await session.records.save('c', 'x', 1);
+    await session.release();
+    assert.equal(pool.stats().wallets, { open: 0, idle: 1, opening: 0 });
+    assert.equal(await pool.withSession('b', async (s) => s.records.get('c', 'x')), { category: 'c', id: 'x', value: 1, tags: {} });
+    // a opens there too. (Before, b's open went on to the replacement thread behind the pool's back, and
+    // failed: the wallet stayed open there, and every later open of b on that worker hit it, ERR_INTERNAL.)
+    await pool.withSession('a', () => undefined);
+    assert.is(pool.stats().weightInUse, 8, 'two idle wallets, no session');
+  } finally {
+    await disposePool(pool);
+  }
+});
+
 test('a module task that exits its worker, or outgrows its heap limit: the calls on it reject ERR_WORKER_CRASHED, the other worker is untouched, nothing leaks', async () => {
   const pool = await openPool({ workers: 2, walletIdleTtlMs: 60_000, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], workerResourceLimits: { maxOldGenerationSizeMb: 48 } });
   try {

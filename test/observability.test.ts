@@ -1,4 +1,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CHANNEL_NAMES, type EventName } from '../src/diagnostics.js';
@@ -158,6 +160,16 @@ test('every event fires with its documented payload under a scripted load, and i
   // No secret anywhere: not the passphrase, the root key, a record value or a tag value.
   const everything = JSON.stringify({ events, lines });
   for (const secret of [passphrase, key, secretValue, secretTag]) assert.not.ok(everything.includes(secret), `no ${secret.slice(0, 12)}… in events or logs`);
+});
+
+test('the README lists every channel with its payload keys', () => {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const rows = new Map([...readme.matchAll(/^\| `(tenant-pool:[a-z]+:[a-z]+)` \| `\{ ([^}]*) \}`/gm)].map((m) => [m[1]!, m[2]!]));
+  assert.equal([...rows.keys()].sort(), [...CHANNEL_NAMES].sort());
+  for (const [name, payload] of rows) {
+    const keys = payload.split(',').map((k) => k.trim().split(':')[0]!);
+    assert.equal(keys.sort(), PAYLOAD_KEYS[name as EventName], `${name} in the README`);
+  }
 });
 
 test('with no logger the pool writes nothing but its warnings', async () => {

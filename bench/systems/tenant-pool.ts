@@ -14,6 +14,7 @@ export async function openTenantPool(dataDir: string, options: SystemOptions): P
     acquireTimeoutMs: options.timeoutMs,
     walletIdleTtlMs: options.walletIdleTtlMs,
     maxQueue: 1_000_000,
+    ...(options.modules === undefined ? {} : { modules: options.modules }),
   });
   const wrap = (s: TenantSession): BenchSession => ({
     get: async (c, id) => s.records.get(c, id),

@@ -19,6 +19,8 @@ export interface SystemOptions {
   /** tenant-pool's idle wallet cache TTL (the baselines have no cache). */
   walletIdleTtlMs: number;
   workers: number;
+  /** Worker modules (tenant-pool only). */
+  modules?: string[];
 }
 
 export interface System {
