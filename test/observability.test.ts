@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHANNEL_NAMES, type EventName } from '../src/diagnostics.js';
+import { CHANNEL_NAMES, EventHub, type EventName } from '../src/diagnostics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Logger } from '../src/logging.js';
 import { disposePool, eventually, openPool, rejectsWith, rootKey } from './helpers.js';
@@ -160,6 +160,33 @@ test('every event fires with its documented payload under a scripted load, and i
   // No secret anywhere: not the passphrase, the root key, a record value or a tag value.
   const everything = JSON.stringify({ events, lines });
   for (const secret of [passphrase, key, secretValue, secretTag]) assert.not.ok(everything.includes(secret), `no ${secret.slice(0, 12)}… in events or logs`);
+});
+
+test('a payload is built only when someone listens: a channel subscriber or a pool listener', () => {
+  const hub = new EventHub();
+  let builds = 0;
+  const build = (): { tenantId: string; worker: number; holdMs: number } => {
+    builds++;
+    return { tenantId: 't', worker: 0, holdMs: 1 };
+  };
+  hub.emit('tenant-pool:session:release', build);
+  assert.is(builds, 0, 'no one listens');
+  const seen: unknown[] = [];
+  const onMessage = (m: unknown): void => void seen.push(m);
+  subscribe('tenant-pool:session:release', onMessage);
+  hub.emit('tenant-pool:session:release', build);
+  unsubscribe('tenant-pool:session:release', onMessage);
+  const off = hub.on((...event) => seen.push(event));
+  hub.emit('tenant-pool:session:release', build);
+  hub.emit('tenant-pool:session:acquire', () => ({ tenantId: 't', worker: 0, waitMs: 0, queuedMs: 0, isCacheHit: true }));
+  off();
+  hub.emit('tenant-pool:session:release', build);
+  assert.is(builds, 2, 'built once per delivery, not after the listener is gone');
+  assert.equal(seen, [
+    { tenantId: 't', worker: 0, holdMs: 1 },
+    ['tenant-pool:session:release', { tenantId: 't', worker: 0, holdMs: 1 }],
+    ['tenant-pool:session:acquire', { tenantId: 't', worker: 0, waitMs: 0, queuedMs: 0, isCacheHit: true }],
+  ]);
 });
 
 test('the README lists every channel with its payload keys', () => {
