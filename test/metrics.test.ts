@@ -1,4 +1,4 @@
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { collectMetrics } from '../src/metrics.js';
@@ -87,6 +87,12 @@ test('two pools in one registry are told apart by their labels; a second registr
   try {
     using first = collectMetrics(one, registry, { labels: { pool: 'one' } });
     assert.throws(() => collectMetrics(two, registry, { labels: { pool: 'two' } }), /already been registered/);
+    // A clash half-way (on a counter, after the gauges) leaves nothing of the failed registration behind.
+    new Counter({ name: 'clash_sessions_acquired_total', help: 'taken', registers: [registry] });
+    const before = registry.getMetricsAsArray().length;
+    assert.throws(() => collectMetrics(two, registry, { prefix: 'clash_' }), /already been registered/);
+    assert.is(registry.getMetricsAsArray().length, before);
+    registry.removeSingleMetric('clash_sessions_acquired_total');
     using second = collectMetrics(two, registry, { prefix: 'tenant_pool_two_', labels: { pool: 'two' } });
     await one.tenants.create({ tenantId: 'x' });
     await one.withSession('x', () => undefined);
