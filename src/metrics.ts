@@ -59,12 +59,13 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
   // Names registered so far: if one is already taken half-way, those registered come out again.
   const names: string[] = [];
 
-  // One stats() per scrape, however many metrics read it.
+  // One stats() per scrape, however many metrics read it. A scrape reads the metrics in the order
+  // they were registered: the first takes a fresh snapshot, and the rest of that scrape reuse it.
   let snapshot: PoolStats | undefined;
-  const stats = (): PoolStats => {
-    if (snapshot === undefined) {
+  const stats = (isFirst = false): PoolStats => {
+    if (snapshot === undefined || isFirst) {
       snapshot = pool.stats();
-      queueMicrotask(() => (snapshot = undefined));
+      setImmediate(() => (snapshot = undefined));
     }
     return snapshot;
   };
@@ -72,6 +73,7 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
   /** A gauge or counter read from stats() at scrape time, one sample per label set `read` returns. */
   const scraped = (kind: typeof Gauge | typeof Counter, suffix: string, help: string, label: string | undefined, read: (s: PoolStats) => Array<[string, number]>): void => {
     const labelNames = label === undefined ? extra : [...extra, label];
+    const isFirst = names.length === 0;
     new kind({
       name: prefix + suffix,
       help,
@@ -79,7 +81,7 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
       registers,
       collect(this: Gauge | Counter) {
         this.reset();
-        for (const [value, n] of read(stats())) {
+        for (const [value, n] of read(stats(isFirst))) {
           const labels = label === undefined ? constLabels : { ...constLabels, [label]: value };
           if (this instanceof Gauge) this.set(labels, n);
           else this.inc(labels, n);
