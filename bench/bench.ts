@@ -140,9 +140,7 @@ function targetsFor(name: string, r: ScenarioResult, limits: Limits): Target[] {
         at('0 leaked weight', t['leakedWeight']!, t['leakedWeight'] === 0),
       ];
     case 'soak': {
-      // The fitted trend over the steady part of the run (after the first minute), as a share of where it began.
-      const minutes = (t['seconds']! - 60) / 60;
-      const drift = (t['rssSlopeMbPerMin']! * minutes) / t['rssStartMb']!;
+      const drift = t['rssTrendPct']! / 100;
       const otherErrors = Object.keys(t).filter((k) => k.startsWith('errors_') && k !== 'errors_ERR_WORKER_CRASHED');
       return [
         at('RSS flat: trend over the run <= 10% of its start', Math.abs(drift), Math.abs(drift) <= 0.1),

@@ -83,15 +83,12 @@ export const extraScenarios: Scenario[] = [
         for (const id of ids) {
           if (seen.size === pool[kWorkers].length || id.startsWith('soak-slow-')) break;
           try {
-            const s = (await pool.acquire(id)) as Session;
-            try {
-              if (!seen.has(s.entry.worker.index)) {
-                seen.add(s.entry.worker.index);
-                workerHeap += await s.run<number>('gc');
-              }
-            } finally {
-              await s.release();
-            }
+            await pool.withSession(id, async (s) => {
+              const { index } = (s as Session).entry.worker;
+              if (seen.has(index)) return;
+              seen.add(index);
+              workerHeap += await s.run<number>('gc');
+            });
           } catch {
             // A worker being replaced: sampled next time.
           }
@@ -160,6 +157,8 @@ export const extraScenarios: Scenario[] = [
         rssEndMb: last.rss,
         rssMaxMb: rssMax,
         rssSlopeMbPerMin: round(slope(steady.map((x) => x.rss)) * (60 / period), 2),
+        // The fitted trend across the steady part, as a share of where it began.
+        rssTrendPct: round((100 * slope(steady.map((x) => x.rss)) * (steady.length - 1)) / first.rss, 1),
         heapStartMb: first.heap,
         heapEndMb: last.heap,
         workerHeapStartMb: first.workerHeap,
