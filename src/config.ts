@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { poolError } from './errors.js';
 import { isLogger, type Logger } from './logging.js';
+import { jsonSyntaxErrorAt } from './json-position.js';
 import { KDF_METHODS, type KdfMethod } from './protocol.js';
 
 /** Options of {@link TenantPool.open}. Every key is optional; the same keys (minus `configFile` and `logger`) may stand in the config file. */
@@ -38,7 +39,7 @@ export interface PoolOptions {
   leakWarningMs?: number;
   /** A session held longer is revoked; 0 turns revocation off. @default 0 */
   maxSessionMs?: number;
-  /** Key derivation for new tenants. @default 'raw' */
+  /** Key derivation for new managed tenants (a random secret). Passphrase tenants always use Argon2 (`'argon2i-mod'` unless their create says otherwise). @default 'raw' */
   kdf?: KdfMethod;
   /** Most key derivations running at once, pool-wide. @default number of cores */
   kdfConcurrency?: number;
@@ -48,6 +49,8 @@ export interface PoolOptions {
   maxValueBytes?: number;
   /** Heap limits of each worker thread (Node's `resourceLimits`); a worker over them dies and is replaced. @default Node's defaults */
   workerResourceLimits?: WorkerResourceLimits;
+  /** How long a worker may take to start (import the worker modules); `open()` fails with `ERR_WORKER_START_TIMEOUT` naming the module after that. @default 30000 */
+  workerStartTimeoutMs?: number;
   /** A pino-compatible logger (`debug/info/warn/error`, context object first) for the pool's events; code only, not in the config file. @default none: warnings go to `process.emitWarning()` */
   logger?: Logger;
 }
@@ -59,10 +62,9 @@ export interface WorkerResourceLimits {
   stackSizeMb?: number;
 }
 
-/** Options after defaults and validation. */
+/** Options after defaults and validation. The root key is not among them: no secret is kept on the pool or its options. */
 export interface ResolvedOptions {
   readonly dataDir: string;
-  readonly rootKey: string | undefined;
   readonly workers: number;
   readonly capacity: number;
   readonly weights: { readonly wallet: number; readonly session: number };
@@ -78,8 +80,12 @@ export interface ResolvedOptions {
   readonly modules: readonly string[];
   readonly maxValueBytes: number;
   readonly workerResourceLimits: Readonly<WorkerResourceLimits> | undefined;
+  readonly workerStartTimeoutMs: number;
   readonly logger: Logger | undefined;
 }
+
+/** Largest capacity, weight, queue length: sums of them stay exact integers. */
+export const MAX_UNITS = 1_000_000_000;
 
 /** The defaults, one place. `workers` and `kdfConcurrency` follow the machine. */
 export const DEFAULTS = Object.freeze({
@@ -96,12 +102,13 @@ export const DEFAULTS = Object.freeze({
   kdf: 'raw' as const,
   modules: Object.freeze([] as string[]),
   maxValueBytes: 1024 * 1024,
+  workerStartTimeoutMs: 30_000,
 });
 
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
   'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
-  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'logger',
+  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'logger',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
 function describe(value: unknown): string {
@@ -123,11 +130,11 @@ class Checker {
     throw poolError('ERR_INVALID_CONFIG', `Expected \`${key}\` to be ${expected}, got ${describe(value)}${this.#where}`);
   }
 
-  integer(key: string, value: unknown, min: number, allowInfinity = false): number {
+  integer(key: string, value: unknown, min: number, allowInfinity = false, max = Number.MAX_SAFE_INTEGER): number {
     // JSON has no Infinity: a config file says "no limit" with null.
     if (allowInfinity && (value === Number.POSITIVE_INFINITY || value === null)) return Number.POSITIVE_INFINITY;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-      this.fail(key, `an integer >= ${min}${allowInfinity ? ', or Infinity (null in JSON)' : ''}`, value);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      this.fail(key, `an integer from ${min} to ${max}${allowInfinity ? ', or Infinity (null in JSON)' : ''}`, value);
     }
     return value;
   }
@@ -152,7 +159,7 @@ class Checker {
         const guess = didYouMean(k, ['wallet', 'session']);
         throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}.${k}\`${this.#where}.${guess === undefined ? '' : ` Did you mean \`${key}.${guess}\`?`} Known keys: wallet, session`);
       }
-      out[k] = this.integer(`${key}.${k}`, v, k === 'session' ? 1 : 0);
+      out[k] = this.integer(`${key}.${k}`, v, k === 'session' ? 1 : 0, false, MAX_UNITS);
     }
     return out;
   }
@@ -168,8 +175,10 @@ function loadConfigFile(file: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (error) {
-    throw poolError('ERR_INVALID_CONFIG', `Config file ${file} is not valid JSON: ${(error as Error).message}`, error);
+  } catch {
+    // JSON.parse's message quotes the text near the fault, which may be a secret: say where, never what.
+    const at = jsonSyntaxErrorAt(text);
+    throw poolError('ERR_INVALID_CONFIG', `Config file ${file} is not valid JSON: syntax error at line ${at?.line ?? 1}, column ${at?.column ?? 1}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw poolError('ERR_INVALID_CONFIG', `Config file ${file} must hold a JSON object`);
@@ -225,6 +234,14 @@ function checkKeys(source: Record<string, unknown>, where: string): void {
  * @throws ERR_INVALID_CONFIG naming the key (and file) at fault.
  */
 export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  return resolveConfig(options, env).options;
+}
+
+/**
+ * {@link resolveOptions}, and the root key (from the options or the config file) kept apart from
+ * them, so that it is passed to the registry and held nowhere else.
+ */
+export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv = process.env): { options: ResolvedOptions; rootKey: string | undefined } {
   if (typeof options !== 'object' || options === null) throw poolError('ERR_INVALID_CONFIG', `Expected options to be an object, got ${describe(options)}`);
   checkKeys(options as Record<string, unknown>, '');
   const configFile = options.configFile ?? (env['TENANT_POOL_CONFIG'] || undefined);
@@ -240,11 +257,14 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
   const merged: OptionsPatch = { ...fromFile, ...given };
   const cores = availableParallelism();
   const weights = { ...DEFAULTS.weights, ...merged.weights };
-  return Object.freeze({
+  const capacity = merged.capacity ?? DEFAULTS.capacity;
+  if (weights.wallet + weights.session > capacity) {
+    throw poolError('ERR_INVALID_CONFIG', `Expected \`weights\` (wallet ${weights.wallet} + session ${weights.session}) to fit in \`capacity\` ${capacity}: no first session could ever be admitted`);
+  }
+  const resolved: ResolvedOptions = Object.freeze({
     dataDir: merged.dataDir ?? resolve(DEFAULTS.dataDir),
-    rootKey: merged.rootKey,
     workers: merged.workers ?? cores,
-    capacity: merged.capacity ?? DEFAULTS.capacity,
+    capacity,
     weights: Object.freeze(weights),
     maxSessionsPerTenant: merged.maxSessionsPerTenant ?? DEFAULTS.maxSessionsPerTenant,
     tenantLimit: merged.tenantLimit ?? DEFAULTS.tenantLimit,
@@ -258,21 +278,23 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
     modules: Object.freeze([...(merged.modules ?? DEFAULTS.modules)]),
     maxValueBytes: merged.maxValueBytes ?? DEFAULTS.maxValueBytes,
     workerResourceLimits: merged.workerResourceLimits === undefined ? undefined : Object.freeze({ ...merged.workerResourceLimits }),
+    workerStartTimeoutMs: merged.workerStartTimeoutMs ?? DEFAULTS.workerStartTimeoutMs,
     logger: merged.logger,
   });
+  return { options: resolved, rootKey: merged.rootKey };
 }
 
 /** Keys whose "no limit" (Infinity) is written null in JSON. */
-const NULLABLE: ReadonlySet<string> = new Set(['maxSessionsPerTenant', 'acquireTimeoutMs', 'walletIdleTtlMs']);
+const NULLABLE: ReadonlySet<string> = new Set(['maxSessionsPerTenant', 'acquireTimeoutMs', 'walletIdleTtlMs', 'workerStartTimeoutMs']);
 
-type OptionsPatch = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] };
+type OptionsPatch = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] } & { rootKey?: string };
 
 function validate(source: Record<string, unknown>, c: Checker, base: string): OptionsPatch {
   const out: OptionsPatch = {};
   for (const [key, value] of Object.entries(source)) {
     // An explicit `undefined` in open()'s options means "not given".
     if (value === undefined) continue;
-    if (value === null && !NULLABLE.has(key)) c.fail(key, 'a value (null means no limit only for maxSessionsPerTenant, acquireTimeoutMs and walletIdleTtlMs)', value);
+    if (value === null && !NULLABLE.has(key)) c.fail(key, 'a value (null means no limit only for maxSessionsPerTenant, acquireTimeoutMs, walletIdleTtlMs and workerStartTimeoutMs)', value);
     switch (key) {
       case 'configFile':
         break;
@@ -287,7 +309,7 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         if (out.workers > 256) c.fail(key, 'an integer from 1 to 256', value);
         break;
       case 'capacity':
-        out.capacity = c.integer(key, value, 1);
+        out.capacity = c.integer(key, value, 1, false, MAX_UNITS);
         break;
       case 'weights':
         out.weights = { ...DEFAULTS.weights, ...c.weights(key, value) };
@@ -302,7 +324,7 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         out.acquireTimeoutMs = c.integer(key, value, 0, true);
         break;
       case 'maxQueue':
-        out.maxQueue = c.integer(key, value, 0);
+        out.maxQueue = c.integer(key, value, 0, false, MAX_UNITS);
         break;
       case 'walletIdleTtlMs':
         out.walletIdleTtlMs = c.integer(key, value, 0, true);
@@ -317,10 +339,10 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         out.kdf = c.oneOf(key, value, KDF_METHODS);
         break;
       case 'kdfConcurrency':
-        out.kdfConcurrency = c.integer(key, value, 1);
+        out.kdfConcurrency = c.integer(key, value, 1, false, 1024);
         break;
       case 'maxValueBytes':
-        out.maxValueBytes = c.integer(key, value, 1);
+        out.maxValueBytes = c.integer(key, value, 1, false, 2 ** 30);
         break;
       case 'workerResourceLimits': {
         if (typeof value !== 'object' || value === null || Array.isArray(value)) c.fail(key, 'an object of limits in MiB', value);
@@ -330,11 +352,14 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
             const guess = didYouMean(k, ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'stackSizeMb']);
             throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}.${k}\`.${guess === undefined ? '' : ` Did you mean \`${key}.${guess}\`?`}`);
           }
-          limits[k] = c.integer(`${key}.${k}`, v, 1);
+          limits[k] = c.integer(`${key}.${k}`, v, 1, false, 1 << 20);
         }
         out.workerResourceLimits = limits;
         break;
       }
+      case 'workerStartTimeoutMs':
+        out.workerStartTimeoutMs = c.integer(key, value, 1, true);
+        break;
       case 'logger':
         if (!isLogger(value)) c.fail(key, 'a logger with debug, info, warn and error methods (pino-compatible)', value);
         out.logger = value;

@@ -38,6 +38,8 @@ export interface PoolEvents {
   'tenant-pool:worker:crash': { worker: number; message: string; walletsLost: number; crashes: number };
   /** A worker is ready to serve, `startMs` after it was asked for. */
   'tenant-pool:worker:spawn': { worker: number; startMs: number; isReplacement: boolean };
+  /** At open, files of the wallet folder that no tenant owns were removed (`removed`), or could not be (`failed`, tried again next open). */
+  'tenant-pool:pool:sweep': { dataDir: string; removed: string[]; failed: string[] };
 }
 
 export type EventName = keyof PoolEvents;
@@ -55,6 +57,7 @@ export const CHANNEL_NAMES = [
   'tenant-pool:wallet:evict',
   'tenant-pool:worker:crash',
   'tenant-pool:worker:spawn',
+  'tenant-pool:pool:sweep',
 ] as const satisfies readonly EventName[];
 
 const channels = Object.fromEntries(CHANNEL_NAMES.map((name) => [name, channel(name)])) as Record<EventName, Channel>;

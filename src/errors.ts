@@ -13,12 +13,19 @@ export const ErrorCodes = [
   'ERR_WALLET_KEY_INVALID',
   'ERR_WALLET_CORRUPT',
   'ERR_SESSION_RELEASED',
+  'ERR_SESSION_REVOKED',
   'ERR_WORKER_CRASHED',
+  'ERR_WORKER_START_TIMEOUT',
   'ERR_TASK_NOT_FOUND',
   'ERR_ROUTE_NOT_FOUND',
   'ERR_KEY_NOT_FOUND',
   'ERR_INVALID_CONFIG',
   'ERR_INVALID_ARGUMENT',
+  'ERR_DATA_DIR_LOCKED',
+  'ERR_ROOT_KEY_MISSING',
+  'ERR_STORAGE_FULL',
+  'ERR_STORAGE_READONLY',
+  'ERR_STORAGE_IO',
   'ERR_INTERNAL',
 ] as const;
 
@@ -37,17 +44,79 @@ const knownCodes: ReadonlySet<string> = new Set(ErrorCodes);
  */
 export class TenantPoolError extends Error {
   readonly code: ErrorCode;
+  /** The tenant the error is about, where there is one. */
+  declare readonly tenantId?: string;
+  /** `ERR_SESSION_REVOKED`: why the pool ended the session. */
+  declare readonly reason?: RevocationReason;
+  /**
+   * `'unknown'` when a write was sent and its worker died before answering: it may or may not have
+   * committed, as with a database connection lost at commit. Read it back before retrying.
+   */
+  declare readonly outcome?: 'unknown';
+  /** `ERR_DATA_DIR_LOCKED`: the process that holds the data folder, as it recorded itself. */
+  declare readonly holder?: DataDirHolder;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown } & ErrorDetails) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TenantPoolError';
     this.code = code;
+    if (options !== undefined) {
+      for (const key of DETAIL_KEYS) if (options[key] !== undefined) Object.defineProperty(this, key, { value: options[key], enumerable: true });
+    }
   }
 }
 
+/** Why the pool revoked a session (`ERR_SESSION_REVOKED`). */
+export type RevocationReason = 'maxSessionMs' | 'close';
+
+/** Who holds a data folder. */
+export interface DataDirHolder {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+/** Structured fields an error may carry besides its code. */
+export interface ErrorDetails {
+  tenantId?: string;
+  reason?: RevocationReason;
+  outcome?: 'unknown';
+  holder?: DataDirHolder;
+}
+
+const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder'] as const satisfies readonly (keyof ErrorDetails)[];
+
 /** Shorthand for `new TenantPoolError(...)`, so throw sites stay on one line. */
-export function poolError(code: ErrorCode, message: string, cause?: unknown): TenantPoolError {
-  return new TenantPoolError(code, message, cause === undefined ? undefined : { cause });
+export function poolError(code: ErrorCode, message: string, cause?: unknown, details?: ErrorDetails): TenantPoolError {
+  return new TenantPoolError(code, message, cause === undefined && details === undefined ? undefined : { cause, ...details });
+}
+
+const FULL = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT', 'EFBIG']);
+const READONLY = new Set(['SQLITE_PERM', 'SQLITE_AUTH', 'EACCES', 'EPERM', 'EROFS']);
+
+/**
+ * The code a storage failure gets: a full disk, a folder or mount the process may not write, a
+ * damaged file, or another I/O failure. Each tells an operator something different to do, so a full
+ * disk is never reported as a damaged wallet.
+ */
+export function storageCode(code: unknown): ErrorCode | undefined {
+  if (typeof code !== 'string') return undefined;
+  if (FULL.has(code)) return 'ERR_STORAGE_FULL';
+  if (READONLY.has(code) || code.startsWith('SQLITE_READONLY')) return 'ERR_STORAGE_READONLY';
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return 'ERR_WALLET_CORRUPT';
+  if (code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_BUSY') || /^E[A-Z0-9]+$/.test(code)) return 'ERR_STORAGE_IO';
+  return undefined;
+}
+
+/**
+ * Anything thrown, as a `TenantPoolError`: a pool error as it is; a SQLite or file-system error by
+ * its storage code; anything else as `ERR_INTERNAL`. `what` says what was being done.
+ */
+export function asPoolError(error: unknown, what: string, details?: ErrorDetails): TenantPoolError {
+  if (error instanceof TenantPoolError) return error;
+  const code = storageCode((error as { code?: unknown } | null)?.code) ?? 'ERR_INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  return poolError(code, `${what}: ${message}`, error, details);
 }
 
 /** An error as it crosses a thread boundary: structured clone would drop its class, `name` and `code`. */

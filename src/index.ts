@@ -6,7 +6,7 @@ export { DEFAULTS } from './config.js';
 export type { PoolOptions, ResolvedOptions } from './config.js';
 export type { TenantSession, SessionRecords, SessionKeys } from './session.js';
 export type { TenantInfo, CreateTenantOptions, UpdateTenantOptions, Tenants } from './tenants.js';
-export type { TenantWeights } from './registry.js';
+export type { TenantWeights } from './store/registry.js';
 export type { JsonValue, KdfMethod, StoredRecord } from './protocol.js';
 export { CHANNEL_NAMES } from './diagnostics.js';
 export type { EventName, PoolEvents, RevokeReason, WalletCloseReason } from './diagnostics.js';

@@ -15,7 +15,7 @@ import { ms, type EventHub, type WalletCloseReason } from './diagnostics.js';
 import { poolError } from './errors.js';
 import { placeTenant } from './placement.js';
 import type { KdfMethod, WalletTimings } from './protocol.js';
-import type { TenantRecord } from './registry.js';
+import type { TenantRecord } from './store/registry.js';
 import type { Grant } from './scheduler.js';
 import { Session, type SessionHost } from './session.js';
 import type { WorkerSlot } from './threads.js';
@@ -52,7 +52,7 @@ export interface WalletCounters {
 
 export interface WalletManagerOptions {
   workers: readonly WorkerSlot[];
-  walletPath: (tenantId: string) => string;
+  walletPath: (tenant: TenantRecord) => string;
   kdfConcurrency: number;
   now: () => number;
   events: EventHub;
@@ -62,7 +62,7 @@ export interface WalletManagerOptions {
 
 export class WalletManager {
   readonly #workers: readonly WorkerSlot[];
-  readonly #walletPath: (tenantId: string) => string;
+  readonly #walletPath: (tenant: TenantRecord) => string;
   readonly #now: () => number;
   readonly #events: EventHub;
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
@@ -147,7 +147,7 @@ export class WalletManager {
     if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host, grant);
     const tenantId = tenant.tenantId;
     return this.exclusive(tenantId, async () => {
-      if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
+      if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       const current = this.#entries.get(tenantId);
       if (current?.state === 'open') return this.#admitTo(current, passphrase, host, grant);
       const place = (): WalletEntry => {
@@ -168,7 +168,7 @@ export class WalletManager {
           if (entry.state === 'crashed') entry = place();
           return entry.worker.call('openWallet', {
             tenantId,
-            path: this.#walletPath(tenantId),
+            path: this.#walletPath(tenant),
             kdf: tenant.kdf,
             salt: tenant.salt,
             secret: tenant.secret ?? passphrase ?? '',
@@ -246,18 +246,14 @@ export class WalletManager {
   }
 
   /**
-   * Ends a tenant for good, inside its critical section (so no open of it is under way or can start
-   * before): revokes its sessions, closes its wallet, then runs `removeFiles`.
+   * Ends a deleted tenant's wallet: revokes its sessions and closes it. Call it inside the tenant's
+   * critical section (`exclusive`), so no open of it is under way or can start before.
    */
-  async deleteTenant(tenantId: string, revoke: (session: Session) => void, removeFiles: () => void): Promise<void> {
-    await this.exclusive(tenantId, async () => {
-      const entry = this.#entries.get(tenantId);
-      if (entry !== undefined) {
-        for (const session of [...entry.sessions]) revoke(session);
-        await this.#closeLocked(entry, 'delete');
-      }
-      removeFiles();
-    });
+  async closeForDelete(tenantId: string, revoke: (session: Session) => void): Promise<void> {
+    const entry = this.#entries.get(tenantId);
+    if (entry === undefined) return;
+    for (const session of [...entry.sessions]) revoke(session);
+    await this.#closeLocked(entry, 'delete');
   }
 
   /** Waits until no open, close or delete of the tenant is under way, then runs `fn` inside its critical section. */

@@ -6,12 +6,14 @@
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { resolveOptions, type PoolOptions, type ResolvedOptions } from './config.js';
+import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type RevokeReason } from './diagnostics.js';
-import { poolError, TenantPoolError } from './errors.js';
+import { asPoolError, poolError, TenantPoolError, type ErrorCode, type ErrorDetails } from './errors.js';
+import { DataDirLock, sweepWallets } from './store/data-dir.js';
+import { cappedDelay, setLongTimeout } from './timers.js';
 import { WalletManager, type CloseReason } from './lifecycle.js';
 import { logEvents } from './logging.js';
-import { Registry, type TenantRecord, type Warn } from './registry.js';
+import { Registry, type TenantRecord, type Warn } from './store/registry.js';
 import { Scheduler, type Grant, type Waiter, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
@@ -24,8 +26,8 @@ import type { InboundMessage } from './worker.js';
 export interface AcquireOptions {
   /** Abort while waiting: the acquire rejects with `signal.reason` and holds nothing. */
   signal?: AbortSignal;
-  /** Overrides the pool's `acquireTimeoutMs` for this call; covers admission and wallet open together. */
-  timeoutMs?: number;
+  /** Overrides the pool's `acquireTimeoutMs` for this call; covers admission and wallet open together. `Infinity` or `null`: no limit. */
+  timeoutMs?: number | null;
   /** Required for passphrase tenants. */
   passphrase?: string;
 }
@@ -87,6 +89,7 @@ export class TenantPool implements AsyncDisposable {
   readonly options: ResolvedOptions;
   readonly #clock: Clock;
   readonly #registry: Registry;
+  readonly #lock: DataDirLock;
   readonly #workers: WorkerSlot[];
   readonly #wallets: WalletManager;
   readonly #scheduler: Scheduler;
@@ -103,10 +106,11 @@ export class TenantPool implements AsyncDisposable {
   #closed: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
 
-  private constructor(options: ResolvedOptions, registry: Registry, workers: WorkerSlot[], clock: Clock, events: EventHub) {
+  private constructor(options: ResolvedOptions, lock: DataDirLock, registry: Registry, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
     this.#clock = clock;
     this.#events = events;
+    this.#lock = lock;
     this.#registry = registry;
     this.#workers = workers;
     this.#scheduler = new Scheduler({
@@ -115,7 +119,7 @@ export class TenantPool implements AsyncDisposable {
       tenantLimit: options.tenantLimit,
       walletIdleTtlMs: options.walletIdleTtlMs,
     });
-    const walletPath = (tenantId: string): string => join(options.dataDir, 'wallets', `${checkTenantId(tenantId)}.sqlite`);
+    const walletPath = (tenant: Pick<TenantRecord, 'walletFile'>): string => join(options.dataDir, 'wallets', tenant.walletFile);
     this.#wallets = new WalletManager({
       workers,
       walletPath,
@@ -138,6 +142,11 @@ export class TenantPool implements AsyncDisposable {
       defaultWeights: options.weights,
       walletPath,
       assertOpen: () => this.#assertOpen(),
+      warn,
+      onUpdated: (record) => {
+        this.#scheduler.setLimit(record.tenantId, record.maxSessions ?? options.maxSessionsPerTenant);
+        this.#pump();
+      },
       revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
       onDeleted: (tenantId) => {
         // Sessions whose wallet was already gone (its worker died) are not on any wallet entry: end them here.
@@ -157,15 +166,51 @@ export class TenantPool implements AsyncDisposable {
    * await using pool = await TenantPool.open({ dataDir: './data' })
    */
   static async open(options: PoolOptions = {}, internals: { clock?: Clock } = {}): Promise<TenantPool> {
-    const resolved = resolveOptions(options);
+    try {
+      return await TenantPool.#openIn(options, internals);
+    } catch (error) {
+      throw asPoolError(error, 'the pool could not open');
+    }
+  }
+
+  static async #openIn(options: PoolOptions, internals: { clock?: Clock }): Promise<TenantPool> {
+    const { options: resolved, rootKey } = resolveConfig(options);
     const isNewDir = !existsSync(resolved.dataDir);
-    mkdirSync(join(resolved.dataDir, 'wallets'), { recursive: true, mode: 0o700 });
+    mkdirSync(resolved.dataDir, { recursive: true, mode: 0o700 });
     if (isNewDir) chmodSync(resolved.dataDir, 0o700);
+    // Nothing in the folder is read or written before it is ours.
+    const lock = DataDirLock.acquire(resolved.dataDir);
+    let registry: Registry | undefined;
+    try {
+      mkdirSync(join(resolved.dataDir, 'wallets'), { recursive: true, mode: 0o700 });
+      const { logger } = resolved;
+      const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
+      registry = await Registry.open(resolved.dataDir, rootKey, warn);
+      const events = new EventHub();
+      if (logger !== undefined) events.on(logEvents(logger));
+      // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
+      TenantPool.#sweep(resolved.dataDir, registry, events, logger === undefined ? warn : undefined);
+      return await TenantPool.#start(resolved, lock, registry, events, warn, internals.clock ?? performance);
+    } catch (error) {
+      registry?.close();
+      lock.release();
+      throw error;
+    }
+  }
+
+  /** Removes wallet files no registry row owns (left by a kill during create or delete, or a delete that could not remove them). */
+  static #sweep(dataDir: string, registry: Registry, events: EventHub, warn: Warn | undefined): void {
+    const { removed, failed } = sweepWallets(join(dataDir, 'wallets'), registry.walletFiles());
+    if (removed.length === 0 && failed.length === 0) return;
+    warn?.(
+      `tenant-pool removed ${removed.length} file(s) of the wallet folder that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
+      'TENANT_POOL_SWEPT',
+    );
+    events.emit('tenant-pool:pool:sweep', () => ({ dataDir, removed, failed }));
+  }
+
+  static async #start(resolved: ResolvedOptions, lock: DataDirLock, registry: Registry, events: EventHub, warn: Warn, clock: Clock): Promise<TenantPool> {
     const { logger } = resolved;
-    const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
-    const registry = await Registry.open(resolved.dataDir, resolved.rootKey, warn);
-    const events = new EventHub();
-    if (logger !== undefined) events.on(logEvents(logger));
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
     const workers = Array.from(
@@ -177,6 +222,7 @@ export class TenantPool implements AsyncDisposable {
           onSpawn: (worker, startMs, isReplacement) => events.emit('tenant-pool:worker:spawn', () => ({ worker, startMs: ms(startMs), isReplacement })),
           modules: resolved.modules,
           maxValueBytes: resolved.maxValueBytes,
+          startTimeoutMs: resolved.workerStartTimeoutMs,
           ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }),
         }),
     );
@@ -184,10 +230,9 @@ export class TenantPool implements AsyncDisposable {
       await Promise.all(workers.map(async (w) => w.ready()));
     } catch (error) {
       await Promise.allSettled(workers.map(async (w) => w.close(1000)));
-      registry.close();
       throw error;
     }
-    ref.pool = new TenantPool(resolved, registry, workers, internals.clock ?? performance, events);
+    ref.pool = new TenantPool(resolved, lock, registry, workers, clock, events, warn);
     logger?.info({ event: 'tenant-pool:pool:open', dataDir: resolved.dataDir, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
     return ref.pool;
   }
@@ -210,11 +255,10 @@ export class TenantPool implements AsyncDisposable {
       const signal = opts['signal'] as AbortSignal | undefined;
       if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('Expected `signal` to be an AbortSignal');
       signal?.throwIfAborted();
-      const timeoutMs = opts['timeoutMs'] ?? this.options.acquireTimeoutMs;
-      if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0) invalid('Expected `timeoutMs` to be a number >= 0');
+      const timeoutMs = checkTimeout(opts['timeoutMs'], this.options.acquireTimeoutMs);
       const tenant = this.#tenant(tenantId);
       const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
-      if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`);
+      if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`, undefined, { tenantId: tenant.tenantId });
       if (tenant.secret !== null && passphrase !== undefined) invalid(`tenant ${tenant.tenantId} is managed: acquire it without a passphrase`);
 
       const deadline = startedAt + timeoutMs;
@@ -318,8 +362,12 @@ export class TenantPool implements AsyncDisposable {
    * live sessions to be released, revokes the rest, closes every wallet and stops the workers.
    * Idempotent.
    */
-  async close(options: { timeoutMs?: number } = {}): Promise<void> {
-    this.#closed ??= this.#close(options.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
+  async close(options: { timeoutMs?: number | null } = {}): Promise<void> {
+    if (this.#closed === undefined) {
+      const opts = checkOptionalObject(options, 'options');
+      for (const key of Object.keys(opts)) if (key !== 'timeoutMs') invalid(`Unknown close option \`${key}\``);
+      this.#closed = this.#close(checkTimeout(opts['timeoutMs'], DEFAULT_CLOSE_TIMEOUT_MS));
+    }
     return this.#closed;
   }
 
@@ -359,7 +407,7 @@ export class TenantPool implements AsyncDisposable {
       maxSessions: tenant.maxSessions ?? this.options.maxSessionsPerTenant,
       deadline,
     });
-    if (result.kind === 'rejected') throw poolError(result.code, result.message);
+    if (result.kind === 'rejected') throw poolError(result.code, result.message, undefined, { tenantId: tenant.tenantId });
     if (result.kind === 'granted') return result.grant;
     const { waiter } = result;
     return new Promise<Grant>((resolve, reject) => {
@@ -392,7 +440,8 @@ export class TenantPool implements AsyncDisposable {
    * deadline. A session that arrives after the caller gave up is handed back at once.
    */
   async #open(tenant: TenantRecord, passphrase: string | undefined, grant: Grant, deadline: number, signal: AbortSignal | undefined): Promise<Session> {
-    const opening = this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId) === tenant);
+    // The same tenant, not a later one of the same id: an update leaves the wallet file, a delete and create change it.
+    const opening = this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId)?.walletFile === tenant.walletFile);
     opening.catch(() => {
       // No session was made: the grant comes back here, and a wallet that did not open holds nothing.
       if (this.#wallets.entry(tenant.tenantId) === undefined) this.#scheduler.walletLost(tenant.tenantId);
@@ -406,6 +455,7 @@ export class TenantPool implements AsyncDisposable {
         if (isSettled) return false;
         isSettled = true;
         clearTimeout(timer);
+        timer = undefined;
         signal?.removeEventListener('abort', onAbort);
         return true;
       };
@@ -413,12 +463,18 @@ export class TenantPool implements AsyncDisposable {
         // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
         if (finish()) reject(signal?.reason);
       };
-      const remainingMs = deadline - this.#clock.now();
-      if (Number.isFinite(remainingMs)) {
+      // Re-armed until the deadline by the pool's clock: setTimeout cannot hold more than 2^31 - 1 ms.
+      const arm = (): void => {
+        const remainingMs = deadline - this.#clock.now();
+        if (!Number.isFinite(remainingMs) || isSettled) return;
+        if (remainingMs > 0 && timer !== undefined) return;
         timer = setTimeout(() => {
-          if (finish()) reject(poolError('ERR_ACQUIRE_TIMEOUT', `the wallet of tenant ${tenant.tenantId} did not open in time (${this.#scheduler.queued} acquires queued)`));
-        }, Math.max(0, remainingMs));
-      }
+          timer = undefined;
+          if (deadline - this.#clock.now() > 0) return arm();
+          if (finish()) reject(poolError('ERR_ACQUIRE_TIMEOUT', `the wallet of tenant ${tenant.tenantId} did not open in time (${this.#scheduler.queued} acquires queued)`, undefined, { tenantId: tenant.tenantId }));
+        }, cappedDelay(remainingMs));
+      };
+      arm();
       signal?.addEventListener('abort', onAbort, { once: true });
       if (signal?.aborted === true) onAbort();
       opening.then(
@@ -433,7 +489,8 @@ export class TenantPool implements AsyncDisposable {
           }
         },
         (error: Error) => {
-          if (finish()) reject(error);
+          if (!finish()) return;
+          reject(this.#isClosed ? poolError('ERR_POOL_CLOSED', 'the pool closed while the session was being opened', error, { tenantId: tenant.tenantId }) : asPoolError(error, `opening the wallet of tenant ${tenant.tenantId}`, { tenantId: tenant.tenantId }));
         },
       );
     });
@@ -447,7 +504,11 @@ export class TenantPool implements AsyncDisposable {
     for (const waiter of effects.expired) {
       this.#pending
         .get(waiter)
-        ?.reject(poolError('ERR_ACQUIRE_TIMEOUT', `tenant ${waiter.tenantId} was not admitted in time (${this.#scheduler.queued} acquires still queued, ${this.#scheduler.weightInUse} of ${this.#scheduler.capacity} weight in use)`));
+        ?.reject(
+          poolError('ERR_ACQUIRE_TIMEOUT', `tenant ${waiter.tenantId} was not admitted in time (${this.#scheduler.queued} acquires still queued, ${this.#scheduler.weightInUse} of ${this.#scheduler.capacity} weight in use)`, undefined, {
+            tenantId: waiter.tenantId,
+          }),
+        );
     }
     for (const waiter of [...effects.granted, ...effects.expired]) this.#pending.delete(waiter);
     for (const close of effects.close) {
@@ -478,11 +539,12 @@ export class TenantPool implements AsyncDisposable {
     this.#timer = undefined;
     this.#timerAt = next;
     if (!Number.isFinite(next) || this.#isClosed) return;
+    // A deadline past setTimeout's limit fires early; pump() then finds nothing due and re-arms.
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#timerAt = Number.POSITIVE_INFINITY;
       this.#pump();
-    }, Math.max(0, Math.ceil(next - now)));
+    }, cappedDelay(next - now));
     this.#timer.unref();
   }
 
@@ -511,7 +573,7 @@ export class TenantPool implements AsyncDisposable {
     this.#ageTimer = setTimeout(() => {
       this.#ageTimer = undefined;
       this.#sweepAges();
-    }, Math.max(0, Math.ceil(next - now)));
+    }, cappedDelay(next - now));
     this.#ageTimer.unref();
   }
 
@@ -524,7 +586,7 @@ export class TenantPool implements AsyncDisposable {
       const age = now - session.acquiredAt;
       if (age < youngest) break;
       if (maxSessionMs > 0 && age >= maxSessionMs) {
-        this.#revoke(session, 'ERR_SESSION_RELEASED', `this session was revoked: held longer than maxSessionMs (${maxSessionMs} ms)`, 'maxSessionMs');
+        this.#revoke(session, 'ERR_SESSION_REVOKED', `this session was revoked: held longer than maxSessionMs (${maxSessionMs} ms)`, 'maxSessionMs');
       } else if (leakWarningMs > 0 && !live.isWarned && age >= leakWarningMs) {
         live.isWarned = true;
         this.#warnLeak(session, live);
@@ -546,11 +608,12 @@ export class TenantPool implements AsyncDisposable {
     this.#events.emit('tenant-pool:session:leak', () => ({ tenantId: session.tenantId, heldMs, stack }));
   }
 
-  #revoke(session: Session, code: 'ERR_SESSION_RELEASED' | 'ERR_TENANT_DELETED', message: string, reason: RevokeReason): void {
+  #revoke(session: Session, code: Extract<ErrorCode, 'ERR_SESSION_REVOKED' | 'ERR_TENANT_DELETED'>, message: string, reason: RevokeReason): void {
     if (session.isEnded) return;
     this.#totals.revoked++;
     this.#events.emit('tenant-pool:session:revoke', () => ({ tenantId: session.tenantId, reason, heldMs: ms(this.#clock.now() - session.acquiredAt) }));
-    session.revoke(code, message);
+    const details: ErrorDetails | undefined = reason === 'delete' ? undefined : { reason };
+    session.revoke(code, message, details);
   }
 
   #release(session: Session): void {
@@ -576,18 +639,21 @@ export class TenantPool implements AsyncDisposable {
     }
     this.#pending.clear();
     if (this.#live.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: ReturnType<typeof setLongTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#onDrained = resolve;
-        timer = setTimeout(resolve, timeoutMs);
+        // Referenced: the process waits for the sessions (or the timeout) as it waits for close().
+        timer = setLongTimeout(resolve, timeoutMs, true);
       });
-      clearTimeout(timer);
-      for (const session of [...this.#live.keys()]) this.#revoke(session, 'ERR_SESSION_RELEASED', 'this session was revoked: the pool closed', 'close');
+      timer?.cancel();
+      for (const session of [...this.#live.keys()]) this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: the pool closed', 'close');
     }
     clearTimeout(this.#timer);
     await Promise.allSettled(this.#workers.map(async (w) => w.close()));
     this.#wallets.poolClosed();
+    this.#scheduler.reset();
     this.#registry.close();
+    this.#lock.release();
     this.options.logger?.info({ event: 'tenant-pool:pool:close' }, 'tenant-pool: pool closed');
   }
 
@@ -597,7 +663,15 @@ export class TenantPool implements AsyncDisposable {
 
   #tenant(tenantId: string): TenantRecord {
     const record = this.#registry.get(checkTenantId(tenantId));
-    if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
+    if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
     return record;
   }
+}
+
+/** A timeout option: a number >= 0, `Infinity` or `null` for no limit; `undefined` takes the default. */
+function checkTimeout(value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (value === null) return Number.POSITIVE_INFINITY;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) invalid(`Expected \`timeoutMs\` to be a number >= 0, Infinity or null, got ${typeof value === 'number' ? value : typeof value}`);
+  return value;
 }

@@ -88,8 +88,14 @@ export interface LifelineTask {
   maxValueBytes: number;
 }
 
-/** The worker's first message on its port: it is serving, or it could not start (a module failed to load). */
+/**
+ * The worker's start-up messages on its port: before each module import, the module it imports
+ * (`{ loading }`); then that it is serving, or why it could not start (a module failed to load).
+ */
 export type StartMessage = 'ready' | { startFailed: EncodedError };
+export interface LoadingMessage {
+  loading: string;
+}
 
 /** Sent on the port to ask the worker to close its wallets and end its lifeline task. */
 export const SHUTDOWN = 'shutdown';

@@ -74,8 +74,12 @@ export interface Effects {
 interface Slot {
   readonly tenantId: string;
   sessions: number;
-  /** Weight held for the tenant's current wallet (0: none). */
+  /** The tenant's wallet is held (opening, open or idle), whatever its weight: a wallet of weight 0 still closes. */
+  isWalletHeld: boolean;
+  /** Weight held for the tenant's current wallet. */
   walletWeight: number;
+  /** A wallet of this tenant is being closed, until `closeDone()`. */
+  isClosing: boolean;
   /** Weight held for a wallet of this tenant that is being closed, until `closeDone()`. */
   closingWeight: number;
   /** The current wallet is gone (crash, failed open) while sessions still hold it: free its weight when they end. */
@@ -141,7 +145,7 @@ export class Scheduler {
   /** The weight a new session of the tenant would need now. */
   need(tenantId: string, weights: Weights): number {
     const slot = this.#slots.get(tenantId);
-    return (slot !== undefined && slot.walletWeight > 0 ? 0 : weights.wallet) + weights.session;
+    return (slot !== undefined && slot.isWalletHeld ? 0 : weights.wallet) + weights.session;
   }
 
   /**
@@ -154,7 +158,9 @@ export class Scheduler {
       return { kind: 'rejected', code: 'ERR_INVALID_ARGUMENT', message: `tenant ${request.tenantId} weighs ${weights.wallet + weights.session}, more than the pool's capacity ${this.capacity}` };
     }
     const slot = this.#slot(request.tenantId);
+    // A limit raised since the last acquire first lets the waiters it held back go, in arrival order.
     slot.limit = request.maxSessions;
+    this.#unpark(slot);
     const isOverLimit = slot.sessions + slot.eligible >= slot.limit;
     if (isOverLimit && this.#rejectOverLimit) {
       this.#dropIfUnused(slot);
@@ -194,7 +200,7 @@ export class Scheduler {
     slot.sessions--;
     this.#sessions--;
     this.#weightInUse -= grant.sessionWeight;
-    if (slot.sessions === 0 && slot.walletWeight > 0) {
+    if (slot.sessions === 0 && slot.isWalletHeld) {
       if (slot.isWalletGone) this.#freeWallet(slot);
       else {
         slot.idleSince = now;
@@ -208,17 +214,18 @@ export class Scheduler {
   /** A wallet close that `drain()` asked for has finished (or failed: the wallet is gone either way). */
   closeDone(tenantId: string): void {
     const slot = this.#slots.get(tenantId);
-    if (slot === undefined || slot.closingWeight === 0) return;
+    if (slot === undefined || !slot.isClosing) return;
     this.#weightInUse -= slot.closingWeight;
     this.#closingWeight -= slot.closingWeight;
     slot.closingWeight = 0;
+    slot.isClosing = false;
     this.#dropIfUnused(slot);
   }
 
   /** The tenant's current wallet is gone without a close asked for here (worker crash, failed open, tenant deleted). */
   walletLost(tenantId: string): void {
     const slot = this.#slots.get(tenantId);
-    if (slot === undefined || slot.walletWeight === 0) return;
+    if (slot === undefined || !slot.isWalletHeld) return;
     if (slot.sessions === 0) this.#freeWallet(slot);
     else slot.isWalletGone = true;
     this.#dropIfUnused(slot);
@@ -228,6 +235,29 @@ export class Scheduler {
   walletOpened(tenantId: string): void {
     const slot = this.#slots.get(tenantId);
     if (slot !== undefined) slot.isWalletGone = false;
+  }
+
+  /**
+   * The tenant's session limit changed: later grants use it, and waiters the old limit held back
+   * are let go at once, in arrival order (call `drain()` next).
+   */
+  setLimit(tenantId: string, maxSessions: number): void {
+    const slot = this.#slots.get(tenantId);
+    if (slot === undefined) return;
+    slot.limit = maxSessions;
+    this.#unpark(slot);
+  }
+
+  /** The pool closed: every session, wallet and waiter is gone, and so is the weight they held. */
+  reset(): void {
+    for (let w = this.#deadlines.pop(); w !== undefined; w = this.#deadlines.pop()) w.state = 'cancelled';
+    for (let w = this.#eligible.pop(); w !== undefined; w = this.#eligible.pop()) w.state = 'cancelled';
+    this.#slots.clear();
+    this.#idle.clear();
+    this.#weightInUse = 0;
+    this.#closingWeight = 0;
+    this.#sessions = 0;
+    this.#queued = 0;
   }
 
   /**
@@ -259,7 +289,7 @@ export class Scheduler {
       let missing = this.#weightInUse + need - this.capacity - this.#closingWeight;
       for (const idle of this.#idle.values()) {
         if (missing <= 0) break;
-        if (idle === slot) continue;
+        if (idle === slot || idle.walletWeight === 0) continue;
         missing -= idle.walletWeight;
         this.#startClose(idle);
         effects.close.push({ tenantId: idle.tenantId, reason: 'capacity', idleSince: idle.idleSince, forTenantId: head.tenantId });
@@ -283,7 +313,9 @@ export class Scheduler {
       slot = {
         tenantId,
         sessions: 0,
+        isWalletHeld: false,
         walletWeight: 0,
+        isClosing: false,
         closingWeight: 0,
         isWalletGone: false,
         idleSince: 0,
@@ -297,7 +329,8 @@ export class Scheduler {
   }
 
   #grantTo(slot: Slot, weights: Weights): Grant {
-    if (slot.walletWeight === 0) {
+    if (!slot.isWalletHeld) {
+      slot.isWalletHeld = true;
       slot.walletWeight = weights.wallet;
       slot.isWalletGone = false;
       this.#weightInUse += weights.wallet;
@@ -338,20 +371,23 @@ export class Scheduler {
 
   #startClose(slot: Slot): void {
     this.#idle.delete(slot.tenantId);
+    slot.isClosing = true;
     slot.closingWeight += slot.walletWeight;
     this.#closingWeight += slot.walletWeight;
+    slot.isWalletHeld = false;
     slot.walletWeight = 0;
   }
 
   #freeWallet(slot: Slot): void {
     this.#idle.delete(slot.tenantId);
     this.#weightInUse -= slot.walletWeight;
+    slot.isWalletHeld = false;
     slot.walletWeight = 0;
     slot.isWalletGone = false;
   }
 
   #dropIfUnused(slot: Slot): void {
-    if (slot.sessions === 0 && slot.walletWeight === 0 && slot.closingWeight === 0 && slot.eligible === 0 && slot.parked.size === 0) {
+    if (slot.sessions === 0 && !slot.isWalletHeld && !slot.isClosing && slot.eligible === 0 && slot.parked.size === 0) {
       this.#slots.delete(slot.tenantId);
     }
   }

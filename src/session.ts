@@ -2,11 +2,11 @@
  * A session on one tenant: the handle host code uses to reach the tenant's wallet. Every call runs
  * on the worker that holds the wallet; after release or revocation every call rejects.
  */
-import { poolError, type ErrorCode } from './errors.js';
+import { asPoolError, poolError, type ErrorCode, type ErrorDetails } from './errors.js';
 import type { JsonValue, RawRecord, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
 import type { WalletEntry } from './lifecycle.js';
 import type { Grant } from './scheduler.js';
-import { checkBytes, checkLimit, checkName, checkOptionalObject, checkTags, invalid, toJson } from './validate.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkQuery, checkRecord, invalid } from './validate.js';
 
 /** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
 export interface SessionRecords {
@@ -59,8 +59,8 @@ class Records implements SessionRecords {
   async save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): Promise<void> {
     const s = this.#session;
     s.assertUsable();
-    const json = toJson(value, s.host.maxValueBytes);
-    await s.call('recordsSave', checkName(category, 'category'), checkName(id, 'id'), json, checkTags(tags));
+    const record = checkRecord(category, id, value, tags, s.host.maxValueBytes);
+    await s.call('recordsSave', record.category, record.id, record.json, record.tags);
   }
 
   async get(category: string, id: string): Promise<StoredRecord | null> {
@@ -70,7 +70,7 @@ class Records implements SessionRecords {
 
   async find(category: string, tags?: Record<string, string>, options?: { limit?: number }): Promise<StoredRecord[]> {
     const limit = checkLimit(checkOptionalObject(options, 'options')['limit']);
-    const rows = await this.#session.call('recordsFind', checkName(category, 'category'), checkTags(tags), limit);
+    const rows = await this.#session.call('recordsFind', checkName(category, 'category'), checkQuery(tags), limit);
     return rows.map(parseRecord);
   }
 
@@ -121,6 +121,7 @@ export class Session implements TenantSession {
   readonly acquiredAt: number;
   #endedWith: ErrorCode | null = null;
   #endMessage = '';
+  #endDetails: ErrorDetails | undefined;
 
   constructor(entry: WalletEntry, host: SessionHost, grant: Grant, acquiredAt: number) {
     this.tenantId = entry.tenantId;
@@ -139,15 +140,21 @@ export class Session implements TenantSession {
 
   /** @throws the session's end reason, or `ERR_WORKER_CRASHED` if the wallet's worker died. */
   assertUsable(): void {
-    if (this.#endedWith !== null) throw poolError(this.#endedWith, this.#endMessage);
-    if (this.entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', 'the worker holding this tenant died; acquire a new session');
+    if (this.#endedWith !== null) throw poolError(this.#endedWith, this.#endMessage, undefined, this.#endDetails);
+    if (this.entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', 'the worker holding this tenant died; acquire a new session', undefined, { tenantId: this.tenantId });
   }
 
   /** Calls a tenant-scoped worker method on this session's wallet. */
   async call<M extends WorkerMethod>(method: M, ...args: TenantArgs<M>): Promise<ReturnType<WorkerApi[M]>> {
     this.assertUsable();
     const worker = this.entry.worker as { call(m: M, ...a: unknown[]): Promise<ReturnType<WorkerApi[M]>> };
-    return worker.call(method, this.tenantId, ...args);
+    if (method === 'runTask' || method === 'runInbound') return worker.call(method, this.tenantId, ...args);
+    try {
+      return await worker.call(method, this.tenantId, ...args);
+    } catch (error) {
+      // A storage failure from the wallet (a full disk, say) comes as the error SQLite raised: give it its code.
+      throw asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
+    }
   }
 
   /** Runs the worker modules' inbound handler for a dispatched message. */
@@ -160,10 +167,11 @@ export class Session implements TenantSession {
   }
 
   /** Ends the session for the pool's own reasons (tenant deleted, held too long, pool closed); release() stays a no-op after. */
-  revoke(code: ErrorCode, message: string): void {
+  revoke(code: ErrorCode, message: string, details?: ErrorDetails): void {
     if (this.#endedWith !== null) return;
     this.#endedWith = code;
     this.#endMessage = message;
+    this.#endDetails = { tenantId: this.tenantId, ...details };
     this.host.release(this);
   }
 
@@ -171,6 +179,7 @@ export class Session implements TenantSession {
     if (this.#endedWith !== null) return;
     this.#endedWith = 'ERR_SESSION_RELEASED';
     this.#endMessage = 'this session was released';
+    this.#endDetails = { tenantId: this.tenantId };
     this.host.release(this);
   }
 

@@ -1,14 +1,18 @@
 /**
  * `pool.tenants`: create, read, update and delete tenants. A tenant's wallet file is created (key
  * derived on a worker) before its registry row is written, and built under a temporary name, so a
- * crash at any point leaves either a whole tenant or none.
+ * crash at any point leaves either a whole tenant or none (and at most a file the sweep removes).
+ *
+ * Create, delete, open and close of one tenant id run one at a time (the tenant's critical section
+ * in the wallet manager), and each tenant's wallet file carries an incarnation kept in its registry
+ * row: a delete can only ever remove the files of the tenant it deleted, never a later one's.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { poolError } from './errors.js';
 import { KDF_METHODS, type KdfMethod } from './protocol.js';
 import { rankWorkers } from './placement.js';
-import type { Registry, TenantRecord, TenantWeights } from './registry.js';
+import { newWalletFile, type Registry, type TenantRecord, type TenantWeights, type Warn } from './store/registry.js';
 import type { WalletManager } from './lifecycle.js';
 import type { Session } from './session.js';
 import type { WorkerSlot } from './threads.js';
@@ -31,9 +35,9 @@ export interface CreateTenantOptions {
   /** Must match /^[A-Za-z0-9_-]{1,64}$/. @default a random UUID */
   tenantId?: string;
   label?: string;
-  /** @default the pool's `kdf` option */
+  /** @default the pool's `kdf` option for a managed tenant; `'argon2i-mod'` for a passphrase tenant (`'raw'` is refused with a passphrase) */
   kdf?: KdfMethod;
-  /** Given: the wallet key is derived from it and it is not stored; every acquire must pass it. Absent: a managed tenant. */
+  /** Given: the wallet key is derived from it through Argon2 and it is not stored; every acquire must pass it. Absent: a managed tenant. */
   passphrase?: string;
   maxSessions?: number;
   /** Overrides the pool's weights for this tenant, from its next wallet open. */
@@ -56,8 +60,11 @@ export interface TenantsContext {
   /** The pool's capacity and weights: a tenant's weights must fit in the capacity. */
   capacity: number;
   defaultWeights: { readonly wallet: number; readonly session: number };
-  walletPath: (tenantId: string) => string;
+  walletPath: (tenant: Pick<TenantRecord, 'walletFile'>) => string;
   assertOpen: () => void;
+  warn: Warn;
+  /** The tenant's limits or weights changed: waiters its old limit held back may go now. */
+  onUpdated: (record: TenantRecord) => void;
   /** Ends a session of a deleted tenant. */
   revoke: (session: Session) => void;
   /** The tenant is gone, its wallet closed and files removed. */
@@ -65,6 +72,10 @@ export interface TenantsContext {
 }
 
 const MAX_PASSPHRASE_LENGTH = 4096;
+/** A passphrase is a human secret: it always goes through Argon2, at Askar's default level unless told otherwise. */
+const DEFAULT_PASSPHRASE_KDF: KdfMethod = 'argon2i-mod';
+/** Weights above this are refused: sums of them must stay exact integers. */
+export const MAX_WEIGHT = 1_000_000_000;
 
 export function toInfo(record: TenantRecord): TenantInfo {
   return {
@@ -90,23 +101,21 @@ function checkWeights(value: unknown): TenantWeights {
   for (const [key, weight] of Object.entries(raw)) {
     if (key !== 'wallet' && key !== 'session') invalid(`Unknown key \`weights.${key}\`; known keys: wallet, session`);
     const min = key === 'session' ? 1 : 0;
-    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < min) invalid(`Expected \`weights.${key}\` to be an integer >= ${min}, got ${String(weight)}`);
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < min || weight > MAX_WEIGHT) invalid(`Expected \`weights.${key}\` to be an integer from ${min} to ${MAX_WEIGHT}, got ${String(weight)}`);
     out[key] = weight;
   }
   return out;
 }
 
 export function checkPassphrase(value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_PASSPHRASE_LENGTH) {
-    invalid(`Expected \`passphrase\` to be a string of 1 to ${MAX_PASSPHRASE_LENGTH} characters`);
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_PASSPHRASE_LENGTH || !value.isWellFormed()) {
+    invalid(`Expected \`passphrase\` to be a well-formed string of 1 to ${MAX_PASSPHRASE_LENGTH} characters`);
   }
   return value;
 }
 
 export class Tenants {
   readonly #ctx: TenantsContext;
-  /** Ids being created right now: a second create of the same id fails at once instead of racing the first. */
-  readonly #creating = new Set<string>();
 
   constructor(ctx: TenantsContext) {
     this.#ctx = ctx;
@@ -124,21 +133,25 @@ export class Tenants {
       if (!['tenantId', 'label', 'kdf', 'passphrase', 'maxSessions', 'weights', 'metadata'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.create`);
     }
     const tenantId = opts['tenantId'] === undefined ? randomUUID() : checkTenantId(opts['tenantId']);
-    const kdf = opts['kdf'] === undefined ? ctx.defaultKdf : (opts['kdf'] as KdfMethod);
-    if (!KDF_METHODS.includes(kdf)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${String(kdf)}`);
     const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const kdf = opts['kdf'] === undefined ? (passphrase === undefined ? ctx.defaultKdf : DEFAULT_PASSPHRASE_KDF) : (opts['kdf'] as KdfMethod);
+    if (!KDF_METHODS.includes(kdf)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${String(kdf)}`);
+    if (passphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching and is only for managed tenants' random secrets");
     const label = opts['label'] === undefined ? undefined : checkName(opts['label'], 'label');
     const maxSessions = opts['maxSessions'] === undefined ? undefined : checkMaxSessions(opts['maxSessions']);
     const weights = opts['weights'] === undefined ? undefined : this.#checkFits(checkWeights(opts['weights']));
     const metadata = checkTags(opts['metadata'], 'metadata');
-    if (ctx.registry.has(tenantId) || this.#creating.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`);
+    if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
 
-    this.#creating.add(tenantId);
-    try {
+    return ctx.wallets.exclusive(tenantId, async () => {
+      // Checked again inside the critical section: a create or delete of this id may have run meanwhile.
+      if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
+      ctx.assertOpen();
       const salt = randomBytes(16);
       const secret = passphrase === undefined ? randomBytes(32) : null;
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
-      const path = ctx.walletPath(tenantId);
+      const walletFile = newWalletFile(tenantId);
+      const path = ctx.walletPath({ walletFile });
       const { verifier } = await ctx.wallets.derive(kdf, async () => worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' }));
       const record: TenantRecord = {
         tenantId,
@@ -147,6 +160,7 @@ export class Tenants {
         salt,
         secret,
         verifier: Buffer.from(verifier),
+        walletFile,
         ...(maxSessions === undefined ? {} : { maxSessions }),
         ...(weights === undefined ? {} : { weights }),
         metadata,
@@ -156,13 +170,11 @@ export class Tenants {
         ctx.assertOpen();
         ctx.registry.insert(record);
       } catch (error) {
-        removeWalletFiles(path);
+        this.#removeFiles(record);
         throw error;
       }
       return toInfo(record);
-    } finally {
-      this.#creating.delete(tenantId);
-    }
+    });
   }
 
   /** @throws ERR_TENANT_NOT_FOUND */
@@ -207,6 +219,7 @@ export class Tenants {
       }
     }
     this.#ctx.registry.update(next);
+    this.#ctx.onUpdated(next);
     return toInfo(next);
   }
 
@@ -218,9 +231,27 @@ export class Tenants {
   async delete(tenantId: string): Promise<void> {
     const ctx = this.#ctx;
     this.#record(tenantId);
-    ctx.registry.delete(tenantId);
-    await ctx.wallets.deleteTenant(tenantId, ctx.revoke, () => removeWalletFiles(ctx.walletPath(tenantId)));
+    await ctx.wallets.exclusive(tenantId, async () => {
+      // Inside the critical section: no open, close or create of this id is under way.
+      const record = this.#record(tenantId);
+      // The commit point: once the row is gone the tenant is gone; if this write fails, nothing changed.
+      ctx.registry.delete(tenantId);
+      await ctx.wallets.closeForDelete(tenantId, ctx.revoke);
+      this.#removeFiles(record);
+    });
     ctx.onDeleted(tenantId);
+  }
+
+  /** Removes a wallet's files; what cannot be removed now (an unwritable folder) is left to the next open's sweep. */
+  #removeFiles(record: TenantRecord): void {
+    try {
+      removeWalletFiles(this.#ctx.walletPath(record));
+    } catch (error) {
+      this.#ctx.warn(
+        `tenant-pool could not remove the wallet file of tenant ${record.tenantId} (${(error as Error).message}); the tenant is gone from the registry, and the next open of the pool removes the file`,
+        'TENANT_POOL_WALLET_FILE_LEFT',
+      );
+    }
   }
 
   /** A tenant whose first session would weigh more than the whole pool could never be admitted. */
@@ -233,11 +264,11 @@ export class Tenants {
   #record(tenantId: string): TenantRecord {
     this.#ctx.assertOpen();
     const record = this.#ctx.registry.get(checkTenantId(tenantId));
-    if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`);
+    if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
     return record;
   }
 }
 
 export function removeWalletFiles(path: string): void {
-  for (const suffix of ['', '-wal', '-shm', '.creating']) rmSync(path + suffix, { force: true });
+  for (const suffix of ['-wal', '-shm', '-journal', '.creating', '.creating-journal', '']) rmSync(path + suffix, { force: true });
 }

@@ -12,9 +12,10 @@
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { decodeError, poolError } from './errors.js';
+import { asPoolError, decodeError, poolError } from './errors.js';
 import { Outbox, unbatch } from './outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
+import { setLongTimeout } from './timers.js';
 
 const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
 
@@ -22,9 +23,13 @@ const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('
 const MAX_FAILED_STARTS = 3;
 
 interface Pending {
+  method: WorkerMethod;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
+
+/** Calls that change nothing stored: when their worker dies, nothing was written either way. */
+const READ_ONLY: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet']);
 
 /** Settles when the worker's lifeline task ends, with the reason it ended. */
 type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };
@@ -39,6 +44,8 @@ export interface WorkerSlotOptions {
   /** Worker module paths every worker imports before it serves. */
   modules: readonly string[];
   maxValueBytes: number;
+  /** A worker that has not started (imported its modules) within this fails its start with `ERR_WORKER_START_TIMEOUT`. */
+  startTimeoutMs?: number;
 }
 
 /** One worker thread (replaced when it dies) and the channel to it. */
@@ -50,7 +57,10 @@ export class WorkerSlot {
   readonly #onSpawn: WorkerSlotOptions['onSpawn'];
   readonly #modules: readonly string[];
   readonly #maxValueBytes: number;
+  readonly #startTimeoutMs: number;
   readonly #pending = new Map<number, Pending>();
+  /** The worker module the starting worker is importing, as it last said. */
+  #loadingModule: string | undefined;
   #nextId = 1;
   #port: MessagePort | null = null;
   #outbox: Outbox<CallMessage> | undefined;
@@ -70,6 +80,7 @@ export class WorkerSlot {
     this.#onSpawn = options.onSpawn;
     this.#modules = options.modules;
     this.#maxValueBytes = options.maxValueBytes;
+    this.#startTimeoutMs = options.startTimeoutMs ?? Number.POSITIVE_INFINITY;
     this.#resourceLimits = options.resourceLimits;
     this.#piscina = this.#newPiscina();
     this.#ready = this.#connect();
@@ -119,12 +130,20 @@ export class WorkerSlot {
 
   /** Calls a worker method. Rejects `ERR_WORKER_CRASHED` if the worker dies before answering. */
   async call<M extends WorkerMethod>(method: M, ...args: Parameters<WorkerApi[M]>): Promise<ReturnType<WorkerApi[M]>> {
-    if (this.#port === null) await this.#ready;
+    if (this.#isClosing) throw poolError('ERR_POOL_CLOSED', 'the pool is closing');
+    if (this.#port === null) {
+      try {
+        await this.#ready;
+      } catch (error) {
+        throw asPoolError(error, `worker ${this.index} could not start`);
+      }
+    }
     const port = this.#port;
-    if (port === null || this.#isClosing) throw poolError('ERR_WORKER_CRASHED', `worker ${this.index} is not running`);
+    if (this.#isClosing) throw poolError('ERR_POOL_CLOSED', 'the pool is closing');
+    if (port === null) throw poolError('ERR_WORKER_CRASHED', `worker ${this.index} is not running`);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { method, resolve, reject });
       this.#outbox!.push({ id, method, args } satisfies CallMessage);
     });
   }
@@ -149,10 +168,31 @@ export class WorkerSlot {
     // The worker's first message says it is listening, or why it cannot; everything after is a reply.
     // The port and piscina's task channel are not ordered with each other, so a lifeline that ends
     // early waits for this first message (or the port's close) before telling why.
+    this.#loadingModule = undefined;
     const started = new Promise<StartMessage | null>((resolve) => {
-      port1.once('message', resolve);
+      const onStart = (message: StartMessage | { loading: string }): void => {
+        if (typeof message === 'object' && 'loading' in message) {
+          this.#loadingModule = message.loading;
+          return;
+        }
+        port1.off('message', onStart);
+        resolve(message);
+      };
+      port1.on('message', onStart);
       port1.once('close', () => resolve(null));
     });
+    // A worker module whose import never settles would hold open() forever: past the start timeout
+    // the thread is terminated, and the start fails naming the module it was importing.
+    const startTimer = setLongTimeout(() => {
+      if (this.#port === port1 || this.#isClosing) return;
+      const module = this.#loadingModule;
+      this.#startError = poolError(
+        'ERR_WORKER_START_TIMEOUT',
+        `worker ${this.index} did not start within ${this.#startTimeoutMs} ms${module === undefined ? '' : `: the import of worker module ${module} did not finish`}`,
+      );
+      this.#piscina.destroy().catch(() => {});
+    }, this.#startTimeoutMs);
+    void started.then(() => startTimer.cancel());
     void started.then((start) => {
       if (start !== 'ready') return;
       this.#port = port1;
@@ -175,6 +215,7 @@ export class WorkerSlot {
     );
     this.#lifeline = Promise.race([run, threadGone]);
     void this.#lifeline.then(async (end) => {
+      startTimer.cancel();
       this.#onThreadGone = undefined;
       // A lifeline that returned before serving said why on the port first (a module failed to load).
       // One that crashed may never have received its port: nothing will come on it, so do not wait.
@@ -203,10 +244,16 @@ export class WorkerSlot {
     const wasServing = this.#port !== null;
     this.#port = null;
     this.#crashes++;
-    const crashed = poolError('ERR_WORKER_CRASHED', `worker ${this.index} died during the call: ${error.message}`, error);
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) p.reject(crashed);
+    for (const p of pending) {
+      // A write whose worker died may have committed before it could answer: its outcome is unknown.
+      p.reject(
+        READ_ONLY.has(p.method)
+          ? poolError('ERR_WORKER_CRASHED', `worker ${this.index} died during the call: ${error.message}`, error)
+          : poolError('ERR_WORKER_CRASHED', `worker ${this.index} died during the call (${p.method}); its outcome is unknown: it may have committed. Read back before retrying: ${error.message}`, error, { outcome: 'unknown' }),
+      );
+    }
     if (this.#isClosing) return;
     this.#onCrash(this.index, error);
     // A replacement that died before serving (killed while starting, say) gets a few more tries; one

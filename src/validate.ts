@@ -8,6 +8,12 @@ import { poolError } from './errors.js';
 export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Longest category, record id or tag name/value, in UTF-16 code units. */
 export const MAX_NAME_LENGTH = 1024;
+/** Most tags on one record (and metadata entries on one tenant). */
+export const MAX_TAGS_PER_RECORD = 256;
+/** Most tags in one query. */
+export const MAX_TAGS_PER_QUERY = 64;
+/** Deepest nesting of a record value (arrays and objects). */
+export const MAX_VALUE_DEPTH = 512;
 
 function kind(value: unknown): string {
   if (value === null) return 'null';
@@ -26,10 +32,15 @@ export function checkTenantId(value: unknown, name = 'tenantId'): string {
   return value;
 }
 
+/**
+ * A name (category, id, tag, label, kid...): 1 to 1,024 characters of well-formed Unicode. A lone
+ * surrogate has no UTF-8 form: stored, it would turn into U+FFFD and no longer match itself.
+ */
 export function checkName(value: unknown, name: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_NAME_LENGTH) {
     invalid(`Expected \`${name}\` to be a string of 1 to ${MAX_NAME_LENGTH} characters, got ${typeof value === 'string' ? `length ${value.length}` : kind(value)}`);
   }
+  if (!value.isWellFormed()) invalid(`Expected \`${name}\` to be well-formed Unicode, got a string with a lone surrogate`);
   return value;
 }
 
@@ -39,16 +50,43 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return proto === Object.prototype || proto === null;
 }
 
-export function checkTags(value: unknown, name = 'tags'): Record<string, string> {
+/**
+ * Tags (or metadata): a plain object of strings, at most `maxCount` of them. Every name counts as
+ * written, `__proto__` and `constructor` included: the copy is built with own data properties, so
+ * no name can be swallowed by a prototype setter.
+ */
+export function checkTags(value: unknown, name = 'tags', maxCount = MAX_TAGS_PER_RECORD): Record<string, string> {
   if (value === undefined) return {};
   if (!isPlainObject(value)) invalid(`Expected \`${name}\` to be a plain object of strings, got ${kind(value)}`);
-  const out: Record<string, string> = {};
-  for (const [key, tag] of Object.entries(value)) {
+  const entries = Object.entries(value);
+  if (entries.length > maxCount) invalid(`Expected \`${name}\` to have at most ${maxCount} entries, got ${entries.length}`);
+  for (const [key, tag] of entries) {
     checkName(key, `${name} key`);
     if (typeof tag !== 'string' || tag.length > MAX_NAME_LENGTH) invalid(`Expected \`${name}.${key}\` to be a string of at most ${MAX_NAME_LENGTH} characters, got ${kind(tag)}`);
-    out[key] = tag;
+    if (!tag.isWellFormed()) invalid(`Expected \`${name}.${key}\` to be well-formed Unicode, got a string with a lone surrogate`);
   }
-  return out;
+  return Object.fromEntries(entries) as Record<string, string>;
+}
+
+/** Tags of a query: as {@link checkTags}, at most {@link MAX_TAGS_PER_QUERY}. */
+export function checkQuery(value: unknown): Record<string, string> {
+  return checkTags(value, 'query', MAX_TAGS_PER_QUERY);
+}
+
+/**
+ * A whole record, checked against `maxBytes`: the limit covers the value's JSON, the category, the
+ * id and every tag name and value (UTF-8 bytes), so tags cannot carry what the value may not.
+ * Returns the value's JSON and the checked tags.
+ */
+export function checkRecord(category: unknown, id: unknown, value: unknown, tags: unknown, maxBytes: number): { category: string; id: string; json: string; tags: Record<string, string> } {
+  const cat = checkName(category, 'category');
+  const rid = checkName(id, 'id');
+  const checked = checkTags(tags);
+  const json = toJson(value, Number.POSITIVE_INFINITY);
+  let bytes = Buffer.byteLength(json, 'utf8') + Buffer.byteLength(cat, 'utf8') + Buffer.byteLength(rid, 'utf8');
+  for (const [k, v] of Object.entries(checked)) bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8');
+  if (bytes > maxBytes) invalid(`Expected the record (value as JSON, category, id and tags) to be at most ${maxBytes} bytes (maxValueBytes), got ${bytes}`);
+  return { category: cat, id: rid, json, tags: checked };
 }
 
 /**
@@ -57,7 +95,7 @@ export function checkTags(value: unknown, name = 'tags'): Record<string, string>
  */
 export function toJson(value: unknown, maxBytes: number): string {
   const seen = new Set<object>();
-  const walk = (v: unknown, path: string): void => {
+  const walk = (v: unknown, path: string, depth = 0): void => {
     switch (typeof v) {
       case 'string':
       case 'boolean':
@@ -68,12 +106,13 @@ export function toJson(value: unknown, maxBytes: number): string {
       case 'object':
         if (v === null) return;
         if (seen.has(v)) invalid(`Expected \`${path}\` to be JSON, got a cycle`);
+        if (depth >= MAX_VALUE_DEPTH) invalid(`Expected \`value\` to nest at most ${MAX_VALUE_DEPTH} levels deep`);
         if (Array.isArray(v)) {
           seen.add(v);
-          for (let i = 0; i < v.length; i++) walk(v[i], `${path}[${i}]`);
+          for (let i = 0; i < v.length; i++) walk(v[i], depth < 8 ? `${path}[${i}]` : path, depth + 1);
         } else if (isPlainObject(v)) {
           seen.add(v);
-          for (const [k, child] of Object.entries(v)) walk(child, `${path}.${k}`);
+          for (const [k, child] of Object.entries(v)) walk(child, depth < 8 ? `${path}.${k}` : path, depth + 1);
         } else {
           invalid(`Expected \`${path}\` to be JSON, got an instance of ${(v).constructor?.name ?? 'an unknown class'}`);
         }

@@ -317,7 +317,8 @@ test('revocation: a session held past maxSessionMs is revoked, its weight freed,
     const session = await pool.acquire(a!);
     await eventually(() => revoked.length === 1, 'revoked');
     assert.equal((revoked[0] as { reason: string }).reason, 'maxSessionMs');
-    await rejectsWith(session.records.get('c', 'x'), 'ERR_SESSION_RELEASED');
+    const error = await rejectsWith(session.records.get('c', 'x'), 'ERR_SESSION_REVOKED');
+    assert.is((error as { reason?: string }).reason, 'maxSessionMs');
     const st = pool.stats();
     assert.is(st.sessions, 0);
     assert.is(st.weightInUse, 4);

@@ -57,6 +57,13 @@ export function filesContaining(dir: string, marker: string): string[] {
   return filesUnder(dir).filter((file) => readFileSync(file).includes(needle));
 }
 
+/** The path of a tenant's wallet file (its name carries the tenant id and an incarnation). */
+export function walletPathOf(dataDir: string, tenantId: string): string {
+  const names = readdirSync(join(dataDir, 'wallets')).filter((n) => n.startsWith(`${tenantId}.`) && n.endsWith('.sqlite'));
+  assert.is(names.length, 1, `one wallet file of ${tenantId}: ${names.join(', ')}`);
+  return join(dataDir, 'wallets', names[0]!);
+}
+
 export function modeOf(path: string): number {
   return statSync(path).mode & 0o777;
 }

@@ -108,7 +108,7 @@ test('every public method refuses bad input with its code; no worker crashes, no
     await pool.close();
     assert.is(await codeOf(async () => pool.acquire(tenantId)), 'ERR_POOL_CLOSED', 'acquire after close');
     assert.is(await codeOf(async () => pool.tenants.create()), 'ERR_POOL_CLOSED', 'create after close');
-    assert.is(await codeOf(async () => live.records.get('c', 'ok')), 'ERR_SESSION_RELEASED', 'a session revoked by close');
+    assert.is(await codeOf(async () => live.records.get('c', 'ok')), 'ERR_SESSION_REVOKED', 'a session revoked by close');
     await live.release();
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(unhandled, [], 'no unhandled rejection');

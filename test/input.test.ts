@@ -2,7 +2,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { disposePool, openPool, rejectsWith } from './helpers.js';
+import { disposePool, openPool, rejectsWith, walletPathOf } from './helpers.js';
 
 const BAD_IDS: unknown[] = ['../x', '../../etc/passwd', 'a/b', 'a\\b', '..', '.', '', 'x'.repeat(65), 'é', 'tenant.sqlite', 'a b', '/abs', null, 42, {}, undefined];
 
@@ -87,9 +87,9 @@ test('non-JSON values, non-string tags and bad arguments are ERR_INVALID_ARGUMEN
 test('a damaged wallet file is ERR_WALLET_CORRUPT for that tenant only; a wrong key is still told apart', async () => {
   const pool = await openPool({ walletIdleTtlMs: 0 });
   try {
-    const bad = await pool.tenants.create({ tenantId: 'bad', passphrase: 'pw' });
+    const bad = await pool.tenants.create({ tenantId: 'bad', passphrase: 'pw', kdf: 'argon2i-int' });
     const good = await pool.tenants.create({ tenantId: 'good' });
-    const path = join(pool.options.dataDir, 'wallets', 'bad.sqlite');
+    const path = walletPathOf(pool.options.dataDir, 'bad');
     writeFileSync(path, Buffer.alloc(8192, 0x5a));
     await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'garbled file');
     await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'not pw' }), 'ERR_WALLET_KEY_INVALID', 'wrong key on a garbled file');

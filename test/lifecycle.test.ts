@@ -4,7 +4,7 @@ import { EventHub } from '../src/diagnostics.js';
 import { WalletManager } from '../src/lifecycle.js';
 
 test('kdfConcurrency caps Argon2 derivations pool-wide; raw ones are not held back', async () => {
-  const manager = new WalletManager({ workers: [], walletPath: (id) => id, kdfConcurrency: 2, now: () => 0, events: new EventHub(), onOpened: () => {} });
+  const manager = new WalletManager({ workers: [], walletPath: (t) => t.walletFile, kdfConcurrency: 2, now: () => 0, events: new EventHub(), onOpened: () => {} });
   let running = 0;
   let peak = 0;
   const gates: Array<() => void> = [];

@@ -96,8 +96,9 @@ test('a worker that dies while starting fails open() at once, without a respawn 
 });
 
 test('dispatch reaches the tenant that owns the routing key, among several; routes survive a restart and go with the tenant', async () => {
-  const pool = await openPool({ modules });
-  const { dataDir, rootKey: key } = pool.options;
+  const key = rootKey();
+  const pool = await openPool({ modules, rootKey: key });
+  const { dataDir } = pool.options;
   const routes = new Map<string, string>();
   try {
     for (let i = 0; i < 5; i++) {

@@ -1,12 +1,12 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CHANNEL_NAMES, EventHub, type EventName } from '../src/diagnostics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Logger } from '../src/logging.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
 
 /** The documented payload keys of each event (README, src/diagnostics.ts). */
 const PAYLOAD_KEYS: Record<EventName, string[]> = {
@@ -21,6 +21,7 @@ const PAYLOAD_KEYS: Record<EventName, string[]> = {
   'tenant-pool:wallet:evict': ['forTenantId', 'idleMs', 'tenantId'],
   'tenant-pool:worker:crash': ['crashes', 'message', 'walletsLost', 'worker'],
   'tenant-pool:worker:spawn': ['isReplacement', 'startMs', 'worker'],
+  'tenant-pool:pool:sweep': ['dataDir', 'failed', 'removed'],
 };
 
 interface Line {
@@ -59,7 +60,11 @@ test('every event fires with its documented payload under a scripted load, and i
   const secretValue = 'RECORD-VALUE-d41d8cd98f';
   const secretTag = 'TAG-VALUE-9e107d9d372';
   let worker: number | undefined;
-  const pool = await openPool({ rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines) });
+  // A wallet file no tenant owns (as a kill during a create leaves): swept at open.
+  const dataDir = tempDir();
+  mkdirSync(join(dataDir, 'wallets'));
+  writeFileSync(join(dataDir, 'wallets', 'ghost.0123456789abcdef.sqlite.creating'), 'half a wallet');
+  const pool = await openPool({ dataDir, rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines) });
   try {
     for (const tenantId of ['a', 'b', 'c', 'd']) await pool.tenants.create({ tenantId });
     await pool.tenants.create({ tenantId: 'p', passphrase, kdf: 'argon2i-int' });
@@ -150,6 +155,8 @@ test('every event fires with its documented payload under a scripted load, and i
   assert.equal(levelOf('tenant-pool:session:timeout'), ['info']);
   assert.equal(levelOf('tenant-pool:worker:spawn'), ['info']);
   assert.equal(levelOf('tenant-pool:session:leak'), ['warn']);
+  assert.equal(levelOf('tenant-pool:pool:sweep'), ['warn']);
+  assert.equal(of('tenant-pool:pool:sweep')[0]!.removed, ['ghost.0123456789abcdef.sqlite.creating']);
   assert.equal(levelOf('tenant-pool:worker:crash'), ['error']);
   assert.equal(levelOf('tenant-pool:pool:open'), ['info']);
   assert.equal(levelOf('tenant-pool:pool:close'), ['info']);

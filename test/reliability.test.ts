@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { disposePool, openPool, rejectsWith, rootKey, tempDir, walletPathOf } from './helpers.js';
 
 async function openFails(dataDir: string, key: string, code: string, what: string): Promise<void> {
   try {
@@ -49,7 +49,7 @@ test('a missing wallet file is ERR_WALLET_CORRUPT for its tenant only', async ()
   try {
     await pool.tenants.create({ tenantId: 'gone' });
     await pool.tenants.create({ tenantId: 'fine' });
-    rmSync(join(pool.options.dataDir, 'wallets', 'gone.sqlite'));
+    rmSync(walletPathOf(pool.options.dataDir, 'gone'));
     await rejectsWith(pool.acquire('gone'), 'ERR_WALLET_CORRUPT');
     await pool.withSession('fine', async (s) => s.records.save('c', 'x', 1));
     assert.is(pool.stats().weightInUse, 4, 'only the idle wallet of `fine` (closing)');

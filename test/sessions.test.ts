@@ -186,7 +186,8 @@ test('close: acquires reject ERR_POOL_CLOSED; live sessions are revoked after th
   await rejectsWith(pool.acquire(tenantId), 'ERR_POOL_CLOSED');
   await closing;
   await pool.close();
-  await rejectsWith(held.records.get('c', 'x'), 'ERR_SESSION_RELEASED');
+  const revoked = await rejectsWith(held.records.get('c', 'x'), 'ERR_SESSION_REVOKED');
+  assert.is((revoked as { reason?: string }).reason, 'close');
   await held.release();
   await rejectsWith(pool.tenants.list(), 'ERR_POOL_CLOSED');
   assert.is(pool.stats().totals.revoked, 1);

@@ -5,7 +5,7 @@ import bs58 from 'bs58';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, filesContaining, filesUnder, modeOf, openPool, rejectsWith } from './helpers.js';
+import { disposePool, filesContaining, filesUnder, modeOf, openPool, rejectsWith, rootKey as newRootKey } from './helpers.js';
 
 test('records: save, get, replace, find by tags (AND), limit, delete', async () => {
   const pool = await openPool();
@@ -88,8 +88,9 @@ test('tenant isolation: a session sees only its own tenant’s records and keys'
 
 test('data survives a pool restart; no secret appears in any file; files are 0600', async () => {
   const marker = `MARKER${Date.now()}x`;
-  const first = await openPool({ walletIdleTtlMs: 0 });
-  const { dataDir, rootKey } = first.options;
+  const rootKey = newRootKey();
+  const first = await openPool({ walletIdleTtlMs: 0, rootKey });
+  const { dataDir } = first.options;
   const managed = await first.tenants.create({ tenantId: 'managed', label: `${marker}-label`, metadata: { note: `${marker}-meta` } });
   const locked = await first.tenants.create({ tenantId: 'locked', passphrase: `${marker}-pass`, kdf: 'argon2i-int' });
   await first.withSession(managed.tenantId, (s) => s.records.save('c', 'r1', { secret: `${marker}-value` }, { tag: `${marker}-tag` }));
@@ -105,7 +106,7 @@ test('data survives a pool restart; no secret appears in any file; files are 060
   for (const file of filesUnder(dataDir)) assert.is(modeOf(file), 0o600, `${file} is 0600`);
   assert.is(modeOf(dataDir), 0o700);
   assert.is(modeOf(join(dataDir, 'wallets')), 0o700);
-  assert.equal(readdirSync(join(dataDir, 'wallets')).sort(), ['locked.sqlite', 'managed.sqlite']);
+  assert.equal(readdirSync(join(dataDir, 'wallets')).sort().map((n) => n.replace(/\.[0-9a-f]{16}\./, '.*.')), ['locked.*.sqlite', 'managed.*.sqlite']);
 
   const second = await TenantPool.open({ dataDir, rootKey, workers: 2 });
   try {

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { poolError } from '../src/errors.js';
 import type { JsonValue, RawRecord, StoredRecord } from '../src/protocol.js';
-import { checkBytes, checkLimit, checkName, checkOptionalObject, checkTags, toJson } from '../src/validate.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkQuery, checkRecord } from '../src/validate.js';
 import { isWorkerModule, type InboundMessage, type TenantContext, type TenantWallet, type WorkerModule } from '../src/worker.js';
 import { verifySignature, type Wallet } from './wallet.js';
 
@@ -37,12 +37,13 @@ export interface LoadedModules {
  * `defineModule(...)`, or a task name two modules both define, fails with `ERR_INVALID_CONFIG`
  * naming the module.
  */
-export async function loadModules(paths: readonly string[]): Promise<LoadedModules> {
+export async function loadModules(paths: readonly string[], onLoading: (path: string) => void = () => {}): Promise<LoadedModules> {
   const modules: WorkerModule[] = [];
   const tasks = new Map<string, Task>();
   const owners = new Map<string, string>();
   for (const path of paths) {
     let imported: { default?: unknown };
+    onLoading(path);
     try {
       imported = await importModule(path);
     } catch (error) {
@@ -72,12 +73,15 @@ function parse(raw: RawRecord): StoredRecord {
 function walletFacade(wallet: Wallet, maxValueBytes: number): TenantWallet {
   return {
     records: {
-      save: (category, id, value, tags) => wallet.save(checkName(category, 'category'), checkName(id, 'id'), toJson(value, maxValueBytes), checkTags(tags)),
+      save: (category, id, value, tags) => {
+        const record = checkRecord(category, id, value, tags, maxValueBytes);
+        wallet.save(record.category, record.id, record.json, record.tags);
+      },
       get: (category, id) => {
         const raw = wallet.get(checkName(category, 'category'), checkName(id, 'id'));
         return raw === null ? null : parse(raw);
       },
-      find: (category, tags, options) => wallet.find(checkName(category, 'category'), checkTags(tags), checkLimit(checkOptionalObject(options, 'options')['limit'])).map(parse),
+      find: (category, tags, options) => wallet.find(checkName(category, 'category'), checkQuery(tags), checkLimit(checkOptionalObject(options, 'options')['limit'])).map(parse),
       delete: (category, id) => wallet.delete(checkName(category, 'category'), checkName(id, 'id')),
     },
     keys: {

@@ -7,7 +7,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { encodeError, poolError } from '../src/errors.js';
 import { Outbox, unbatch } from '../src/outbox.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
 import { deriveKey } from './kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
 import { Wallet, verifySignature } from './wallet.js';
@@ -108,7 +108,7 @@ async function closeAll(): Promise<void> {
 export default async function lifeline({ port, modules, maxValueBytes: maxBytes }: LifelineTask): Promise<void> {
   maxValueBytes = maxBytes;
   try {
-    loaded = await loadModules(modules);
+    loaded = await loadModules(modules, (path) => port.postMessage({ loading: path } satisfies LoadingMessage));
   } catch (error) {
     port.postMessage({ startFailed: encodeError(error) } satisfies StartMessage);
     port.close();

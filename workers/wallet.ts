@@ -18,10 +18,12 @@ import {
   verify as cryptoVerify,
   type KeyObject,
 } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, renameSync, rmSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, renameSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3-multiple-ciphers';
 import bs58 from 'bs58';
-import { poolError } from '../src/errors.js';
+import { dirname } from 'node:path';
+import { asPoolError, poolError, storageCode } from '../src/errors.js';
+import { fsyncDir } from '../src/store/data-dir.js';
 import type { RawRecord } from '../src/protocol.js';
 
 const SCHEMA = `
@@ -84,7 +86,35 @@ function openKeyed(path: string, key: Uint8Array): Db {
     return db;
   } catch (error) {
     db?.close();
-    throw poolError('ERR_WALLET_CORRUPT', `wallet file of this tenant is unreadable: ${(error as Error).message}`, error);
+    throw openFailure(path, error);
+  }
+}
+
+/**
+ * Why a wallet file could not be opened: a folder or mount the process may not write (WAL needs its
+ * -wal and -shm files), a full disk, another I/O failure — or, for anything else, a damaged file.
+ */
+function openFailure(path: string, error: unknown): Error {
+  const code = (error as { code?: unknown }).code;
+  let mapped = storageCode(code);
+  if (mapped === undefined || (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN'))) {
+    try {
+      accessSync(dirname(path), constants.W_OK);
+      accessSync(path, constants.R_OK | constants.W_OK);
+    } catch {
+      mapped = 'ERR_STORAGE_READONLY';
+    }
+  }
+  if (mapped === undefined || mapped === 'ERR_WALLET_CORRUPT') return poolError('ERR_WALLET_CORRUPT', `wallet file of this tenant is unreadable: ${(error as Error).message}`, error);
+  return poolError(mapped, `wallet file of this tenant cannot be opened: ${(error as Error).message}`, error);
+}
+
+/** Runs a wallet operation; a storage failure (a full disk, a read-only file) becomes its `TenantPoolError`. */
+function guard<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw asPoolError(error, what);
   }
 }
 
@@ -137,6 +167,10 @@ export class Wallet {
    * into place only once complete, so a crash never leaves a half-written wallet behind.
    */
   static create(path: string, key: Uint8Array): void {
+    guard('creating the wallet file', () => Wallet.#create(path, key));
+  }
+
+  static #create(path: string, key: Uint8Array): void {
     const temp = `${path}.creating`;
     for (const suffix of ['', '-wal', '-shm']) rmSync(temp + suffix, { force: true });
     // Made with 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
@@ -154,6 +188,8 @@ export class Wallet {
     for (const suffix of ['-wal', '-shm']) rmSync(path + suffix, { force: true });
     renameSync(temp, path);
     chmodSync(path, 0o600);
+    // The rename is durable before the registry row that names this file is written.
+    fsyncDir(dirname(path));
   }
 
   /** Opens an existing wallet. The key must already be checked against the tenant's verifier. */
@@ -169,11 +205,11 @@ export class Wallet {
   }
 
   save(category: string, id: string, valueJson: string, tags: Record<string, string>): void {
-    this.#saveTx(category, id, valueJson, tags);
+    guard('saving a record', () => this.#saveTx(category, id, valueJson, tags));
   }
 
   get(category: string, id: string): RawRecord | null {
-    return (this.#get.get(category, id) as RawRecord | undefined) ?? null;
+    return guard('reading a record', () => (this.#get.get(category, id) as RawRecord | undefined) ?? null);
   }
 
   /**
@@ -182,6 +218,10 @@ export class Wallet {
    * rare tag is fast however common the others are.
    */
   find(category: string, tags: Record<string, string>, limit: number): RawRecord[] {
+    return guard('finding records', () => this.#find(category, tags, limit));
+  }
+
+  #find(category: string, tags: Record<string, string>, limit: number): RawRecord[] {
     let entries = Object.entries(tags);
     if (entries.length === 0) return this.#findAll.all(category, limit) as RawRecord[];
     if (entries.length > 1) {
@@ -220,10 +260,14 @@ export class Wallet {
   }
 
   delete(category: string, id: string): boolean {
-    return this.#delete.run(category, id).changes > 0;
+    return guard('deleting a record', () => this.#delete.run(category, id).changes > 0);
   }
 
   createKey(): { kid: string; publicKey: string } {
+    return guard('creating a key', () => this.#createKey());
+  }
+
+  #createKey(): { kid: string; publicKey: string } {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     const rawPublic = publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
     const kid = randomUUID();
@@ -237,7 +281,7 @@ export class Wallet {
   sign(kid: string, data: Uint8Array): Uint8Array {
     let key = this.#signers.get(kid);
     if (key === undefined) {
-      const row = this.#getKey.get(kid) as { wrapped_private_key: Buffer } | undefined;
+      const row = guard('reading a key', () => this.#getKey.get(kid)) as { wrapped_private_key: Buffer } | undefined;
       if (row === undefined) throw poolError('ERR_KEY_NOT_FOUND', 'no key with this kid in the wallet');
       const pkcs8 = this.#unwrap(kid, row.wrapped_private_key);
       key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });

@@ -1,17 +1,23 @@
 /**
  * The tenant registry: one encrypted SQLite file (`<dataDir>/registry.sqlite`) keyed with the root
- * key, holding each tenant's KDF, salt, key check value, managed secret, limits and metadata.
+ * key, holding each tenant's KDF, salt, key check value, managed secret, wallet file, limits and
+ * metadata.
  *
  * All tenant rows are loaded into memory at open, so `acquire()` never touches the file; writes
  * (create, update, delete) go to the file first and to memory after they commit.
+ *
+ * A data folder is initialised when its header `registry.json` exists: it is written last, atomically,
+ * after the root key file and the registry file are complete and synced. A kill before that leaves a
+ * folder that is simply initialised again at the next open.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
-import { deriveKey } from '../workers/kdf.js';
-import { poolError } from './errors.js';
-import type { KdfMethod } from './protocol.js';
+import { deriveKey } from '../../workers/kdf.js';
+import { asPoolError, poolError } from '../errors.js';
+import type { KdfMethod } from '../protocol.js';
+import { fsyncDir, hasWallets, writeFileAtomic } from './data-dir.js';
 
 /** Per-tenant overrides of the pool's weights. */
 export interface TenantWeights {
@@ -28,6 +34,8 @@ export interface TenantRecord {
   /** The managed secret; `null` for a passphrase tenant (its passphrase is never stored). */
   secret: Buffer | null;
   verifier: Buffer;
+  /** The wallet's file name in `<dataDir>/wallets`: the tenant id and an incarnation, so a later tenant of the same id never shares a file with an earlier one. */
+  walletFile: string;
   maxSessions?: number;
   weights?: TenantWeights;
   metadata: Record<string, string>;
@@ -45,7 +53,8 @@ CREATE TABLE IF NOT EXISTS tenants (
   max_sessions INTEGER,
   weights TEXT,
   metadata TEXT NOT NULL,
-  created_at TEXT NOT NULL
+  created_at TEXT NOT NULL,
+  wallet_file TEXT
 );
 CREATE TABLE IF NOT EXISTS routes (
   recipient_key TEXT PRIMARY KEY,
@@ -65,13 +74,42 @@ interface TenantRow {
   weights: string | null;
   metadata: string;
   created_at: string;
+  wallet_file: string | null;
 }
 
-/** Plaintext sidecar: the salt for a passphrase root key and a check value that tells a wrong root key from a damaged file. */
+/**
+ * Plaintext sidecar: the salt for a passphrase root key and a check value that tells a wrong root key
+ * from a damaged file; `sum` (a plain hash of the rest) tells a damaged check value from a wrong key.
+ */
 interface RegistryHeader {
   version: 1;
   salt: string;
   keyCheck: string;
+  sum?: string;
+}
+
+function headerSum(header: RegistryHeader): string {
+  return createHash('sha256').update(`${header.version}\n${header.salt}\n${header.keyCheck}`).digest('hex');
+}
+
+function parseHeader(text: string): RegistryHeader {
+  const header = JSON.parse(text) as RegistryHeader;
+  if (header === null || typeof header !== 'object' || header.version !== 1) throw new Error('unknown format');
+  if (typeof header.salt !== 'string' || !/^[0-9a-f]{32}$/.test(header.salt)) throw new Error('the salt is damaged');
+  if (typeof header.keyCheck !== 'string' || !/^[0-9a-f]{64}$/.test(header.keyCheck)) throw new Error('the key check value is damaged');
+  // Headers written before the checksum existed have none; every header written since has one.
+  if (header.sum !== undefined && header.sum !== headerSum(header)) throw new Error('its checksum does not match (the key check value or salt was changed)');
+  return header;
+}
+
+/** The wallet file name of a tenant made before wallet files carried an incarnation. */
+export function legacyWalletFile(tenantId: string): string {
+  return `${tenantId}.sqlite`;
+}
+
+/** A fresh wallet file name for a new tenant. */
+export function newWalletFile(tenantId: string): string {
+  return `${tenantId}.${randomBytes(8).toString('hex')}.sqlite`;
 }
 
 const ROOT_KEY_HEX = /^[0-9a-fA-F]{64}$/;
@@ -83,14 +121,22 @@ function keyCheck(key: Uint8Array): Buffer {
 /** Where the registry's warnings go: the pool's logger, or `process.emitWarning()`. */
 export type Warn = (message: string, code: string) => void;
 
-/** Reads the root key from the option, the environment, or `<dataDir>/root.key`, creating that file once. */
-function rootKeySource(dataDir: string, option: string | undefined, warn: Warn): string {
+/**
+ * Reads the root key from the option, the environment, or `<dataDir>/root.key`. The file is
+ * generated only while the folder is not yet initialised (`isNew`): a folder that has a registry and
+ * no key to it fails instead, and no file is written.
+ */
+function rootKeySource(dataDir: string, option: string | undefined, isNew: boolean, warn: Warn): string {
   const given = option ?? process.env['TENANT_POOL_ROOT_KEY'];
   if (given !== undefined && given !== '') return given;
   const file = join(dataDir, 'root.key');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const stored = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  if (stored !== '') return stored;
+  if (!isNew) {
+    throw poolError('ERR_ROOT_KEY_MISSING', `the data folder ${dataDir} holds a registry but no root key was given (rootKey, TENANT_POOL_ROOT_KEY or ${file}); nothing was changed`);
+  }
   const generated = randomBytes(32).toString('hex');
-  writeFileSync(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
+  writeFileAtomic(file, `${generated}\n`);
   warn(
     `tenant-pool generated a root key into ${file}. Anyone who can read it can open the registry; ` +
       'in production pass `rootKey` or set TENANT_POOL_ROOT_KEY from a secret store.',
@@ -111,6 +157,7 @@ function toRecord(row: TenantRow): TenantRecord {
     ...(row.weights === null ? {} : { weights: JSON.parse(row.weights) as TenantWeights }),
     metadata: JSON.parse(row.metadata) as Record<string, string>,
     createdAt: row.created_at,
+    walletFile: row.wallet_file ?? legacyWalletFile(row.tenant_id),
   };
 }
 
@@ -140,7 +187,7 @@ export class Registry {
 
   /** Records that messages for `recipientKey` go to `tenantId`. */
   addRoute(recipientKey: string, tenantId: string): void {
-    this.#db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = excluded.tenant_id').run(recipientKey, tenantId);
+    this.#write(`a route of tenant ${tenantId}`, (db) => db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = excluded.tenant_id').run(recipientKey, tenantId));
     const previous = this.#routes.get(recipientKey);
     if (previous !== undefined) this.#routesOf.get(previous)?.delete(recipientKey);
     this.#remember(recipientKey, tenantId);
@@ -152,38 +199,59 @@ export class Registry {
   }
 
   /**
-   * Opens (or creates) the registry in `dataDir`.
+   * Opens (or creates) the registry in `dataDir`. Call it holding the folder's lock.
    * @throws ERR_WALLET_KEY_INVALID if the root key is not the one the registry was made with.
-   * @throws ERR_WALLET_CORRUPT if the registry files are damaged; they are left as they are.
+   * @throws ERR_ROOT_KEY_MISSING if the folder has a registry and no root key is given.
+   * @throws ERR_WALLET_CORRUPT if the registry files are damaged, or missing next to wallets; they are left as they are.
    */
   static async open(dataDir: string, rootKeyOption: string | undefined, warn: Warn = (message, code) => process.emitWarning(message, { code })): Promise<Registry> {
-    const source = rootKeySource(dataDir, rootKeyOption, warn);
     const headerPath = join(dataDir, 'registry.json');
     const dbPath = join(dataDir, 'registry.sqlite');
-    const isNew = !existsSync(dbPath) && !existsSync(headerPath);
+    const isNew = !existsSync(headerPath);
+    if (isNew) {
+      if (hasWallets(join(dataDir, 'wallets'))) {
+        throw poolError('ERR_WALLET_CORRUPT', `the data folder ${dataDir} holds wallets but no registry (${headerPath} is missing); refusing to start an empty registry over them`);
+      }
+      // What an initialisation cut short may have left (a registry file is only renamed into place
+      // once complete, and no tenant exists before the header does): it is done again from the start.
+      for (const name of ['registry.sqlite', 'registry.sqlite-journal', 'registry.sqlite-wal', 'registry.sqlite-shm', 'registry.sqlite.init', 'registry.sqlite.init-journal', 'registry.json.tmp', 'root.key.tmp']) {
+        rmSync(join(dataDir, name), { force: true });
+      }
+    }
+    const source = rootKeySource(dataDir, rootKeyOption, isNew, warn);
     let header: RegistryHeader;
     if (isNew) {
       header = { version: 1, salt: randomBytes(16).toString('hex'), keyCheck: '' };
     } else {
       try {
-        header = JSON.parse(readFileSync(headerPath, 'utf8')) as RegistryHeader;
-        if (header.version !== 1 || typeof header.salt !== 'string' || typeof header.keyCheck !== 'string') throw new Error('unknown format');
+        header = parseHeader(readFileSync(headerPath, 'utf8'));
       } catch (error) {
-        throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is missing or damaged: ${(error as Error).message}`, error);
+        throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is damaged: ${error instanceof SyntaxError ? 'not JSON' : (error as Error).message}`, error);
       }
     }
     const key = ROOT_KEY_HEX.test(source) ? Buffer.from(source, 'hex') : await deriveKey('argon2id', source, Buffer.from(header.salt, 'hex'));
     const check = keyCheck(key);
     if (isNew) {
       header.keyCheck = check.toString('hex');
-      writeFileSync(headerPath, `${JSON.stringify(header, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-      closeSync(openSync(dbPath, 'wx', 0o600));
+      header.sum = headerSum(header);
+      try {
+        createRegistryFile(`${dbPath}.init`, key, dbPath);
+        // The header is the commit point: until it is in place, the folder is not initialised.
+        writeFileAtomic(headerPath, `${JSON.stringify(header, null, 2)}\n`);
+      } catch (error) {
+        key.fill(0);
+        throw asPoolError(error, `cannot initialise the data folder ${dataDir}`);
+      }
     } else {
       const stored = Buffer.from(header.keyCheck, 'hex');
       if (stored.length !== check.length || !timingSafeEqual(stored, check)) {
+        key.fill(0);
         throw poolError('ERR_WALLET_KEY_INVALID', 'the root key does not open this registry (rootKey, TENANT_POOL_ROOT_KEY or root.key changed?)');
       }
-      if (!existsSync(dbPath)) throw poolError('ERR_WALLET_CORRUPT', `the registry file ${dbPath} is missing`);
+      if (!existsSync(dbPath)) {
+        key.fill(0);
+        throw poolError('ERR_WALLET_CORRUPT', `the registry file ${dbPath} is missing`);
+      }
     }
     let db: Database.Database | undefined;
     try {
@@ -193,17 +261,24 @@ export class Registry {
       key.fill(0);
       // An existing registry must already hold its tables: an empty or truncated file is damage, not a fresh start.
       const hasTables = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tenants'").pluck().get() === 1;
-      if (!isNew && !hasTables) throw new Error('the registry holds no tenant table');
+      if (!hasTables) throw new Error('the registry holds no tenant table');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
-      db.exec(SCHEMA);
-      chmodSync(dbPath, 0o600);
+      const columns = (db.prepare('PRAGMA table_info(tenants)').all() as { name: string }[]).map((c) => c.name);
+      if (!columns.includes('wallet_file')) db.exec('ALTER TABLE tenants ADD COLUMN wallet_file TEXT');
       return new Registry(db);
     } catch (error) {
+      key.fill(0);
       db?.close();
-      throw poolError('ERR_WALLET_CORRUPT', `the registry file ${dbPath} is unreadable: ${(error as Error).message}`, error);
+      const failure = asPoolError(error, `the registry file ${dbPath} is unreadable`);
+      throw failure.code === 'ERR_INTERNAL' ? poolError('ERR_WALLET_CORRUPT', failure.message, error) : failure;
     }
+  }
+
+  /** The wallet file names the registry owns (for the sweep). */
+  walletFiles(): Set<string> {
+    return new Set([...this.#tenants.values()].map((t) => t.walletFile));
   }
 
   get(tenantId: string): TenantRecord | undefined {
@@ -223,10 +298,10 @@ export class Registry {
   }
 
   insert(record: TenantRecord): void {
-    this.#db
+    this.#write(`creating tenant ${record.tenantId}`, (db) => db
       .prepare(
-        `INSERT INTO tenants (tenant_id, label, kdf, salt, secret, verifier, max_sessions, weights, metadata, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO tenants (tenant_id, label, kdf, salt, secret, verifier, max_sessions, weights, metadata, created_at, wallet_file)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         record.tenantId,
@@ -239,12 +314,22 @@ export class Registry {
         record.weights === undefined ? null : JSON.stringify(record.weights),
         JSON.stringify(record.metadata),
         record.createdAt,
-      );
+        record.walletFile,
+      ));
     this.#tenants.set(record.tenantId, record);
   }
 
+  /** Runs a write on the registry file; a storage failure becomes its `TenantPoolError`, and memory is left as it was. */
+  #write(what: string, fn: (db: Database.Database) => unknown): void {
+    try {
+      fn(this.#db);
+    } catch (error) {
+      throw asPoolError(error, `the registry could not record ${what}`);
+    }
+  }
+
   update(record: TenantRecord): void {
-    this.#db
+    this.#write(`an update of tenant ${record.tenantId}`, (db) => db
       .prepare('UPDATE tenants SET label = ?, max_sessions = ?, weights = ?, metadata = ? WHERE tenant_id = ?')
       .run(
         record.label ?? null,
@@ -252,13 +337,13 @@ export class Registry {
         record.weights === undefined ? null : JSON.stringify(record.weights),
         JSON.stringify(record.metadata),
         record.tenantId,
-      );
+      ));
     this.#tenants.set(record.tenantId, record);
   }
 
   /** Deletes the tenant and (by cascade) its routes. */
   delete(tenantId: string): void {
-    this.#db.prepare('DELETE FROM tenants WHERE tenant_id = ?').run(tenantId);
+    this.#write(`the deletion of tenant ${tenantId}`, (db) => db.prepare('DELETE FROM tenants WHERE tenant_id = ?').run(tenantId));
     this.#tenants.delete(tenantId);
     for (const key of this.#routesOf.get(tenantId) ?? []) this.#routes.delete(key);
     this.#routesOf.delete(tenantId);
@@ -267,4 +352,31 @@ export class Registry {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+}
+
+/**
+ * Builds a new, empty registry file under a temporary name, synced, then renamed to `path`: the
+ * folder never holds a half-made registry under its real name.
+ */
+function createRegistryFile(temp: string, key: Uint8Array, path: string): void {
+  rmSync(temp, { force: true });
+  closeSync(openSync(temp, 'wx', 0o600));
+  const db = new Database(temp);
+  try {
+    db.pragma(`cipher='chacha20'`);
+    db.pragma(`key="x'${Buffer.from(key).toString('hex')}'"`);
+    db.exec(SCHEMA);
+  } finally {
+    db.close();
+  }
+  const fd = openSync(temp, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  chmodSync(temp, 0o600);
+  rmSync(path, { force: true });
+  renameSync(temp, path);
+  fsyncDir(path.slice(0, path.lastIndexOf('/')));
 }
