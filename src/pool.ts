@@ -190,7 +190,14 @@ export class TenantPool implements AsyncDisposable {
       if (logger !== undefined) events.on(logEvents(logger));
       // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
       TenantPool.#sweep(resolved.dataDir, registry, events, logger === undefined ? warn : undefined);
-      return await TenantPool.#start(resolved, lock, registry, events, warn, internals.clock ?? performance);
+      const pool = await TenantPool.#start(resolved, lock, registry, events, warn, internals.clock ?? performance);
+      try {
+        lock.recordHolder();
+      } catch (error) {
+        await pool.close({ timeoutMs: 0 });
+        throw error;
+      }
+      return pool;
     } catch (error) {
       registry?.close();
       lock.release();

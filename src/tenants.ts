@@ -141,10 +141,9 @@ export class Tenants {
     const maxSessions = opts['maxSessions'] === undefined ? undefined : checkMaxSessions(opts['maxSessions']);
     const weights = opts['weights'] === undefined ? undefined : this.#checkFits(checkWeights(opts['weights']));
     const metadata = checkTags(opts['metadata'], 'metadata');
-    if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
 
+    // Checked inside the tenant's critical section: a create or delete of this id still under way finishes first.
     return ctx.wallets.exclusive(tenantId, async () => {
-      // Checked again inside the critical section: a create or delete of this id may have run meanwhile.
       if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
       ctx.assertOpen();
       const salt = randomBytes(16);
@@ -230,7 +229,8 @@ export class Tenants {
    */
   async delete(tenantId: string): Promise<void> {
     const ctx = this.#ctx;
-    this.#record(tenantId);
+    ctx.assertOpen();
+    checkTenantId(tenantId);
     await ctx.wallets.exclusive(tenantId, async () => {
       // Inside the critical section: no open, close or create of this id is under way.
       const record = this.#record(tenantId);

@@ -46,9 +46,11 @@ export function fsyncDir(dir: string): void {
 /** The exclusive hold on one data folder, released by `release()` or by the process's death. */
 export class DataDirLock {
   readonly #db: Database.Database;
+  readonly #dataDir: string;
 
-  private constructor(db: Database.Database) {
+  private constructor(db: Database.Database, dataDir: string) {
     this.#db = db;
+    this.#dataDir = dataDir;
   }
 
   /**
@@ -68,19 +70,25 @@ export class DataDirLock {
       db?.close();
       if ((error as { code?: unknown }).code === 'SQLITE_BUSY') {
         const holder = readHolder(dataDir);
-        const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (since ${holder.since})`;
+        const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
         throw poolError('ERR_DATA_DIR_LOCKED', `the data folder ${dataDir} is in use by ${who}; one pool owns a data folder at a time`, error, holder === undefined ? undefined : { holder });
       }
       throw asPoolError(error, `cannot lock the data folder ${dataDir}`);
     }
+    return new DataDirLock(db, dataDir);
+  }
+
+  /**
+   * Records this process as the holder, for the error other openers get. Written once the pool has
+   * opened, so an open that fails (a missing root key, say) changes no file.
+   */
+  recordHolder(): void {
+    const holder: DataDirHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
     try {
-      const holder: DataDirHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
-      writeFileAtomic(join(dataDir, HOLDER_FILE), `${JSON.stringify(holder)}\n`);
+      writeFileAtomic(join(this.#dataDir, HOLDER_FILE), `${JSON.stringify(holder)}\n`);
     } catch (error) {
-      db.close();
-      throw asPoolError(error, `cannot write ${HOLDER_FILE} in the data folder ${dataDir}`);
+      throw asPoolError(error, `cannot write ${HOLDER_FILE} in the data folder ${this.#dataDir}`);
     }
-    return new DataDirLock(db);
   }
 
   /** Gives the folder up. Idempotent. */
