@@ -254,12 +254,17 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     fromFile = validate(raw, new Checker(` in config file ${file}`), dirname(file));
   }
   const given = validate(options as Record<string, unknown>, new Checker(''), process.cwd());
+  // Where weights and capacity came from, so that an error about the two together names the file.
+  const fileOf = (key: 'weights' | 'capacity'): string => (given[key] === undefined && fromFile[key] !== undefined && configFile !== undefined ? ` in config file ${resolve(configFile)}` : '');
   const merged: OptionsPatch = { ...fromFile, ...given };
   const cores = availableParallelism();
   const weights = { ...DEFAULTS.weights, ...merged.weights };
   const capacity = merged.capacity ?? DEFAULTS.capacity;
   if (weights.wallet + weights.session > capacity) {
-    throw poolError('ERR_INVALID_CONFIG', `Expected \`weights\` (wallet ${weights.wallet} + session ${weights.session}) to fit in \`capacity\` ${capacity}: no first session could ever be admitted`);
+    throw poolError(
+      'ERR_INVALID_CONFIG',
+      `Expected \`weights\`${fileOf('weights')} (wallet ${weights.wallet} + session ${weights.session}) to fit in \`capacity\`${fileOf('capacity')} ${capacity}: no first session could ever be admitted`,
+    );
   }
   const resolved: ResolvedOptions = Object.freeze({
     dataDir: merged.dataDir ?? resolve(DEFAULTS.dataDir),

@@ -2,9 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PoolOptions } from '../src/config.js';
 import { TenantPool } from '../src/pool.js';
+
+/** Runs the test only where `condition` holds (root, a mount); elsewhere it is counted as skipped. */
+export function testIf(condition: boolean, name: string, fn: () => Promise<void>): void {
+  if (condition) test(name, fn);
+  else test.skip(name, fn);
+}
 
 /** A fresh data folder under the OS temp dir; remove it with `rmSync(dir, { recursive: true })`. */
 export function tempDir(prefix = 'tp-test-'): string {

@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
-import { filesUnder, rejectsWith, rootKey, tempDir, walletPathOf } from './helpers.js';
+import { filesUnder, rejectsWith, rootKey, tempDir, testIf, walletPathOf } from './helpers.js';
 
 /** Names, sizes and modification times of every file below `dir`: a folder nothing touched compares equal. */
 function snapshot(dir: string): string[] {
@@ -72,15 +72,17 @@ test('a pool in another process holds the folder until it dies by SIGKILL; then 
 
 test('delete(x) racing create(x): they run one after the other, and the delete never touches the new tenant\'s wallet', async () => {
   const dataDir = tempDir();
-  const pool = await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 2, walletIdleTtlMs: 60_000 });
+  const pool = await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 2, walletIdleTtlMs: 0 });
   try {
     for (let round = 0; round < 3; round++) {
-      await pool.tenants.create({ tenantId: 'x', kdf: 'argon2i-int' });
+      // The old tenant opens slowly (Argon2i-mod), the new one is made fast (raw): a delete that did not
+      // wait for the create would remove the new wallet's file after it was made.
+      await pool.tenants.create({ tenantId: 'x', kdf: round === 0 ? 'raw' : 'argon2i-mod' });
       await pool.withSession('x', async (s) => s.records.save('c', 'old', round));
-      // The old wallet is open and idle (round 0), or still opening (rounds 1 and 2) when the delete starts.
+      // The old wallet is closing (round 0), or still opening (rounds 1 and 2) when the delete starts.
       const opening = round === 0 ? Promise.resolve() : pool.withSession('x', async () => {}).catch(() => {});
       const deleting = pool.tenants.delete('x');
-      const creating = pool.tenants.create({ tenantId: 'x', kdf: 'argon2i-int' });
+      const creating = pool.tenants.create({ tenantId: 'x', kdf: 'raw' });
       await Promise.all([deleting, creating, opening]);
       // The tenant that exists now is the new one: empty, and its wallet file is there and opens.
       assert.is(await pool.withSession('x', async (s) => s.records.get('c', 'old')), null, `round ${round}: a fresh wallet`);
@@ -214,7 +216,7 @@ const isRoot = process.getuid?.() === 0;
 const nobodyCanRun =
   isRoot && spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(join(import.meta.dirname, 'fixtures', 'delete-unwritable.ts'))}, 4)`], { uid: 65534, gid: 65534 }).status === 0;
 
-(nobodyCanRun ? test : test.skip)('a delete whose wallet file cannot be removed (folder not writable) completes, warns, and the next open sweeps the file', async () => {
+testIf(nobodyCanRun, 'a delete whose wallet file cannot be removed (folder not writable) completes, warns, and the next open sweeps the file', async () => {
   const parent = tempDir();
   chmodSync(parent, 0o755);
   const dataDir = join(parent, 'data');

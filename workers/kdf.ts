@@ -3,7 +3,7 @@
  * core, and `hashRaw` runs them on the libuv thread pool, so the worker keeps answering its other
  * tenants while a derivation is under way.
  */
-import { hkdfSync } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { hashRaw, type Algorithm, type Options, type Version } from '@node-rs/argon2';
 import type { KdfMethod } from '../src/protocol.js';
 
@@ -36,4 +36,13 @@ export async function deriveKey(method: KdfMethod, secret: Uint8Array | string, 
   }
   const params = ARGON2_PARAMS[method];
   return hashRaw(typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret, { ...params, salt });
+}
+
+/**
+ * The key check value kept in the registry: tells a wrong key from a damaged file without touching
+ * the file. For a passphrase tenant it costs a guesser one full derivation per guess, since the
+ * passphrase reaches it only through Argon2.
+ */
+export function keyVerifier(key: Uint8Array): Buffer {
+  return createHmac('sha256', key).update('tenant-pool key check v1').digest();
 }

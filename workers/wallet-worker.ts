@@ -3,12 +3,12 @@
  * lasts as long as the worker serves its port. Every wallet call then travels over that port, not
  * through piscina's task queue, so calls for a tenant always reach the worker that holds its wallet.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { encodeError, poolError } from '../src/errors.js';
 import { Outbox, unbatch } from '../src/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
-import { deriveKey } from './kdf.js';
+import { deriveKey, keyVerifier } from './kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
 import { Wallet, verifySignature } from './wallet.js';
 
@@ -21,10 +21,6 @@ const wallets = new Map<string, OpenWallet>();
 let loaded: LoadedModules = { modules: [], tasks: new Map() };
 let maxValueBytes = 1024 * 1024;
 
-/** The key check value kept in the registry: tells a wrong key from a damaged file without touching the file. */
-function keyVerifier(key: Uint8Array): Buffer {
-  return createHmac('sha256', key).update('tenant-pool key check v1').digest();
-}
 
 function openOf(tenantId: string): OpenWallet {
   const open = wallets.get(tenantId);

@@ -1,0 +1,108 @@
+/**
+ * Secrets: passphrases always go through Argon2; no secret is reachable from the pool, its options
+ * or its stats; a config file's syntax error never quotes the file.
+ */
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { TenantPool } from '../src/pool.js';
+import { DataDirLock } from '../src/store/data-dir.js';
+import { Registry } from '../src/store/registry.js';
+import { deriveKey, keyVerifier } from '../workers/kdf.js';
+import { Wallet } from '../workers/wallet.js';
+import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+
+test('a passphrase tenant gets argon2i-mod by default; raw with a passphrase is refused; managed tenants keep the pool\'s kdf', async () => {
+  const pool = await openPool({ kdf: 'raw' });
+  try {
+    const alice = await pool.tenants.create({ tenantId: 'alice', passphrase: 'correct horse battery staple' });
+    assert.is(alice.kdf, 'argon2i-mod');
+    assert.is(alice.managed, false);
+    await rejectsWith(pool.tenants.create({ tenantId: 'bob', passphrase: 'pw', kdf: 'raw' }), 'ERR_INVALID_ARGUMENT', 'raw with a passphrase');
+    await rejectsWith(pool.tenants.get('bob'), 'ERR_TENANT_NOT_FOUND', 'nothing made for the refused create');
+    assert.is((await pool.tenants.create({ tenantId: 'carol', passphrase: 'pw', kdf: 'argon2id' })).kdf, 'argon2id');
+    assert.is((await pool.tenants.create({ tenantId: 'managed' })).kdf, 'raw');
+    await pool.withSession('alice', async (s) => s.records.save('c', 'r', 1), { passphrase: 'correct horse battery staple' });
+    await rejectsWith(pool.acquire('alice', { passphrase: 'wrong' }), 'ERR_WALLET_KEY_INVALID');
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('a passphrase tenant made with raw before Argon2 was enforced still opens with its passphrase, and only with it', async () => {
+  const dataDir = tempDir();
+  const key = rootKey();
+  await (await TenantPool.open({ dataDir, rootKey: key, workers: 1 })).close();
+  // Made as an earlier version made it: kdf raw, no stored secret, the verifier of the HKDF key.
+  const lock = DataDirLock.acquire(dataDir);
+  const registry = await Registry.open(dataDir, key);
+  const salt = randomBytes(16);
+  const walletKey = await deriveKey('raw', 'old passphrase', salt);
+  Wallet.create(join(dataDir, 'wallets', 'legacy.sqlite'), walletKey);
+  registry.insert({ tenantId: 'legacy', kdf: 'raw', salt, secret: null, verifier: keyVerifier(walletKey), walletFile: 'legacy.sqlite', metadata: {}, createdAt: new Date().toISOString() });
+  registry.close();
+  lock.release();
+  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  try {
+    assert.is((await pool.tenants.get('legacy')).kdf, 'raw');
+    await pool.withSession('legacy', async (s) => s.records.save('c', 'r', 'kept'), { passphrase: 'old passphrase' });
+    await rejectsWith(pool.acquire('legacy', { passphrase: 'not it' }), 'ERR_WALLET_KEY_INVALID');
+  } finally {
+    await pool.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('no secret is reachable from the pool, its options or its stats: not the root key, from an option or a config file', async () => {
+  for (const source of ['option', 'config file'] as const) {
+    const key = rootKey();
+    const dataDir = tempDir();
+    const configFile = join(dataDir, 'pool.json');
+    writeFileSync(configFile, JSON.stringify({ rootKey: key, workers: 1 }));
+    const pool = source === 'option' ? await TenantPool.open({ dataDir, rootKey: key, workers: 1 }) : await TenantPool.open({ dataDir, configFile });
+    try {
+      await pool.tenants.create({ tenantId: 'managed' });
+      await pool.withSession('managed', async (s) => s.records.save('c', 'r', 1));
+      const views = [
+        inspect(pool, { depth: Infinity, showHidden: true, getters: true }),
+        inspect(pool.options, { depth: Infinity, showHidden: true, getters: true }),
+        JSON.stringify(pool.options),
+        JSON.stringify(pool.stats()),
+        inspect(pool.tenants, { depth: Infinity, showHidden: true }),
+        JSON.stringify(await pool.tenants.list()),
+      ];
+      for (const view of views) {
+        assert.not.ok(view.includes(key), `${source}: the root key is in ${view.slice(0, 60)}…`);
+        assert.not.ok(view.includes(key.slice(0, 16)), `${source}: part of the root key is in ${view.slice(0, 60)}…`);
+      }
+      assert.not.ok('rootKey' in pool.options, 'the options hold no rootKey');
+    } finally {
+      await pool.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
+});
+
+test('a config file with a syntax error is named with its line and column, never quoted', async () => {
+  const dataDir = tempDir();
+  const configFile = join(dataDir, 'pool.json');
+  const secret = 'deadbeefcafe0123456789abcdef0123456789abcdef0123456789abcdef0123';
+  for (const [text, line, column] of [
+    [`{\n  "workers": 1,\n  "rootKey": ${secret}\n}`, 3, 14],
+    [`{ "rootKey": "${secret}" "workers": 1 }`, 1, 81],
+    [`{ "rootKey": "${secret}`, 1, 79],
+  ] as const) {
+    writeFileSync(configFile, text);
+    const error = await rejectsWith(TenantPool.open({ dataDir, configFile }), 'ERR_INVALID_CONFIG');
+    assert.match(error.message, configFile);
+    assert.match(error.message, `line ${line}, column ${column}`);
+    for (let i = 0; i + 6 <= secret.length; i++) assert.not.ok(error.message.includes(secret.slice(i, i + 6)), `no piece of the file's content: ${error.message}`);
+    assert.not.ok(inspect(error, { depth: Infinity, showHidden: true }).includes(secret.slice(0, 10)), 'not in its cause either');
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test.run();
