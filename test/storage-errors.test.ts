@@ -152,4 +152,19 @@ test('a write whose worker dies before answering is ERR_WORKER_CRASHED with outc
   }
 });
 
+test('a wallet folder removed under a running pool, and a worker that cannot start, are TenantPoolErrors with their codes', async () => {
+  const pool = await openPool();
+  try {
+    await pool.tenants.create({ tenantId: 'before' });
+    rmSync(join(pool.options.dataDir, 'wallets'), { recursive: true });
+    await rejectsWith(pool.tenants.create({ tenantId: 'after' }), 'ERR_STORAGE_IO', 'a create into a missing folder');
+    await rejectsWith(pool.acquire('before'), 'ERR_WALLET_CORRUPT', 'a wallet whose file is gone');
+    assert.is(pool.stats().weightInUse, 0, 'no leaked weight');
+  } finally {
+    await disposePool(pool);
+  }
+  // A heap limit too small for a worker to start: the pool's own code, not the thread's.
+  await rejectsWith(openPool({ workerResourceLimits: { maxOldGenerationSizeMb: 1 } }), 'ERR_WORKER_CRASHED', 'a worker that dies at start');
+});
+
 test.run();
