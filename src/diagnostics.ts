@@ -38,6 +38,8 @@ export interface PoolEvents {
   'tenant-pool:worker:crash': { worker: number; message: string; walletsLost: number; crashes: number };
   /** A worker is ready to serve, `startMs` after it was asked for. */
   'tenant-pool:worker:spawn': { worker: number; startMs: number; isReplacement: boolean };
+  /** A tenant was created: `deriveMs` in the KDF, `totalMs` all of it; `isKeptOpen` when its new wallet stayed open (cached) so its first session derives nothing. */
+  'tenant-pool:tenant:create': { tenantId: string; worker: number; kdf: KdfMethod; deriveMs: number; totalMs: number; isKeptOpen: boolean };
   /** At open, files of the wallet folder that no tenant owns were removed (`removed`), or could not be (`failed`, tried again next open). */
   'tenant-pool:pool:sweep': { dataDir: string; removed: string[]; failed: string[] };
 }
@@ -57,6 +59,7 @@ export const CHANNEL_NAMES = [
   'tenant-pool:wallet:evict',
   'tenant-pool:worker:crash',
   'tenant-pool:worker:spawn',
+  'tenant-pool:tenant:create',
   'tenant-pool:pool:sweep',
 ] as const satisfies readonly EventName[];
 

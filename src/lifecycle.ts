@@ -200,6 +200,16 @@ export class WalletManager {
     });
   }
 
+  /** A wallet that `createWallet` left open on `worker` is this tenant's open (idle) wallet from now on. */
+  adoptCreated(tenant: TenantRecord, worker: WorkerSlot, passphrase: string | undefined): void {
+    const entry = new WalletEntry(tenant.tenantId, worker);
+    entry.state = 'open';
+    entry.openedAt = this.#now();
+    entry.passCheck = tenant.secret === null ? this.#passCheck(passphrase) : null;
+    this.#entries.set(tenant.tenantId, entry);
+    this.counters.walletOpens++;
+  }
+
   /** A session ended. Whether its wallet then closes is the scheduler's decision. */
   release(session: Session): void {
     session.entry.sessions.delete(session);

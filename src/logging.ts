@@ -5,7 +5,7 @@
  *
  * | level | events |
  * |---|---|
- * | debug | session acquire, release and reject (caller errors); wallet open, close and evict |
+ * | debug | session acquire, release and reject (caller errors); wallet open, close and evict; tenant create |
  * | info  | session timeout; revocation on delete or close; worker spawn; pool open and close |
  * | warn  | session leak; revocation at `maxSessionMs`; a wallet lost with its worker; a corrupt wallet; generated root key; files swept at open |
  * | error | worker crash |
@@ -42,6 +42,7 @@ const LINES: { [K in EventName]: (p: PoolEvents[K]) => [Level, string] } = {
   'tenant-pool:wallet:evict': (p) => ['debug', `idle wallet of ${p.tenantId} evicted for ${p.forTenantId}`],
   'tenant-pool:worker:crash': (p) => ['error', `worker ${p.worker} died: ${p.message}`],
   'tenant-pool:worker:spawn': (p) => ['info', `worker ${p.worker} ${p.isReplacement ? 'replaced' : 'started'} in ${p.startMs} ms`],
+  'tenant-pool:tenant:create': (p) => ['debug', `tenant ${p.tenantId} created on worker ${p.worker} in ${p.totalMs} ms (${p.kdf}${p.isKeptOpen ? ', wallet kept open' : ''})`],
   'tenant-pool:pool:sweep': (p) => ['warn', `removed ${p.removed.length} wallet file(s) no tenant owns${p.failed.length > 0 ? `; ${p.failed.length} could not be removed` : ''}: ${[...p.removed, ...p.failed].join(', ')}`],
 };
 

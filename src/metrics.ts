@@ -114,7 +114,7 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
       acquireWait: histogram('acquire_wait_seconds', 'Time from acquire() to the session: admission, then the wallet open unless it was cached.', 'wallet', WAIT_BUCKETS),
       sessionHold: histogram('session_hold_seconds', 'Time from acquire to release of each session.', undefined, HOLD_BUCKETS),
       walletOpen: histogram('wallet_open_seconds', 'Time to open a wallet, key derivation and its queue included.', 'kdf', OPEN_BUCKETS),
-      keyDerivation: histogram('key_derivation_seconds', 'Time in the key derivation function, per wallet open.', 'kdf', OPEN_BUCKETS),
+      keyDerivation: histogram('key_derivation_seconds', 'Time in the key derivation function, per wallet open or tenant creation.', 'kdf', OPEN_BUCKETS),
     };
   } catch (error) {
     for (const n of names) registry.removeSingleMetric(n);
@@ -129,6 +129,8 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
       sessionHold.observe(constLabels, p.holdMs / 1000);
     } else if (event === 'tenant-pool:wallet:open') {
       walletOpen.observe({ ...constLabels, kdf: p.kdf }, p.totalMs / 1000);
+      keyDerivation.observe({ ...constLabels, kdf: p.kdf }, p.deriveMs / 1000);
+    } else if (event === 'tenant-pool:tenant:create') {
       keyDerivation.observe({ ...constLabels, kdf: p.kdf }, p.deriveMs / 1000);
     }
   };

@@ -143,6 +143,14 @@ export class TenantPool implements AsyncDisposable {
       walletPath,
       assertOpen: () => this.#assertOpen(),
       warn,
+      now: () => clock.now(),
+      events,
+      adoptCreated: (record, worker, passphrase) => {
+        if (this.#isClosed || !this.#scheduler.adoptIdle(record.tenantId, this.#weightsOf(record), clock.now())) return false;
+        this.#wallets.adoptCreated(record, worker, passphrase);
+        this.#armTimer(clock.now());
+        return true;
+      },
       onUpdated: (record) => {
         this.#scheduler.setLimit(record.tenantId, record.maxSessions ?? options.maxSessionsPerTenant);
         this.#pump();
@@ -331,6 +339,18 @@ export class TenantPool implements AsyncDisposable {
     const tenantId = this.#registry.routeOf(recipientKey);
     if (tenantId === undefined) throw poolError('ERR_ROUTE_NOT_FOUND', 'no tenant has a routing key equal to this recipientKey');
     return this.withSession(tenantId, async (session) => (session as Session).inbound({ recipientKey, body: msg['body'] as JsonValue }), options);
+  }
+
+  /**
+   * Closes every idle (cached) wallet now, as if its idle TTL had passed: their weight returns and
+   * their next session opens them again. Wallets with sessions are left alone. Resolves with the
+   * number closed, once they are.
+   */
+  async closeIdleWallets(): Promise<number> {
+    this.#assertOpen();
+    const tenants = this.#scheduler.closeAllIdle();
+    await Promise.all(tenants.map(async (tenantId) => this.#closeWallet(tenantId, 'idle')));
+    return tenants.length;
   }
 
   /** A snapshot of sessions, weight, queue, wallets, workers and totals. */

@@ -55,6 +55,7 @@ export interface CreateWalletResult extends WalletTimings {
 
 /** The worker's method table: name → (arguments) → result. */
 export interface WorkerApi {
+  /** Creates the wallet file and leaves it open on this worker (close it with `closeWallet` if it is not kept). */
   createWallet(req: WalletKeyMaterial): CreateWalletResult;
   openWallet(req: OpenWalletRequest): WalletTimings;
   closeWallet(tenantId: string): void;

@@ -248,6 +248,30 @@ export class Scheduler {
     this.#unpark(slot);
   }
 
+  /**
+   * A wallet just created and left open: held as an idle (cached) wallet if that takes no room a
+   * waiter needs and evicts nothing. Returns whether it is held; if not, the caller closes it.
+   */
+  adoptIdle(tenantId: string, weights: Weights, now: number): boolean {
+    if (this.#idleTtlMs === 0 || this.#eligible.size > 0 || this.#weightInUse + weights.wallet > this.capacity) return false;
+    const slot = this.#slot(tenantId);
+    if (slot.isWalletHeld || slot.sessions > 0) return false;
+    slot.isWalletHeld = true;
+    slot.walletWeight = weights.wallet;
+    slot.isWalletGone = false;
+    this.#weightInUse += weights.wallet;
+    slot.idleSince = now;
+    this.#idle.set(tenantId, slot);
+    return true;
+  }
+
+  /** Starts closing every idle wallet now, as if its TTL had passed; returns the tenants whose wallet to close. */
+  closeAllIdle(): string[] {
+    const closing = [...this.#idle.values()];
+    for (const slot of closing) this.#startClose(slot);
+    return closing.map((slot) => slot.tenantId);
+  }
+
   /** The pool closed: every session, wallet and waiter is gone, and so is the weight they held. */
   reset(): void {
     for (let w = this.#deadlines.pop(); w !== undefined; w = this.#deadlines.pop()) w.state = 'cancelled';

@@ -9,6 +9,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { ms, type EventHub } from './diagnostics.js';
 import { poolError } from './errors.js';
 import { KDF_METHODS, type KdfMethod } from './protocol.js';
 import { rankWorkers } from './placement.js';
@@ -63,6 +64,13 @@ export interface TenantsContext {
   walletPath: (tenant: Pick<TenantRecord, 'walletFile'>) => string;
   assertOpen: () => void;
   warn: Warn;
+  /**
+   * A new tenant's wallet, left open on `worker` by its creation: kept as an idle (cached) wallet
+   * if the pool has room, so the first session derives nothing. Returns whether it was kept.
+   */
+  adoptCreated: (record: TenantRecord, worker: WorkerSlot, passphrase: string | undefined) => boolean;
+  now: () => number;
+  events: EventHub;
   /** The tenant's limits or weights changed: waiters its old limit held back may go now. */
   onUpdated: (record: TenantRecord) => void;
   /** Ends a session of a deleted tenant. */
@@ -151,7 +159,13 @@ export class Tenants {
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
       const walletFile = newWalletFile(tenantId);
       const path = ctx.walletPath({ walletFile });
-      const { verifier } = await ctx.wallets.derive(kdf, async () => worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' }));
+      const startedAt = ctx.now();
+      const crashes = worker.crashes;
+      const { verifier, deriveMs } = await ctx.wallets.derive(kdf, async () => worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' }));
+      // The worker left the new wallet open; unless it died since (and the wallet with it), it is closed again if not kept.
+      const closeOnWorker = async (): Promise<void> => {
+        if (worker.crashes === crashes) await worker.call('closeWallet', tenantId).catch(() => {});
+      };
       const record: TenantRecord = {
         tenantId,
         ...(label === undefined ? {} : { label }),
@@ -169,9 +183,13 @@ export class Tenants {
         ctx.assertOpen();
         ctx.registry.insert(record);
       } catch (error) {
+        await closeOnWorker();
         this.#removeFiles(record);
         throw error;
       }
+      const isKeptOpen = worker.crashes === crashes && ctx.adoptCreated(record, worker, passphrase);
+      if (!isKeptOpen) await closeOnWorker();
+      ctx.events.emit('tenant-pool:tenant:create', () => ({ tenantId, worker: worker.index, kdf, deriveMs: ms(deriveMs), totalMs: ms(ctx.now() - startedAt), isKeptOpen }));
       return toInfo(record);
     });
   }

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -50,6 +50,12 @@ console.log(JSON.stringify({ ...result, code, scrape, panel, execArgv: process.e
     assert.is(out.code, 'ERR_TENANT_NOT_FOUND');
     assert.is(out.scrape, 'tenant_pool_sessions_acquired_total 1', 'tenant-pool/metrics loads prom-client and counts');
     assert.is(out.panel, 'built · up 1 s', 'tenant-pool/live');
+    // The package ships dist/ only: every source map carries its sources, so stack traces map to readable code.
+    for (const file of ['src/pool.js.map', 'workers/wallet-worker.js.map']) {
+      const map = JSON.parse(readFileSync(join(root, 'dist', file), 'utf8')) as { sources: string[]; sourcesContent?: string[] };
+      assert.is(map.sourcesContent?.length, map.sources.length, `${file} has its sources inline`);
+      assert.ok(map.sourcesContent!.every((text) => text.length > 0));
+    }
   } finally {
     rmSync(app, { recursive: true, force: true });
   }

@@ -18,6 +18,7 @@ test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, oth
     const cold = await pool.tenants.create({ tenantId: idOnWorker('cold', 0), kdf: 'argon2i-mod' });
     const cool = await pool.tenants.create({ tenantId: idOnWorker('cool', 0), kdf: 'argon2i-int' });
     const other = await pool.tenants.create({ tenantId: idOnWorker('other', 1) });
+    await pool.closeIdleWallets();
     const held = await pool.acquire(warm.tenantId);
     await held.records.save('c', 'kept', { durable: true });
     const bystander = await pool.acquire(other.tenantId);
@@ -59,6 +60,7 @@ test('an open still waiting for a key-derivation slot when its worker dies is pl
   try {
     await pool.tenants.create({ tenantId: 'a', kdf: 'argon2i-mod' });
     await pool.tenants.create({ tenantId: 'b', kdf: 'argon2i-int' });
+    await pool.closeIdleWallets();
     const a = pool.acquire('a');
     const b = pool.acquire('b');
     await until(() => pool.stats().wallets.opening === 2, "b waits for a's derivation");

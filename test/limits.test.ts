@@ -212,6 +212,7 @@ test('tenants.update during acquires fails none of them; a raised maxSessions ad
   const pool = await openPool({ walletIdleTtlMs: 60_000 });
   try {
     await pool.tenants.create({ tenantId: 'slow', kdf: 'argon2i-int' });
+    await pool.closeIdleWallets();
     const acquires = Array.from({ length: 6 }, async () => pool.acquire('slow', { timeoutMs: 30_000 }));
     await until(() => pool.stats().wallets.opening === 1, 'the wallet is opening');
     await pool.tenants.update('slow', { label: 'renamed', metadata: { k: 'v' } });
@@ -246,6 +247,7 @@ test('after close() the pool holds no weight; acquires waiting for a derivation 
   await pool.withSession('idle', async () => {});
   const held = await pool.acquire('idle');
   for (const id of ['k1', 'k2', 'k3']) await pool.tenants.create({ tenantId: id, kdf: 'argon2i-int' });
+  await pool.closeIdleWallets();
   const opening = ['k1', 'k2', 'k3'].map(async (id) => pool.acquire(id, { timeoutMs: 30_000 }));
   await until(() => pool.stats().wallets.opening === 3, 'three opens, two of them waiting for the one derivation slot');
   const closed = pool.close({ timeoutMs: 0 });

@@ -52,6 +52,7 @@ test('startLiveView redraws the panel in place on a terminal, from the pool’s 
   const view = startLiveView(pool, { stream, intervalMs: 60_000, title: 'test' });
   try {
     await pool.tenants.create({ tenantId: 't' });
+    await pool.closeIdleWallets();
     for (let i = 0; i < 4; i++) await pool.withSession('t', () => undefined);
     view.refresh();
     await new Promise<void>((resolve) => setImmediate(resolve));

@@ -21,6 +21,7 @@ const PAYLOAD_KEYS: Record<EventName, string[]> = {
   'tenant-pool:wallet:evict': ['forTenantId', 'idleMs', 'tenantId'],
   'tenant-pool:worker:crash': ['crashes', 'message', 'walletsLost', 'worker'],
   'tenant-pool:worker:spawn': ['isReplacement', 'startMs', 'worker'],
+  'tenant-pool:tenant:create': ['deriveMs', 'isKeptOpen', 'kdf', 'tenantId', 'totalMs', 'worker'],
   'tenant-pool:pool:sweep': ['dataDir', 'failed', 'removed'],
 };
 
@@ -240,7 +241,8 @@ test('with no logger the pool writes nothing but its warnings', async () => {
   }
   assert.equal(warnings.map((w) => w.code), ['TENANT_POOL_SESSION_LEAK']);
   // Node prints the warning itself (its own listener); no other line of the pool's reaches the console.
-  const poolLines = written.split('\n').filter((line) => line.includes('tenant-pool') && !line.includes('TENANT_POOL_SESSION_LEAK'));
+  // The pool's own words ("tenant-pool: ...", "tenant-pool generated ..."), not a path that happens to contain the name.
+  const poolLines = written.split('\n').filter((line) => /tenant-pool[: ]/.test(line) && !line.includes('TENANT_POOL_SESSION_LEAK'));
   assert.equal(poolLines, []);
 });
 

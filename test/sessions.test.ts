@@ -81,6 +81,7 @@ test('a key derivation does not stall the worker: a warm tenant on the same work
     const warm = await pool.tenants.create();
     const cold = await pool.tenants.create({ kdf: 'argon2i-mod' });
     const session = await pool.acquire(warm.tenantId);
+    await pool.closeIdleWallets();
     await session.records.save('c', 'r', 'v');
     const opening = pool.acquire(cold.tenantId, { timeoutMs: 60_000 });
     await until(() => pool.stats().wallets.opening === 1, 'the open was sent');
@@ -136,6 +137,7 @@ test('an acquire times out while a slow wallet opens, holds nothing, and the ope
   const pool = await openPool({ walletIdleTtlMs: 60_000 });
   try {
     const { tenantId } = await pool.tenants.create({ kdf: 'argon2i-mod' });
+    await pool.closeIdleWallets();
     const late = pool.acquire(tenantId, { timeoutMs: 0 });
     const patient = pool.acquire(tenantId, { timeoutMs: 30_000 });
     await rejectsWith(late, 'ERR_ACQUIRE_TIMEOUT');

@@ -156,6 +156,7 @@ test('a wallet folder removed under a running pool, and a worker that cannot sta
   const pool = await openPool();
   try {
     await pool.tenants.create({ tenantId: 'before' });
+    await pool.closeIdleWallets();
     rmSync(join(pool.options.dataDir, 'wallets'), { recursive: true });
     await rejectsWith(pool.tenants.create({ tenantId: 'after' }), 'ERR_STORAGE_IO', 'a create into a missing folder');
     await rejectsWith(pool.acquire('before'), 'ERR_WALLET_CORRUPT', 'a wallet whose file is gone');

@@ -44,14 +44,27 @@ async function close(open: OpenWallet): Promise<void> {
   }
 }
 
+/** Makes an opened wallet the tenant's, with its module scope. */
+function register(tenantId: string, wallet: Wallet): void {
+  try {
+    wallets.set(tenantId, { wallet, scope: new TenantScope(tenantId, wallet, loaded, maxValueBytes) });
+  } catch (error) {
+    wallet.close();
+    throw error;
+  }
+}
+
 type Handlers = { [K in keyof WorkerApi]: (...args: Parameters<WorkerApi[K]>) => ReturnType<WorkerApi[K]> | Promise<ReturnType<WorkerApi[K]>> };
 
 const handlers: Handlers = {
   async createWallet(req) {
+    if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
     const { key, deriveMs } = await derive(req);
     const started = performance.now();
     try {
       Wallet.create(req.path, key);
+      // Left open: the tenant's first session then derives nothing. The pool closes it if it cannot keep it.
+      register(req.tenantId, Wallet.open(req.path, key));
       return { verifier: keyVerifier(key), deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);
@@ -66,13 +79,7 @@ const handlers: Handlers = {
         throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
       }
       const started = performance.now();
-      const wallet = Wallet.open(req.path, key);
-      try {
-        wallets.set(req.tenantId, { wallet, scope: new TenantScope(req.tenantId, wallet, loaded, maxValueBytes) });
-      } catch (error) {
-        wallet.close();
-        throw error;
-      }
+      register(req.tenantId, Wallet.open(req.path, key));
       return { deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);
