@@ -51,9 +51,20 @@ export interface PoolOptions {
   workerResourceLimits?: WorkerResourceLimits;
   /** How long a worker may take to start (import the worker modules); `open()` fails with `ERR_WORKER_START_TIMEOUT` naming the module after that. @default 30000 */
   workerStartTimeoutMs?: number;
+  /**
+   * Where passphrases come from when an `acquire` or `dispatch` of a passphrase tenant gives none:
+   * the host's secret store. Called for every such acquire (cache in the provider if needed); its
+   * answer is used for that open or check and never stored. `undefined` means "no passphrase"
+   * (`ERR_WALLET_KEY_INVALID`); a throw or a non-string is `ERR_PASSPHRASE_PROVIDER`. Code only, not in
+   * the config file. @default none
+   */
+  passphraseProvider?: PassphraseProvider;
   /** A pino-compatible logger (`debug/info/warn/error`, context object first) for the pool's events; code only, not in the config file. @default none: warnings go to `process.emitWarning()` */
   logger?: Logger;
 }
+
+/** A host's source of tenant passphrases (a secret store). */
+export type PassphraseProvider = (tenantId: string) => Promise<string | undefined> | string | undefined;
 
 /** Per-worker heap limits, in MiB. */
 export interface WorkerResourceLimits {
@@ -82,6 +93,7 @@ export interface ResolvedOptions {
   readonly workerResourceLimits: Readonly<WorkerResourceLimits> | undefined;
   readonly workerStartTimeoutMs: number;
   readonly logger: Logger | undefined;
+  readonly passphraseProvider: PassphraseProvider | undefined;
 }
 
 /** Largest capacity, weight, queue length: sums of them stay exact integers. */
@@ -108,7 +120,7 @@ export const DEFAULTS = Object.freeze({
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
   'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
-  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'logger',
+  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'logger', 'passphraseProvider',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
 function describe(value: unknown): string {
@@ -184,7 +196,7 @@ function loadConfigFile(file: string): Record<string, unknown> {
     throw poolError('ERR_INVALID_CONFIG', `Config file ${file} must hold a JSON object`);
   }
   const { $schema: _schema, ...rest } = parsed as Record<string, unknown>;
-  for (const key of ['configFile', 'logger']) {
+  for (const key of ['configFile', 'logger', 'passphraseProvider']) {
     if (key in rest) throw poolError('ERR_INVALID_CONFIG', `\`${key}\` cannot stand in config file ${file}: pass it to open()`);
   }
   return rest;
@@ -285,6 +297,7 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     workerResourceLimits: merged.workerResourceLimits === undefined ? undefined : Object.freeze({ ...merged.workerResourceLimits }),
     workerStartTimeoutMs: merged.workerStartTimeoutMs ?? DEFAULTS.workerStartTimeoutMs,
     logger: merged.logger,
+    passphraseProvider: merged.passphraseProvider,
   });
   return { options: resolved, rootKey: merged.rootKey };
 }
@@ -364,6 +377,10 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
       }
       case 'workerStartTimeoutMs':
         out.workerStartTimeoutMs = c.integer(key, value, 1, true);
+        break;
+      case 'passphraseProvider':
+        if (typeof value !== 'function') c.fail(key, 'a function (tenantId) => Promise<string | undefined>', value);
+        out.passphraseProvider = value as PassphraseProvider;
         break;
       case 'logger':
         if (!isLogger(value)) c.fail(key, 'a logger with debug, info, warn and error methods (pino-compatible)', value);

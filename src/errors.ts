@@ -21,6 +21,7 @@ export const ErrorCodes = [
   'ERR_KEY_NOT_FOUND',
   'ERR_INVALID_CONFIG',
   'ERR_INVALID_ARGUMENT',
+  'ERR_PASSPHRASE_PROVIDER',
   'ERR_DATA_DIR_LOCKED',
   'ERR_ROOT_KEY_MISSING',
   'ERR_STORAGE_FULL',
@@ -55,16 +56,32 @@ export class TenantPoolError extends Error {
   declare readonly outcome?: 'unknown';
   /** `ERR_DATA_DIR_LOCKED`: the process that holds the data folder, as it recorded itself. */
   declare readonly holder?: DataDirHolder;
+  /** `ERR_ACQUIRE_TIMEOUT`: whether the acquire waited for admission (capacity) or for its wallet to open. */
+  declare readonly stage?: 'admission' | 'open';
+  /** `ERR_ACQUIRE_TIMEOUT`: how long the acquire waited, in ms. */
+  declare readonly waitMs?: number;
+  /** `ERR_ACQUIRE_TIMEOUT`: acquires still waiting when it gave up. */
+  declare readonly queued?: number;
+  /** `ERR_ACQUIRE_TIMEOUT`: weight in use when it gave up. */
+  declare readonly weightInUse?: number;
+  /**
+   * Whether the same call, made again a little later (or on another instance), may succeed: true
+   * for timeouts, a full queue, a tenant at its limit, a closing pool and a crashed worker.
+   */
+  readonly retryable: boolean;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown } & ErrorDetails) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TenantPoolError';
     this.code = code;
+    this.retryable = RETRYABLE.has(code);
     if (options !== undefined) {
       for (const key of DETAIL_KEYS) if (options[key] !== undefined) Object.defineProperty(this, key, { value: options[key], enumerable: true });
     }
   }
 }
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER']);
 
 /** Why the pool revoked a session (`ERR_SESSION_REVOKED`). */
 export type RevocationReason = 'maxSessionMs' | 'close';
@@ -82,9 +99,13 @@ export interface ErrorDetails {
   reason?: RevocationReason;
   outcome?: 'unknown';
   holder?: DataDirHolder;
+  stage?: 'admission' | 'open';
+  waitMs?: number;
+  queued?: number;
+  weightInUse?: number;
 }
 
-const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder'] as const satisfies readonly (keyof ErrorDetails)[];
+const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
 
 /** Shorthand for `new TenantPoolError(...)`, so throw sites stay on one line. */
 export function poolError(code: ErrorCode, message: string, cause?: unknown, details?: ErrorDetails): TenantPoolError {

@@ -1,10 +1,10 @@
 export { TenantPool } from './pool.js';
-export type { AcquireOptions, Clock, PoolStats, PoolTotals } from './pool.js';
+export type { AcquireOptions, Clock, DispatchMessage, PoolStats, PoolTotals } from './pool.js';
 export { TenantPoolError, ErrorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { DEFAULTS } from './config.js';
-export type { PoolOptions, ResolvedOptions } from './config.js';
-export type { TenantSession, SessionRecords, SessionKeys } from './session.js';
+export type { PassphraseProvider, PoolOptions, ResolvedOptions } from './config.js';
+export type { TenantSession, SessionRecords, SessionKeys, KeyInfo, RunOptions } from './session.js';
 export type { TenantInfo, CreateTenantOptions, UpdateTenantOptions, Tenants } from './tenants.js';
 export type { TenantWeights } from './store/registry.js';
 export type { JsonValue, KdfMethod, StoredRecord } from './protocol.js';

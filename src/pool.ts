@@ -20,7 +20,9 @@ import { checkPassphrase, Tenants } from './tenants.js';
 import { WorkerSlot } from './threads.js';
 import { checkName, checkOptionalObject, checkTenantId, invalid, toJson } from './validate.js';
 import type { JsonValue } from './protocol.js';
-import type { InboundMessage } from './worker.js';
+
+/** A message for {@link TenantPool.dispatch}: one recipient key, or several (as an inbound envelope names them; the first one a tenant routes wins). */
+export type DispatchMessage = { recipientKey: string; recipientKeys?: undefined; body: JsonValue } | { recipientKeys: string[]; recipientKey?: undefined; body: JsonValue };
 
 /** Options of one {@link TenantPool.acquire} call. */
 export interface AcquireOptions {
@@ -132,6 +134,10 @@ export class TenantPool implements AsyncDisposable {
       maxValueBytes: options.maxValueBytes,
       release: (session) => this.#release(session),
       registerRoute: (session, publicKey) => registry.addRoute(publicKey, session.tenantId),
+      unregisterRoute: (session, publicKey) => {
+        if (registry.routeOf(publicKey) === session.tenantId) registry.removeRoute(publicKey);
+      },
+      routeOf: (publicKey) => registry.routeOf(publicKey),
     };
     this.tenants = new Tenants({
       registry,
@@ -271,10 +277,16 @@ export class TenantPool implements AsyncDisposable {
       if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('Expected `signal` to be an AbortSignal');
       signal?.throwIfAborted();
       const timeoutMs = checkTimeout(opts['timeoutMs'], this.options.acquireTimeoutMs);
-      const tenant = this.#tenant(tenantId);
-      const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+      let tenant = this.#tenant(tenantId);
+      const given = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+      if (tenant.secret !== null && given !== undefined) invalid(`tenant ${tenant.tenantId} is managed: acquire it without a passphrase`);
+      let passphrase = given;
+      if (tenant.secret === null && passphrase === undefined && this.options.passphraseProvider !== undefined) {
+        passphrase = await this.#providedPassphrase(tenant.tenantId);
+        this.#assertOpen();
+        tenant = this.#tenant(tenantId);
+      }
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`, undefined, { tenantId: tenant.tenantId });
-      if (tenant.secret !== null && passphrase !== undefined) invalid(`tenant ${tenant.tenantId} is managed: acquire it without a passphrase`);
 
       const deadline = startedAt + timeoutMs;
       const grant = await this.#admit(tenant, deadline, signal);
@@ -295,13 +307,10 @@ export class TenantPool implements AsyncDisposable {
       const waitMs = ms(this.#clock.now() - startedAt);
       if (error instanceof TenantPoolError && error.code === 'ERR_ACQUIRE_TIMEOUT') {
         this.#totals.timedOut++;
-        this.#events.emit('tenant-pool:session:timeout', () => ({
-          tenantId,
-          waitMs,
-          stage: admittedAt === undefined ? 'admission' : 'open',
-          queued: this.#scheduler.queued,
-          weightInUse: this.#scheduler.weightInUse,
-        }));
+        const details = { tenantId, waitMs, stage: admittedAt === undefined ? ('admission' as const) : ('open' as const), queued: this.#scheduler.queued, weightInUse: this.#scheduler.weightInUse };
+        this.#events.emit('tenant-pool:session:timeout', () => details);
+        // What a host needs to answer (503 with Retry-After, say) without parsing the message.
+        throw poolError('ERR_ACQUIRE_TIMEOUT', error.message, undefined, details);
       } else {
         this.#totals.rejected++;
         this.#events.emit('tenant-pool:session:reject', () => ({
@@ -331,14 +340,35 @@ export class TenantPool implements AsyncDisposable {
    * that tenant (released also when the handler throws) and returns the handler's result.
    * @throws ERR_ROUTE_NOT_FOUND for an unknown key; the acquire's errors; the handler's error.
    */
-  async dispatch(message: InboundMessage, options?: AcquireOptions): Promise<unknown> {
+  async dispatch(message: DispatchMessage, options?: AcquireOptions): Promise<unknown> {
     this.#assertOpen();
     const msg = checkOptionalObject(message, 'message');
-    const recipientKey = checkName(msg['recipientKey'], 'recipientKey');
+    for (const key of Object.keys(msg)) if (!['recipientKey', 'recipientKeys', 'body'].includes(key)) invalid(`Unknown message key \`${key}\`; known: recipientKey, recipientKeys, body`);
+    const keys = recipientKeysOf(msg);
     toJson(msg['body'], this.options.maxValueBytes);
-    const tenantId = this.#registry.routeOf(recipientKey);
-    if (tenantId === undefined) throw poolError('ERR_ROUTE_NOT_FOUND', 'no tenant has a routing key equal to this recipientKey');
-    return this.withSession(tenantId, async (session) => (session as Session).inbound({ recipientKey, body: msg['body'] as JsonValue }), options);
+    // An inbound envelope names several recipients: the first one routed here wins.
+    for (const recipientKey of keys) {
+      const tenantId = this.#registry.routeOf(recipientKey);
+      if (tenantId !== undefined) return this.withSession(tenantId, async (session) => (session as Session).inbound({ recipientKey, body: msg['body'] as JsonValue }), options);
+    }
+    throw poolError('ERR_ROUTE_NOT_FOUND', `no tenant has a routing key equal to ${keys.length === 1 ? 'this recipientKey' : `any of these ${keys.length} recipient keys`}`);
+  }
+
+  /** The passphrase the host's `passphraseProvider` gives for a tenant; used for this acquire only, never kept. */
+  async #providedPassphrase(tenantId: string): Promise<string | undefined> {
+    let answer: unknown;
+    try {
+      answer = await this.options.passphraseProvider!(tenantId);
+    } catch (error) {
+      throw poolError('ERR_PASSPHRASE_PROVIDER', `the passphraseProvider failed for tenant ${tenantId}`, error, { tenantId });
+    }
+    if (answer === undefined) return undefined;
+    if (typeof answer !== 'string' || answer.length === 0) throw poolError('ERR_PASSPHRASE_PROVIDER', `the passphraseProvider gave ${typeof answer === 'string' ? 'an empty string' : typeof answer} for tenant ${tenantId}, not a passphrase`, undefined, { tenantId });
+    try {
+      return checkPassphrase(answer);
+    } catch (error) {
+      throw poolError('ERR_PASSPHRASE_PROVIDER', `the passphraseProvider gave an unusable passphrase for tenant ${tenantId}: ${(error as Error).message}`, undefined, { tenantId });
+    }
   }
 
   /**
@@ -693,6 +723,15 @@ export class TenantPool implements AsyncDisposable {
     if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
     return record;
   }
+}
+
+/** The recipient keys of an inbound message: `recipientKeys` (in order), or the one `recipientKey`. */
+function recipientKeysOf(msg: Record<string, unknown>): string[] {
+  if (msg['recipientKeys'] === undefined) return [checkName(msg['recipientKey'], 'recipientKey')];
+  if (msg['recipientKey'] !== undefined) invalid('Expected one of `recipientKey` and `recipientKeys`, got both');
+  const keys = msg['recipientKeys'];
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > 64) invalid('Expected `recipientKeys` to be an array of 1 to 64 keys');
+  return keys.map((k, i) => checkName(k, `recipientKeys[${i}]`));
 }
 
 /** A timeout option: a number >= 0, `Infinity` or `null` for no limit; `undefined` takes the default. */

@@ -64,9 +64,16 @@ export interface WorkerApi {
   recordsFind(tenantId: string, category: string, tags: Record<string, string>, limit: number): RawRecord[];
   recordsDelete(tenantId: string, category: string, id: string): boolean;
   keysCreate(tenantId: string): { kid: string; publicKey: string };
+  keysList(tenantId: string): Array<{ kid: string; publicKey: string; createdAt: string }>;
+  /** Deletes the key; its public key, or null if there was none. */
+  keysDelete(tenantId: string, kid: string): string | null;
+  /** The key's public key. @throws ERR_KEY_NOT_FOUND */
+  keysPublicKey(tenantId: string, kid: string): string;
   keysSign(tenantId: string, kid: string, data: Uint8Array): Uint8Array;
   keysVerify(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean;
-  runTask(tenantId: string, task: string, args: unknown): unknown;
+  /** Runs a module task; with a `token` (not 0), `abortTask(token)` aborts the task's `ctx.signal`. */
+  runTask(tenantId: string, task: string, args: unknown, token: number): unknown;
+  abortTask(token: number): void;
   runInbound(tenantId: string, message: { recipientKey: string; body: JsonValue }): unknown;
   echo(value: unknown): unknown;
 }

@@ -26,6 +26,28 @@ export interface SessionKeys {
   /** @throws ERR_KEY_NOT_FOUND for an unknown kid */
   sign(kid: string, data: Uint8Array): Promise<Uint8Array>;
   verify(publicKey: string, data: Uint8Array, signature: Uint8Array): Promise<boolean>;
+  /** The wallet's keys, oldest first, with whether each routes inbound messages to this tenant. */
+  list(): Promise<KeyInfo[]>;
+  /** Deletes a key and its route; resolves `false` if the wallet had no such key. */
+  delete(kid: string): Promise<boolean>;
+  /** Routes `dispatch()` messages for this key's public key to this tenant (`true`), or stops (`false`). @throws ERR_KEY_NOT_FOUND */
+  setRouting(kid: string, routing: boolean): Promise<void>;
+}
+
+/** A key as `keys.list()` gives it. */
+export interface KeyInfo {
+  kid: string;
+  /** base58 Ed25519 public key. */
+  publicKey: string;
+  createdAt: string;
+  /** Whether `dispatch()` delivers messages for this key to this tenant. */
+  routing: boolean;
+}
+
+/** Options of `session.run()`. */
+export interface RunOptions {
+  /** Aborting settles the call at once with `signal.reason`, and aborts the task's `ctx.signal`. */
+  signal?: AbortSignal;
 }
 
 /** A session on one tenant. Release it (idempotent), or hold it with `await using`. */
@@ -34,7 +56,7 @@ export interface TenantSession {
   readonly records: SessionRecords;
   readonly keys: SessionKeys;
   /** Runs a task of a worker module on the tenant's worker. @throws ERR_TASK_NOT_FOUND */
-  run<T = unknown>(task: string, args?: unknown): Promise<T>;
+  run<T = unknown>(task: string, args?: unknown, options?: RunOptions): Promise<T>;
   release(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -44,7 +66,14 @@ export interface SessionHost {
   readonly maxValueBytes: number;
   release(session: Session): void;
   registerRoute(session: Session, publicKey: string): void;
+  /** Removes the route of `publicKey` if it goes to the session's tenant. */
+  unregisterRoute(session: Session, publicKey: string): void;
+  /** The tenant a public key routes to. */
+  routeOf(publicKey: string): string | undefined;
 }
+
+/** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
+let nextTaskToken = 1;
 
 function parseRecord(raw: RawRecord): StoredRecord {
   return { category: raw.category, id: raw.id, value: JSON.parse(raw.value) as JsonValue, tags: JSON.parse(raw.tags) as Record<string, string> };
@@ -105,6 +134,38 @@ class Keys implements SessionKeys {
     checkName(publicKey, 'publicKey');
     return this.#session.entry.worker.call('keysVerify', publicKey, checkBytes(data, 'data'), checkBytes(signature, 'signature'));
   }
+
+  async list(): Promise<KeyInfo[]> {
+    const s = this.#session;
+    const keys = await s.call('keysList');
+    return keys.map((k) => ({ ...k, routing: s.host.routeOf(k.publicKey) === s.tenantId }));
+  }
+
+  async delete(kid: string): Promise<boolean> {
+    const s = this.#session;
+    checkName(kid, 'kid');
+    // The route goes first: a failure in between leaves a key that routes nowhere, never a route to no key.
+    let publicKey: string;
+    try {
+      publicKey = await s.call('keysPublicKey', kid);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ERR_KEY_NOT_FOUND') return false;
+      throw error;
+    }
+    s.assertUsable();
+    s.host.unregisterRoute(s, publicKey);
+    return (await s.call('keysDelete', kid)) !== null;
+  }
+
+  async setRouting(kid: string, routing: boolean): Promise<void> {
+    const s = this.#session;
+    checkName(kid, 'kid');
+    if (typeof routing !== 'boolean') invalid('Expected `routing` to be a boolean');
+    const publicKey = await s.call('keysPublicKey', kid);
+    s.assertUsable();
+    if (routing) s.host.registerRoute(s, publicKey);
+    else s.host.unregisterRoute(s, publicKey);
+  }
 }
 
 type TenantArgs<M extends WorkerMethod> = Parameters<WorkerApi[M]> extends [string, ...infer Rest] ? Rest : never;
@@ -162,8 +223,33 @@ export class Session implements TenantSession {
     return this.call('runInbound', message);
   }
 
-  async run<T = unknown>(task: string, args?: unknown): Promise<T> {
-    return (await this.call('runTask', checkName(task, 'task'), args)) as T;
+  async run<T = unknown>(task: string, args?: unknown, options?: RunOptions): Promise<T> {
+    const signal = checkOptionalObject(options, 'options')['signal'];
+    if (signal === undefined) return (await this.call('runTask', checkName(task, 'task'), args, 0)) as T;
+    if (!(signal instanceof AbortSignal)) invalid('Expected `signal` to be an AbortSignal');
+    signal.throwIfAborted();
+    const token = nextTaskToken++;
+    const call = this.call('runTask', checkName(task, 'task'), args, token);
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => {
+        // Settled at once, whatever the task does; the task sees its ctx.signal abort.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        reject(signal.reason);
+        this.entry.worker.call('abortTask', token).catch(() => {});
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      call.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(value as T);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Ends the session for the pool's own reasons (tenant deleted, held too long, pool closed); release() stays a no-op after. */

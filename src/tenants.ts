@@ -194,6 +194,12 @@ export class Tenants {
     });
   }
 
+  /** The tenant that routes `recipientKey` (made with `keys.create({ routing: true })` or `keys.setRouting`), if any. */
+  async byRoutingKey(recipientKey: string): Promise<string | undefined> {
+    this.#ctx.assertOpen();
+    return this.#ctx.registry.routeOf(checkName(recipientKey, 'recipientKey'));
+  }
+
   /** @throws ERR_TENANT_NOT_FOUND */
   async get(tenantId: string): Promise<TenantInfo> {
     return toInfo(this.#record(tenantId));

@@ -37,10 +37,13 @@ export interface TenantContext {
   readonly wallet: TenantWallet;
   /** A tsyringe child container of this tenant, made when its wallet opened and disposed when it closes. */
   readonly container: DependencyContainer;
+  /** Aborted when the caller of `session.run(task, args, { signal })` aborts; a task that can stop early should listen. Never aborted for inbound messages or calls without a signal. */
+  readonly signal: AbortSignal;
 }
 
 /** A message given to `pool.dispatch()`. */
 export interface InboundMessage {
+  /** The recipient key the message was routed by (for `recipientKeys`, the first one a tenant routes). */
   recipientKey: string;
   body: JsonValue;
 }

@@ -113,7 +113,7 @@ test('tenant-pool.schema.json lists every option with the same defaults, and not
   };
   assert.is(schema.additionalProperties, false);
   const inSchema = Object.keys(schema.properties).filter((k) => k !== '$schema').sort();
-  const options = OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'logger').sort();
+  const options = OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'logger' && k !== 'passphraseProvider').sort();
   assert.equal(inSchema, options);
   for (const [key, value] of Object.entries(DEFAULTS)) {
     // Infinity has no JSON form: the file says "no limit" with null.
@@ -133,7 +133,7 @@ test('the README’s example config is valid and lists every option but the secr
   writeFileSync(file, block);
   const options = resolveOptions({ configFile: file }, {});
   assert.is(options.capacity, DEFAULTS.capacity);
-  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey' && k !== 'logger').sort());
+  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey' && k !== 'logger' && k !== 'passphraseProvider').sort());
 });
 
 test.run();

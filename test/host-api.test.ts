@@ -5,7 +5,11 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { join } from 'node:path';
+import { TenantPoolError } from '../src/errors.js';
 import { disposePool, openPool, rejectsWith } from './helpers.js';
+
+const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
 
 test('a freshly created wallet stays open when capacity allows: the first session derives nothing; without room it is closed, not leaked', async () => {
   const events: Array<{ tenantId: string; isKeptOpen: boolean }> = [];
@@ -55,6 +59,142 @@ test('a freshly created wallet stays open when capacity allows: the first sessio
   } finally {
     unsubscribe('tenant-pool:tenant:create', onCreate);
     unsubscribe('tenant-pool:session:acquire', onAcquire);
+    await disposePool(pool);
+  }
+});
+
+test('errors carry tenantId and retryable; a timeout carries stage, waitMs, queued and weightInUse', async () => {
+  const pool = await openPool({ capacity: 5 });
+  try {
+    await pool.tenants.create({ tenantId: 'a' });
+    await pool.tenants.create({ tenantId: 'b' });
+    const held = await pool.acquire('a');
+    const timeout = (await rejectsWith(pool.acquire('b', { timeoutMs: 10 }), 'ERR_ACQUIRE_TIMEOUT')) as TenantPoolError;
+    assert.equal({ tenantId: timeout.tenantId, stage: timeout.stage, queued: timeout.queued, weightInUse: timeout.weightInUse, retryable: timeout.retryable }, { tenantId: 'b', stage: 'admission', queued: 0, weightInUse: 5, retryable: true });
+    assert.ok(typeof timeout.waitMs === 'number' && timeout.waitMs >= 10, `waitMs ${String(timeout.waitMs)}`);
+    const notFound = (await rejectsWith(pool.acquire('nobody'), 'ERR_TENANT_NOT_FOUND')) as TenantPoolError;
+    assert.equal([notFound.tenantId, notFound.retryable], ['nobody', false]);
+    const invalid = (await rejectsWith(pool.tenants.create({ tenantId: '../x' }), 'ERR_INVALID_ARGUMENT')) as TenantPoolError;
+    assert.is(invalid.retryable, false);
+    await held.release();
+    const released = (await rejectsWith(held.records.get('c', 'x'), 'ERR_SESSION_RELEASED')) as TenantPoolError;
+    assert.is(released.tenantId, 'a');
+    await pool.close();
+    const closed = (await rejectsWith(pool.acquire('a'), 'ERR_POOL_CLOSED')) as TenantPoolError;
+    assert.is(closed.retryable, true);
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('passphrase tenants get inbound messages: byRoutingKey, a passphraseProvider for acquire and dispatch, several recipient keys', async () => {
+  const secrets = new Map([['alice', 'alice passphrase']]);
+  const asked: string[] = [];
+  let isStoreDown = false;
+  const pool = await openPool({
+    modules: [counterModule],
+    walletIdleTtlMs: 0,
+    passphraseProvider: async (tenantId) => {
+      asked.push(tenantId);
+      if (isStoreDown) throw new Error('secret store unreachable');
+      return secrets.get(tenantId);
+    },
+  });
+  try {
+    await pool.tenants.create({ tenantId: 'alice', passphrase: 'alice passphrase', kdf: 'argon2i-int' });
+    await pool.tenants.create({ tenantId: 'bob', passphrase: 'bob passphrase', kdf: 'argon2i-int' });
+    const { publicKey } = await pool.withSession('alice', async (s) => s.keys.create({ routing: true }));
+    assert.is(await pool.tenants.byRoutingKey(publicKey), 'alice');
+    assert.is(await pool.tenants.byRoutingKey('unknown-key'), undefined);
+    // dispatch with no passphrase: the provider gives it; the first routed key of several wins.
+    const answer = await pool.dispatch({ recipientKeys: ['not-routed', publicKey], body: { text: 'hi' } });
+    assert.equal(answer, { tenantId: 'alice', text: 'hi' });
+    await rejectsWith(pool.dispatch({ recipientKeys: ['x', 'y'], body: 1 }), 'ERR_ROUTE_NOT_FOUND');
+    await rejectsWith(pool.dispatch({ recipientKeys: [], body: 1 } as never), 'ERR_INVALID_ARGUMENT');
+    await rejectsWith(pool.dispatch({ recipientKey: publicKey, recipientKeys: [publicKey], body: 1 } as never), 'ERR_INVALID_ARGUMENT');
+    // A passphrase given to acquire wins over the provider; the provider is not asked.
+    const before = asked.length;
+    await pool.withSession('alice', async () => {}, { passphrase: 'alice passphrase' });
+    assert.is(asked.length, before);
+    // No passphrase known for bob: the key is missing, as without a provider.
+    await rejectsWith(pool.acquire('bob'), 'ERR_WALLET_KEY_INVALID');
+    // A wrong one from the store is a wrong key.
+    secrets.set('bob', 'not it');
+    await rejectsWith(pool.acquire('bob'), 'ERR_WALLET_KEY_INVALID');
+    isStoreDown = true;
+    const down = (await rejectsWith(pool.acquire('alice'), 'ERR_PASSPHRASE_PROVIDER')) as TenantPoolError;
+    assert.equal([down.tenantId, down.retryable], ['alice', true]);
+    assert.is(pool.stats().weightInUse, 0, 'nothing held');
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('keys: list with routing, setRouting on and off, delete removes the route too', async () => {
+  const pool = await openPool({ modules: [counterModule] });
+  try {
+    await pool.tenants.create({ tenantId: 't' });
+    await pool.withSession('t', async (s) => {
+      const routed = await s.keys.create({ routing: true });
+      const plain = await s.keys.create();
+      const listed = await s.keys.list();
+      assert.equal(
+        listed.map((k) => [k.kid, k.publicKey, k.routing]),
+        [
+          [routed.kid, routed.publicKey, true],
+          [plain.kid, plain.publicKey, false],
+        ],
+      );
+      assert.ok(listed.every((k) => !Number.isNaN(Date.parse(k.createdAt))));
+      await s.keys.setRouting(plain.kid, true);
+      assert.is(await pool.tenants.byRoutingKey(plain.publicKey), 't');
+      await s.keys.setRouting(routed.kid, false);
+      assert.is(await pool.tenants.byRoutingKey(routed.publicKey), undefined);
+      await rejectsWith(pool.dispatch({ recipientKey: routed.publicKey, body: 1 }), 'ERR_ROUTE_NOT_FOUND');
+      await rejectsWith(s.keys.setRouting('no-such-kid', true), 'ERR_KEY_NOT_FOUND');
+      assert.is(await s.keys.delete(plain.kid), true);
+      assert.is(await s.keys.delete(plain.kid), false, 'already gone');
+      assert.is(await pool.tenants.byRoutingKey(plain.publicKey), undefined, 'its route went with it');
+      await rejectsWith(s.keys.sign(plain.kid, new Uint8Array(1)), 'ERR_KEY_NOT_FOUND');
+      assert.equal((await s.keys.list()).map((k) => k.kid), [routed.kid]);
+    });
+  } finally {
+    await disposePool(pool);
+  }
+});
+
+test('run(task, args, { signal }): an abort settles the call at once with the reason, and the task sees ctx.signal abort', async () => {
+  const pool = await openPool({ modules: [counterModule] });
+  try {
+    await pool.tenants.create({ tenantId: 't' });
+    await pool.withSession('t', async (s) => {
+      const controller = new AbortController();
+      const running = s.run('untilAborted', undefined, { signal: controller.signal });
+      const reason = new Error('the client went away');
+      controller.abort(reason);
+      try {
+        await running;
+        assert.unreachable('the call settles with the reason');
+      } catch (error) {
+        assert.is(error, reason);
+      }
+      let seen: unknown;
+      for (let i = 0; i < 1000 && seen === undefined; i++) {
+        seen = (await s.records.get('abort', 'seen'))?.value;
+        if (seen === undefined) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      assert.is(seen, 'AbortError');
+      await rejectsWith(s.run('untilAborted', undefined, { signal: 'no' as never }), 'ERR_INVALID_ARGUMENT');
+      const already = AbortSignal.abort(new Error('before'));
+      try {
+        await s.run('whoami', undefined, { signal: already });
+        assert.unreachable('an aborted signal rejects at once');
+      } catch (error) {
+        assert.is((error as Error).message, 'before');
+      }
+      assert.is(await s.run('whoami', undefined, { signal: new AbortController().signal }), 't', 'a signal that never aborts changes nothing');
+    });
+  } finally {
     await disposePool(pool);
   }
 });

@@ -92,6 +92,9 @@ function walletFacade(wallet: Wallet, maxValueBytes: number): TenantWallet {
   };
 }
 
+/** The signal of a task whose caller gave none. */
+const NEVER_ABORTED = new AbortController().signal;
+
 /** A tenant's module scope: its context (wallet facade, child container) while its wallet is open. */
 export class TenantScope {
   readonly context: TenantContext;
@@ -99,14 +102,14 @@ export class TenantScope {
 
   constructor(tenantId: string, wallet: Wallet, loaded: LoadedModules, maxValueBytes: number) {
     this.#container = rootContainer.createChildContainer();
-    this.context = Object.freeze({ tenantId, wallet: walletFacade(wallet, maxValueBytes), container: this.#container });
+    this.context = Object.freeze({ tenantId, wallet: walletFacade(wallet, maxValueBytes), container: this.#container, signal: NEVER_ABORTED });
     for (const module of loaded.modules) module.register?.(this.#container);
   }
 
-  async runTask(loaded: LoadedModules, name: string, args: unknown): Promise<unknown> {
+  async runTask(loaded: LoadedModules, name: string, args: unknown, signal?: AbortSignal): Promise<unknown> {
     const task = loaded.tasks.get(name);
     if (task === undefined) throw poolError('ERR_TASK_NOT_FOUND', `no worker module defines the task ${JSON.stringify(name)}`);
-    return task(this.context, args);
+    return task(signal === undefined ? this.context : Object.freeze({ ...this.context, signal }), args);
   }
 
   /** Offers the message to each module's `inbound` handler in `modules` order; the first that returns something answers. */

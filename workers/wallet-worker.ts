@@ -18,6 +18,8 @@ interface OpenWallet {
 }
 
 const wallets = new Map<string, OpenWallet>();
+/** Tasks that can be aborted, by the caller's token. */
+const aborts = new Map<number, AbortController>();
 let loaded: LoadedModules = { modules: [], tasks: new Map() };
 let maxValueBytes = 1024 * 1024;
 
@@ -95,9 +97,22 @@ const handlers: Handlers = {
   recordsFind: (tenantId, category, tags, limit) => walletOf(tenantId).find(category, tags, limit),
   recordsDelete: (tenantId, category, id) => walletOf(tenantId).delete(category, id),
   keysCreate: (tenantId) => walletOf(tenantId).createKey(),
+  keysList: (tenantId) => walletOf(tenantId).listKeys(),
+  keysDelete: (tenantId, kid) => walletOf(tenantId).deleteKey(kid),
+  keysPublicKey: (tenantId, kid) => walletOf(tenantId).publicKeyOf(kid),
   keysSign: (tenantId, kid, data) => walletOf(tenantId).sign(kid, data),
   keysVerify: (publicKey, data, signature) => verifySignature(publicKey, data, signature),
-  runTask: async (tenantId, task, args) => openOf(tenantId).scope.runTask(loaded, task, args),
+  runTask: async (tenantId, task, args, token) => {
+    if (token === 0) return openOf(tenantId).scope.runTask(loaded, task, args);
+    const controller = new AbortController();
+    aborts.set(token, controller);
+    try {
+      return await openOf(tenantId).scope.runTask(loaded, task, args, controller.signal);
+    } finally {
+      aborts.delete(token);
+    }
+  },
+  abortTask: (token) => aborts.get(token)?.abort(Object.assign(new Error('the caller aborted this task'), { name: 'AbortError' })),
   runInbound: async (tenantId, message) => openOf(tenantId).scope.runInbound(loaded, message),
   echo: (value) => value,
 };

@@ -136,6 +136,9 @@ export class Wallet {
   readonly #findAll: Stmt;
   readonly #insertKey: Stmt;
   readonly #getKey: Stmt;
+  readonly #getPublicKey: Stmt;
+  readonly #listKeys: Stmt;
+  readonly #deleteKey: Stmt;
   readonly #findByTagCount = new Map<number, Stmt>();
   readonly #saveTx: (category: string, id: string, valueJson: string, tags: Record<string, string>) => void;
 
@@ -154,6 +157,9 @@ export class Wallet {
     this.#findAll = db.prepare('SELECT category, id, value, tags FROM records WHERE category = ? ORDER BY rid LIMIT ?');
     this.#insertKey = db.prepare('INSERT INTO keys (kid, public_key, wrapped_private_key, created_at) VALUES (?, ?, ?, ?)');
     this.#getKey = db.prepare('SELECT wrapped_private_key FROM keys WHERE kid = ?');
+    this.#getPublicKey = db.prepare('SELECT public_key FROM keys WHERE kid = ?');
+    this.#listKeys = db.prepare('SELECT kid, public_key, created_at FROM keys ORDER BY created_at, kid');
+    this.#deleteKey = db.prepare('DELETE FROM keys WHERE kid = ?');
     this.#saveTx = db.transaction((category: string, id: string, valueJson: string, tags: Record<string, string>) => {
       const tagsJson = JSON.stringify(tags);
       const row = this.#save.get(category, id, valueJson, tagsJson) as { rid: number };
@@ -276,6 +282,30 @@ export class Wallet {
     pkcs8.fill(0);
     this.#remember(kid, privateKey);
     return { kid, publicKey: bs58.encode(rawPublic) };
+  }
+
+  /** The wallet's keys, oldest first. */
+  listKeys(): Array<{ kid: string; publicKey: string; createdAt: string }> {
+    const rows = guard('listing keys', () => this.#listKeys.all() as Array<{ kid: string; public_key: Buffer; created_at: string }>);
+    return rows.map((r) => ({ kid: r.kid, publicKey: bs58.encode(r.public_key), createdAt: r.created_at }));
+  }
+
+  /** The public key of `kid`. @throws ERR_KEY_NOT_FOUND */
+  publicKeyOf(kid: string): string {
+    const row = guard('reading a key', () => this.#getPublicKey.get(kid) as { public_key: Buffer } | undefined);
+    if (row === undefined) throw poolError('ERR_KEY_NOT_FOUND', 'no key with this kid in the wallet');
+    return bs58.encode(row.public_key);
+  }
+
+  /** Deletes `kid`; returns its public key, or null if the wallet had no such key. */
+  deleteKey(kid: string): string | null {
+    return guard('deleting a key', () => {
+      const row = this.#getPublicKey.get(kid) as { public_key: Buffer } | undefined;
+      if (row === undefined) return null;
+      this.#deleteKey.run(kid);
+      this.#signers.delete(kid);
+      return bs58.encode(row.public_key);
+    });
   }
 
   sign(kid: string, data: Uint8Array): Uint8Array {

@@ -193,6 +193,16 @@ export class Registry {
     this.#remember(recipientKey, tenantId);
   }
 
+  /** Stops routing `recipientKey` (to whichever tenant had it). Returns whether it was routed. */
+  removeRoute(recipientKey: string): boolean {
+    const tenantId = this.#routes.get(recipientKey);
+    if (tenantId === undefined) return false;
+    this.#write(`the removal of a route of tenant ${tenantId}`, (db) => db.prepare('DELETE FROM routes WHERE recipient_key = ?').run(recipientKey));
+    this.#routes.delete(recipientKey);
+    this.#routesOf.get(tenantId)?.delete(recipientKey);
+    return true;
+  }
+
   /** The tenant a routing key belongs to. */
   routeOf(recipientKey: string): string | undefined {
     return this.#routes.get(recipientKey);
