@@ -4,6 +4,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { EncodedError } from './errors.js';
+import type { QueryNode } from './query.js';
 
 /** Key derivation methods: `raw` (no stretching, for high-entropy secrets), Askar's two Argon2i levels, and Argon2id. */
 export type KdfMethod = 'raw' | 'argon2i-int' | 'argon2i-mod' | 'argon2id';
@@ -12,12 +13,34 @@ export const KDF_METHODS: readonly KdfMethod[] = ['raw', 'argon2i-int', 'argon2i
 /** A JSON value, as a record's value must be. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** A record as stored in a wallet. */
-export interface StoredRecord {
+/**
+ * A value that survives JSON unchanged, as a record value must: `T` itself when it is made of
+ * strings, finite numbers, booleans, null, arrays and plain objects. Interfaces qualify (no index
+ * signature is needed); functions, symbols, bigints, `undefined` values and class instances with
+ * methods (a `Date`) make it `never`, so `tsc` rejects them.
+ */
+export type JsonCompatible<T> = T extends string | number | boolean | null
+  ? T
+  : T extends bigint | symbol | undefined | ((...args: never[]) => unknown)
+    ? never
+    : T extends readonly unknown[]
+      ? { [K in keyof T]: JsonCompatible<T[K]> }
+      : T extends object
+        ? { [K in keyof T]: JsonCompatible<T[K]> }
+        : never;
+
+/** A record as stored in a wallet; `T` is the value's type as the caller knows it. */
+export interface StoredRecord<T = JsonValue> {
   category: string;
   id: string;
-  value: JsonValue;
+  value: T;
   tags: Record<string, string>;
+}
+
+/** A page of records: `cursor` asks for the next one, null at the end. */
+export interface RecordPage<T = JsonValue> {
+  records: StoredRecord<T>[];
+  cursor: string | null;
 }
 
 /** A record as the worker sends it: value and tags stay JSON text until the main thread parses them. */
@@ -62,6 +85,9 @@ export interface WorkerApi {
   recordsSave(tenantId: string, category: string, id: string, valueJson: string, tags: Record<string, string>): void;
   recordsGet(tenantId: string, category: string, id: string): RawRecord | null;
   recordsFind(tenantId: string, category: string, tags: Record<string, string>, limit: number): RawRecord[];
+  /** Records after rid `after`, up to rid `upTo` (-1: the newest now), matching the query; see `Wallet.query`. */
+  recordsQuery(tenantId: string, category: string, query: QueryNode | null, after: number, upTo: number, limit: number): { rows: RawRecord[]; lastRid: number; upTo: number; hasMore: boolean };
+  recordsCount(tenantId: string, category: string, query: QueryNode | null): number;
   recordsDelete(tenantId: string, category: string, id: string): boolean;
   keysCreate(tenantId: string): { kid: string; publicKey: string };
   keysList(tenantId: string): Array<{ kid: string; publicKey: string; createdAt: string }>;

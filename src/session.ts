@@ -3,18 +3,31 @@
  * on the worker that holds the wallet; after release or revocation every call rejects.
  */
 import { asPoolError, poolError, type ErrorCode, type ErrorDetails } from './errors.js';
-import type { JsonValue, RawRecord, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
+import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
+import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from './query.js';
 import type { WalletEntry } from './lifecycle.js';
 import type { Grant } from './scheduler.js';
-import { checkBytes, checkLimit, checkName, checkOptionalObject, checkQuery, checkRecord, invalid } from './validate.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from './validate.js';
 
 /** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
 export interface SessionRecords {
-  /** Inserts or replaces; durable when the promise resolves. @throws ERR_INVALID_ARGUMENT */
-  save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): Promise<void>;
-  get(category: string, id: string): Promise<StoredRecord | null>;
-  /** Records of `category` whose tags equal every given tag (AND), oldest first. */
-  find(category: string, tags?: Record<string, string>, options?: { limit?: number }): Promise<StoredRecord[]>;
+  /** Inserts or replaces; durable when the promise resolves. `T` may be an interface: `tsc` rejects what JSON would change. @throws ERR_INVALID_ARGUMENT */
+  save<T>(category: string, id: string, value: T & JsonCompatible<T>, tags?: Record<string, string>): Promise<void>;
+  /** The record, its value typed as the caller says (`T` is not checked at run time). */
+  get<T = JsonValue>(category: string, id: string): Promise<StoredRecord<T> | null>;
+  /**
+   * Records of `category` matching the query, oldest first: a plain object of strings is tag
+   * equality (AND); `$and`, `$or`, `$not`, `$neq`, `$in`, `$like`, `$gt`, `$gte`, `$lt`, `$lte` as in
+   * Askar's WQL. With a `cursor` (from {@link page}), the records after it.
+   */
+  find<T = JsonValue>(category: string, query?: TagQuery, options?: { limit?: number; cursor?: string }): Promise<StoredRecord<T>[]>;
+  /**
+   * One page of `find`: `limit` records and a cursor for the next page (null at the end). Paging
+   * sees the records that existed when it began, each once, whatever is inserted or deleted meanwhile.
+   */
+  page<T = JsonValue>(category: string, query: TagQuery | undefined, options: { limit: number; cursor?: string | null }): Promise<RecordPage<T>>;
+  /** How many records of `category` match the query. */
+  count(category: string, query?: TagQuery): Promise<number>;
   /** Resolves `true` if a record was deleted; durable when the promise resolves. */
   delete(category: string, id: string): Promise<boolean>;
 }
@@ -75,9 +88,12 @@ export interface SessionHost {
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
 let nextTaskToken = 1;
 
-function parseRecord(raw: RawRecord): StoredRecord {
-  return { category: raw.category, id: raw.id, value: JSON.parse(raw.value) as JsonValue, tags: JSON.parse(raw.tags) as Record<string, string> };
+function parseRecord<T>(raw: RawRecord): StoredRecord<T> {
+  return { category: raw.category, id: raw.id, value: JSON.parse(raw.value) as T, tags: JSON.parse(raw.tags) as Record<string, string> };
 }
+
+/** Most records one page may ask for. */
+const MAX_PAGE_LIMIT = 10_000;
 
 class Records implements SessionRecords {
   readonly #session: Session;
@@ -85,22 +101,46 @@ class Records implements SessionRecords {
     this.#session = session;
   }
 
-  async save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): Promise<void> {
+  async save<T>(category: string, id: string, value: T & JsonCompatible<T>, tags?: Record<string, string>): Promise<void> {
     const s = this.#session;
     s.assertUsable();
     const record = checkRecord(category, id, value, tags, s.host.maxValueBytes);
     await s.call('recordsSave', record.category, record.id, record.json, record.tags);
   }
 
-  async get(category: string, id: string): Promise<StoredRecord | null> {
+  async get<T = JsonValue>(category: string, id: string): Promise<StoredRecord<T> | null> {
     const raw = await this.#session.call('recordsGet', checkName(category, 'category'), checkName(id, 'id'));
-    return raw === null ? null : parseRecord(raw);
+    return raw === null ? null : parseRecord<T>(raw);
   }
 
-  async find(category: string, tags?: Record<string, string>, options?: { limit?: number }): Promise<StoredRecord[]> {
-    const limit = checkLimit(checkOptionalObject(options, 'options')['limit']);
-    const rows = await this.#session.call('recordsFind', checkName(category, 'category'), checkQuery(tags), limit);
-    return rows.map(parseRecord);
+  async find<T = JsonValue>(category: string, query?: TagQuery, options?: { limit?: number; cursor?: string }): Promise<StoredRecord<T>[]> {
+    const opts = checkOptionalObject(options, 'options');
+    const limit = checkLimit(opts['limit']);
+    const cat = checkName(category, 'category');
+    const node = checkRecordQuery(query);
+    if (opts['cursor'] === undefined) {
+      // Tag equality alone drives from the tag index (rarest tag first); anything else is compiled.
+      const tags = equalityTags(node);
+      const rows = tags === undefined ? (await this.#session.call('recordsQuery', cat, node, 0, -1, limit)).rows : await this.#session.call('recordsFind', cat, tags, limit);
+      return rows.map((r) => parseRecord<T>(r));
+    }
+    const at = decodeCursor(opts['cursor'], cat, node);
+    return (await this.#session.call('recordsQuery', cat, node, at.after, at.upTo, limit)).rows.map((r) => parseRecord<T>(r));
+  }
+
+  async page<T = JsonValue>(category: string, query: TagQuery | undefined, options: { limit: number; cursor?: string | null }): Promise<RecordPage<T>> {
+    const opts = checkOptionalObject(options, 'options');
+    const limit = checkLimit(opts['limit']);
+    if (limit < 0 || limit > MAX_PAGE_LIMIT) invalid(`Expected \`limit\` to be an integer from 1 to ${MAX_PAGE_LIMIT}`);
+    const cat = checkName(category, 'category');
+    const node = checkRecordQuery(query);
+    const at = opts['cursor'] === undefined || opts['cursor'] === null ? { after: 0, upTo: -1 } : decodeCursor(opts['cursor'], cat, node);
+    const page = await this.#session.call('recordsQuery', cat, node, at.after, at.upTo, limit);
+    return { records: page.rows.map((r) => parseRecord<T>(r)), cursor: page.hasMore ? encodeCursor(cat, node, { after: page.lastRid, upTo: page.upTo }) : null };
+  }
+
+  async count(category: string, query?: TagQuery): Promise<number> {
+    return this.#session.call('recordsCount', checkName(category, 'category'), checkRecordQuery(query));
   }
 
   async delete(category: string, id: string): Promise<boolean> {

@@ -17,7 +17,7 @@ import { newWalletFile, type Registry, type TenantRecord, type TenantWeights, ty
 import type { WalletManager } from './lifecycle.js';
 import type { Session } from './session.js';
 import type { WorkerSlot } from './threads.js';
-import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from './validate.js';
+import { checkLimit, checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from './validate.js';
 
 /** A tenant as callers see it: never its salt, secret or key check value. */
 export interface TenantInfo {
@@ -44,6 +44,18 @@ export interface CreateTenantOptions {
   /** Overrides the pool's weights for this tenant, from its next wallet open. */
   weights?: TenantWeights;
   metadata?: Record<string, string>;
+}
+
+/** What `tenants.find` and `tenants.page` filter by: an exact label, and metadata entries that must all be equal. */
+export interface TenantFilter {
+  label?: string;
+  metadata?: Record<string, string>;
+}
+
+function decodeTenantCursor(cursor: unknown): string {
+  if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 200) invalid('Expected `cursor` to be a cursor string from an earlier page');
+  const tenantId = Buffer.from(cursor, 'base64url').toString('utf8');
+  return checkTenantId(tenantId, 'cursor');
 }
 
 export interface UpdateTenantOptions {
@@ -208,6 +220,51 @@ export class Tenants {
   async list(): Promise<TenantInfo[]> {
     this.#ctx.assertOpen();
     return this.#ctx.registry.list().map(toInfo);
+  }
+
+  /**
+   * One page of tenants in tenant id order, filtered by `label` and `metadata` (every given entry
+   * equal): `limit` of them and a cursor for the next page, null at the end. Tenants created or
+   * deleted meanwhile do not make a page repeat or skip one that stays.
+   */
+  async page(options: TenantFilter & { limit: number; cursor?: string | null }): Promise<{ tenants: TenantInfo[]; cursor: string | null }> {
+    this.#ctx.assertOpen();
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['limit', 'cursor', 'label', 'metadata'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.page; known: limit, cursor, label, metadata`);
+    const limit = checkLimit(opts['limit']);
+    if (limit < 0 || limit > 10_000) invalid('Expected `limit` to be an integer from 1 to 10000');
+    const after = opts['cursor'] === undefined || opts['cursor'] === null ? '' : decodeTenantCursor(opts['cursor']);
+    const matches = this.#matcher(opts);
+    const page: TenantRecord[] = [];
+    let hasMore = false;
+    for (const record of this.#sorted()) {
+      if (record.tenantId <= after || !matches(record)) continue;
+      if (page.length === limit) {
+        hasMore = true;
+        break;
+      }
+      page.push(record);
+    }
+    return { tenants: page.map(toInfo), cursor: hasMore ? Buffer.from(page.at(-1)!.tenantId, 'utf8').toString('base64url') : null };
+  }
+
+  /** Every tenant with this `label` and these `metadata` entries, in tenant id order. */
+  async find(filter: TenantFilter): Promise<TenantInfo[]> {
+    this.#ctx.assertOpen();
+    const opts = checkOptionalObject(filter, 'filter');
+    for (const key of Object.keys(opts)) if (key !== 'label' && key !== 'metadata') invalid(`Unknown filter \`${key}\` for tenants.find; known: label, metadata`);
+    const matches = this.#matcher(opts);
+    return this.#sorted().filter(matches).map(toInfo);
+  }
+
+  #matcher(opts: Record<string, unknown>): (record: TenantRecord) => boolean {
+    const label = opts['label'] === undefined ? undefined : checkName(opts['label'], 'label');
+    const metadata = Object.entries(checkTags(opts['metadata'], 'metadata'));
+    return (record) => (label === undefined || record.label === label) && metadata.every(([k, v]) => Object.hasOwn(record.metadata, k) && record.metadata[k] === v);
+  }
+
+  #sorted(): TenantRecord[] {
+    return this.#ctx.registry.list().sort((a, b) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0));
   }
 
   /**

@@ -10,8 +10,6 @@ export const TENANT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const MAX_NAME_LENGTH = 1024;
 /** Most tags on one record (and metadata entries on one tenant). */
 export const MAX_TAGS_PER_RECORD = 256;
-/** Most tags in one query. */
-export const MAX_TAGS_PER_QUERY = 64;
 /** Deepest nesting of a record value (arrays and objects). */
 export const MAX_VALUE_DEPTH = 512;
 
@@ -66,11 +64,6 @@ export function checkTags(value: unknown, name = 'tags', maxCount = MAX_TAGS_PER
     if (!tag.isWellFormed()) invalid(`Expected \`${name}.${key}\` to be well-formed Unicode, got a string with a lone surrogate`);
   }
   return Object.fromEntries(entries) as Record<string, string>;
-}
-
-/** Tags of a query: as {@link checkTags}, at most {@link MAX_TAGS_PER_QUERY}. */
-export function checkQuery(value: unknown): Record<string, string> {
-  return checkTags(value, 'query', MAX_TAGS_PER_QUERY);
 }
 
 /**

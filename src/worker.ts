@@ -12,6 +12,7 @@
  */
 import type { DependencyContainer } from 'tsyringe';
 import type { JsonValue, StoredRecord } from './protocol.js';
+import type { TagQuery } from './query.js';
 
 export type { DependencyContainer } from 'tsyringe';
 export type { JsonValue, StoredRecord } from './protocol.js';
@@ -21,7 +22,9 @@ export interface TenantWallet {
   readonly records: {
     save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): void;
     get(category: string, id: string): StoredRecord | null;
-    find(category: string, tags?: Record<string, string>, options?: { limit?: number }): StoredRecord[];
+    /** As `session.records.find` (tag equality or the full query language), without cursors. */
+    find(category: string, query?: TagQuery, options?: { limit?: number }): StoredRecord[];
+    count(category: string, query?: TagQuery): number;
     delete(category: string, id: string): boolean;
   };
   readonly keys: {

@@ -8,7 +8,8 @@ import { pathToFileURL } from 'node:url';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { poolError } from '../src/errors.js';
 import type { JsonValue, RawRecord, StoredRecord } from '../src/protocol.js';
-import { checkBytes, checkLimit, checkName, checkOptionalObject, checkQuery, checkRecord } from '../src/validate.js';
+import { checkRecordQuery, equalityTags } from '../src/query.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord } from '../src/validate.js';
 import { isWorkerModule, type InboundMessage, type TenantContext, type TenantWallet, type WorkerModule } from '../src/worker.js';
 import { verifySignature, type Wallet } from './wallet.js';
 
@@ -81,7 +82,14 @@ function walletFacade(wallet: Wallet, maxValueBytes: number): TenantWallet {
         const raw = wallet.get(checkName(category, 'category'), checkName(id, 'id'));
         return raw === null ? null : parse(raw);
       },
-      find: (category, tags, options) => wallet.find(checkName(category, 'category'), checkQuery(tags), checkLimit(checkOptionalObject(options, 'options')['limit'])).map(parse),
+      find: (category, query, options) => {
+        const cat = checkName(category, 'category');
+        const node = checkRecordQuery(query);
+        const limit = checkLimit(checkOptionalObject(options, 'options')['limit']);
+        const tags = equalityTags(node);
+        return (tags === undefined ? wallet.query(cat, node, 0, -1, limit).rows : wallet.find(cat, tags, limit)).map(parse);
+      },
+      count: (category, query) => wallet.count(checkName(category, 'category'), checkRecordQuery(query)),
       delete: (category, id) => wallet.delete(checkName(category, 'category'), checkName(id, 'id')),
     },
     keys: {

@@ -25,6 +25,7 @@ import { dirname } from 'node:path';
 import { asPoolError, poolError, storageCode } from '../src/errors.js';
 import { fsyncDir } from '../src/store/data-dir.js';
 import type { RawRecord } from '../src/protocol.js';
+import type { QueryNode } from '../src/query.js';
 
 const SCHEMA = `
 CREATE TABLE records (
@@ -123,6 +124,29 @@ function publicKeyObject(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
 }
 
+const COMPARE_SQL = { eq: '=', neq: '<>', like: 'LIKE', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
+/** SQL for a query tree over `records r`, its parameters pushed to `params`. Each tag condition is checked by primary key (rid, name). */
+function conditionSql(node: QueryNode, params: unknown[]): string {
+  switch (node.op) {
+    case 'and':
+    case 'or':
+      if (node.children.length === 0) return node.op === 'and' ? '1' : '0';
+      return `(${node.children.map((c) => conditionSql(c, params)).join(node.op === 'and' ? ' AND ' : ' OR ')})`;
+    case 'not':
+      return `NOT ${conditionSql(node.child, params)}`;
+    case 'in':
+      params.push(node.name, ...node.values);
+      return `EXISTS (SELECT 1 FROM tags t WHERE t.rid = r.rid AND t.name = ? AND t.value IN (${node.values.map(() => '?').join(', ')}))`;
+    default:
+      params.push(node.name, node.value);
+      return `EXISTS (SELECT 1 FROM tags t WHERE t.rid = r.rid AND t.name = ? AND t.value ${COMPARE_SQL[node.op]} ?)`;
+  }
+}
+
+/** Prepared statements kept per wallet for queries of different shapes, at most this many. */
+const QUERY_CACHE_LIMIT = 64;
+
 export class Wallet {
   readonly #db: Db;
   readonly #wrapKey: Buffer;
@@ -140,6 +164,7 @@ export class Wallet {
   readonly #listKeys: Stmt;
   readonly #deleteKey: Stmt;
   readonly #findByTagCount = new Map<number, Stmt>();
+  readonly #queries = new Map<string, Stmt>();
   readonly #saveTx: (category: string, id: string, valueJson: string, tags: Record<string, string>) => void;
 
   private constructor(db: Db, key: Uint8Array) {
@@ -250,6 +275,48 @@ export class Wallet {
       );
       this.#findByTagCount.set(tagCount, stmt);
     }
+    return stmt;
+  }
+
+  /**
+   * A page of the records of `category` matching `node` (null: all), oldest first: those after rid
+   * `after` up to rid `upTo` (the newest when paging began; -1 takes it now). Returns the rows, the
+   * last rid returned, the bound used, and whether more remain.
+   */
+  query(category: string, node: QueryNode | null, after: number, upTo: number, limit: number): { rows: RawRecord[]; lastRid: number; upTo: number; hasMore: boolean } {
+    return guard('querying records', () => {
+      const bound = upTo >= 0 ? upTo : ((this.#db.prepare('SELECT max(rid) FROM records').pluck().get() as number | null) ?? 0);
+      const params: unknown[] = [category, after, bound];
+      const where = node === null ? '' : ` AND ${conditionSql(node, params)}`;
+      const rows = this.#prepared(`SELECT r.rid, r.category, r.id, r.value, r.tags FROM records r WHERE r.category = ? AND r.rid > ? AND r.rid <= ?${where} ORDER BY r.rid LIMIT ?`).all(
+        ...params,
+        limit < 0 ? -1 : limit + 1,
+      ) as Array<RawRecord & { rid: number }>;
+      const hasMore = limit >= 0 && rows.length > limit;
+      if (hasMore) rows.pop();
+      const lastRid = rows.at(-1)?.rid ?? after;
+      return { rows: rows.map(({ category: c, id, value, tags }) => ({ category: c, id, value, tags })), lastRid, upTo: bound, hasMore };
+    });
+  }
+
+  /** How many records of `category` match `node` (null: all). */
+  count(category: string, node: QueryNode | null): number {
+    return guard('counting records', () => {
+      const params: unknown[] = [category];
+      const where = node === null ? '' : ` AND ${conditionSql(node, params)}`;
+      return this.#prepared(`SELECT count(*) FROM records r WHERE r.category = ?${where}`).pluck().get(...params) as number;
+    });
+  }
+
+  #prepared(sql: string): Stmt {
+    let stmt = this.#queries.get(sql);
+    if (stmt === undefined) {
+      if (this.#queries.size >= QUERY_CACHE_LIMIT) this.#queries.delete(this.#queries.keys().next().value!);
+      stmt = this.#db.prepare(sql);
+    } else {
+      this.#queries.delete(sql);
+    }
+    this.#queries.set(sql, stmt);
     return stmt;
   }
 
