@@ -7,6 +7,7 @@ import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, Wo
 import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from './query.js';
 import type { WalletEntry } from './lifecycle.js';
 import type { Grant } from './scheduler.js';
+import type { TaskArgs, TaskName, TaskResult, WorkerModule } from './worker.js';
 import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from './validate.js';
 
 /** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
@@ -57,6 +58,9 @@ export interface KeyInfo {
   routing: boolean;
 }
 
+/** The arguments after a typed task's name: its `args` (optional when the task takes none) and the options. */
+export type TaskRest<A> = unknown extends A ? [args?: A, options?: RunOptions] : undefined extends A ? [args?: A, options?: RunOptions] : [args: A, options?: RunOptions];
+
 /** Options of `session.run()`. */
 export interface RunOptions {
   /** Aborting settles the call at once with `signal.reason`, and aborts the task's `ctx.signal`. */
@@ -68,7 +72,12 @@ export interface TenantSession {
   readonly tenantId: string;
   readonly records: SessionRecords;
   readonly keys: SessionKeys;
-  /** Runs a task of a worker module on the tenant's worker. @throws ERR_TASK_NOT_FOUND */
+  /**
+   * Runs a task of a worker module on the tenant's worker, typed from the module:
+   * `session.run<typeof agentModule, 'inboxSize'>('inboxSize', args)` checks `args` and types the
+   * result; `session.run<T>(name, args)` is untyped. @throws ERR_TASK_NOT_FOUND
+   */
+  run<M extends WorkerModule, K extends TaskName<M>>(task: K, ...rest: TaskRest<TaskArgs<M, K>>): Promise<TaskResult<M, K>>;
   run<T = unknown>(task: string, args?: unknown, options?: RunOptions): Promise<T>;
   release(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;

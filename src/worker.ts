@@ -54,11 +54,26 @@ export interface InboundMessage {
 export interface WorkerModule {
   /** Runs on each tenant's child container when its wallet opens. */
   register?(container: DependencyContainer): void;
-  /** Tasks run by `session.run(name, args)`, on the tenant's worker. */
-  tasks?: Record<string, (ctx: TenantContext, args: unknown) => unknown>;
+  /** Tasks run by `session.run(name, args)`, on the tenant's worker. A task may type its `args`; `session.run<typeof module, 'name'>` then checks them. */
+  tasks?: Record<string, Task>;
   /** Handles `pool.dispatch()` messages addressed to a routing key of the tenant. */
   inbound?(ctx: TenantContext, message: InboundMessage): unknown;
 }
+
+/**
+ * A task: `(ctx, args) => result`. Declared through a method so that a task may narrow its `args`
+ * (`(ctx, args: { limit: number }) => ...`) and still be a task; unannotated `args` are `unknown`.
+ */
+export type Task = { task(ctx: TenantContext, args: unknown): unknown }['task'];
+
+/** The tasks of a module type (`typeof myModule`). */
+export type TasksOf<M> = M extends { tasks?: infer T } ? NonNullable<T> : never;
+/** The task names of a module type. */
+export type TaskName<M> = Extract<keyof TasksOf<M>, string>;
+/** What a task of a module takes as `args`. */
+export type TaskArgs<M, K extends TaskName<M>> = TasksOf<M>[K] extends (ctx: TenantContext, args: infer A) => unknown ? A : never;
+/** What a task of a module resolves to. */
+export type TaskResult<M, K extends TaskName<M>> = TasksOf<M>[K] extends (...args: never[]) => infer R ? Awaited<R> : never;
 
 const kModule = Symbol.for('tenant-pool.worker-module');
 
