@@ -84,7 +84,7 @@ export class TenantPoolError extends Error {
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER']);
 
 /** Why the pool revoked a session (`ERR_SESSION_REVOKED`). */
-export type RevocationReason = 'maxSessionMs' | 'close';
+export type RevocationReason = 'maxSessionMs' | 'rekey' | 'close';
 
 /** Who holds a data folder. */
 export interface DataDirHolder {

@@ -102,8 +102,8 @@ export class WalletManager {
    * Runs a worker call that derives a key, within the pool-wide cap on concurrent derivations.
    * `raw` costs microseconds and is not capped.
    */
-  async derive<T>(kdf: KdfMethod, fn: () => Promise<T>): Promise<T> {
-    this.counters.keyDerivations++;
+  async derive<T>(kdf: KdfMethod, fn: () => Promise<T>, derivations = 1): Promise<T> {
+    this.counters.keyDerivations += derivations;
     return kdf === 'raw' ? fn() : this.#derivations.runExclusive(fn);
   }
 
@@ -139,15 +139,17 @@ export class WalletManager {
 
   /**
    * Gives a session on the tenant's wallet under an admission grant, opening the wallet first if
-   * needed (once, however many ask at once). `isCurrent()` is asked inside the tenant's critical
-   * section: a tenant deleted meanwhile is not opened.
+   * needed (once, however many ask at once). `currentRecord()` is asked inside the tenant's critical
+   * section: a tenant deleted meanwhile is not opened, and one rekeyed meanwhile opens with its new key.
    */
-  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, grant: Grant, isCurrent: () => boolean): Promise<Session> {
+  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, grant: Grant, currentRecord: () => TenantRecord | undefined): Promise<Session> {
     const ready = this.#entries.get(tenant.tenantId);
     if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host, grant);
     const tenantId = tenant.tenantId;
     return this.exclusive(tenantId, async () => {
-      if (!isCurrent()) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
+      // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
+      const record = currentRecord();
+      if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       const current = this.#entries.get(tenantId);
       if (current?.state === 'open') return this.#admitTo(current, passphrase, host, grant);
       const place = (): WalletEntry => {
@@ -160,7 +162,7 @@ export class WalletManager {
       let slotAt = askedAt;
       let timings: WalletTimings;
       try {
-        timings = await this.derive(tenant.kdf, async () => {
+        timings = await this.derive(record.kdf, async () => {
           slotAt = this.#now();
           // The worker chosen may have died while this open waited for a derivation slot. Nothing was
           // sent to it yet: place the wallet afresh. (Sent on, it would open on the replacement thread
@@ -168,11 +170,11 @@ export class WalletManager {
           if (entry.state === 'crashed') entry = place();
           return entry.worker.call('openWallet', {
             tenantId,
-            path: this.#walletPath(tenant),
-            kdf: tenant.kdf,
-            salt: tenant.salt,
-            secret: tenant.secret ?? passphrase ?? '',
-            verifier: tenant.verifier,
+            path: this.#walletPath(record),
+            kdf: record.kdf,
+            salt: record.salt,
+            secret: record.secret ?? passphrase ?? '',
+            verifier: record.verifier,
           });
         });
       } catch (error) {
@@ -184,12 +186,12 @@ export class WalletManager {
       if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
       entry.state = 'open';
       entry.openedAt = this.#now();
-      entry.passCheck = tenant.secret === null ? this.#passCheck(passphrase) : null;
+      entry.passCheck = record.secret === null ? this.#passCheck(passphrase) : null;
       this.counters.walletOpens++;
       this.#events.emit('tenant-pool:wallet:open', () => ({
         tenantId,
         worker: entry.worker.index,
-        kdf: tenant.kdf,
+        kdf: record.kdf,
         waitMs: ms(slotAt - askedAt),
         deriveMs: ms(timings.deriveMs),
         openMs: ms(timings.openMs),
@@ -227,7 +229,7 @@ export class WalletManager {
   }
 
   async #closeLocked(entry: WalletEntry, reason: CloseReason): Promise<void> {
-    const force = reason === 'delete' || reason === 'close';
+    const force = reason === 'delete' || reason === 'rekey' || reason === 'close';
     if (entry.state !== 'open' || (!force && entry.sessions.size > 0)) return;
     entry.state = 'closing';
     try {
@@ -256,14 +258,14 @@ export class WalletManager {
   }
 
   /**
-   * Ends a deleted tenant's wallet: revokes its sessions and closes it. Call it inside the tenant's
-   * critical section (`exclusive`), so no open of it is under way or can start before.
+   * Ends a tenant's wallet for a delete or a rekey: revokes its sessions and closes it. Call it
+   * inside the tenant's critical section (`exclusive`), so no open of it is under way or can start before.
    */
-  async closeForDelete(tenantId: string, revoke: (session: Session) => void): Promise<void> {
+  async closeForce(tenantId: string, reason: 'delete' | 'rekey', revoke: (session: Session) => void): Promise<void> {
     const entry = this.#entries.get(tenantId);
     if (entry === undefined) return;
     for (const session of [...entry.sessions]) revoke(session);
-    await this.#closeLocked(entry, 'delete');
+    await this.#closeLocked(entry, reason);
   }
 
   /** Waits until no open, close or delete of the tenant is under way, then runs `fn` inside its critical section. */

@@ -162,6 +162,11 @@ export class TenantPool implements AsyncDisposable {
         this.#pump();
       },
       revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
+      revokeForRekey: (session) => this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: its tenant was rekeyed; acquire a new session', 'rekey'),
+      onRekeyed: (tenantId) => {
+        this.#scheduler.walletLost(tenantId);
+        this.#pump();
+      },
       onDeleted: (tenantId) => {
         // Sessions whose wallet was already gone (its worker died) are not on any wallet entry: end them here.
         for (const session of [...this.#live.keys()]) {
@@ -497,8 +502,7 @@ export class TenantPool implements AsyncDisposable {
    * deadline. A session that arrives after the caller gave up is handed back at once.
    */
   async #open(tenant: TenantRecord, passphrase: string | undefined, grant: Grant, deadline: number, signal: AbortSignal | undefined): Promise<Session> {
-    // The same tenant, not a later one of the same id: an update leaves the wallet file, a delete and create change it.
-    const opening = this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId)?.walletFile === tenant.walletFile);
+    const opening = this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId));
     opening.catch(() => {
       // No session was made: the grant comes back here, and a wallet that did not open holds nothing.
       if (this.#wallets.entry(tenant.tenantId) === undefined) this.#scheduler.walletLost(tenant.tenantId);

@@ -81,6 +81,8 @@ export interface WorkerApi {
   /** Creates the wallet file and leaves it open on this worker (close it with `closeWallet` if it is not kept). */
   createWallet(req: WalletKeyMaterial): CreateWalletResult;
   openWallet(req: OpenWalletRequest): WalletTimings;
+  /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
+  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string }): CreateWalletResult;
   closeWallet(tenantId: string): void;
   recordsSave(tenantId: string, category: string, id: string, valueJson: string, tags: Record<string, string>): void;
   recordsGet(tenantId: string, category: string, id: string): RawRecord | null;

@@ -58,6 +58,16 @@ function decodeTenantCursor(cursor: unknown): string {
   return checkTenantId(tenantId, 'cursor');
 }
 
+/** Options of `tenants.rekey`. */
+export interface RekeyOptions {
+  /** The current passphrase of a passphrase tenant (required for one). */
+  passphrase?: string;
+  /** The new passphrase; a passphrase tenant keeps its passphrase without one; a managed tenant given one becomes a passphrase tenant. */
+  newPassphrase?: string;
+  /** The new KDF. @default the tenant's own (`argon2i-mod` for a passphrase tenant that had `raw`) */
+  kdf?: KdfMethod;
+}
+
 export interface UpdateTenantOptions {
   label?: string | null;
   maxSessions?: number | null;
@@ -87,6 +97,10 @@ export interface TenantsContext {
   onUpdated: (record: TenantRecord) => void;
   /** Ends a session of a deleted tenant. */
   revoke: (session: Session) => void;
+  /** Ends a session of a tenant being rekeyed. */
+  revokeForRekey: (session: Session) => void;
+  /** The tenant's wallet was closed for a rekey: its weight returns. */
+  onRekeyed: (tenantId: string) => void;
   /** The tenant is gone, its wallet closed and files removed. */
   onDeleted: (tenantId: string) => void;
 }
@@ -304,6 +318,73 @@ export class Tenants {
   }
 
   /**
+   * Changes a tenant's key: a passphrase tenant's passphrase (`passphrase` → `newPassphrase`) or KDF
+   * (`raw` → `argon2i-mod`, say), or a managed tenant's secret (rotated when no option is given; a
+   * `newPassphrase` makes it a passphrase tenant). The wallet is written anew under the new key to
+   * a new file, and the registry row naming the new file and key is the commit point: killed at any
+   * moment, the tenant opens with the old key or the new one, never neither, and the registry says
+   * which. The tenant's live sessions are revoked (`ERR_SESSION_REVOKED`, reason `rekey`) and its
+   * wallet closed first; acquires meanwhile wait, as for any open.
+   * @throws ERR_TENANT_NOT_FOUND, ERR_WALLET_KEY_INVALID (a wrong current passphrase), ERR_INVALID_ARGUMENT
+   */
+  async rekey(tenantId: string, options: RekeyOptions = {}): Promise<TenantInfo> {
+    const ctx = this.#ctx;
+    ctx.assertOpen();
+    checkTenantId(tenantId);
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['passphrase', 'newPassphrase', 'kdf'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.rekey; known: passphrase, newPassphrase, kdf`);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const given = opts['newPassphrase'] === undefined ? undefined : checkPassphrase(opts['newPassphrase']);
+    if (opts['kdf'] !== undefined && !KDF_METHODS.includes(opts['kdf'] as KdfMethod)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${String(opts['kdf'])}`);
+    return ctx.wallets.exclusive(tenantId, async () => {
+      const record = this.#record(tenantId);
+      if (record.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenantId} needs its current passphrase to be rekeyed`, undefined, { tenantId });
+      if (record.secret !== null && passphrase !== undefined) invalid(`tenant ${tenantId} is managed: rekey it without a passphrase`);
+      // A passphrase tenant keeps its passphrase unless given a new one; a managed tenant gets a new secret.
+      const newPassphrase = given ?? (record.secret === null ? passphrase : undefined);
+      const fallback: KdfMethod = newPassphrase !== undefined && record.kdf === 'raw' ? DEFAULT_PASSPHRASE_KDF : record.kdf;
+      const kdf = (opts['kdf'] as KdfMethod | undefined) ?? fallback;
+      if (newPassphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching");
+      ctx.assertOpen();
+      await ctx.wallets.closeForce(tenantId, 'rekey', ctx.revokeForRekey);
+      ctx.onRekeyed(tenantId);
+      const salt = randomBytes(16);
+      const secret = newPassphrase === undefined ? randomBytes(32) : null;
+      const walletFile = newWalletFile(tenantId);
+      const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
+      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      try {
+        const { verifier } = await ctx.wallets.derive(
+          record.kdf === 'raw' ? kdf : record.kdf,
+          async () =>
+            worker.call('rekeyWallet', {
+              tenantId,
+              path: ctx.walletPath(record),
+              kdf: record.kdf,
+              salt: record.salt,
+              secret: record.secret ?? passphrase ?? '',
+              verifier: record.verifier,
+              newPath: ctx.walletPath(next),
+              newKdf: kdf,
+              newSalt: salt,
+              newSecret: secret ?? newPassphrase ?? '',
+            }),
+          2,
+        );
+        next.verifier = Buffer.from(verifier);
+        ctx.assertOpen();
+        // The commit point: from here the tenant is the new file under the new key.
+        ctx.registry.replaceKey(next);
+      } catch (error) {
+        this.#removeFiles(next, true);
+        throw error;
+      }
+      this.#removeFiles(record);
+      return toInfo(next);
+    });
+  }
+
+  /**
    * Deletes a tenant: new acquires get ERR_TENANT_NOT_FOUND, live sessions are revoked (their calls
    * reject ERR_TENANT_DELETED), the wallet is closed and its files removed.
    * @throws ERR_TENANT_NOT_FOUND
@@ -317,17 +398,18 @@ export class Tenants {
       const record = this.#record(tenantId);
       // The commit point: once the row is gone the tenant is gone; if this write fails, nothing changed.
       ctx.registry.delete(tenantId);
-      await ctx.wallets.closeForDelete(tenantId, ctx.revoke);
+      await ctx.wallets.closeForce(tenantId, 'delete', ctx.revoke);
       this.#removeFiles(record);
     });
     ctx.onDeleted(tenantId);
   }
 
   /** Removes a wallet's files; what cannot be removed now (an unwritable folder) is left to the next open's sweep. */
-  #removeFiles(record: TenantRecord): void {
+  #removeFiles(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>, isQuiet = false): void {
     try {
       removeWalletFiles(this.#ctx.walletPath(record));
     } catch (error) {
+      if (isQuiet) return;
       this.#ctx.warn(
         `tenant-pool could not remove the wallet file of tenant ${record.tenantId} (${(error as Error).message}); the tenant is gone from the registry, and the next open of the pool removes the file`,
         'TENANT_POOL_WALLET_FILE_LEFT',

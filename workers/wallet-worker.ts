@@ -87,6 +87,26 @@ const handlers: Handlers = {
       key.fill(0);
     }
   },
+  async rekeyWallet(req) {
+    if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is open on this worker');
+    const old = await derive(req);
+    try {
+      const verifier = keyVerifier(old.key);
+      if (verifier.length !== req.verifier.length || !timingSafeEqual(verifier, req.verifier)) {
+        throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
+      }
+      const fresh = await derive({ tenantId: req.tenantId, path: req.newPath, kdf: req.newKdf, salt: req.newSalt, secret: req.newSecret });
+      try {
+        const started = performance.now();
+        Wallet.rekey(req.path, old.key, req.newPath, fresh.key);
+        return { verifier: keyVerifier(fresh.key), deriveMs: old.deriveMs + fresh.deriveMs, openMs: performance.now() - started };
+      } finally {
+        fresh.key.fill(0);
+      }
+    } finally {
+      old.key.fill(0);
+    }
+  },
   async closeWallet(tenantId) {
     const open = wallets.get(tenantId);
     wallets.delete(tenantId);

@@ -201,15 +201,57 @@ export class Wallet {
     guard('creating the wallet file', () => Wallet.#create(path, key));
   }
 
-  static #create(path: string, key: Uint8Array): void {
+  /**
+   * Writes a copy of the wallet at `oldPath` (opened with `oldKey`) to a new file at `newPath`
+   * under `newKey`, as a create does: under a temporary name, renamed into place when complete.
+   * Records keep their order; private keys are unwrapped and wrapped again under the new key. The
+   * old file is left as it was: which of the two is the tenant's is the registry's to say.
+   */
+  static rekey(oldPath: string, oldKey: Uint8Array, newPath: string, newKey: Uint8Array): void {
+    guard('rekeying the wallet', () => {
+      const source = Wallet.open(oldPath, oldKey);
+      try {
+        Wallet.#create(newPath, newKey, (target) => source.#copyInto(target));
+      } finally {
+        source.close();
+      }
+    });
+  }
+
+  #copyInto(target: Wallet): void {
+    const records = target.#db.prepare('INSERT INTO records (rid, category, id, value, tags) VALUES (?, ?, ?, ?, ?)');
+    for (const r of this.#db.prepare('SELECT rid, category, id, value, tags FROM records ORDER BY rid').iterate() as IterableIterator<RawRecord & { rid: number }>) {
+      records.run(r.rid, r.category, r.id, r.value, r.tags);
+    }
+    const tags = target.#db.prepare('INSERT INTO tags (rid, category, name, value) VALUES (?, ?, ?, ?)');
+    for (const t of this.#db.prepare('SELECT rid, category, name, value FROM tags').iterate() as IterableIterator<{ rid: number; category: string; name: string; value: string }>) {
+      tags.run(t.rid, t.category, t.name, t.value);
+    }
+    for (const k of this.#db.prepare('SELECT kid, public_key, wrapped_private_key, created_at FROM keys').iterate() as IterableIterator<{ kid: string; public_key: Buffer; wrapped_private_key: Buffer; created_at: string }>) {
+      const pkcs8 = this.#unwrap(k.kid, k.wrapped_private_key);
+      target.#insertKey.run(k.kid, k.public_key, target.#wrap(k.kid, pkcs8), k.created_at);
+      pkcs8.fill(0);
+    }
+  }
+
+  static #create(path: string, key: Uint8Array, fill?: (target: Wallet) => void): void {
     const temp = `${path}.creating`;
-    for (const suffix of ['', '-wal', '-shm']) rmSync(temp + suffix, { force: true });
+    for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(temp + suffix, { force: true });
     // Made with 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
     closeSync(openSync(temp, 'wx', 0o600));
     const db = new Database(temp);
     try {
       keyDatabase(db, key);
       db.exec(SCHEMA);
+      if (fill !== undefined) {
+        const target = new Wallet(db, key);
+        try {
+          db.transaction(() => fill(target))();
+        } finally {
+          target.#signers.clear();
+          target.#wrapKey.fill(0);
+        }
+      }
       db.pragma('journal_mode = WAL');
     } finally {
       // Closing the last connection checkpoints the WAL into the file and removes it.

@@ -351,6 +351,14 @@ export class Registry {
     this.#tenants.set(record.tenantId, record);
   }
 
+  /** Records a tenant's new key material and wallet file (a rekey): the commit point of the rekey. */
+  replaceKey(record: TenantRecord): void {
+    this.#write(`the new key of tenant ${record.tenantId}`, (db) =>
+      db.prepare('UPDATE tenants SET kdf = ?, salt = ?, secret = ?, verifier = ?, wallet_file = ? WHERE tenant_id = ?').run(record.kdf, record.salt, record.secret, record.verifier, record.walletFile, record.tenantId),
+    );
+    this.#tenants.set(record.tenantId, record);
+  }
+
   /** Deletes the tenant and (by cascade) its routes. */
   delete(tenantId: string): void {
     this.#write(`the deletion of tenant ${tenantId}`, (db) => db.prepare('DELETE FROM tenants WHERE tenant_id = ?').run(tenantId));
