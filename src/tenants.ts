@@ -335,7 +335,7 @@ export class Tenants {
     for (const key of Object.keys(opts)) if (!['passphrase', 'newPassphrase', 'kdf'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.rekey; known: passphrase, newPassphrase, kdf`);
     const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
     const given = opts['newPassphrase'] === undefined ? undefined : checkPassphrase(opts['newPassphrase']);
-    if (opts['kdf'] !== undefined && !KDF_METHODS.includes(opts['kdf'] as KdfMethod)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${String(opts['kdf'])}`);
+    if (opts['kdf'] !== undefined && !KDF_METHODS.includes(opts['kdf'] as KdfMethod)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${JSON.stringify(opts['kdf'])}`);
     return ctx.wallets.exclusive(tenantId, async () => {
       const record = this.#record(tenantId);
       if (record.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenantId} needs its current passphrase to be rekeyed`, undefined, { tenantId });

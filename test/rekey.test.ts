@@ -7,7 +7,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TenantPoolError } from '../src/errors.js';
+import { type TenantPoolError } from '../src/errors.js';
 import { TenantPool } from '../src/pool.js';
 import { DataDirLock } from '../src/store/data-dir.js';
 import { Registry } from '../src/store/registry.js';
