@@ -157,6 +157,7 @@ export class TenantPool implements AsyncDisposable {
         this.#armTimer(clock.now());
         return true;
       },
+      withSession: async (tenantId, passphrase, fn) => this.withSession(tenantId, async (session) => fn(session as Session), passphrase === undefined ? undefined : { passphrase }),
       onUpdated: (record) => {
         this.#scheduler.setLimit(record.tenantId, record.maxSessions ?? options.maxSessionsPerTenant);
         this.#pump();

@@ -5,6 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { EncodedError } from './errors.js';
 import type { QueryNode } from './query.js';
+import type { ExportedTenant } from '../workers/transfer.js';
 
 /** Key derivation methods: `raw` (no stretching, for high-entropy secrets), Askar's two Argon2i levels, and Argon2id. */
 export type KdfMethod = 'raw' | 'argon2i-int' | 'argon2i-mod' | 'argon2id';
@@ -84,6 +85,10 @@ export interface WorkerApi {
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
   rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string }): CreateWalletResult;
   closeWallet(tenantId: string): void;
+  /** Writes the open wallet, with `tenant`'s settings, to an export file sealed under `exportKey`. */
+  exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number };
+  /** Opens an export file and creates a wallet from it at `path` under the key material given; the export's settings come back. */
+  importWallet(req: WalletKeyMaterial & { file: string; exportKey: Uint8Array | string }): CreateWalletResult & { tenant: ExportedTenant; records: number; keys: number };
   recordsSave(tenantId: string, category: string, id: string, valueJson: string, tags: Record<string, string>): void;
   recordsGet(tenantId: string, category: string, id: string): RawRecord | null;
   recordsFind(tenantId: string, category: string, tags: Record<string, string>, limit: number): RawRecord[];

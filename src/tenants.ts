@@ -11,9 +11,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { ms, type EventHub } from './diagnostics.js';
 import { poolError } from './errors.js';
-import { KDF_METHODS, type KdfMethod } from './protocol.js';
+import { KDF_METHODS, type KdfMethod, type WorkerApi } from './protocol.js';
 import { rankWorkers } from './placement.js';
+import { resolve } from 'node:path';
 import { newWalletFile, type Registry, type TenantRecord, type TenantWeights, type Warn } from './store/registry.js';
+import { readExportedTenantId, type ExportedTenant } from '../workers/transfer.js';
 import type { WalletManager } from './lifecycle.js';
 import type { Session } from './session.js';
 import type { WorkerSlot } from './threads.js';
@@ -58,6 +60,43 @@ function decodeTenantCursor(cursor: unknown): string {
   return checkTenantId(tenantId, 'cursor');
 }
 
+/** Options of `tenants.export`. */
+export interface ExportOptions {
+  /** Where to write the export (created or replaced atomically, mode 0600). */
+  file: string;
+  /** 32 bytes (a random key kept in a secret store), or a passphrase (through Argon2id). */
+  exportKey: Uint8Array | string;
+  /** The tenant's passphrase, for a passphrase tenant (or the pool's `passphraseProvider`). */
+  passphrase?: string;
+}
+
+/** Options of `tenants.import`. */
+export interface ImportOptions {
+  exportKey: Uint8Array | string;
+  /** @default the exported tenant's id */
+  tenantId?: string;
+  /** Given: the imported tenant is a passphrase tenant under it. Absent: a managed tenant. */
+  passphrase?: string;
+  /** @default the pool's `kdf` (managed), `argon2i-mod` (passphrase) */
+  kdf?: KdfMethod;
+}
+
+/** An export key: 32 bytes, or a passphrase of 1 to 4,096 characters. */
+function checkExportKey(value: unknown): Uint8Array | string {
+  if (value instanceof Uint8Array) {
+    if (value.length !== 32) invalid(`Expected \`exportKey\` to be 32 bytes or a passphrase, got ${value.length} bytes`);
+    return value;
+  }
+  if (typeof value === 'string') {
+    try {
+      return checkPassphrase(value);
+    } catch {
+      invalid('Expected `exportKey` to be 32 bytes or a well-formed passphrase of 1 to 4096 characters');
+    }
+  }
+  invalid('Expected `exportKey` to be 32 bytes (a Uint8Array) or a passphrase');
+}
+
 /** Options of `tenants.rekey`. */
 export interface RekeyOptions {
   /** The current passphrase of a passphrase tenant (required for one). */
@@ -93,6 +132,8 @@ export interface TenantsContext {
   adoptCreated: (record: TenantRecord, worker: WorkerSlot, passphrase: string | undefined) => boolean;
   now: () => number;
   events: EventHub;
+  /** Runs `fn` with a session of the tenant (given `passphrase`, or the pool's provider), always released. */
+  withSession: <T>(tenantId: string, passphrase: string | undefined, fn: (session: Session) => Promise<T>) => Promise<T>;
   /** The tenant's limits or weights changed: waiters its old limit held back may go now. */
   onUpdated: (record: TenantRecord) => void;
   /** Ends a session of a deleted tenant. */
@@ -381,6 +422,98 @@ export class Tenants {
       }
       this.#removeFiles(record);
       return toInfo(next);
+    });
+  }
+
+  /**
+   * Writes one self-contained file with the tenant's records (with tags), keys, routes and settings,
+   * encrypted and authenticated under `exportKey` (32 bytes, or a passphrase through Argon2id). The
+   * pool keeps serving: the snapshot is one read on the tenant's worker, so it is consistent while
+   * sessions go on writing. A passphrase tenant needs its `passphrase` (or the pool's provider).
+   * The file is written atomically, mode 0600; it holds private keys, sealed: keep `exportKey` apart.
+   */
+  async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number }> {
+    const ctx = this.#ctx;
+    const record = this.#record(tenantId);
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['file', 'exportKey', 'passphrase'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.export; known: file, exportKey, passphrase`);
+    const file = resolve(checkName(opts['file'], 'file'));
+    const exportKey = checkExportKey(opts['exportKey']);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const result = await ctx.withSession(record.tenantId, passphrase, async (session) => {
+      const current = this.#record(tenantId);
+      const tenant: ExportedTenant = {
+        tenantId: current.tenantId,
+        ...(current.label === undefined ? {} : { label: current.label }),
+        ...(current.maxSessions === undefined ? {} : { maxSessions: current.maxSessions }),
+        ...(current.weights === undefined ? {} : { weights: current.weights }),
+        metadata: current.metadata,
+        createdAt: current.createdAt,
+        routes: ctx.registry.routesOf(current.tenantId),
+      };
+      return session.call('exportWallet', file, exportKey, tenant);
+    });
+    return { file, ...result };
+  }
+
+  /**
+   * Recreates an exported tenant in this pool: its records, keys (which still sign for their public
+   * keys), settings and routes (those no other tenant here routes). It becomes `tenantId` (default:
+   * the exported id), a passphrase tenant if `passphrase` is given (Argon2, `kdf` default
+   * `argon2i-mod`), else a managed one. A wrong `exportKey` is `ERR_WALLET_KEY_INVALID`, a damaged or
+   * truncated file `ERR_WALLET_CORRUPT`; either way nothing is imported.
+   * @throws ERR_TENANT_EXISTS, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT, ERR_INVALID_ARGUMENT
+   */
+  async import(file: string, options: ImportOptions): Promise<TenantInfo & { records: number; keys: number }> {
+    const ctx = this.#ctx;
+    ctx.assertOpen();
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['exportKey', 'tenantId', 'passphrase', 'kdf'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.import; known: exportKey, tenantId, passphrase, kdf`);
+    const path = resolve(checkName(file, 'file'));
+    const exportKey = checkExportKey(opts['exportKey']);
+    const tenantId = opts['tenantId'] === undefined ? checkTenantId(readExportedTenantId(path), 'the exported tenantId') : checkTenantId(opts['tenantId']);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const kdf = (opts['kdf'] as KdfMethod | undefined) ?? (passphrase === undefined ? ctx.defaultKdf : DEFAULT_PASSPHRASE_KDF);
+    if (!KDF_METHODS.includes(kdf)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}`);
+    if (passphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching");
+    return ctx.wallets.exclusive(tenantId, async () => {
+      if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
+      ctx.assertOpen();
+      const salt = randomBytes(16);
+      const secret = passphrase === undefined ? randomBytes(32) : null;
+      const walletFile = newWalletFile(tenantId);
+      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      let imported: ReturnType<WorkerApi['importWallet']>;
+      try {
+        imported = await ctx.wallets.derive(kdf, async () => worker.call('importWallet', { tenantId, path: ctx.walletPath({ walletFile }), kdf, salt, secret: secret ?? passphrase ?? '', file: path, exportKey }));
+      } catch (error) {
+        this.#removeFiles({ tenantId, walletFile }, true);
+        throw error;
+      }
+      const settings = imported.tenant;
+      const record: TenantRecord = {
+        tenantId,
+        ...(typeof settings.label === 'string' ? { label: checkName(settings.label, 'label') } : {}),
+        kdf,
+        salt,
+        secret,
+        verifier: Buffer.from(imported.verifier),
+        walletFile,
+        ...(settings.maxSessions === undefined ? {} : { maxSessions: checkMaxSessions(settings.maxSessions) }),
+        ...(settings.weights === undefined ? {} : { weights: this.#checkFits(checkWeights(settings.weights)) }),
+        metadata: checkTags(settings.metadata, 'metadata'),
+        createdAt: new Date().toISOString(),
+      };
+      try {
+        ctx.assertOpen();
+        ctx.registry.insert(record);
+      } catch (error) {
+        this.#removeFiles(record, true);
+        throw error;
+      }
+      // Routes another tenant of this pool already has stay with it.
+      for (const publicKey of settings.routes) if (typeof publicKey === 'string' && ctx.registry.routeOf(publicKey) === undefined) ctx.registry.addRoute(publicKey, tenantId);
+      return { ...toInfo(record), records: imported.records, keys: imported.keys };
     });
   }
 

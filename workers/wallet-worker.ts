@@ -10,6 +10,7 @@ import { Outbox, unbatch } from '../src/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
 import { deriveKey, keyVerifier } from './kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
+import { readExport, writeExport, type WalletSnapshot } from './transfer.js';
 import { Wallet, verifySignature } from './wallet.js';
 
 interface OpenWallet {
@@ -31,6 +32,9 @@ function openOf(tenantId: string): OpenWallet {
 }
 
 const walletOf = (tenantId: string): Wallet => openOf(tenantId).wallet;
+
+/** One consistent read of the wallet: taken synchronously, so no call of this worker writes in between. */
+const snapshotOf = (tenantId: string): WalletSnapshot => walletOf(tenantId).snapshot();
 
 async function derive(req: WalletKeyMaterial): Promise<{ key: Buffer; deriveMs: number }> {
   const started = performance.now();
@@ -105,6 +109,23 @@ const handlers: Handlers = {
       }
     } finally {
       old.key.fill(0);
+    }
+  },
+  async exportWallet(tenantId, file, exportKey, tenant) {
+    const wallet = snapshotOf(tenantId);
+    const { bytes } = await writeExport(file, exportKey, { tenant, wallet });
+    return { bytes, records: wallet.records.length, keys: wallet.keys.length };
+  },
+  async importWallet(req) {
+    if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
+    const payload = await readExport(req.file, req.exportKey);
+    const { key, deriveMs } = await derive(req);
+    try {
+      const started = performance.now();
+      Wallet.createFrom(req.path, key, payload.wallet);
+      return { verifier: keyVerifier(key), deriveMs, openMs: performance.now() - started, tenant: payload.tenant, records: payload.wallet.records.length, keys: payload.wallet.keys.length };
+    } finally {
+      key.fill(0);
     }
   },
   async closeWallet(tenantId) {

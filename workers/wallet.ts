@@ -26,6 +26,7 @@ import { asPoolError, poolError, storageCode } from '../src/errors.js';
 import { fsyncDir } from '../src/store/data-dir.js';
 import type { RawRecord } from '../src/protocol.js';
 import type { QueryNode } from '../src/query.js';
+import type { WalletSnapshot } from './transfer.js';
 
 const SCHEMA = `
 CREATE TABLE records (
@@ -216,6 +217,42 @@ export class Wallet {
         source.close();
       }
     });
+  }
+
+  /** Every record and key, private keys in the clear (PKCS#8, base64), in one read: for an export, on this thread only. */
+  snapshot(): WalletSnapshot {
+    return guard('reading the wallet for an export', () =>
+      this.#db.transaction(() => ({
+        records: (this.#db.prepare('SELECT category, id, value, tags FROM records ORDER BY rid').raw().all() as WalletSnapshot['records']),
+        keys: (this.#db.prepare('SELECT kid, public_key, wrapped_private_key, created_at FROM keys ORDER BY created_at, kid').all() as Array<{ kid: string; public_key: Buffer; wrapped_private_key: Buffer; created_at: string }>).map((k) => {
+          const pkcs8 = this.#unwrap(k.kid, k.wrapped_private_key);
+          const privateKey = pkcs8.toString('base64');
+          pkcs8.fill(0);
+          return { kid: k.kid, publicKey: bs58.encode(k.public_key), privateKey, createdAt: k.created_at };
+        }),
+      }))(),
+    );
+  }
+
+  /** Creates a wallet at `path` under `key` holding what `snapshot` gave (an import), as a create does. */
+  static createFrom(path: string, key: Uint8Array, snapshot: WalletSnapshot): void {
+    guard('writing the imported wallet', () =>
+      Wallet.#create(path, key, (target) => {
+        for (const [category, id, value, tags] of snapshot.records) {
+          const parsed = JSON.parse(tags) as Record<string, string>;
+          target.#saveTx(category, id, value, parsed);
+        }
+        for (const k of snapshot.keys) {
+          const pkcs8 = Buffer.from(k.privateKey, 'base64');
+          const publicKey = Buffer.from(bs58.decode(k.publicKey));
+          // The private key must be the one the public key names, or signatures would not verify.
+          const derived = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+          if (!derived.equals(publicKey)) throw poolError('ERR_WALLET_CORRUPT', `the exported key ${k.kid} does not match its public key`);
+          target.#insertKey.run(k.kid, publicKey, target.#wrap(k.kid, pkcs8), k.createdAt);
+          pkcs8.fill(0);
+        }
+      }),
+    );
   }
 
   #copyInto(target: Wallet): void {

@@ -203,6 +203,11 @@ export class Registry {
     return true;
   }
 
+  /** The routing keys of a tenant. */
+  routesOf(tenantId: string): string[] {
+    return [...(this.#routesOf.get(tenantId) ?? [])];
+  }
+
   /** The tenant a routing key belongs to. */
   routeOf(recipientKey: string): string | undefined {
     return this.#routes.get(recipientKey);

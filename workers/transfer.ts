@@ -1,0 +1,188 @@
+/**
+ * Export files: one tenant's wallet and settings in one self-contained file, encrypted and
+ * authenticated under an export key (32 raw bytes, or a passphrase through Argon2id). Written and
+ * read in the worker, so private keys are only ever in plain text there, never on the main thread.
+ *
+ * Layout: the line `tenant-pool export 1`, a JSON header line (KDF, salt, nonce and a check value of
+ * the export key), then the payload (JSON) sealed with ChaCha20-Poly1305, the header lines as
+ * associated data and the 16-byte tag last. A wrong key fails the check value
+ * (`ERR_WALLET_KEY_INVALID`); any changed or missing byte fails the tag (`ERR_WALLET_CORRUPT`).
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { asPoolError, poolError } from '../src/errors.js';
+import { fsyncDir } from '../src/store/data-dir.js';
+import { deriveKey } from './kdf.js';
+
+const MAGIC = 'tenant-pool export 1\n';
+const TAG_BYTES = 16;
+/** Largest export file read back (the payload is held in memory). */
+const MAX_EXPORT_BYTES = 2 ** 30;
+
+/** What an export holds besides the wallet's rows: the tenant's settings and routes, as the registry had them. */
+export interface ExportedTenant {
+  tenantId: string;
+  label?: string;
+  maxSessions?: number;
+  weights?: { wallet?: number; session?: number };
+  metadata: Record<string, string>;
+  createdAt: string;
+  /** Public keys that routed inbound messages to the tenant. */
+  routes: string[];
+}
+
+/** The wallet's contents, as `Wallet.snapshot()` gives them. */
+export interface WalletSnapshot {
+  records: Array<[category: string, id: string, value: string, tags: string]>;
+  /** Private keys as PKCS#8 DER, base64. */
+  keys: Array<{ kid: string; publicKey: string; privateKey: string; createdAt: string }>;
+}
+
+export interface ExportPayload {
+  tenant: ExportedTenant;
+  wallet: WalletSnapshot;
+}
+
+interface Header {
+  kdf: 'raw' | 'argon2id';
+  salt: string;
+  nonce: string;
+  check: string;
+  tenantId: string;
+  exportedAt: string;
+}
+
+/** An export key as the caller gave it: 32 bytes, or a passphrase. */
+export type ExportKey = Uint8Array | string;
+
+async function keyOf(exportKey: ExportKey, kdf: Header['kdf'], salt: Buffer): Promise<Buffer> {
+  if (kdf === 'raw') return Buffer.from(hkdfSync('sha256', exportKey as Uint8Array, salt, 'tenant-pool export key v1', 32));
+  return deriveKey('argon2id', exportKey, salt);
+}
+
+function checkValue(key: Uint8Array): string {
+  return createHmac('sha256', key).update('tenant-pool export key check v1').digest('hex');
+}
+
+/** Seals `payload` under `exportKey` and writes it to `file` atomically (temporary file, fsync, rename), mode 0600. */
+export async function writeExport(file: string, exportKey: ExportKey, payload: ExportPayload): Promise<{ bytes: number }> {
+  const salt = randomBytes(16);
+  const kdf: Header['kdf'] = typeof exportKey === 'string' ? 'argon2id' : 'raw';
+  const key = await keyOf(exportKey, kdf, salt);
+  const plaintext = Buffer.from(JSON.stringify(payload), 'utf8');
+  try {
+    const nonce = randomBytes(12);
+    const header: Header = { kdf, salt: salt.toString('hex'), nonce: nonce.toString('hex'), check: checkValue(key), tenantId: payload.tenant.tenantId, exportedAt: new Date().toISOString() };
+    const head = Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`, 'utf8');
+    const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(head, { plaintextLength: plaintext.length });
+    const sealed = Buffer.concat([head, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    const temp = `${file}.tmp-${process.pid}`;
+    try {
+      const fd = openSync(temp, 'w', 0o600);
+      try {
+        writeSync(fd, sealed);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(temp, file);
+      fsyncDir(dirname(file));
+    } catch (error) {
+      rmSync(temp, { force: true });
+      throw asPoolError(error, `cannot write the export file ${file}`);
+    }
+    return { bytes: sealed.length };
+  } finally {
+    key.fill(0);
+    plaintext.fill(0);
+  }
+}
+
+/** The tenant id an export file names in its header (no key needed; the id is not secret). */
+export function readExportedTenantId(file: string): string {
+  let head: Buffer;
+  try {
+    const fd = openSync(file, 'r');
+    try {
+      head = Buffer.alloc(4096);
+      head = head.subarray(0, readSync(fd, head, 0, head.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    throw asPoolError(error, `cannot read the export file ${file}`);
+  }
+  const end = head.indexOf(0x0a, MAGIC.length);
+  try {
+    if (!head.subarray(0, MAGIC.length).equals(Buffer.from(MAGIC)) || end < 0) throw new Error('not an export');
+    const { tenantId } = JSON.parse(head.subarray(MAGIC.length, end).toString('utf8')) as { tenantId?: unknown };
+    if (typeof tenantId !== 'string') throw new Error('no tenant id');
+    return tenantId;
+  } catch {
+    throw poolError('ERR_WALLET_CORRUPT', `the export file ${file} is damaged or truncated: its header cannot be read`);
+  }
+}
+
+/** Reads and opens an export file. @throws ERR_WALLET_KEY_INVALID for a wrong key, ERR_WALLET_CORRUPT for a damaged or truncated file */
+export async function readExport(file: string, exportKey: ExportKey): Promise<ExportPayload> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    throw asPoolError(error, `cannot read the export file ${file}`);
+  }
+  const damaged = (why: string): never => {
+    throw poolError('ERR_WALLET_CORRUPT', `the export file ${file} is damaged or truncated: ${why}`);
+  };
+  if (bytes.length > MAX_EXPORT_BYTES) damaged('larger than any export');
+  if (!bytes.subarray(0, MAGIC.length).equals(Buffer.from(MAGIC))) damaged('it does not start as an export file');
+  const end = bytes.indexOf(0x0a, MAGIC.length);
+  if (end < 0) damaged('no header');
+  let header: Header;
+  try {
+    header = JSON.parse(bytes.subarray(MAGIC.length, end).toString('utf8')) as Header;
+  } catch {
+    return damaged('the header is not JSON');
+  }
+  if ((header.kdf !== 'raw' && header.kdf !== 'argon2id') || !/^[0-9a-f]{32}$/.test(header.salt) || !/^[0-9a-f]{24}$/.test(header.nonce) || !/^[0-9a-f]{64}$/.test(header.check)) damaged('the header is malformed');
+  if (header.kdf === 'raw' ? typeof exportKey === 'string' : typeof exportKey !== 'string') {
+    throw poolError('ERR_WALLET_KEY_INVALID', `the export file ${file} was sealed with ${header.kdf === 'raw' ? 'a 32-byte key' : 'a passphrase'}; give the same kind of exportKey`);
+  }
+  const key = await keyOf(exportKey, header.kdf, Buffer.from(header.salt, 'hex'));
+  try {
+    const check = Buffer.from(checkValue(key), 'hex');
+    if (!timingSafeEqual(check, Buffer.from(header.check, 'hex'))) throw poolError('ERR_WALLET_KEY_INVALID', `the exportKey does not open the export file ${file}`);
+    const body = bytes.subarray(end + 1);
+    if (body.length < TAG_BYTES) damaged('it ends before its payload');
+    const decipher = createDecipheriv('chacha20-poly1305', key, Buffer.from(header.nonce, 'hex'), { authTagLength: TAG_BYTES });
+    decipher.setAAD(bytes.subarray(0, end + 1), { plaintextLength: body.length - TAG_BYTES });
+    decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+    let plaintext: Buffer;
+    try {
+      plaintext = Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]);
+    } catch {
+      return damaged('its contents fail their integrity check');
+    }
+    try {
+      return checkPayload(JSON.parse(plaintext.toString('utf8')) as unknown) ?? damaged('its contents are not an export');
+    } finally {
+      plaintext.fill(0);
+    }
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** The payload if it has the shape of one (sealed by a writer of this format), else undefined. */
+function checkPayload(value: unknown): ExportPayload | undefined {
+  const p = value as Partial<ExportPayload> | null;
+  if (p === null || typeof p !== 'object' || typeof p.tenant !== 'object' || typeof p.wallet !== 'object' || p.tenant === null || p.wallet === null) return undefined;
+  const { tenant, wallet } = p;
+  if (typeof tenant.tenantId !== 'string' || !Array.isArray(tenant.routes) || typeof tenant.metadata !== 'object') return undefined;
+  if (!Array.isArray(wallet.records) || !Array.isArray(wallet.keys)) return undefined;
+  if (!wallet.records.every((r) => Array.isArray(r) && r.length === 4 && r.every((x) => typeof x === 'string'))) return undefined;
+  if (!wallet.keys.every((k) => typeof k.kid === 'string' && typeof k.publicKey === 'string' && typeof k.privateKey === 'string' && typeof k.createdAt === 'string')) return undefined;
+  return p as ExportPayload;
+}
