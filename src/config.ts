@@ -49,6 +49,12 @@ export interface PoolOptions {
   maxValueBytes?: number;
   /** Heap limits of each worker thread (Node's `resourceLimits`); a worker over them dies and is replaced. @default Node's defaults */
   workerResourceLimits?: WorkerResourceLimits;
+  /**
+   * Let the process exit while the pool is idle (no call in flight on any worker), as node-postgres's
+   * option of the same name; otherwise an open pool keeps the process alive until `close()`.
+   * @default false
+   */
+  allowExitOnIdle?: boolean;
   /** How long a worker may take to start (import the worker modules); `open()` fails with `ERR_WORKER_START_TIMEOUT` naming the module after that. @default 30000 */
   workerStartTimeoutMs?: number;
   /**
@@ -92,6 +98,7 @@ export interface ResolvedOptions {
   readonly maxValueBytes: number;
   readonly workerResourceLimits: Readonly<WorkerResourceLimits> | undefined;
   readonly workerStartTimeoutMs: number;
+  readonly allowExitOnIdle: boolean;
   readonly logger: Logger | undefined;
   readonly passphraseProvider: PassphraseProvider | undefined;
 }
@@ -115,12 +122,13 @@ export const DEFAULTS = Object.freeze({
   modules: Object.freeze([] as string[]),
   maxValueBytes: 1024 * 1024,
   workerStartTimeoutMs: 30_000,
+  allowExitOnIdle: false,
 });
 
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
   'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
-  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'logger', 'passphraseProvider',
+  'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'allowExitOnIdle', 'logger', 'passphraseProvider',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
 function describe(value: unknown): string {
@@ -296,6 +304,7 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     maxValueBytes: merged.maxValueBytes ?? DEFAULTS.maxValueBytes,
     workerResourceLimits: merged.workerResourceLimits === undefined ? undefined : Object.freeze({ ...merged.workerResourceLimits }),
     workerStartTimeoutMs: merged.workerStartTimeoutMs ?? DEFAULTS.workerStartTimeoutMs,
+    allowExitOnIdle: merged.allowExitOnIdle ?? DEFAULTS.allowExitOnIdle,
     logger: merged.logger,
     passphraseProvider: merged.passphraseProvider,
   });
@@ -377,6 +386,10 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
       }
       case 'workerStartTimeoutMs':
         out.workerStartTimeoutMs = c.integer(key, value, 1, true);
+        break;
+      case 'allowExitOnIdle':
+        if (typeof value !== 'boolean') c.fail(key, 'a boolean', value);
+        out.allowExitOnIdle = value;
         break;
       case 'passphraseProvider':
         if (typeof value !== 'function') c.fail(key, 'a function (tenantId) => Promise<string | undefined>', value);

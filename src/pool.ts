@@ -250,6 +250,7 @@ export class TenantPool implements AsyncDisposable {
           modules: resolved.modules,
           maxValueBytes: resolved.maxValueBytes,
           startTimeoutMs: resolved.workerStartTimeoutMs,
+          allowExitOnIdle: resolved.allowExitOnIdle,
           ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }),
         }),
     );

@@ -121,7 +121,7 @@ export interface CallMessage {
 
 export type ReplyMessage = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: EncodedError };
 
-/** The one task each worker runs under piscina: it lives as long as the worker serves its port. */
+/** The one task each worker runs under piscina: it hands the worker its port, and returns once the worker serves it. */
 export interface LifelineTask {
   port: MessagePort;
   /** Absolute paths of the worker modules to import before serving. */
@@ -133,7 +133,7 @@ export interface LifelineTask {
  * The worker's start-up messages on its port: before each module import, the module it imports
  * (`{ loading }`); then that it is serving, or why it could not start (a module failed to load).
  */
-export type StartMessage = 'ready' | { startFailed: EncodedError };
+export type StartMessage = { ready: number } | { startFailed: EncodedError };
 export interface LoadingMessage {
   loading: string;
 }

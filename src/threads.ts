@@ -46,6 +46,8 @@ export interface WorkerSlotOptions {
   maxValueBytes: number;
   /** A worker that has not started (imported its modules) within this fails its start with `ERR_WORKER_START_TIMEOUT`. */
   startTimeoutMs?: number;
+  /** Whether the worker lets the process exit while no call is in flight (as node-postgres's `allowExitOnIdle`). */
+  allowExitOnIdle?: boolean;
 }
 
 /** One worker thread (replaced when it dies) and the channel to it. */
@@ -58,7 +60,10 @@ export class WorkerSlot {
   readonly #modules: readonly string[];
   readonly #maxValueBytes: number;
   readonly #startTimeoutMs: number;
+  readonly #allowExitOnIdle: boolean;
   readonly #pending = new Map<number, Pending>();
+  /** Threads of this slot that served and died: a late report of their end is not a new death. */
+  readonly #deadThreads = new Set<number>();
   /** The worker module the starting worker is importing, as it last said. */
   #loadingModule: string | undefined;
   #nextId = 1;
@@ -81,6 +86,7 @@ export class WorkerSlot {
     this.#modules = options.modules;
     this.#maxValueBytes = options.maxValueBytes;
     this.#startTimeoutMs = options.startTimeoutMs ?? Number.POSITIVE_INFINITY;
+    this.#allowExitOnIdle = options.allowExitOnIdle ?? false;
     this.#resourceLimits = options.resourceLimits;
     this.#piscina = this.#newPiscina();
     this.#ready = this.#connect();
@@ -102,7 +108,9 @@ export class WorkerSlot {
     });
     // Deaths are reported through the lifeline; this keeps piscina's own 'error' event from going unhandled.
     piscina.on('error', () => {});
-    piscina.on('workerDestroy', () => {
+    piscina.on('workerDestroy', (worker: { id: number }) => {
+      // A thread whose death was already handled (through its port) may be reported after its replacement started.
+      if (this.#deadThreads.has(worker.id)) return;
       if (piscina === this.#piscina && !this.#isClosing) this.#onThreadGone?.({ kind: 'crash', error: new Error('the worker thread exited') });
     });
     return piscina;
@@ -142,6 +150,8 @@ export class WorkerSlot {
     if (this.#isClosing) throw poolError('ERR_POOL_CLOSED', 'the pool is closing');
     if (port === null) throw poolError('ERR_WORKER_CRASHED', `worker ${this.index} is not running`);
     const id = this.#nextId++;
+    // While a call is in flight the channel keeps the process alive, whatever allowExitOnIdle says.
+    if (this.#allowExitOnIdle && this.#pending.size === 0) port.ref();
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { method, resolve, reject });
       this.#outbox!.push({ id, method, args } satisfies CallMessage);
@@ -169,6 +179,7 @@ export class WorkerSlot {
     // The port and piscina's task channel are not ordered with each other, so a lifeline that ends
     // early waits for this first message (or the port's close) before telling why.
     this.#loadingModule = undefined;
+    let servingThread: number | undefined;
     const started = new Promise<StartMessage | null>((resolve) => {
       const onStart = (message: StartMessage | { loading: string }): void => {
         if (typeof message === 'object' && 'loading' in message) {
@@ -194,13 +205,15 @@ export class WorkerSlot {
     }, this.#startTimeoutMs);
     void started.then(() => startTimer.cancel());
     void started.then((start) => {
-      if (start !== 'ready') return;
+      if (start === null || !('ready' in start)) return;
+      servingThread = start.ready;
       this.#port = port1;
       const isReplacement = this.#hasServed;
       this.#hasServed = true;
       this.#failedStarts = 0;
       this.#outbox = new Outbox<CallMessage>((m) => port1.postMessage(m), (call, error) => this.#unsendable(call, error));
       port1.on('message', (replies: ReplyMessage | ReplyMessage[]) => unbatch(replies, (reply) => this.#settle(reply)));
+      if (this.#allowExitOnIdle) port1.unref();
       this.#onSpawn?.(this.index, performance.now() - startedAt, isReplacement);
       markReady();
     });
@@ -209,20 +222,30 @@ export class WorkerSlot {
     let onThreadGone!: (end: LifelineEnd) => void;
     const threadGone = new Promise<LifelineEnd>((resolve) => (onThreadGone = resolve));
     this.#onThreadGone = onThreadGone;
+    // The task returns once the worker serves (that is not an end); it fails if the thread dies first.
     const run = this.#piscina.run(task, { transferList: [port2] }).then(
-      (): LifelineEnd => ({ kind: 'shutdown' }),
+      async (): Promise<LifelineEnd> => new Promise<never>(() => {}),
       (error: unknown): LifelineEnd => ({ kind: 'crash', error: error instanceof Error ? error : new Error(String(error)) }),
     );
-    this.#lifeline = Promise.race([run, threadGone]);
+    // The worker closes its end when asked to shut down. Its end also goes with its thread, but a
+    // death is taken from piscina's report (threadGone): only then is piscina done with the thread,
+    // so the replacement's task cannot land on it.
+    const portClosed = new Promise<LifelineEnd>((resolve) =>
+      port1.once('close', () => {
+        if (this.#isClosing) resolve({ kind: 'shutdown' });
+      }),
+    );
+    // A worker that cannot start (a module failed to load) says why, closes its port and stays idle.
+    const startFailed = started.then(async (start): Promise<LifelineEnd> => {
+      if (start === null || !('startFailed' in start)) return new Promise<never>(() => {});
+      this.#startError ??= decodeError(start.startFailed);
+      return { kind: 'crash', error: this.#startError };
+    });
+    this.#lifeline = Promise.race([run, threadGone, portClosed, startFailed]);
     void this.#lifeline.then(async (end) => {
       startTimer.cancel();
       this.#onThreadGone = undefined;
-      // A lifeline that returned before serving said why on the port first (a module failed to load).
-      // One that crashed may never have received its port: nothing will come on it, so do not wait.
-      if (this.#port !== port1 && end.kind === 'shutdown') {
-        const start = await started;
-        if (start !== null && start !== 'ready') this.#startError = decodeError(start.startFailed);
-      }
+      if (servingThread !== undefined) this.#deadThreads.add(servingThread);
       port1.close();
       if (end.kind === 'shutdown' && this.#isClosing) return;
       const error = end.kind === 'crash' ? end.error : (this.#startError ?? new Error('worker ended its lifeline unexpectedly'));
@@ -236,6 +259,7 @@ export class WorkerSlot {
     const pending = this.#pending.get(reply.id);
     if (pending === undefined) return;
     this.#pending.delete(reply.id);
+    if (this.#allowExitOnIdle && this.#pending.size === 0) this.#port?.unref();
     if (reply.ok) pending.resolve(reply.value);
     else pending.reject(decodeError(reply.error));
   }

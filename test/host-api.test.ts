@@ -7,7 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { type TenantPoolError } from '../src/errors.js';
-import { disposePool, openPool, rejectsWith } from './helpers.js';
+import { rmSync } from 'node:fs';
+import { startChild } from './child.js';
+import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
 
@@ -196,6 +198,21 @@ test('run(task, args, { signal }): an abort settles the call at once with the re
     });
   } finally {
     await disposePool(pool);
+  }
+});
+
+test('allowExitOnIdle: an idle pool lets the process exit; by default an open pool keeps it alive until close()', async () => {
+  for (const allow of [true, false]) {
+    const dataDir = tempDir();
+    const child = startChild('exit-on-idle.ts', [dataDir, rootKey(), String(allow)]);
+    await child.waitFor((lines) => lines.includes('done'));
+    // The exit (or its absence) is awaited: a process that ends by itself does so within this limit.
+    const ended = await Promise.race([child.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000))]);
+    child.kill('SIGKILL');
+    const { code, signal } = await child.exited;
+    assert.is(ended, allow, allow ? 'exited by itself' : 'kept alive');
+    if (allow) assert.equal([code, signal], [0, null]);
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
 

@@ -5,6 +5,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { threadId } from 'node:worker_threads';
 import { encodeError, poolError } from '../src/errors.js';
 import { Outbox, unbatch } from '../src/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
@@ -198,18 +199,15 @@ export default async function lifeline({ port, modules, maxValueBytes: maxBytes 
       reply({ id, ok: false, error: encodeError(error) });
     }
   };
-  await new Promise<void>((resolve) => {
-    port.on('message', (message: CallMessage | CallMessage[] | typeof SHUTDOWN) => {
-      if (message === SHUTDOWN) {
-        outbox.flush();
-        void closeAll().finally(() => {
-          port.close();
-          resolve();
-        });
-        return;
-      }
-      unbatch(message, handle);
-    });
-    port.postMessage('ready' satisfies StartMessage);
+  // The task returns once the worker serves: the port's listener keeps the thread alive, and
+  // piscina sees an idle worker (so it holds no reference that would keep the process alive).
+  port.on('message', (message: CallMessage | CallMessage[] | typeof SHUTDOWN) => {
+    if (message === SHUTDOWN) {
+      outbox.flush();
+      void closeAll().finally(() => port.close());
+      return;
+    }
+    unbatch(message, handle);
   });
+  port.postMessage({ ready: threadId } satisfies StartMessage);
 }
