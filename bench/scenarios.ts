@@ -298,6 +298,31 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'create-then-use',
+    describe: 'an argon2i-mod tenant created, then its first session: the new wallet kept open vs closed in between',
+    systems: ['tenant-pool'],
+    options: () => base(),
+    async run({ pool, quick }) {
+      if (pool === undefined) throw new Error('tenant-pool only');
+      const rounds = quick ? 2 : 6;
+      const measure = async (isClosedBetween: boolean): Promise<{ ms: number; derivations: number }> => {
+        const times: number[] = [];
+        const before = pool.stats().totals.keyDerivations;
+        for (let i = 0; i < rounds; i++) {
+          const started = performance.now();
+          const { tenantId } = await pool.tenants.create({ tenantId: `ctu-${String(isClosedBetween)}-${i}`, kdf: 'argon2i-mod' });
+          if (isClosedBetween) await pool.closeIdleWallets();
+          await pool.withSession(tenantId, async (s) => s.records.save('c', 'first', 1));
+          times.push(performance.now() - started);
+        }
+        return { ms: percentile(times, 50), derivations: (pool.stats().totals.keyDerivations - before) / rounds };
+      };
+      const kept = await measure(false);
+      const closed = await measure(true);
+      return { keptOpenP50Ms: round(kept.ms), keptOpenDerivations: kept.derivations, closedBetweenP50Ms: round(closed.ms), closedBetweenDerivations: closed.derivations };
+    },
+  },
+  {
     name: 'scheduler',
     describe: 'acquire+release of a warm tenant on the pure scheduler, with the queue empty and 10,000 deep',
     systems: ['tenant-pool'],
