@@ -6,8 +6,9 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { type TenantPoolError } from '../src/errors.js';
-import { rmSync } from 'node:fs';
+import { ErrorCodes, TenantPoolError } from '../src/errors.js';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { startChild } from './child.js';
 import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
 
@@ -214,6 +215,20 @@ test('allowExitOnIdle: an idle pool lets the process exit; by default an open po
     if (allow) assert.equal([code, signal], [0, null]);
     rmSync(dataDir, { recursive: true, force: true });
   }
+});
+
+test('the README error table lists every code, with the retryable flag each code has', () => {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const rows = new Map([...readme.matchAll(/^\| `(ERR_[A-Z_]+)` \|.*\| (yes|no) \| [^|]+ \|$/gm)].map((m) => [m[1]!, m[2] === 'yes']));
+  assert.equal([...rows.keys()].sort(), [...ErrorCodes].sort());
+  for (const code of ErrorCodes) assert.is(new TenantPoolError(code, '').retryable, rows.get(code), `${code} retryable`);
+});
+
+test('examples/routing.ts runs: a passphrase tenant reached by dispatch through the passphraseProvider', () => {
+  const run = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, '..', 'examples', 'routing.ts')], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(run.status, 0, run.stderr);
+  assert.match(run.stdout, 'owner of the key: alice');
+  assert.match(run.stdout, "alice inbox: { stored: 1, sinceOpen: 1 }");
 });
 
 test.run();
