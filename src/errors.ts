@@ -76,7 +76,7 @@ export class TenantPoolError extends Error {
     this.code = code;
     this.retryable = RETRYABLE.has(code);
     if (options !== undefined) {
-      for (const key of DETAIL_KEYS) if (options[key] !== undefined) Object.defineProperty(this, key, { value: options[key], enumerable: true });
+      for (const key of DETAIL_KEYS) if (options[key] !== undefined) Object.defineProperty(this, key, { value: options[key], enumerable: true, configurable: true });
     }
   }
 }
@@ -106,6 +106,15 @@ export interface ErrorDetails {
 }
 
 const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
+
+/**
+ * Adds fields to an error already made (no second error, so no second stack capture on a hot path
+ * such as an acquire timeout under overload). Returns the same error.
+ */
+export function withDetails(error: TenantPoolError, details: ErrorDetails): TenantPoolError {
+  for (const key of DETAIL_KEYS) if (details[key] !== undefined) Object.defineProperty(error, key, { value: details[key], enumerable: true, configurable: true });
+  return error;
+}
 
 /** Shorthand for `new TenantPoolError(...)`, so throw sites stay on one line. */
 export function poolError(code: ErrorCode, message: string, cause?: unknown, details?: ErrorDetails): TenantPoolError {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type RevokeReason } from './diagnostics.js';
-import { asPoolError, poolError, TenantPoolError, type ErrorCode, type ErrorDetails } from './errors.js';
+import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails } from './errors.js';
 import { DataDirLock, sweepWallets } from './store/data-dir.js';
 import { cappedDelay, setLongTimeout } from './timers.js';
 import { WalletManager, type CloseReason } from './lifecycle.js';
@@ -317,7 +317,7 @@ export class TenantPool implements AsyncDisposable {
         const details = { tenantId, waitMs, stage: admittedAt === undefined ? ('admission' as const) : ('open' as const), queued: this.#scheduler.queued, weightInUse: this.#scheduler.weightInUse };
         this.#events.emit('tenant-pool:session:timeout', () => details);
         // What a host needs to answer (503 with Retry-After, say) without parsing the message.
-        throw poolError('ERR_ACQUIRE_TIMEOUT', error.message, undefined, details);
+        throw withDetails(error, details);
       } else {
         this.#totals.rejected++;
         this.#events.emit('tenant-pool:session:reject', () => ({

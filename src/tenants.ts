@@ -491,24 +491,26 @@ export class Tenants {
         throw error;
       }
       const settings = imported.tenant;
-      const record: TenantRecord = {
-        tenantId,
-        ...(typeof settings.label === 'string' ? { label: checkName(settings.label, 'label') } : {}),
-        kdf,
-        salt,
-        secret,
-        verifier: Buffer.from(imported.verifier),
-        walletFile,
-        ...(settings.maxSessions === undefined ? {} : { maxSessions: checkMaxSessions(settings.maxSessions) }),
-        ...(settings.weights === undefined ? {} : { weights: this.#checkFits(checkWeights(settings.weights)) }),
-        metadata: checkTags(settings.metadata, 'metadata'),
-        createdAt: new Date().toISOString(),
-      };
+      let record: TenantRecord;
       try {
+        // Settings from the file are checked like a create's (a pool with a smaller capacity may refuse its weights).
+        record = {
+          tenantId,
+          ...(typeof settings.label === 'string' ? { label: checkName(settings.label, 'label') } : {}),
+          kdf,
+          salt,
+          secret,
+          verifier: Buffer.from(imported.verifier),
+          walletFile,
+          ...(settings.maxSessions === undefined ? {} : { maxSessions: checkMaxSessions(settings.maxSessions) }),
+          ...(settings.weights === undefined ? {} : { weights: this.#checkFits(checkWeights(settings.weights)) }),
+          metadata: checkTags(settings.metadata, 'metadata'),
+          createdAt: new Date().toISOString(),
+          };
         ctx.assertOpen();
         ctx.registry.insert(record);
       } catch (error) {
-        this.#removeFiles(record, true);
+        this.#removeFiles({ tenantId, walletFile }, true);
         throw error;
       }
       // Routes another tenant of this pool already has stay with it.

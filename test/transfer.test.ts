@@ -106,7 +106,7 @@ test('a wrong export key, a damaged byte or a truncated file is refused with a c
   const dir = tempDir('tp-export-');
   const file = join(dir, 'x.tpx');
   const exportKey = randomBytes(32);
-  const pool = await openPool();
+  const pool = await openPool({ capacity: 100 });
   try {
     await pool.tenants.create({ tenantId: 'x' });
     await pool.withSession('x', async (s) => {
@@ -131,6 +131,18 @@ test('a wrong export key, a damaged byte or a truncated file is refused with a c
       await attempt(original.subarray(0, length), exportKey, 'ERR_WALLET_CORRUPT', `truncated to ${length} bytes`);
     }
     await rejectsWith(pool.tenants.export('x', { file, exportKey: new Uint8Array(16) }), 'ERR_INVALID_ARGUMENT', 'a 16-byte key');
+    // Settings this pool cannot take (weights over its capacity) refuse the import, and leave nothing.
+    await pool.tenants.update('x', { weights: { wallet: 90 } });
+    const heavy = join(dir, 'heavy.tpx');
+    await pool.tenants.export('x', { file: heavy, exportKey });
+    const small = await openPool({ capacity: 50 });
+    try {
+      await rejectsWith(small.tenants.import(heavy, { exportKey }), 'ERR_INVALID_ARGUMENT', 'weights over the capacity');
+      await rejectsWith(small.tenants.get('x'), 'ERR_TENANT_NOT_FOUND');
+      assert.equal(readdirSync(join(small.options.dataDir, 'wallets')), [], 'no file left');
+    } finally {
+      await disposePool(small);
+    }
     await rejectsWith(pool.tenants.import(join(dir, 'missing.tpx'), { exportKey }), 'ERR_STORAGE_IO', 'no such file');
     // The original still imports.
     writeFileSync(file, original);
