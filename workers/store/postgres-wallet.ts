@@ -1,0 +1,296 @@
+/**
+ * Wallets in one PostgreSQL database, encrypted record by record in the worker that holds the
+ * tenant (see `profile-key.ts`): the database stores and compares ciphertext only. One store per
+ * worker owns a small `pg` pool (`connectionsPerWorker` connections at most); each tenant is a row
+ * of `wallets` holding its profile key, wrapped by the wallet key, and its records, tags and keys
+ * are rows of shared tables, as Askar's profiles are.
+ *
+ * `pg` is loaded only when a PostgreSQL store is opened, so the embedded default never needs it.
+ */
+import { createPrivateKey, generateKeyPairSync, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import type { Pool as PgPool, PoolClient, PoolConfig } from 'pg';
+import bs58 from 'bs58';
+import { asPoolError, poolError } from '../../src/errors.js';
+import type { RawRecord } from '../../src/protocol.js';
+import { ProfileKey } from './profile-key.js';
+
+/** What is used of the `pg` module (loaded only when a PostgreSQL store is opened). */
+interface PgModule {
+  Pool: new (config: PoolConfig) => PgPool;
+}
+
+/** A schema name: it is written into SQL, so only this shape is accepted. */
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** Most signing keys kept ready per open wallet. */
+const KEY_CACHE_LIMIT = 256;
+
+/** A PostgreSQL failure as the pool reports it: a refused or lost connection is retryable, never a hang. */
+function pgError(error: unknown, what: string): Error {
+  const code = (error as { code?: unknown }).code;
+  // 53300 too_many_connections, 57P01 admin_shutdown (pg_terminate_backend), 08xxx connection exceptions, ECONNREFUSED/ECONNRESET.
+  if (code === '53300' || code === '57P01' || code === '57P02' || code === '57P03' || (typeof code === 'string' && (code.startsWith('08') || code === 'ECONNREFUSED' || code === 'ECONNRESET'))) {
+    return poolError('ERR_WORKER_CRASHED', `${what}: the database connection failed (${String(code)}); the call may be retried`, error, { outcome: 'unknown' });
+  }
+  if (code === '53100') return poolError('ERR_STORAGE_FULL', `${what}: the database disk is full`, error);
+  if (code === '25006') return poolError('ERR_STORAGE_READONLY', `${what}: the database is read-only`, error);
+  return asPoolError(error, what);
+}
+
+/** The store of one worker: its connections and the schema. */
+export class PostgresWalletStore {
+  readonly #pool: PgPool;
+  readonly #schema: string;
+
+  private constructor(pool: PgPool, schema: string) {
+    this.#pool = pool;
+    this.#schema = schema;
+  }
+
+  /**
+   * Connects (at most `maxConnections` at once) and creates the schema and tables if missing.
+   * @throws ERR_INVALID_CONFIG for a bad schema name or a missing `pg` package
+   */
+  static async connect(connectionString: string, schema: string, maxConnections: number): Promise<PostgresWalletStore> {
+    if (!SCHEMA_NAME.test(schema)) throw poolError('ERR_INVALID_CONFIG', `Expected \`postgres.schema\` to match ${String(SCHEMA_NAME)}, got a string of length ${schema.length}`);
+    let pg: PgModule;
+    try {
+      pg = ((await import('pg')) as { default: PgModule }).default;
+    } catch (error) {
+      throw poolError('ERR_INVALID_CONFIG', 'the PostgreSQL store needs the `pg` package: npm install pg', error);
+    }
+    const pool = new pg.Pool({ connectionString, max: maxConnections, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
+    // An idle client's error (the server went away) must not crash the worker; the next query reconnects.
+    pool.on('error', () => {});
+    const store = new PostgresWalletStore(pool, schema);
+    await store.#migrate();
+    return store;
+  }
+
+  async #migrate(): Promise<void> {
+    const s = this.#schema;
+    await this.#transaction('creating the wallet tables', async (client) => {
+      // Several workers (and instances) start at once: one creates, the others wait and find it done.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('tenant-pool schema'))");
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.wallets (id BIGSERIAL PRIMARY KEY, tenant_id TEXT NOT NULL UNIQUE, profile_key BYTEA NOT NULL)`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.items (id BIGSERIAL PRIMARY KEY, wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
+           category BYTEA NOT NULL, name BYTEA NOT NULL, value BYTEA NOT NULL, UNIQUE (wallet_id, category, name))`,
+      );
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.item_tags (item_id BIGINT NOT NULL REFERENCES ${s}.items (id) ON DELETE CASCADE,
+           name BYTEA NOT NULL, value BYTEA NOT NULL, PRIMARY KEY (item_id, name))`,
+      );
+      await client.query(`CREATE INDEX IF NOT EXISTS item_tags_by_value ON ${s}.item_tags (name, value, item_id)`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.wallet_keys (wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
+           kid BYTEA NOT NULL, id BIGSERIAL, public_key BYTEA NOT NULL, private_key BYTEA NOT NULL, created_at BYTEA NOT NULL, PRIMARY KEY (wallet_id, kid))`,
+      );
+    });
+  }
+
+  async #transaction<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw pgError(error, what);
+    }
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw pgError(error, what);
+    } finally {
+      client.release();
+    }
+  }
+
+  async query(what: string, sql: string, params: unknown[]): Promise<Array<Record<string, unknown>>> {
+    try {
+      return (await this.#pool.query(sql, params)).rows as Array<Record<string, unknown>>;
+    } catch (error) {
+      throw pgError(error, what);
+    }
+  }
+
+  /** Creates the tenant's wallet: a new profile key, wrapped by `walletKey`. @throws ERR_TENANT_EXISTS */
+  async create(tenantId: string, walletKey: Uint8Array): Promise<void> {
+    const profile = ProfileKey.generate();
+    try {
+      const rows = await this.query('creating a wallet', `INSERT INTO ${this.#schema}.wallets (tenant_id, profile_key) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING RETURNING id`, [tenantId, profile.wrap(walletKey)]);
+      if (rows.length === 0) throw poolError('ERR_TENANT_EXISTS', `a wallet of tenant ${tenantId} already exists in the database`, undefined, { tenantId });
+    } finally {
+      profile.destroy();
+    }
+  }
+
+  /**
+   * Opens the tenant's wallet with `walletKey` (already checked against the tenant's verifier).
+   * @throws ERR_WALLET_CORRUPT when the wallet is missing or its profile key fails its check
+   */
+  async open(tenantId: string, walletKey: Uint8Array): Promise<PostgresWallet> {
+    const rows = await this.query('opening a wallet', `SELECT id, profile_key FROM ${this.#schema}.wallets WHERE tenant_id = $1`, [tenantId]);
+    const row = rows[0] as { id: string; profile_key: Buffer } | undefined;
+    if (row === undefined) throw poolError('ERR_WALLET_CORRUPT', 'the wallet of this tenant is missing from the database', undefined, { tenantId });
+    return new PostgresWallet(this, this.#schema, row.id, ProfileKey.unwrap(row.profile_key, walletKey));
+  }
+
+  /** Removes the tenant's wallet and, by cascade, its records, tags and keys. Returns whether there was one. */
+  async drop(tenantId: string): Promise<boolean> {
+    return (await this.query('deleting a wallet', `DELETE FROM ${this.#schema}.wallets WHERE tenant_id = $1 RETURNING id`, [tenantId])).length > 0;
+  }
+
+  /** @internal For the wallet: a transaction on one connection. */
+  async transaction<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    return this.#transaction(what, fn);
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}
+
+/** One tenant's wallet in the database. Every field is encrypted here before it is sent. */
+export class PostgresWallet {
+  readonly #store: PostgresWalletStore;
+  readonly #s: string;
+  readonly #walletId: string;
+  readonly #profile: ProfileKey;
+  readonly #signers = new Map<string, KeyObject>();
+
+  constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey) {
+    this.#store = store;
+    this.#s = schema;
+    this.#walletId = walletId;
+    this.#profile = profile;
+  }
+
+  /** Inserts or replaces a record and its tags in one transaction; resolves after the commit. */
+  async save(category: string, id: string, valueJson: string, tags: Record<string, string>): Promise<void> {
+    const p = this.#profile;
+    const entries = Object.entries(tags);
+    const sealedValue = p.encryptValue(category, id, JSON.stringify([valueJson, JSON.stringify(tags)]));
+    await this.#store.transaction('saving a record', async (client) => {
+      const { rows } = await client.query<{ id: string }>(
+        `INSERT INTO ${this.#s}.items (wallet_id, category, name, value) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (wallet_id, category, name) DO UPDATE SET value = EXCLUDED.value RETURNING id`,
+        [this.#walletId, p.encrypt('category', category), p.encrypt('name', id), sealedValue],
+      );
+      const itemId = rows[0]!.id;
+      await client.query(`DELETE FROM ${this.#s}.item_tags WHERE item_id = $1`, [itemId]);
+      if (entries.length > 0) {
+        await client.query(`INSERT INTO ${this.#s}.item_tags (item_id, name, value) SELECT $1, unnest($2::bytea[]), unnest($3::bytea[])`, [
+          itemId,
+          entries.map(([name]) => p.encrypt('tagName', name)),
+          entries.map(([, value]) => p.encrypt('tagValue', value)),
+        ]);
+      }
+    });
+  }
+
+  #record(category: string, row: { name: Buffer; value: Buffer }): RawRecord {
+    const id = this.#profile.decrypt('name', row.name);
+    const [value, tags] = JSON.parse(this.#profile.decryptValue(category, id, row.value)) as [string, string];
+    return { category, id, value, tags };
+  }
+
+  async get(category: string, id: string): Promise<RawRecord | null> {
+    const p = this.#profile;
+    const rows = await this.#store.query('reading a record', `SELECT name, value FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3`, [
+      this.#walletId,
+      p.encrypt('category', category),
+      p.encrypt('name', id),
+    ]);
+    const row = rows[0] as { name: Buffer; value: Buffer } | undefined;
+    return row === undefined ? null : this.#record(category, row);
+  }
+
+  /** Records of `category` carrying every given tag (equality, compared on ciphertext), oldest first. */
+  async find(category: string, tags: Record<string, string>, limit: number): Promise<RawRecord[]> {
+    const p = this.#profile;
+    const params: unknown[] = [this.#walletId, p.encrypt('category', category)];
+    const conditions = Object.entries(tags).map(([name, value]) => {
+      params.push(p.encrypt('tagName', name), p.encrypt('tagValue', value));
+      return ` AND EXISTS (SELECT 1 FROM ${this.#s}.item_tags t WHERE t.item_id = i.id AND t.name = $${params.length - 1} AND t.value = $${params.length})`;
+    });
+    params.push(limit < 0 ? null : limit);
+    const rows = await this.#store.query('finding records', `SELECT i.name, i.value FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2${conditions.join('')} ORDER BY i.id LIMIT $${params.length}`, params);
+    return (rows as Array<{ name: Buffer; value: Buffer }>).map((row) => this.#record(category, row));
+  }
+
+  async count(category: string): Promise<number> {
+    const rows = await this.#store.query('counting records', `SELECT count(*)::int AS n FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2`, [this.#walletId, this.#profile.encrypt('category', category)]);
+    return (rows[0] as { n: number }).n;
+  }
+
+  async delete(category: string, id: string): Promise<boolean> {
+    const p = this.#profile;
+    const rows = await this.#store.query('deleting a record', `DELETE FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3 RETURNING id`, [
+      this.#walletId,
+      p.encrypt('category', category),
+      p.encrypt('name', id),
+    ]);
+    return rows.length > 0;
+  }
+
+  /** An Ed25519 key pair; the private key is sealed under the profile key and never leaves this thread. */
+  async createKey(): Promise<{ kid: string; publicKey: string }> {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+    const kid = randomUUID();
+    const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+    const p = this.#profile;
+    await this.#store.query('creating a key', `INSERT INTO ${this.#s}.wallet_keys (wallet_id, kid, public_key, private_key, created_at) VALUES ($1, $2, $3, $4, $5)`, [
+      this.#walletId,
+      p.encrypt('kid', kid),
+      p.encryptValue('key public', kid, bs58.encode(raw)),
+      p.encryptValue('key private', kid, pkcs8.toString('base64')),
+      p.encryptValue('key created', kid, new Date().toISOString()),
+    ]);
+    pkcs8.fill(0);
+    this.#remember(kid, privateKey);
+    return { kid, publicKey: bs58.encode(raw) };
+  }
+
+  async sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
+    let key = this.#signers.get(kid);
+    if (key === undefined) {
+      const rows = await this.#store.query('reading a key', `SELECT private_key FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 AND kid = $2`, [this.#walletId, this.#profile.encrypt('kid', kid)]);
+      const row = rows[0] as { private_key: Buffer } | undefined;
+      if (row === undefined) throw poolError('ERR_KEY_NOT_FOUND', 'no key with this kid in the wallet');
+      const pkcs8 = Buffer.from(this.#profile.decryptValue('key private', kid, row.private_key), 'base64');
+      key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+      pkcs8.fill(0);
+      this.#remember(kid, key);
+    }
+    return new Uint8Array(cryptoSign(null, data, key));
+  }
+
+  /** The wallet's keys, oldest first. */
+  async listKeys(): Promise<Array<{ kid: string; publicKey: string; createdAt: string }>> {
+    const p = this.#profile;
+    const rows = await this.#store.query('listing keys', `SELECT kid, public_key, created_at FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 ORDER BY id`, [this.#walletId]);
+    return (rows as Array<{ kid: Buffer; public_key: Buffer; created_at: Buffer }>).map((r) => {
+      const kid = p.decrypt('kid', r.kid);
+      return { kid, publicKey: p.decryptValue('key public', kid, r.public_key), createdAt: p.decryptValue('key created', kid, r.created_at) };
+    });
+  }
+
+  #remember(kid: string, key: KeyObject): void {
+    if (this.#signers.size >= KEY_CACHE_LIMIT) this.#signers.delete(this.#signers.keys().next().value!);
+    this.#signers.set(kid, key);
+  }
+
+  /** Forgets the keys; the store's connections stay with the store. */
+  close(): void {
+    this.#signers.clear();
+    this.#profile.destroy();
+  }
+}
