@@ -2,19 +2,15 @@
  * tenants.rekey: a new passphrase, a move from raw to Argon2, a rotated managed secret; sessions
  * revoked; SIGKILL at any moment leaves a tenant that opens with the old key or the new one.
  */
-import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type TenantPoolError } from '../src/errors.js';
 import { TenantPool } from '../src/pool.js';
-import { DataDirLock } from '../src/store/data-dir.js';
-import { Registry } from '../src/store/registry.js';
-import { deriveKey, keyVerifier } from '../workers/kdf.js';
-import { Wallet } from '../workers/wallet.js';
 import { startChild } from './child.js';
 import { disposePool, filesContaining, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { legacyRawTenant } from './legacy.js';
 
 test('rekey: a new passphrase opens and the old does not; records, tags and keys survive (a key still signs for its public key); sessions are revoked', async () => {
   const pool = await openPool({ walletIdleTtlMs: 60_000 });
@@ -58,15 +54,7 @@ test('rekey: a new passphrase opens and the old does not; records, tags and keys
 test('rekey moves a passphrase tenant made with raw to argon2i-mod, and rotates a managed tenant\'s secret', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  await (await TenantPool.open({ dataDir, rootKey: key, workers: 1 })).close();
-  const lock = DataDirLock.acquire(dataDir);
-  const registry = await Registry.open(dataDir, key);
-  const salt = randomBytes(16);
-  const walletKey = await deriveKey('raw', 'legacy pass', salt);
-  Wallet.create(join(dataDir, 'wallets', 'legacy.sqlite'), walletKey);
-  registry.insert({ tenantId: 'legacy', kdf: 'raw', salt, secret: null, verifier: keyVerifier(walletKey), walletFile: 'legacy.sqlite', metadata: {}, createdAt: new Date().toISOString() });
-  registry.close();
-  lock.release();
+  await legacyRawTenant(dataDir, key, 'legacy pass');
   const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
   try {
     await pool.withSession('legacy', async (s) => s.records.save('c', 'kept', 'yes'), { passphrase: 'legacy pass' });

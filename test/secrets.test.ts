@@ -2,18 +2,14 @@
  * Secrets: passphrases always go through Argon2; no secret is reachable from the pool, its options
  * or its stats; a config file's syntax error never quotes the file.
  */
-import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { DataDirLock } from '../src/store/data-dir.js';
-import { Registry } from '../src/store/registry.js';
-import { deriveKey, keyVerifier } from '../workers/kdf.js';
-import { Wallet } from '../workers/wallet.js';
 import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { legacyRawTenant } from './legacy.js';
 
 test('a passphrase tenant gets argon2i-mod by default; raw with a passphrase is refused; managed tenants keep the pool\'s kdf', async () => {
   const pool = await openPool({ kdf: 'raw' });
@@ -35,16 +31,7 @@ test('a passphrase tenant gets argon2i-mod by default; raw with a passphrase is 
 test('a passphrase tenant made with raw before Argon2 was enforced still opens with its passphrase, and only with it', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  await (await TenantPool.open({ dataDir, rootKey: key, workers: 1 })).close();
-  // Made as an earlier version made it: kdf raw, no stored secret, the verifier of the HKDF key.
-  const lock = DataDirLock.acquire(dataDir);
-  const registry = await Registry.open(dataDir, key);
-  const salt = randomBytes(16);
-  const walletKey = await deriveKey('raw', 'old passphrase', salt);
-  Wallet.create(join(dataDir, 'wallets', 'legacy.sqlite'), walletKey);
-  registry.insert({ tenantId: 'legacy', kdf: 'raw', salt, secret: null, verifier: keyVerifier(walletKey), walletFile: 'legacy.sqlite', metadata: {}, createdAt: new Date().toISOString() });
-  registry.close();
-  lock.release();
+  await legacyRawTenant(dataDir, key, 'old passphrase');
   const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
   try {
     assert.is((await pool.tenants.get('legacy')).kdf, 'raw');
