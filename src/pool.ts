@@ -10,11 +10,13 @@ import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.
 import { EventHub, ms, type RevokeReason } from './diagnostics.js';
 import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails } from './errors.js';
 import { DataDirLock, sweepWallets } from './store/data-dir.js';
-import { cappedDelay, setLongTimeout } from './timers.js';
-import { WalletManager, type CloseReason } from './lifecycle.js';
+import { Admission } from './admission.js';
+import { SessionLedger } from './session-ledger.js';
+import type { Clock } from './timers.js';
+import { WalletManager } from './lifecycle.js';
 import { logEvents } from './logging.js';
 import { Registry, type TenantRecord, type Warn } from './store/registry.js';
-import { Scheduler, type Grant, type Waiter, type Weights } from './scheduler.js';
+import { Scheduler, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
 import { WorkerSlot } from './threads.js';
@@ -60,10 +62,7 @@ export interface PoolStats {
   totals: PoolTotals;
 }
 
-/** The clock the pool reads; monotonic, in milliseconds. */
-export interface Clock {
-  now(): number;
-}
+export type { Clock } from './timers.js';
 
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
 export const kWorkers = Symbol('tenant-pool.workers');
@@ -73,17 +72,6 @@ export const kEvents = Symbol('tenant-pool.events');
 
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
-
-interface LiveSession {
-  isWarned: boolean;
-  /** Captured at acquire when leak warnings are on; V8 formats it only if read. */
-  origin: Error | undefined;
-}
-
-interface PendingWaiter {
-  resolve(grant: Grant): void;
-  reject(error: Error): void;
-}
 
 export class TenantPool implements AsyncDisposable {
   /** Create, read, update and delete tenants. */
@@ -95,18 +83,13 @@ export class TenantPool implements AsyncDisposable {
   readonly #workers: WorkerSlot[];
   readonly #wallets: WalletManager;
   readonly #scheduler: Scheduler;
-  readonly #live = new Map<Session, LiveSession>();
-  readonly #pending = new Map<Waiter, PendingWaiter>();
+  readonly #ledger: SessionLedger;
   readonly #host: SessionHost;
   readonly #events: EventHub;
-  readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, evictions: 0, revoked: 0 };
-  #timer: NodeJS.Timeout | undefined;
-  #timerAt = Number.POSITIVE_INFINITY;
-  /** One timer for the oldest session's next leak warning or revocation (sessions are kept in acquire order). */
-  #ageTimer: NodeJS.Timeout | undefined;
+  readonly #admission: Admission;
+  readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, revoked: 0 };
   #isClosed = false;
   #closed: Promise<void> | undefined;
-  #onDrained: (() => void) | undefined;
 
   private constructor(options: ResolvedOptions, lock: DataDirLock, registry: Registry, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
@@ -115,6 +98,14 @@ export class TenantPool implements AsyncDisposable {
     this.#lock = lock;
     this.#registry = registry;
     this.#workers = workers;
+    this.#ledger = new SessionLedger({
+      leakWarningMs: options.leakWarningMs,
+      maxSessionMs: options.maxSessionMs,
+      now: () => clock.now(),
+      events,
+      hasLogger: options.logger !== undefined,
+      revokeOverAge: (session) => this.#revoke(session, 'ERR_SESSION_REVOKED', `this session was revoked: held longer than maxSessionMs (${options.maxSessionMs} ms)`, 'maxSessionMs'),
+    });
     this.#scheduler = new Scheduler({
       capacity: options.capacity,
       maxQueue: options.maxQueue,
@@ -130,6 +121,7 @@ export class TenantPool implements AsyncDisposable {
       events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
     });
+    this.#admission = new Admission({ scheduler: this.#scheduler, wallets: this.#wallets, clock, events });
     this.#host = {
       maxValueBytes: options.maxValueBytes,
       release: (session) => this.#release(session),
@@ -154,27 +146,27 @@ export class TenantPool implements AsyncDisposable {
       adoptCreated: (record, worker, passphrase) => {
         if (this.#isClosed || !this.#scheduler.adoptIdle(record.tenantId, this.#weightsOf(record), clock.now())) return false;
         this.#wallets.adoptCreated(record, worker, passphrase);
-        this.#armTimer(clock.now());
+        this.#admission.armTimer(clock.now());
         return true;
       },
       withSession: async (tenantId, passphrase, fn) => this.withSession(tenantId, async (session) => fn(session as Session), passphrase === undefined ? undefined : { passphrase }),
       onUpdated: (record) => {
         this.#scheduler.setLimit(record.tenantId, record.maxSessions ?? options.maxSessionsPerTenant);
-        this.#pump();
+        this.#admission.pump();
       },
       revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
       revokeForRekey: (session) => this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: its tenant was rekeyed; acquire a new session', 'rekey'),
       onRekeyed: (tenantId) => {
         this.#scheduler.walletLost(tenantId);
-        this.#pump();
+        this.#admission.pump();
       },
       onDeleted: (tenantId) => {
         // Sessions whose wallet was already gone (its worker died) are not on any wallet entry: end them here.
-        for (const session of [...this.#live.keys()]) {
+        for (const session of this.#ledger.sessions()) {
           if (session.tenantId === tenantId) this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete');
         }
         this.#scheduler.walletLost(tenantId);
-        this.#pump();
+        this.#admission.pump();
       },
     });
   }
@@ -296,11 +288,13 @@ export class TenantPool implements AsyncDisposable {
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`, undefined, { tenantId: tenant.tenantId });
 
       const deadline = startedAt + timeoutMs;
-      const grant = await this.#admit(tenant, deadline, signal);
+      const grant = await this.#admission.admit({ tenantId: tenant.tenantId, weights: this.#weightsOf(tenant), maxSessions: tenant.maxSessions ?? this.options.maxSessionsPerTenant, deadline }, signal);
       admittedAt = this.#clock.now();
       const isCacheHit = this.#wallets.entry(tenant.tenantId)?.state === 'open';
-      const session = await this.#open(tenant, passphrase, grant, deadline, signal);
-      this.#track(session, origin);
+      const session = await this.#admission.open(tenant.tenantId, grant, deadline, signal, async () =>
+        this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId)),
+      );
+      this.#ledger.track(session, origin);
       this.#totals.acquired++;
       this.#events.emit('tenant-pool:session:acquire', () => ({
         tenantId: session.tenantId,
@@ -386,7 +380,7 @@ export class TenantPool implements AsyncDisposable {
   async closeIdleWallets(): Promise<number> {
     this.#assertOpen();
     const tenants = this.#scheduler.closeAllIdle();
-    await Promise.all(tenants.map(async (tenantId) => this.#closeWallet(tenantId, 'idle')));
+    await Promise.all(tenants.map(async (tenantId) => this.#admission.closeWallet(tenantId, 'idle')));
     return tenants.length;
   }
 
@@ -407,12 +401,13 @@ export class TenantPool implements AsyncDisposable {
     return {
       capacity: this.options.capacity,
       weightInUse: this.#scheduler.weightInUse,
-      sessions: this.#live.size,
+      sessions: this.#ledger.size,
       queued: this.#scheduler.queued,
       wallets,
       workers: perWorker,
       totals: {
         ...this.#totals,
+        evictions: this.#admission.counters.evictions,
         walletOpens: this.#wallets.counters.walletOpens,
         walletCloses: this.#wallets.counters.walletCloses,
         keyDerivations: this.#wallets.counters.keyDerivations,
@@ -454,7 +449,7 @@ export class TenantPool implements AsyncDisposable {
     const lost = this.#wallets.workerCrashed(index);
     for (const tenantId of lost) this.#scheduler.walletLost(tenantId);
     this.#events.emit('tenant-pool:worker:crash', () => ({ worker: index, message: error.message, walletsLost: lost.length, crashes: this.#workers[index]!.crashes }));
-    this.#pump();
+    this.#admission.pump();
   }
 
   // ---- admission -------------------------------------------------------------------------------
@@ -463,213 +458,7 @@ export class TenantPool implements AsyncDisposable {
     return { wallet: tenant?.weights?.wallet ?? this.options.weights.wallet, session: tenant?.weights?.session ?? this.options.weights.session };
   }
 
-  /** Waits for the scheduler to admit a session of the tenant, until the deadline or the signal. */
-  async #admit(tenant: TenantRecord, deadline: number, signal: AbortSignal | undefined): Promise<Grant> {
-    const result = this.#scheduler.acquire({
-      tenantId: tenant.tenantId,
-      weights: this.#weightsOf(tenant),
-      maxSessions: tenant.maxSessions ?? this.options.maxSessionsPerTenant,
-      deadline,
-    });
-    if (result.kind === 'rejected') throw poolError(result.code, result.message, undefined, { tenantId: tenant.tenantId });
-    if (result.kind === 'granted') return result.grant;
-    const { waiter } = result;
-    return new Promise<Grant>((resolve, reject) => {
-      const onAbort = (): void => {
-        if (!this.#scheduler.cancel(waiter)) return;
-        this.#pending.delete(waiter);
-        // Node's convention: an aborted operation rejects with the signal's reason, whatever it is.
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-        reject(signal?.reason);
-        this.#pump();
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(waiter, {
-        resolve: (grant) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(grant);
-        },
-        reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      });
-      // The new waiter may be the head: eviction for it, and its deadline on the timer.
-      this.#pump();
-    });
-  }
-
-  /**
-   * Opens the wallet (or joins the open one) for an admitted session, within what is left of the
-   * deadline. A session that arrives after the caller gave up is handed back at once.
-   */
-  async #open(tenant: TenantRecord, passphrase: string | undefined, grant: Grant, deadline: number, signal: AbortSignal | undefined): Promise<Session> {
-    const opening = this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId));
-    opening.catch(() => {
-      // No session was made: the grant comes back here, and a wallet that did not open holds nothing.
-      if (this.#wallets.entry(tenant.tenantId) === undefined) this.#scheduler.walletLost(tenant.tenantId);
-      this.#scheduler.release(grant, this.#clock.now());
-      this.#pump();
-    });
-    return new Promise<Session>((resolve, reject) => {
-      let isSettled = false;
-      let timer: NodeJS.Timeout | undefined;
-      const finish = (): boolean => {
-        if (isSettled) return false;
-        isSettled = true;
-        clearTimeout(timer);
-        timer = undefined;
-        signal?.removeEventListener('abort', onAbort);
-        return true;
-      };
-      const onAbort = (): void => {
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-        if (finish()) reject(signal?.reason);
-      };
-      // Re-armed until the deadline by the pool's clock: setTimeout cannot hold more than 2^31 - 1 ms.
-      const arm = (): void => {
-        const remainingMs = deadline - this.#clock.now();
-        if (!Number.isFinite(remainingMs) || isSettled) return;
-        if (remainingMs > 0 && timer !== undefined) return;
-        timer = setTimeout(() => {
-          timer = undefined;
-          if (deadline - this.#clock.now() > 0) return arm();
-          if (finish()) reject(poolError('ERR_ACQUIRE_TIMEOUT', `the wallet of tenant ${tenant.tenantId} did not open in time (${this.#scheduler.queued} acquires queued)`, undefined, { tenantId: tenant.tenantId }));
-        }, cappedDelay(remainingMs));
-      };
-      arm();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (signal?.aborted === true) onAbort();
-      opening.then(
-        (session) => {
-          if (this.#isClosed) {
-            void session.release();
-            if (finish()) reject(poolError('ERR_POOL_CLOSED', 'the pool closed while the session was being opened'));
-          } else if (finish()) {
-            resolve(session);
-          } else {
-            void session.release();
-          }
-        },
-        (error: Error) => {
-          if (!finish()) return;
-          reject(this.#isClosed ? poolError('ERR_POOL_CLOSED', 'the pool closed while the session was being opened', error, { tenantId: tenant.tenantId }) : asPoolError(error, `opening the wallet of tenant ${tenant.tenantId}`, { tenantId: tenant.tenantId }));
-        },
-      );
-    });
-  }
-
-  /** Carries out what the scheduler decided, and sets the timer for its next deadline. */
-  #pump(): void {
-    const now = this.#clock.now();
-    const effects = this.#scheduler.drain(now);
-    for (const waiter of effects.granted) this.#pending.get(waiter)?.resolve(waiter.grant!);
-    for (const waiter of effects.expired) {
-      this.#pending
-        .get(waiter)
-        ?.reject(
-          poolError('ERR_ACQUIRE_TIMEOUT', `tenant ${waiter.tenantId} was not admitted in time (${this.#scheduler.queued} acquires still queued, ${this.#scheduler.weightInUse} of ${this.#scheduler.capacity} weight in use)`, undefined, {
-            tenantId: waiter.tenantId,
-          }),
-        );
-    }
-    for (const waiter of [...effects.granted, ...effects.expired]) this.#pending.delete(waiter);
-    for (const close of effects.close) {
-      if (close.reason === 'capacity') {
-        this.#totals.evictions++;
-        this.#events.emit('tenant-pool:wallet:evict', () => ({ tenantId: close.tenantId, idleMs: ms(now - close.idleSince), forTenantId: close.forTenantId }));
-      }
-      void this.#closeWallet(close.tenantId, close.reason);
-    }
-    this.#armTimer(now);
-  }
-
-  async #closeWallet(tenantId: string, reason: CloseReason): Promise<void> {
-    try {
-      await this.#wallets.close(tenantId, reason);
-    } catch {
-      // A close that failed (its worker died) leaves no wallet either.
-    } finally {
-      this.#scheduler.closeDone(tenantId);
-      this.#pump();
-    }
-  }
-
-  #armTimer(now: number): void {
-    const next = this.#scheduler.nextDeadline();
-    if (next === this.#timerAt) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = next;
-    if (!Number.isFinite(next) || this.#isClosed) return;
-    // A deadline past setTimeout's limit fires early; pump() then finds nothing due and re-arms.
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerAt = Number.POSITIVE_INFINITY;
-      this.#pump();
-    }, cappedDelay(next - now));
-    this.#timer.unref();
-  }
-
   // ---- sessions --------------------------------------------------------------------------------
-
-  #track(session: Session, origin: Error | undefined): void {
-    this.#live.set(session, { isWarned: false, origin });
-    // A timer already set is for an older session, so it is due no later than this one's.
-    if (this.#ageTimer === undefined) this.#armAgeTimer(this.#clock.now());
-  }
-
-  /** Sets the one age timer for the earliest pending leak warning or revocation. */
-  #armAgeTimer(now: number): void {
-    const { leakWarningMs, maxSessionMs } = this.options;
-    if (this.#ageTimer !== undefined || this.#live.size === 0 || this.#isClosed || (leakWarningMs === 0 && maxSessionMs === 0)) return;
-    let next = Number.POSITIVE_INFINITY;
-    if (maxSessionMs > 0) next = this.#live.keys().next().value!.acquiredAt + maxSessionMs;
-    if (leakWarningMs > 0) {
-      for (const [session, live] of this.#live) {
-        if (live.isWarned) continue;
-        next = Math.min(next, session.acquiredAt + leakWarningMs);
-        break;
-      }
-    }
-    if (!Number.isFinite(next)) return;
-    this.#ageTimer = setTimeout(() => {
-      this.#ageTimer = undefined;
-      this.#sweepAges();
-    }, cappedDelay(next - now));
-    this.#ageTimer.unref();
-  }
-
-  /** Warns about and revokes sessions held too long, oldest first, stopping at the first one too young for either. */
-  #sweepAges(): void {
-    const now = this.#clock.now();
-    const { leakWarningMs, maxSessionMs } = this.options;
-    const youngest = Math.min(leakWarningMs > 0 ? leakWarningMs : Infinity, maxSessionMs > 0 ? maxSessionMs : Infinity);
-    for (const [session, live] of [...this.#live]) {
-      const age = now - session.acquiredAt;
-      if (age < youngest) break;
-      if (maxSessionMs > 0 && age >= maxSessionMs) {
-        this.#revoke(session, 'ERR_SESSION_REVOKED', `this session was revoked: held longer than maxSessionMs (${maxSessionMs} ms)`, 'maxSessionMs');
-      } else if (leakWarningMs > 0 && !live.isWarned && age >= leakWarningMs) {
-        live.isWarned = true;
-        this.#warnLeak(session, live);
-      }
-    }
-    this.#armAgeTimer(now);
-  }
-
-  #warnLeak(session: Session, live: LiveSession): void {
-    const heldMs = Math.round(this.#clock.now() - session.acquiredAt);
-    const stack = live.origin?.stack ?? '(acquire stack not captured)';
-    // With a logger, the leak is logged at warn (from the event); without, it is a process warning.
-    if (this.options.logger === undefined) {
-      process.emitWarning(`tenant-pool: a session of tenant ${session.tenantId} has been held for ${heldMs} ms without release (leakWarningMs ${this.options.leakWarningMs}). Release sessions with withSession(), \`await using\` or try/finally.`, {
-        code: 'TENANT_POOL_SESSION_LEAK',
-        detail: stack,
-      });
-    }
-    this.#events.emit('tenant-pool:session:leak', () => ({ tenantId: session.tenantId, heldMs, stack }));
-  }
 
   #revoke(session: Session, code: Extract<ErrorCode, 'ERR_SESSION_REVOKED' | 'ERR_TENANT_DELETED'>, message: string, reason: RevokeReason): void {
     if (session.isEnded) return;
@@ -680,38 +469,23 @@ export class TenantPool implements AsyncDisposable {
   }
 
   #release(session: Session): void {
-    if (this.#live.delete(session)) {
+    if (this.#ledger.forget(session)) {
       this.#totals.released++;
       this.#events.emit('tenant-pool:session:release', () => ({ tenantId: session.tenantId, worker: session.entry.worker.index, holdMs: ms(this.#clock.now() - session.acquiredAt) }));
     }
     this.#wallets.release(session);
     this.#scheduler.release(session.grant, this.#clock.now());
-    this.#pump();
-    if (this.#live.size === 0) this.#onDrained?.();
+    this.#admission.pump();
   }
 
   // ---- closing ---------------------------------------------------------------------------------
 
   async #close(timeoutMs: number): Promise<void> {
     this.#isClosed = true;
-    clearTimeout(this.#timer);
-    clearTimeout(this.#ageTimer);
-    for (const [waiter, pending] of [...this.#pending]) {
-      this.#scheduler.cancel(waiter);
-      pending.reject(poolError('ERR_POOL_CLOSED', 'the pool closed while this acquire was waiting'));
-    }
-    this.#pending.clear();
-    if (this.#live.size > 0) {
-      let timer: ReturnType<typeof setLongTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#onDrained = resolve;
-        // Referenced: the process waits for the sessions (or the timeout) as it waits for close().
-        timer = setLongTimeout(resolve, timeoutMs, true);
-      });
-      timer?.cancel();
-      for (const session of [...this.#live.keys()]) this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: the pool closed', 'close');
-    }
-    clearTimeout(this.#timer);
+    this.#admission.close();
+    this.#ledger.stop();
+    await this.#ledger.drained(timeoutMs);
+    for (const session of this.#ledger.sessions()) this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: the pool closed', 'close');
     await Promise.allSettled(this.#workers.map(async (w) => w.close()));
     this.#wallets.poolClosed();
     this.#scheduler.reset();

@@ -5,6 +5,11 @@
  */
 import { performance } from 'node:perf_hooks';
 
+/** The clock the pool reads; monotonic, in milliseconds. */
+export interface Clock {
+  now(): number;
+}
+
 /** The longest delay `setTimeout` keeps as written. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
