@@ -394,6 +394,7 @@ export class Tenants {
       const walletFile = newWalletFile(tenantId);
       const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      let rekeyed: TenantRecord;
       try {
         const { verifier } = await ctx.wallets.derive(
           record.kdf === 'raw' ? kdf : record.kdf,
@@ -415,13 +416,13 @@ export class Tenants {
         next.verifier = Buffer.from(verifier);
         ctx.assertOpen();
         // The commit point: from here the tenant is the new file under the new key.
-        ctx.registry.replaceKey(next);
+        rekeyed = ctx.registry.replaceKey(tenantId, next);
       } catch (error) {
         this.#removeFiles(next, true);
         throw error;
       }
       this.#removeFiles(record);
-      return toInfo(next);
+      return toInfo(rekeyed);
     });
   }
 

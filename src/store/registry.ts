@@ -356,12 +356,19 @@ export class Registry {
     this.#tenants.set(record.tenantId, record);
   }
 
-  /** Records a tenant's new key material and wallet file (a rekey): the commit point of the rekey. */
-  replaceKey(record: TenantRecord): void {
-    this.#write(`the new key of tenant ${record.tenantId}`, (db) =>
-      db.prepare('UPDATE tenants SET kdf = ?, salt = ?, secret = ?, verifier = ?, wallet_file = ? WHERE tenant_id = ?').run(record.kdf, record.salt, record.secret, record.verifier, record.walletFile, record.tenantId),
+  /**
+   * Records a tenant's new key material and wallet file (a rekey): the commit point of the rekey.
+   * Only those fields change: an update of its label or limits made meanwhile stays. Returns the tenant as it now is.
+   */
+  replaceKey(tenantId: string, key: Pick<TenantRecord, 'kdf' | 'salt' | 'secret' | 'verifier' | 'walletFile'>): TenantRecord {
+    const current = this.#tenants.get(tenantId);
+    if (current === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
+    this.#write(`the new key of tenant ${tenantId}`, (db) =>
+      db.prepare('UPDATE tenants SET kdf = ?, salt = ?, secret = ?, verifier = ?, wallet_file = ? WHERE tenant_id = ?').run(key.kdf, key.salt, key.secret, key.verifier, key.walletFile, tenantId),
     );
-    this.#tenants.set(record.tenantId, record);
+    const next: TenantRecord = { ...current, kdf: key.kdf, salt: key.salt, secret: key.secret, verifier: key.verifier, walletFile: key.walletFile };
+    this.#tenants.set(tenantId, next);
+    return next;
   }
 
   /** Deletes the tenant and (by cascade) its routes. */
