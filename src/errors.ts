@@ -27,6 +27,7 @@ export const ErrorCodes = [
   'ERR_STORAGE_FULL',
   'ERR_STORAGE_READONLY',
   'ERR_STORAGE_IO',
+  'ERR_STORAGE_UNAVAILABLE',
   'ERR_INTERNAL',
 ] as const;
 
@@ -81,7 +82,7 @@ export class TenantPoolError extends Error {
   }
 }
 
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER', 'ERR_STORAGE_UNAVAILABLE']);
 
 /** Why the pool revoked a session (`ERR_SESSION_REVOKED`). */
 export type RevocationReason = 'maxSessionMs' | 'rekey' | 'close';

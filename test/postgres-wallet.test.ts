@@ -10,7 +10,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { verifySignature } from '../workers/wallet.js';
 import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
+import { checkRecordQuery, type TagQuery } from '../src/query.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { matches, type Tags } from './wql-reference.js';
 import { rejectsWith } from './helpers.js';
 
 async function withStore(fn: (store: PostgresWalletStore, schema: string) => Promise<void>): Promise<void> {
@@ -101,6 +103,108 @@ testWithPostgres('one tenant\'s key opens nothing of another tenant; a damaged r
     wa.close();
     wb.close();
   });
+});
+
+testWithPostgres('the query language on encrypted tags: random $and/$or/$not/$neq/$in queries agree with the reference; $like and ranges are refused; count and paging agree', async () => {
+  await withStore(async (store) => {
+    const key = randomBytes(32);
+    await store.create('q', key);
+    const wallet = await store.open('q', key);
+    try {
+      let seed = 5;
+      const random = (n: number): number => (seed = (seed * 48271) % 2147483647) % n;
+      const pick = <T>(items: readonly T[]): T => items[random(items.length)]!;
+      const colors = ['red', 'green', 'blue'];
+      const records: Array<{ id: string; tags: Tags }> = [];
+      for (let i = 0; i < 40; i++) {
+        const tags: Tags = {};
+        if (random(4) > 0) tags['color'] = pick(colors);
+        if (random(3) > 0) tags['size'] = pick(['s', 'm', 'l']);
+        records.push({ id: `r${i}`, tags });
+        await wallet.save('item', `r${i}`, String(i), tags);
+      }
+      const leaf = (): TagQuery => pick<() => TagQuery>([() => ({ color: pick(colors) }), () => ({ color: { $neq: pick(colors) } }), () => ({ size: { $in: ['s', pick(['m', 'l'])] } }), () => ({ color: pick(colors), size: 'm' }), () => ({})])();
+      const query = (depth: number): TagQuery => (depth >= 2 || random(3) === 0 ? leaf() : pick<() => TagQuery>([() => ({ $and: [query(depth + 1), query(depth + 1)] }), () => ({ $or: [query(depth + 1), query(depth + 1)] }), () => ({ $not: query(depth + 1) })])());
+      for (let i = 0; i < 120; i++) {
+        const q = query(0);
+        const node = checkRecordQuery(q);
+        const expected = records.filter((r) => matches(node, r.tags)).map((r) => r.id);
+        assert.equal((await wallet.query('item', node, 0, -1, -1)).rows.map((r) => r.id), expected, JSON.stringify(q));
+        assert.is(await wallet.count('item', node), expected.length);
+      }
+      for (const q of [{ color: { $like: 'r%' } }, { size: { $gt: 'm' } }]) await rejectsWith(wallet.query('item', checkRecordQuery(q), 0, -1, -1), 'ERR_INVALID_ARGUMENT', JSON.stringify(q));
+      // Paging: every record that existed when paging began, once, while records come and go.
+      const seen: string[] = [];
+      let after = 0;
+      let upTo = -1;
+      for (let page = 0; ; page++) {
+        const result = await wallet.query('item', null, after, upTo, 7);
+        seen.push(...result.rows.map((r) => r.id));
+        await wallet.save('item', `new${page}`, '0', {});
+        await wallet.delete('item', `r${page * 5 + 39 - page}`);
+        if (!result.hasMore) break;
+        after = result.lastRid;
+        upTo = result.upTo;
+      }
+      assert.is(new Set(seen).size, seen.length, 'no record twice');
+      assert.not.ok(seen.some((id) => id.startsWith('new')));
+    } finally {
+      wallet.close();
+    }
+  });
+});
+
+testWithPostgres('a lost connection fails its call with a retryable ERR_STORAGE_UNAVAILABLE, and the store reconnects; a server refusing connections is refused at once, never a hang', async () => {
+  await withStore(async (store) => {
+    const key = randomBytes(32);
+    await store.create('c', key);
+    const wallet = await store.open('c', key);
+    await wallet.save('c', 'r', '1', {});
+    // A query in flight whose backend is terminated (pg_terminate_backend, as an operator or a failover would).
+    const admin = await PostgresWalletStore.connect(postgresUrl!, 'tp_test_admin', 1);
+    try {
+      const slow = store.query('waiting', 'SELECT pg_sleep(30)', []).catch((error: unknown) => error);
+      for (let i = 0; i < 500; i++) {
+        const rows = await admin.query('looking', "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", []);
+        if (rows.length > 0) break;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      await admin.query('terminating', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'", []);
+      const lost = (await slow) as { code?: string; retryable?: boolean };
+      assert.equal([lost.code, lost.retryable], ['ERR_STORAGE_UNAVAILABLE', true]);
+      // The next call gets a fresh connection.
+      assert.is((await wallet.get('c', 'r'))?.value, '1');
+    } finally {
+      wallet.close();
+      await admin.close();
+    }
+  });
+  // A role the server lets open one connection; the store wants two at once.
+  const admin = await PostgresWalletStore.connect(postgresUrl!, 'tp_test_admin', 1);
+  const role = `tp_limited_${randomBytes(4).toString('hex')}`;
+  const schema = testSchema();
+  await admin.query('creating a role', `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`, []);
+  await admin.query('granting', `GRANT CREATE ON DATABASE ${new URL(postgresUrl!).pathname.slice(1) || 'postgres'} TO ${role}`, []);
+  const url = new URL(postgresUrl!);
+  url.username = role;
+  const store = await PostgresWalletStore.connect(url.href, schema, 2);
+  try {
+    const holding = store.query('holding', 'SELECT pg_sleep(30)', []).catch((error: unknown) => error);
+    for (let i = 0; i < 500; i++) {
+      if ((await admin.query('looking', `SELECT 1 FROM pg_stat_activity WHERE usename = '${role}' AND state = 'active'`, [])).length > 0) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const refused = await rejectsWith(store.query('a second connection', 'SELECT 1', []), 'ERR_STORAGE_UNAVAILABLE');
+    assert.is((refused as { retryable?: boolean }).retryable, true);
+    await admin.query('terminating', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`, []);
+    await holding;
+  } finally {
+    await store.close();
+    await admin.query('cleaning up', `DROP SCHEMA ${schema} CASCADE`, []);
+    await admin.query('cleaning up', `DROP OWNED BY ${role}`, []);
+    await admin.query('cleaning up', `DROP ROLE ${role}`, []);
+    await admin.close();
+  }
 });
 
 test.run();

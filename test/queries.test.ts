@@ -4,42 +4,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkRecordQuery, type QueryNode, type TagQuery } from '../src/query.js';
+import { checkRecordQuery, type TagQuery } from '../src/query.js';
+import { matches, type Tags } from './wql-reference.js';
 import { disposePool, openPool, rejectsWith } from './helpers.js';
-
-type Tags = Record<string, string>;
-
-/** What a query means, evaluated on one record's tags. */
-function matches(node: QueryNode | null, tags: Tags): boolean {
-  if (node === null) return true;
-  const has = (name: string): boolean => Object.hasOwn(tags, name);
-  switch (node.op) {
-    case 'and':
-      return node.children.every((c) => matches(c, tags));
-    case 'or':
-      return node.children.some((c) => matches(c, tags));
-    case 'not':
-      return !matches(node.child, tags);
-    case 'in':
-      return has(node.name) && node.values.includes(tags[node.name]!);
-    case 'eq':
-      return has(node.name) && tags[node.name] === node.value;
-    case 'neq':
-      return has(node.name) && tags[node.name] !== node.value;
-    case 'gt':
-      return has(node.name) && tags[node.name]! > node.value;
-    case 'gte':
-      return has(node.name) && tags[node.name]! >= node.value;
-    case 'lt':
-      return has(node.name) && tags[node.name]! < node.value;
-    case 'lte':
-      return has(node.name) && tags[node.name]! <= node.value;
-    case 'like': {
-      const pattern = new RegExp(`^${node.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/%/g, '.*').replace(/_/g, '.')}$`, 'is');
-      return has(node.name) && pattern.test(tags[node.name]!);
-    }
-  }
-}
 
 test('WQL: random queries of $and, $or, $not, $neq, $in, $like, $gt/$gte/$lt/$lte return exactly what a reference evaluation says, in order; count agrees', async () => {
   let seed = 99;

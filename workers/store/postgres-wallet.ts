@@ -10,8 +10,9 @@
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import type { Pool as PgPool, PoolClient, PoolConfig } from 'pg';
 import bs58 from 'bs58';
-import { asPoolError, poolError } from '../../src/errors.js';
+import { asPoolError, poolError, type TenantPoolError } from '../../src/errors.js';
 import type { RawRecord } from '../../src/protocol.js';
+import type { QueryNode } from '../../src/query.js';
 import { ProfileKey } from './profile-key.js';
 
 /** What is used of the `pg` module (loaded only when a PostgreSQL store is opened). */
@@ -28,11 +29,25 @@ const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const KEY_CACHE_LIMIT = 256;
 
 /** A PostgreSQL failure as the pool reports it: a refused or lost connection is retryable, never a hang. */
-function pgError(error: unknown, what: string): Error {
+function pgError(error: unknown, what: string, isWrite: boolean): TenantPoolError {
   const code = (error as { code?: unknown }).code;
-  // 53300 too_many_connections, 57P01 admin_shutdown (pg_terminate_backend), 08xxx connection exceptions, ECONNREFUSED/ECONNRESET.
-  if (code === '53300' || code === '57P01' || code === '57P02' || code === '57P03' || (typeof code === 'string' && (code.startsWith('08') || code === 'ECONNREFUSED' || code === 'ECONNRESET'))) {
-    return poolError('ERR_WORKER_CRASHED', `${what}: the database connection failed (${String(code)}); the call may be retried`, error, { outcome: 'unknown' });
+  const message = error instanceof Error ? error.message : String(error);
+  // 53300 too_many_connections, 57P01 admin_shutdown (pg_terminate_backend), 08xxx connection
+  // exceptions, refused or reset sockets, and a connection that ended under the query.
+  if (
+    code === '53300' ||
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' ||
+    (typeof code === 'string' && (code.startsWith('08') || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE')) ||
+    /Connection terminated|timeout exceeded when trying to connect/i.test(message)
+  ) {
+    return poolError(
+      'ERR_STORAGE_UNAVAILABLE',
+      `${what}: the database refused or lost the connection (${typeof code === "string" ? code : message}); retry${isWrite ? ' after reading back: a write cut off at its commit may have committed' : ''}`,
+      error,
+      isWrite ? { outcome: 'unknown' } : undefined,
+    );
   }
   if (code === '53100') return poolError('ERR_STORAGE_FULL', `${what}: the database disk is full`, error);
   if (code === '25006') return poolError('ERR_STORAGE_READONLY', `${what}: the database is read-only`, error);
@@ -97,26 +112,33 @@ export class PostgresWalletStore {
     try {
       client = await this.#pool.connect();
     } catch (error) {
-      throw pgError(error, what);
+      throw pgError(error, what, false);
     }
+    let result: T;
     try {
       await client.query('BEGIN');
-      const result = await fn(client);
+      result = await fn(client);
       await client.query('COMMIT');
-      return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw pgError(error, what);
-    } finally {
-      client.release();
+      const failure = pgError(error, what, true);
+      if (failure.code === 'ERR_STORAGE_UNAVAILABLE') {
+        // A connection that failed is not given back to the pool for reuse.
+        client.release(true);
+      } else {
+        await client.query('ROLLBACK').catch(() => {});
+        client.release();
+      }
+      throw failure;
     }
+    client.release();
+    return result;
   }
 
-  async query(what: string, sql: string, params: unknown[]): Promise<Array<Record<string, unknown>>> {
+  async query(what: string, sql: string, params: unknown[], isWrite = false): Promise<Array<Record<string, unknown>>> {
     try {
       return (await this.#pool.query(sql, params)).rows as Array<Record<string, unknown>>;
     } catch (error) {
-      throw pgError(error, what);
+      throw pgError(error, what, isWrite);
     }
   }
 
@@ -124,7 +146,7 @@ export class PostgresWalletStore {
   async create(tenantId: string, walletKey: Uint8Array): Promise<void> {
     const profile = ProfileKey.generate();
     try {
-      const rows = await this.query('creating a wallet', `INSERT INTO ${this.#schema}.wallets (tenant_id, profile_key) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING RETURNING id`, [tenantId, profile.wrap(walletKey)]);
+      const rows = await this.query('creating a wallet', `INSERT INTO ${this.#schema}.wallets (tenant_id, profile_key) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING RETURNING id`, [tenantId, profile.wrap(walletKey)], true);
       if (rows.length === 0) throw poolError('ERR_TENANT_EXISTS', `a wallet of tenant ${tenantId} already exists in the database`, undefined, { tenantId });
     } finally {
       profile.destroy();
@@ -144,7 +166,7 @@ export class PostgresWalletStore {
 
   /** Removes the tenant's wallet and, by cascade, its records, tags and keys. Returns whether there was one. */
   async drop(tenantId: string): Promise<boolean> {
-    return (await this.query('deleting a wallet', `DELETE FROM ${this.#schema}.wallets WHERE tenant_id = $1 RETURNING id`, [tenantId])).length > 0;
+    return (await this.query('deleting a wallet', `DELETE FROM ${this.#schema}.wallets WHERE tenant_id = $1 RETURNING id`, [tenantId], true)).length > 0;
   }
 
   /** @internal For the wallet: a transaction on one connection. */
@@ -225,8 +247,61 @@ export class PostgresWallet {
     return (rows as Array<{ name: Buffer; value: Buffer }>).map((row) => this.#record(category, row));
   }
 
-  async count(category: string): Promise<number> {
-    const rows = await this.#store.query('counting records', `SELECT count(*)::int AS n FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2`, [this.#walletId, this.#profile.encrypt('category', category)]);
+  /**
+   * SQL for a query over `items i`, comparing ciphertexts: equality, `$neq`, `$in`, `$not`, `$and`
+   * and `$or` work on deterministic encryption. `$like` and ranges need the plain value, which the
+   * database never has: they are refused.
+   */
+  #condition(node: QueryNode, params: unknown[]): string {
+    const p = this.#profile;
+    /** The record has tag `name` whose value compares so: `compare` gets the value's placeholder. */
+    const tag = (name: string, value: unknown, compare: (placeholder: string) => string): string => {
+      params.push(p.encrypt('tagName', name), value);
+      return `EXISTS (SELECT 1 FROM ${this.#s}.item_tags t WHERE t.item_id = i.id AND t.name = $${params.length - 1} AND ${compare(`$${params.length}`)})`;
+    };
+    switch (node.op) {
+      case 'and':
+      case 'or':
+        if (node.children.length === 0) return node.op === 'and' ? 'TRUE' : 'FALSE';
+        return `(${node.children.map((c) => this.#condition(c, params)).join(node.op === 'and' ? ' AND ' : ' OR ')})`;
+      case 'not':
+        return `NOT ${this.#condition(node.child, params)}`;
+      case 'eq':
+        return tag(node.name, p.encrypt('tagValue', node.value), (v) => `t.value = ${v}`);
+      case 'neq':
+        return tag(node.name, p.encrypt('tagValue', node.value), (v) => `t.value <> ${v}`);
+      case 'in':
+        return tag(node.name, node.values.map((v) => p.encrypt('tagValue', v)), (v) => `t.value = ANY(${v}::bytea[])`);
+      default:
+        throw poolError('ERR_INVALID_ARGUMENT', `Invalid query: \`$${node.op}\` on tag ${JSON.stringify(node.name)} needs the tag's plain value, and the PostgreSQL store keeps tags encrypted (equality, $neq, $in, $not, $and and $or work)`);
+    }
+  }
+
+  /** A page of the records matching `node` (null: all): after item `after`, up to item `upTo` (-1: the newest now). */
+  async query(category: string, node: QueryNode | null, after: number, upTo: number, limit: number): Promise<{ rows: RawRecord[]; lastRid: number; upTo: number; hasMore: boolean }> {
+    const params: unknown[] = [this.#walletId, this.#profile.encrypt('category', category), after];
+    const where = node === null ? '' : ` AND ${this.#condition(node, params)}`;
+    let bound = upTo;
+    if (bound < 0) {
+      const rows = await this.#store.query('querying records', `SELECT coalesce(max(id), 0)::bigint AS max FROM ${this.#s}.items WHERE wallet_id = $1`, [this.#walletId]);
+      bound = Number((rows[0] as { max: string }).max);
+    }
+    params.push(bound, limit < 0 ? null : limit + 1);
+    const rows = (await this.#store.query(
+      'querying records',
+      `SELECT i.id, i.name, i.value FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2 AND i.id > $3${where} AND i.id <= $${params.length - 1} ORDER BY i.id LIMIT $${params.length}`,
+      params,
+    )) as Array<{ id: string; name: Buffer; value: Buffer }>;
+    const hasMore = limit >= 0 && rows.length > limit;
+    if (hasMore) rows.pop();
+    return { rows: rows.map((row) => this.#record(category, row)), lastRid: rows.length === 0 ? after : Number(rows.at(-1)!.id), upTo: bound, hasMore };
+  }
+
+  /** How many records of `category` match `node` (null: all). */
+  async count(category: string, node: QueryNode | null = null): Promise<number> {
+    const params: unknown[] = [this.#walletId, this.#profile.encrypt('category', category)];
+    const where = node === null ? '' : ` AND ${this.#condition(node, params)}`;
+    const rows = await this.#store.query('counting records', `SELECT count(*)::int AS n FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2${where}`, params);
     return (rows[0] as { n: number }).n;
   }
 
@@ -236,7 +311,7 @@ export class PostgresWallet {
       this.#walletId,
       p.encrypt('category', category),
       p.encrypt('name', id),
-    ]);
+    ], true);
     return rows.length > 0;
   }
 
@@ -253,7 +328,7 @@ export class PostgresWallet {
       p.encryptValue('key public', kid, bs58.encode(raw)),
       p.encryptValue('key private', kid, pkcs8.toString('base64')),
       p.encryptValue('key created', kid, new Date().toISOString()),
-    ]);
+    ], true);
     pkcs8.fill(0);
     this.#remember(kid, privateKey);
     return { kid, publicKey: bs58.encode(raw) };
