@@ -1,0 +1,242 @@
+/**
+ * A tenant's key and its portability: `rekey` writes the wallet anew under a new key (the registry
+ * row is the commit point), `export` seals the wallet and settings in one file, `import` recreates
+ * a tenant from one. Part of `pool.tenants`.
+ */
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { readExportedTenantId, type ExportedTenant } from '../workers/transfer.js';
+import { poolError } from './errors.js';
+import { rankWorkers } from './placement.js';
+import { KDF_METHODS, type KdfMethod, type WorkerApi } from './protocol.js';
+import { newWalletFile, type TenantRecord, type TenantWeights } from './store/registry.js';
+import { checkMaxSessions, checkPassphrase, checkWeights, DEFAULT_PASSPHRASE_KDF, toInfo, type TenantInfo, type TenantsContext } from './tenants-base.js';
+import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from './validate.js';
+
+/** Options of `tenants.export`. */
+export interface ExportOptions {
+  /** Where to write the export (created or replaced atomically, mode 0600). */
+  file: string;
+  /** 32 bytes (a random key kept in a secret store), or a passphrase (through Argon2id). */
+  exportKey: Uint8Array | string;
+  /** The tenant's passphrase, for a passphrase tenant (or the pool's `passphraseProvider`). */
+  passphrase?: string;
+}
+
+/** Options of `tenants.import`. */
+export interface ImportOptions {
+  exportKey: Uint8Array | string;
+  /** @default the exported tenant's id */
+  tenantId?: string;
+  /** Given: the imported tenant is a passphrase tenant under it. Absent: a managed tenant. */
+  passphrase?: string;
+  /** @default the pool's `kdf` (managed), `argon2i-mod` (passphrase) */
+  kdf?: KdfMethod;
+}
+
+/** An export key: 32 bytes, or a passphrase of 1 to 4,096 characters. */
+function checkExportKey(value: unknown): Uint8Array | string {
+  if (value instanceof Uint8Array) {
+    if (value.length !== 32) invalid(`Expected \`exportKey\` to be 32 bytes or a passphrase, got ${value.length} bytes`);
+    return value;
+  }
+  if (typeof value === 'string') {
+    try {
+      return checkPassphrase(value);
+    } catch {
+      invalid('Expected `exportKey` to be 32 bytes or a well-formed passphrase of 1 to 4096 characters');
+    }
+  }
+  invalid('Expected `exportKey` to be 32 bytes (a Uint8Array) or a passphrase');
+}
+
+/** Options of `tenants.rekey`. */
+export interface RekeyOptions {
+  /** The current passphrase of a passphrase tenant (required for one). */
+  passphrase?: string;
+  /** The new passphrase; a passphrase tenant keeps its passphrase without one; a managed tenant given one becomes a passphrase tenant. */
+  newPassphrase?: string;
+  /** The new KDF. @default the tenant's own (`argon2i-mod` for a passphrase tenant that had `raw`) */
+  kdf?: KdfMethod;
+}
+
+/** What the key operations need of `pool.tenants`. */
+export interface TenantHelpers {
+  /** The tenant now. @throws ERR_TENANT_NOT_FOUND, ERR_POOL_CLOSED */
+  record(tenantId: string): TenantRecord;
+  removeFiles(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>, isQuiet?: boolean): void;
+  /** @throws ERR_INVALID_ARGUMENT when the weights cannot fit the pool's capacity */
+  checkFits(weights: TenantWeights): TenantWeights;
+}
+
+export class TenantKeys {
+  readonly #ctx: TenantsContext;
+  readonly #helpers: TenantHelpers;
+
+  constructor(ctx: TenantsContext, helpers: TenantHelpers) {
+    this.#ctx = ctx;
+    this.#helpers = helpers;
+  }
+
+  /**
+   * Changes a tenant's key: a passphrase tenant's passphrase (`passphrase` → `newPassphrase`) or KDF
+   * (`raw` → `argon2i-mod`, say), or a managed tenant's secret (rotated when no option is given; a
+   * `newPassphrase` makes it a passphrase tenant). The wallet is written anew under the new key to
+   * a new file, and the registry row naming the new file and key is the commit point: killed at any
+   * moment, the tenant opens with the old key or the new one, never neither, and the registry says
+   * which. The tenant's live sessions are revoked (`ERR_SESSION_REVOKED`, reason `rekey`) and its
+   * wallet closed first; acquires meanwhile wait, as for any open.
+   * @throws ERR_TENANT_NOT_FOUND, ERR_WALLET_KEY_INVALID (a wrong current passphrase), ERR_INVALID_ARGUMENT
+   */
+  async rekey(tenantId: string, options: RekeyOptions = {}): Promise<TenantInfo> {
+    const ctx = this.#ctx;
+    ctx.assertOpen();
+    checkTenantId(tenantId);
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['passphrase', 'newPassphrase', 'kdf'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.rekey; known: passphrase, newPassphrase, kdf`);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const given = opts['newPassphrase'] === undefined ? undefined : checkPassphrase(opts['newPassphrase']);
+    if (opts['kdf'] !== undefined && !KDF_METHODS.includes(opts['kdf'] as KdfMethod)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${JSON.stringify(opts['kdf'])}`);
+    return ctx.wallets.exclusive(tenantId, async () => {
+      const record = this.#helpers.record(tenantId);
+      if (record.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenantId} needs its current passphrase to be rekeyed`, undefined, { tenantId });
+      if (record.secret !== null && passphrase !== undefined) invalid(`tenant ${tenantId} is managed: rekey it without a passphrase`);
+      // A passphrase tenant keeps its passphrase unless given a new one; a managed tenant gets a new secret.
+      const newPassphrase = given ?? (record.secret === null ? passphrase : undefined);
+      const fallback: KdfMethod = newPassphrase !== undefined && record.kdf === 'raw' ? DEFAULT_PASSPHRASE_KDF : record.kdf;
+      const kdf = (opts['kdf'] as KdfMethod | undefined) ?? fallback;
+      if (newPassphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching");
+      ctx.assertOpen();
+      await ctx.wallets.closeForce(tenantId, 'rekey', ctx.revokeForRekey);
+      ctx.onRekeyed(tenantId);
+      const salt = randomBytes(16);
+      const secret = newPassphrase === undefined ? randomBytes(32) : null;
+      const walletFile = newWalletFile(tenantId);
+      const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
+      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      let rekeyed: TenantRecord;
+      try {
+        const { verifier } = await ctx.wallets.derive(
+          record.kdf === 'raw' ? kdf : record.kdf,
+          async () =>
+            worker.call('rekeyWallet', {
+              tenantId,
+              path: ctx.walletPath(record),
+              kdf: record.kdf,
+              salt: record.salt,
+              secret: record.secret ?? passphrase ?? '',
+              verifier: record.verifier,
+              newPath: ctx.walletPath(next),
+              newKdf: kdf,
+              newSalt: salt,
+              newSecret: secret ?? newPassphrase ?? '',
+            }),
+          2,
+        );
+        next.verifier = Buffer.from(verifier);
+        ctx.assertOpen();
+        // The commit point: from here the tenant is the new file under the new key.
+        rekeyed = ctx.registry.replaceKey(tenantId, next);
+      } catch (error) {
+        this.#helpers.removeFiles(next, true);
+        throw error;
+      }
+      this.#helpers.removeFiles(record);
+      return toInfo(rekeyed);
+    });
+  }
+
+  /**
+   * Writes one self-contained file with the tenant's records (with tags), keys, routes and settings,
+   * encrypted and authenticated under `exportKey` (32 bytes, or a passphrase through Argon2id). The
+   * pool keeps serving: the snapshot is one read on the tenant's worker, so it is consistent while
+   * sessions go on writing. A passphrase tenant needs its `passphrase` (or the pool's provider).
+   * The file is written atomically, mode 0600; it holds private keys, sealed: keep `exportKey` apart.
+   */
+  async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number }> {
+    const ctx = this.#ctx;
+    const record = this.#helpers.record(tenantId);
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['file', 'exportKey', 'passphrase'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.export; known: file, exportKey, passphrase`);
+    const file = resolve(checkName(opts['file'], 'file'));
+    const exportKey = checkExportKey(opts['exportKey']);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const result = await ctx.withSession(record.tenantId, passphrase, async (session) => {
+      const current = this.#helpers.record(tenantId);
+      const tenant: ExportedTenant = {
+        tenantId: current.tenantId,
+        ...(current.label === undefined ? {} : { label: current.label }),
+        ...(current.maxSessions === undefined ? {} : { maxSessions: current.maxSessions }),
+        ...(current.weights === undefined ? {} : { weights: current.weights }),
+        metadata: current.metadata,
+        createdAt: current.createdAt,
+        routes: ctx.registry.routesOf(current.tenantId),
+      };
+      return session.call('exportWallet', file, exportKey, tenant);
+    });
+    return { file, ...result };
+  }
+
+  /**
+   * Recreates an exported tenant in this pool: its records, keys (which still sign for their public
+   * keys), settings and routes (those no other tenant here routes). It becomes `tenantId` (default:
+   * the exported id), a passphrase tenant if `passphrase` is given (Argon2, `kdf` default
+   * `argon2i-mod`), else a managed one. A wrong `exportKey` is `ERR_WALLET_KEY_INVALID`, a damaged or
+   * truncated file `ERR_WALLET_CORRUPT`; either way nothing is imported.
+   * @throws ERR_TENANT_EXISTS, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT, ERR_INVALID_ARGUMENT
+   */
+  async import(file: string, options: ImportOptions): Promise<TenantInfo & { records: number; keys: number }> {
+    const ctx = this.#ctx;
+    ctx.assertOpen();
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (!['exportKey', 'tenantId', 'passphrase', 'kdf'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.import; known: exportKey, tenantId, passphrase, kdf`);
+    const path = resolve(checkName(file, 'file'));
+    const exportKey = checkExportKey(opts['exportKey']);
+    const tenantId = opts['tenantId'] === undefined ? checkTenantId(readExportedTenantId(path), 'the exported tenantId') : checkTenantId(opts['tenantId']);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    const kdf = (opts['kdf'] as KdfMethod | undefined) ?? (passphrase === undefined ? ctx.defaultKdf : DEFAULT_PASSPHRASE_KDF);
+    if (!KDF_METHODS.includes(kdf)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}`);
+    if (passphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching");
+    return ctx.wallets.exclusive(tenantId, async () => {
+      if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
+      ctx.assertOpen();
+      const salt = randomBytes(16);
+      const secret = passphrase === undefined ? randomBytes(32) : null;
+      const walletFile = newWalletFile(tenantId);
+      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      let imported: ReturnType<WorkerApi['importWallet']>;
+      try {
+        imported = await ctx.wallets.derive(kdf, async () => worker.call('importWallet', { tenantId, path: ctx.walletPath({ walletFile }), kdf, salt, secret: secret ?? passphrase ?? '', file: path, exportKey }));
+      } catch (error) {
+        this.#helpers.removeFiles({ tenantId, walletFile }, true);
+        throw error;
+      }
+      const settings = imported.tenant;
+      let record: TenantRecord;
+      try {
+        // Settings from the file are checked like a create's (a pool with a smaller capacity may refuse its weights).
+        record = {
+          tenantId,
+          ...(typeof settings.label === 'string' ? { label: checkName(settings.label, 'label') } : {}),
+          kdf,
+          salt,
+          secret,
+          verifier: Buffer.from(imported.verifier),
+          walletFile,
+          ...(settings.maxSessions === undefined ? {} : { maxSessions: checkMaxSessions(settings.maxSessions) }),
+          ...(settings.weights === undefined ? {} : { weights: this.#helpers.checkFits(checkWeights(settings.weights)) }),
+          metadata: checkTags(settings.metadata, 'metadata'),
+          createdAt: new Date().toISOString(),
+          };
+        ctx.assertOpen();
+        ctx.registry.insert(record);
+      } catch (error) {
+        this.#helpers.removeFiles({ tenantId, walletFile }, true);
+        throw error;
+      }
+      // Routes another tenant of this pool already has stay with it.
+      for (const publicKey of settings.routes) if (typeof publicKey === 'string' && ctx.registry.routeOf(publicKey) === undefined) ctx.registry.addRoute(publicKey, tenantId);
+      return { ...toInfo(record), records: imported.records, keys: imported.keys };
+    });
+  }
+}
