@@ -13,6 +13,7 @@ import { CHANNEL_NAMES } from '../src/diagnostics.js';
 import { collectMetrics } from '../src/metrics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Session } from '../src/session.js';
+import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
 import { Wallet } from '../workers/wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
@@ -251,6 +252,49 @@ export const extraScenarios: Scenario[] = [
       } finally {
         wallet.close();
         rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  },
+  {
+    name: 'postgres-wallet',
+    describe: 'one wallet call at a time, PostgreSQL store (encrypted record by record) against the SQLite file, p50 µs; needs TENANT_POOL_BENCH_POSTGRES_URL',
+    systems: ['tenant-pool'],
+    onlyWhenNamed: true,
+    options: () => options(),
+    async run({ quick }) {
+      const url = process.env['TENANT_POOL_BENCH_POSTGRES_URL'] ?? process.env['TENANT_POOL_TEST_POSTGRES_URL'];
+      if (url === undefined) throw new Error('set TENANT_POOL_BENCH_POSTGRES_URL to a PostgreSQL server (source .ci/postgres; start_postgres gives one)');
+      const rounds = quick ? 200 : 2000;
+      const key = randomBytes(32);
+      const schema = `tp_bench_${process.pid}`;
+      const store = await PostgresWalletStore.connect(url, schema, 2);
+      const dir = join(tmpdir(), `tp-bench-pgw-${process.pid}`);
+      mkdirSync(dir, { recursive: true });
+      const path = join(dir, 'w.sqlite');
+      Wallet.create(path, key);
+      const sqlite = Wallet.open(path, key);
+      try {
+        await store.create('bench', key);
+        const pgWallet = await store.open('bench', key);
+        const tags = { state: 'active', theirDid: 'did:example:1' };
+        const value = JSON.stringify({ text: 'x'.repeat(200) });
+        let n = 0;
+        const p50 = async (fn: () => Promise<unknown>): Promise<number> => round(percentile(await sample(rounds, fn), 50) * 1000);
+        const figures = {
+          pgSaveP50Us: await p50(async () => pgWallet.save('c', `r${n++ % 500}`, value, tags)),
+          sqliteSaveP50Us: await p50(async () => sqlite.save('c', `r${n++ % 500}`, value, tags)),
+          pgGetP50Us: await p50(async () => pgWallet.get('c', `r${n++ % 500}`)),
+          sqliteGetP50Us: await p50(async () => sqlite.get('c', `r${n++ % 500}`)),
+          pgFindP50Us: await p50(async () => pgWallet.find('c', { theirDid: 'did:example:1' }, 10)),
+          sqliteFindP50Us: await p50(async () => sqlite.find('c', { theirDid: 'did:example:1' }, 10)),
+        };
+        pgWallet.close();
+        return figures;
+      } finally {
+        sqlite.close();
+        rmSync(dir, { recursive: true, force: true });
+        await store.query('dropping the bench schema', `DROP SCHEMA ${schema} CASCADE`, []);
+        await store.close();
       }
     },
   },
