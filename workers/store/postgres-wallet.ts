@@ -238,12 +238,19 @@ export class PostgresWallet {
   async find(category: string, tags: Record<string, string>, limit: number): Promise<RawRecord[]> {
     const p = this.#profile;
     const params: unknown[] = [this.#walletId, p.encrypt('category', category)];
-    const conditions = Object.entries(tags).map(([name, value]) => {
+    const [first, ...others] = Object.entries(tags);
+    // With a tag, the scan drives from the tag index (name, value → item ids) and joins items by key.
+    let from = `${this.#s}.items i`;
+    if (first !== undefined) {
+      params.push(p.encrypt('tagName', first[0]), p.encrypt('tagValue', first[1]));
+      from = `${this.#s}.item_tags t0 JOIN ${this.#s}.items i ON i.id = t0.item_id AND t0.name = $3 AND t0.value = $4`;
+    }
+    const conditions = others.map(([name, value]) => {
       params.push(p.encrypt('tagName', name), p.encrypt('tagValue', value));
       return ` AND EXISTS (SELECT 1 FROM ${this.#s}.item_tags t WHERE t.item_id = i.id AND t.name = $${params.length - 1} AND t.value = $${params.length})`;
     });
     params.push(limit < 0 ? null : limit);
-    const rows = await this.#store.query('finding records', `SELECT i.name, i.value FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2${conditions.join('')} ORDER BY i.id LIMIT $${params.length}`, params);
+    const rows = await this.#store.query('finding records', `SELECT i.name, i.value FROM ${from} WHERE i.wallet_id = $1 AND i.category = $2${conditions.join('')} ORDER BY i.id LIMIT $${params.length}`, params);
     return (rows as Array<{ name: Buffer; value: Buffer }>).map((row) => this.#record(category, row));
   }
 
