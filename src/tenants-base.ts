@@ -9,6 +9,7 @@ import type { KdfMethod } from './protocol.js';
 import type { Session } from './session.js';
 import type { Registry, TenantRecord, TenantWeights, Warn } from './store/registry.js';
 import type { WorkerSlot } from './threads.js';
+import { MAX_UNITS } from './config.js';
 import { checkOptionalObject, invalid } from './validate.js';
 
 /** A tenant as callers see it: never its salt, secret or key check value. */
@@ -59,8 +60,6 @@ export interface TenantsContext {
 export const MAX_PASSPHRASE_LENGTH = 4096;
 /** A passphrase is a human secret: it always goes through Argon2, at Askar's default level unless told otherwise. */
 export const DEFAULT_PASSPHRASE_KDF: KdfMethod = 'argon2i-mod';
-/** Weights above this are refused: sums of them must stay exact integers. */
-export const MAX_WEIGHT = 1_000_000_000;
 
 export function toInfo(record: TenantRecord): TenantInfo {
   return {
@@ -86,7 +85,7 @@ export function checkWeights(value: unknown): TenantWeights {
   for (const [key, weight] of Object.entries(raw)) {
     if (key !== 'wallet' && key !== 'session') invalid(`Unknown key \`weights.${key}\`; known keys: wallet, session`);
     const min = key === 'session' ? 1 : 0;
-    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < min || weight > MAX_WEIGHT) invalid(`Expected \`weights.${key}\` to be an integer from ${min} to ${MAX_WEIGHT}, got ${String(weight)}`);
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < min || weight > MAX_UNITS) invalid(`Expected \`weights.${key}\` to be an integer from ${min} to ${MAX_UNITS}, got ${String(weight)}`);
     out[key] = weight;
   }
   return out;

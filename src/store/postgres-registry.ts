@@ -8,18 +8,12 @@
  * `pg` is loaded only when this registry is opened.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Pool as PgPool, PoolConfig } from 'pg';
-import { deriveKey } from '../../workers/kdf.js';
+import type { Pool as PgPool } from 'pg';
 import { asPoolError, poolError } from '../errors.js';
 import type { KdfMethod } from '../protocol.js';
-import type { TenantRecord, TenantWeights } from './registry.js';
+import { openPgPool } from './pg.js';
+import { rootKeyFrom, type TenantRecord, type TenantWeights } from './registry.js';
 
-interface PgModule {
-  Pool: new (config: PoolConfig) => PgPool;
-}
-
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-const ROOT_KEY_HEX = /^[0-9a-fA-F]{64}$/;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -71,15 +65,7 @@ export class PostgresRegistry {
    * @throws ERR_WALLET_KEY_INVALID for another root key, ERR_STORAGE_UNAVAILABLE when the server cannot be reached
    */
   static async open(options: PostgresRegistryOptions): Promise<PostgresRegistry> {
-    if (!SCHEMA_NAME.test(options.schema)) throw poolError('ERR_INVALID_CONFIG', `Expected \`postgres.schema\` to match ${String(SCHEMA_NAME)}`);
-    let pg: PgModule;
-    try {
-      pg = ((await import('pg')) as { default: PgModule }).default;
-    } catch (error) {
-      throw poolError('ERR_INVALID_CONFIG', 'the PostgreSQL store needs the `pg` package: npm install pg', error);
-    }
-    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
-    pool.on('error', () => {});
+    const pool = await openPgPool(options.connectionString, options.schema, options.maxConnections);
     const s = options.schema;
     try {
       const client = await pool.connect().catch((error: unknown) => {
@@ -101,7 +87,7 @@ export class PostgresRegistry {
         const rows = (await client.query<{ name: string; value: string }>(`SELECT name, value FROM ${s}.registry_config WHERE name IN ('salt', 'keyCheck')`)).rows;
         const stored = Object.fromEntries(rows.map((r) => [r.name, r.value]));
         header = { salt: stored['salt'] ?? randomBytes(16).toString('hex'), keyCheck: stored['keyCheck'] ?? '' };
-        const key = await rootKeyOf(options.rootKey, header.salt);
+        const key = await rootKeyFrom(options.rootKey, header.salt);
         try {
           const check = createHmac('sha256', key).update('tenant-pool registry key check v1').digest('hex');
           if (header.keyCheck === '') {
@@ -278,8 +264,4 @@ export class PostgresRegistry {
 
 function secretsOf(record: Pick<TenantRecord, 'salt' | 'secret' | 'verifier'>): Secrets {
   return { salt: record.salt.toString('hex'), secret: record.secret === null ? null : record.secret.toString('hex'), verifier: record.verifier.toString('hex') };
-}
-
-async function rootKeyOf(source: string, saltHex: string): Promise<Buffer> {
-  return ROOT_KEY_HEX.test(source) ? Buffer.from(source, 'hex') : deriveKey('argon2id', source, Buffer.from(saltHex, 'hex'));
 }

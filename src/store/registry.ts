@@ -114,6 +114,11 @@ export function newWalletFile(tenantId: string): string {
 
 const ROOT_KEY_HEX = /^[0-9a-fA-F]{64}$/;
 
+/** The registry key from a root key: 64 hex characters used raw, or a passphrase through Argon2id with the registry's salt. */
+export async function rootKeyFrom(source: string, saltHex: string): Promise<Buffer> {
+  return ROOT_KEY_HEX.test(source) ? Buffer.from(source, 'hex') : deriveKey('argon2id', source, Buffer.from(saltHex, 'hex'));
+}
+
 function keyCheck(key: Uint8Array): Buffer {
   return createHmac('sha256', key).update('tenant-pool registry key check v1').digest();
 }
@@ -244,7 +249,7 @@ export class Registry {
         throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is damaged: ${error instanceof SyntaxError ? 'not JSON' : (error as Error).message}`, error);
       }
     }
-    const key = ROOT_KEY_HEX.test(source) ? Buffer.from(source, 'hex') : await deriveKey('argon2id', source, Buffer.from(header.salt, 'hex'));
+    const key = await rootKeyFrom(source, header.salt);
     const check = keyCheck(key);
     if (isNew) {
       header.keyCheck = check.toString('hex');

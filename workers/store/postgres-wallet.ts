@@ -8,20 +8,14 @@
  * `pg` is loaded only when a PostgreSQL store is opened, so the embedded default never needs it.
  */
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import type { Pool as PgPool, PoolClient, PoolConfig } from 'pg';
+import type { Pool as PgPool, PoolClient } from 'pg';
 import bs58 from 'bs58';
 import { asPoolError, poolError, type TenantPoolError } from '../../src/errors.js';
 import type { RawRecord } from '../../src/protocol.js';
 import type { QueryNode } from '../../src/query.js';
+import { openPgPool } from '../../src/store/pg.js';
 import { ProfileKey } from './profile-key.js';
 
-/** What is used of the `pg` module (loaded only when a PostgreSQL store is opened). */
-interface PgModule {
-  Pool: new (config: PoolConfig) => PgPool;
-}
-
-/** A schema name: it is written into SQL, so only this shape is accepted. */
-export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
@@ -69,16 +63,7 @@ export class PostgresWalletStore {
    * @throws ERR_INVALID_CONFIG for a bad schema name or a missing `pg` package
    */
   static async connect(connectionString: string, schema: string, maxConnections: number): Promise<PostgresWalletStore> {
-    if (!SCHEMA_NAME.test(schema)) throw poolError('ERR_INVALID_CONFIG', `Expected \`postgres.schema\` to match ${String(SCHEMA_NAME)}, got a string of length ${schema.length}`);
-    let pg: PgModule;
-    try {
-      pg = ((await import('pg')) as { default: PgModule }).default;
-    } catch (error) {
-      throw poolError('ERR_INVALID_CONFIG', 'the PostgreSQL store needs the `pg` package: npm install pg', error);
-    }
-    const pool = new pg.Pool({ connectionString, max: maxConnections, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
-    // An idle client's error (the server went away) must not crash the worker; the next query reconnects.
-    pool.on('error', () => {});
+    const pool = await openPgPool(connectionString, schema, maxConnections);
     const store = new PostgresWalletStore(pool, schema);
     await store.#migrate();
     return store;
