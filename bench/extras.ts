@@ -14,7 +14,7 @@ import { collectMetrics } from '../src/metrics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Session } from '../src/session.js';
 import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
-import { Wallet } from '../workers/wallet.js';
+import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
 import type { SystemOptions } from './systems/types.js';
@@ -267,14 +267,14 @@ export const extraScenarios: Scenario[] = [
       const rounds = quick ? 200 : 2000;
       const key = randomBytes(32);
       const schema = `tp_bench_${process.pid}`;
-      const store = await PostgresWalletStore.connect(url, schema, 2);
+      const store = await PostgresWalletStore.connect(url, schema, 2, { createTables: true });
       const dir = join(tmpdir(), `tp-bench-pgw-${process.pid}`);
       mkdirSync(dir, { recursive: true });
       const path = join(dir, 'w.sqlite');
       Wallet.create(path, key);
       const sqlite = Wallet.open(path, key);
       try {
-        await store.create('bench', key);
+        (await store.create('bench', 'bench', key)).close();
         const pgWallet = await store.open('bench', key);
         const tags = { state: 'active', theirDid: 'did:example:1' };
         const value = JSON.stringify({ text: 'x'.repeat(200) });

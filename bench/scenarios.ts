@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { hashRaw } from '@node-rs/argon2';
 import { ARGON2_PARAMS } from '../workers/kdf.js';
-import { Wallet } from '../workers/wallet.js';
+import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { availableParallelism } from 'node:os';
 import type { TenantPool } from '../src/pool.js';
 import { Scheduler } from '../src/scheduler.js';

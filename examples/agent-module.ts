@@ -26,15 +26,15 @@ export default defineModule({
   },
   tasks: {
     /** How many messages the tenant's inbox holds, and how many arrived since its wallet opened. */
-    inboxSize: (ctx) => ({ stored: ctx.wallet.records.find('inbox').length, sinceOpen: stats(ctx).received }),
+    inboxSize: async (ctx) => ({ stored: (await ctx.wallet.records.find('inbox')).length, sinceOpen: stats(ctx).received }),
   },
-  inbound(ctx, message) {
+  async inbound(ctx, message) {
     const body = message.body as { from: string; text: string };
-    const routing = ctx.wallet.records.get('config', 'routing')?.value as { kid: string; publicKey: string } | undefined;
+    const routing = (await ctx.wallet.records.get('config', 'routing'))?.value as { kid: string; publicKey: string } | undefined;
     if (routing === undefined || routing.publicKey !== message.recipientKey) throw new Error('no routing key of this tenant matches');
     const id = `${Date.now().toString(36)}-${stats(ctx).received++}`;
-    ctx.wallet.records.save('inbox', id, body, { from: body.from });
-    const receipt = ctx.wallet.keys.sign(routing.kid, encoder.encode(`${message.recipientKey}:${id}`));
+    await ctx.wallet.records.save('inbox', id, body, { from: body.from });
+    const receipt = await ctx.wallet.keys.sign(routing.kid, encoder.encode(`${message.recipientKey}:${id}`));
     return { id, receipt: Buffer.from(receipt).toString('base64url') };
   },
 });

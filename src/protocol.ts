@@ -55,7 +55,7 @@ export interface RawRecord {
 /** What a worker needs to derive a tenant's wallet key and open (or create) its file. */
 export interface WalletKeyMaterial {
   tenantId: string;
-  /** Absolute path of the wallet file. */
+  /** The wallet's name in the store: the absolute path of its file (SQLite), or its wallet name (PostgreSQL). */
   path: string;
   kdf: KdfMethod;
   salt: Uint8Array;
@@ -83,7 +83,7 @@ export interface WorkerApi {
   createWallet(req: WalletKeyMaterial): CreateWalletResult;
   openWallet(req: OpenWalletRequest): WalletTimings;
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
-  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string }): CreateWalletResult;
+  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string }): CreateWalletResult & { profileKey?: Uint8Array };
   closeWallet(tenantId: string): void;
   /** Writes the open wallet, with `tenant`'s settings, to an export file sealed under `exportKey`. */
   exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number };
@@ -121,12 +121,16 @@ export interface CallMessage {
 
 export type ReplyMessage = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: EncodedError };
 
+/** Where the wallets are: SQLite files (the path comes with each call), or one PostgreSQL schema. */
+export type StoreConfig = { kind: 'sqlite' } | { kind: 'postgres'; connectionString: string; schema: string; connectionsPerWorker: number };
+
 /** The one task each worker runs under piscina: it hands the worker its port, and returns once the worker serves it. */
 export interface LifelineTask {
   port: MessagePort;
   /** Absolute paths of the worker modules to import before serving. */
   modules: readonly string[];
   maxValueBytes: number;
+  store: StoreConfig;
 }
 
 /**

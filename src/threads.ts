@@ -14,7 +14,7 @@ import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threa
 import { Piscina } from 'piscina';
 import { asPoolError, decodeError, poolError } from './errors.js';
 import { Outbox, unbatch } from './outbox.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type WorkerApi, type WorkerMethod } from './protocol.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type StoreConfig, type WorkerApi, type WorkerMethod } from './protocol.js';
 import { setLongTimeout } from './timers.js';
 
 const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
@@ -44,6 +44,8 @@ export interface WorkerSlotOptions {
   /** Worker module paths every worker imports before it serves. */
   modules: readonly string[];
   maxValueBytes: number;
+  /** The wallet store the worker opens wallets in. @default SQLite files */
+  store?: StoreConfig;
   /** A worker that has not started (imported its modules) within this fails its start with `ERR_WORKER_START_TIMEOUT`. */
   startTimeoutMs?: number;
   /** Whether the worker lets the process exit while no call is in flight (as node-postgres's `allowExitOnIdle`). */
@@ -59,6 +61,7 @@ export class WorkerSlot {
   readonly #onSpawn: WorkerSlotOptions['onSpawn'];
   readonly #modules: readonly string[];
   readonly #maxValueBytes: number;
+  readonly #store: StoreConfig;
   readonly #startTimeoutMs: number;
   readonly #allowExitOnIdle: boolean;
   readonly #pending = new Map<number, Pending>();
@@ -85,6 +88,7 @@ export class WorkerSlot {
     this.#onSpawn = options.onSpawn;
     this.#modules = options.modules;
     this.#maxValueBytes = options.maxValueBytes;
+    this.#store = options.store ?? { kind: 'sqlite' };
     this.#startTimeoutMs = options.startTimeoutMs ?? Number.POSITIVE_INFINITY;
     this.#allowExitOnIdle = options.allowExitOnIdle ?? false;
     this.#resourceLimits = options.resourceLimits;
@@ -168,7 +172,7 @@ export class WorkerSlot {
   async #connect(): Promise<void> {
     const startedAt = performance.now();
     const { port1, port2 } = new MessageChannel();
-    const task: LifelineTask = { port: port2, modules: this.#modules, maxValueBytes: this.#maxValueBytes };
+    const task: LifelineTask = { port: port2, modules: this.#modules, maxValueBytes: this.#maxValueBytes, store: this.#store };
     let markReady!: () => void;
     let failStart!: (error: Error) => void;
     const ready = new Promise<void>((resolve, reject) => {

@@ -20,16 +20,18 @@ export type { JsonValue, StoredRecord } from './protocol.js';
 /** The tenant's wallet inside a worker: synchronous, this tenant's records and keys only. */
 export interface TenantWallet {
   readonly records: {
-    save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): void;
-    get(category: string, id: string): StoredRecord | null;
+    /** Resolves once the record is durable (committed), on either store. */
+    save(category: string, id: string, value: JsonValue, tags?: Record<string, string>): Promise<void>;
+    get(category: string, id: string): Promise<StoredRecord | null>;
     /** As `session.records.find` (tag equality or the full query language), without cursors. */
-    find(category: string, query?: TagQuery, options?: { limit?: number }): StoredRecord[];
-    count(category: string, query?: TagQuery): number;
-    delete(category: string, id: string): boolean;
+    find(category: string, query?: TagQuery, options?: { limit?: number }): Promise<StoredRecord[]>;
+    count(category: string, query?: TagQuery): Promise<number>;
+    delete(category: string, id: string): Promise<boolean>;
   };
   readonly keys: {
-    create(): { kid: string; publicKey: string };
-    sign(kid: string, data: Uint8Array): Uint8Array;
+    create(): Promise<{ kid: string; publicKey: string }>;
+    sign(kid: string, data: Uint8Array): Promise<Uint8Array>;
+    /** Needs no wallet: synchronous. */
     verify(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean;
   };
 }

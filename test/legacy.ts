@@ -8,7 +8,7 @@ import { TenantPool } from '../src/pool.js';
 import { DataDirLock } from '../src/store/data-dir.js';
 import { Registry } from '../src/store/registry.js';
 import { deriveKey, keyVerifier } from '../workers/kdf.js';
-import { Wallet } from '../workers/wallet.js';
+import { Wallet } from '../workers/store/sqlite-wallet.js';
 
 export async function legacyRawTenant(dataDir: string, rootKey: string, passphrase: string): Promise<void> {
   await (await TenantPool.open({ dataDir, rootKey, workers: 1 })).close();

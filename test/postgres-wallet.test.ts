@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { verifySignature } from '../workers/wallet.js';
+import { verifySignature } from '../workers/ed25519.js';
 import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
 import { checkRecordQuery, type TagQuery } from '../src/query.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
@@ -17,7 +17,7 @@ import { rejectsWith } from './helpers.js';
 
 async function withStore(fn: (store: PostgresWalletStore, schema: string) => Promise<void>): Promise<void> {
   const schema = testSchema();
-  const store = await PostgresWalletStore.connect(postgresUrl!, schema, 2);
+  const store = await PostgresWalletStore.connect(postgresUrl!, schema, 2, { createTables: true });
   try {
     await fn(store, schema);
   } finally {
@@ -37,8 +37,8 @@ function dump(schema: string): string {
 testWithPostgres('records, tags and keys round trip through the database; tag equality finds on ciphertext', async () => {
   await withStore(async (store) => {
     const key = randomBytes(32);
-    await store.create('alice', key);
-    await rejectsWith(store.create('alice', key), 'ERR_TENANT_EXISTS');
+    (await store.create('alice', 'alice', key)).close();
+    await rejectsWith(store.create('alice', 'alice', key), 'ERR_TENANT_EXISTS');
     const wallet = await store.open('alice', key);
     try {
       for (let i = 0; i < 20; i++) await wallet.save('connection', `c${i}`, JSON.stringify({ i }), { state: i % 2 === 0 ? 'active' : 'done', theirDid: `did:example:${i}` });
@@ -73,7 +73,7 @@ testWithPostgres('records, tags and keys round trip through the database; tag eq
 testWithPostgres('the database sees ciphertext only: a pg_dump holds none of the saved values, ids, tag names or tag values', async () => {
   await withStore(async (store, schema) => {
     const key = randomBytes(32);
-    await store.create('t', key);
+    (await store.create('t', 't', key)).close();
     const wallet = await store.open('t', key);
     const marker = `M${randomBytes(4).toString('hex')}`;
     await wallet.save(`${marker}-category`, `${marker}-id`, JSON.stringify({ secret: `${marker}-value` }), { [`${marker}-tagname`]: `${marker}-tagvalue` });
@@ -88,8 +88,8 @@ testWithPostgres('the database sees ciphertext only: a pg_dump holds none of the
 testWithPostgres('one tenant\'s key opens nothing of another tenant; a damaged row fails that record only, as ERR_WALLET_CORRUPT', async () => {
   await withStore(async (store, schema) => {
     const [a, b] = [randomBytes(32), randomBytes(32)];
-    await store.create('a', a);
-    await store.create('b', b);
+    (await store.create('a', 'a', a)).close();
+    (await store.create('b', 'b', b)).close();
     await rejectsWith(store.open('a', b), 'ERR_WALLET_CORRUPT', "b's key on a's wallet");
     const wa = await store.open('a', a);
     await wa.save('c', 'one', '1', {});
@@ -108,7 +108,7 @@ testWithPostgres('one tenant\'s key opens nothing of another tenant; a damaged r
 testWithPostgres('the query language on encrypted tags: random $and/$or/$not/$neq/$in queries agree with the reference; $like and ranges are refused; count and paging agree', async () => {
   await withStore(async (store) => {
     const key = randomBytes(32);
-    await store.create('q', key);
+    (await store.create('q', 'q', key)).close();
     const wallet = await store.open('q', key);
     try {
       let seed = 5;
@@ -157,7 +157,7 @@ testWithPostgres('the query language on encrypted tags: random $and/$or/$not/$ne
 testWithPostgres('a lost connection fails its call with a retryable ERR_STORAGE_UNAVAILABLE, and the store reconnects; a server refusing connections is refused at once, never a hang', async () => {
   await withStore(async (store) => {
     const key = randomBytes(32);
-    await store.create('c', key);
+    (await store.create('c', 'c', key)).close();
     const wallet = await store.open('c', key);
     await wallet.save('c', 'r', '1', {});
     // A query in flight whose backend is terminated (pg_terminate_backend, as an operator or a failover would).

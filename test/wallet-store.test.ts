@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPoolError } from '../src/errors.js';
-import { Wallet } from '../workers/wallet.js';
+import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { tempDir } from './helpers.js';
 
 function codeOf(fn: () => unknown): string | undefined {

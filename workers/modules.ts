@@ -1,6 +1,6 @@
 /**
  * Worker modules inside a worker thread: loading them, one tsyringe child container per tenant with
- * an open wallet, and the synchronous wallet facade tasks and inbound handlers get.
+ * an open wallet, and the wallet facade tasks and inbound handlers get.
  */
 import 'reflect-metadata';
 import { createRequire } from 'node:module';
@@ -11,7 +11,8 @@ import type { JsonValue, RawRecord, StoredRecord } from '../src/protocol.js';
 import { checkRecordQuery, equalityTags } from '../src/query.js';
 import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord } from '../src/validate.js';
 import { isWorkerModule, type InboundMessage, type TenantContext, type TenantWallet, type WorkerModule } from '../src/worker.js';
-import { verifySignature, type Wallet } from './wallet.js';
+import { verifySignature } from './ed25519.js';
+import type { StoredWallet } from './store/backend.js';
 
 type Task = (ctx: TenantContext, args: unknown) => unknown;
 
@@ -70,31 +71,35 @@ function parse(raw: RawRecord): StoredRecord {
   return { category: raw.category, id: raw.id, value: JSON.parse(raw.value) as JsonValue, tags: JSON.parse(raw.tags) as Record<string, string> };
 }
 
-/** The wallet as modules see it: synchronous, validated like the session API. */
-function walletFacade(wallet: Wallet, maxValueBytes: number): TenantWallet {
+/**
+ * The wallet as modules see it: asynchronous on both stores (a PostgreSQL call is a round trip),
+ * validated like the session API. A method's checks run before it returns, its failure is its
+ * promise's rejection.
+ */
+function walletFacade(wallet: StoredWallet, maxValueBytes: number): TenantWallet {
   return {
     records: {
-      save: (category, id, value, tags) => {
+      save: async (category, id, value, tags) => {
         const record = checkRecord(category, id, value, tags, maxValueBytes);
-        wallet.save(record.category, record.id, record.json, record.tags);
+        await wallet.save(record.category, record.id, record.json, record.tags);
       },
-      get: (category, id) => {
-        const raw = wallet.get(checkName(category, 'category'), checkName(id, 'id'));
+      get: async (category, id) => {
+        const raw = await wallet.get(checkName(category, 'category'), checkName(id, 'id'));
         return raw === null ? null : parse(raw);
       },
-      find: (category, query, options) => {
+      find: async (category, query, options) => {
         const cat = checkName(category, 'category');
         const node = checkRecordQuery(query);
         const limit = checkLimit(checkOptionalObject(options, 'options')['limit']);
         const tags = equalityTags(node);
-        return (tags === undefined ? wallet.query(cat, node, 0, -1, limit).rows : wallet.find(cat, tags, limit)).map(parse);
+        return (tags === undefined ? (await wallet.query(cat, node, 0, -1, limit)).rows : await wallet.find(cat, tags, limit)).map(parse);
       },
-      count: (category, query) => wallet.count(checkName(category, 'category'), checkRecordQuery(query)),
-      delete: (category, id) => wallet.delete(checkName(category, 'category'), checkName(id, 'id')),
+      count: async (category, query) => wallet.count(checkName(category, 'category'), checkRecordQuery(query)),
+      delete: async (category, id) => wallet.delete(checkName(category, 'category'), checkName(id, 'id')),
     },
     keys: {
-      create: () => wallet.createKey(),
-      sign: (kid, data) => wallet.sign(checkName(kid, 'kid'), checkBytes(data, 'data')),
+      create: async () => wallet.createKey(),
+      sign: async (kid, data) => wallet.sign(checkName(kid, 'kid'), checkBytes(data, 'data')),
       verify: (publicKey, data, signature) => verifySignature(checkName(publicKey, 'publicKey'), checkBytes(data, 'data'), checkBytes(signature, 'signature')),
     },
   };
@@ -108,7 +113,7 @@ export class TenantScope {
   readonly context: TenantContext;
   readonly #container: DependencyContainer;
 
-  constructor(tenantId: string, wallet: Wallet, loaded: LoadedModules, maxValueBytes: number) {
+  constructor(tenantId: string, wallet: StoredWallet, loaded: LoadedModules, maxValueBytes: number) {
     this.#container = rootContainer.createChildContainer();
     this.context = Object.freeze({ tenantId, wallet: walletFacade(wallet, maxValueBytes), container: this.#container, signal: NEVER_ABORTED });
     for (const module of loaded.modules) module.register?.(this.#container);

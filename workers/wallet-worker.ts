@@ -11,11 +11,12 @@ import { Outbox, unbatch } from '../src/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
 import { deriveKey, keyVerifier } from './kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
-import { readExport, writeExport, type WalletSnapshot } from './transfer.js';
-import { Wallet, verifySignature } from './wallet.js';
+import { readExport, writeExport } from './transfer.js';
+import { verifySignature } from './ed25519.js';
+import { openBackend, type StoredWallet, type WalletBackend } from './store/backend.js';
 
 interface OpenWallet {
-  wallet: Wallet;
+  wallet: StoredWallet;
   scope: TenantScope;
 }
 
@@ -24,6 +25,7 @@ const wallets = new Map<string, OpenWallet>();
 const aborts = new Map<number, AbortController>();
 let loaded: LoadedModules = { modules: [], tasks: new Map() };
 let maxValueBytes = 1024 * 1024;
+let backend: WalletBackend;
 
 
 function openOf(tenantId: string): OpenWallet {
@@ -32,10 +34,7 @@ function openOf(tenantId: string): OpenWallet {
   return open;
 }
 
-const walletOf = (tenantId: string): Wallet => openOf(tenantId).wallet;
-
-/** One consistent read of the wallet: taken synchronously, so no call of this worker writes in between. */
-const snapshotOf = (tenantId: string): WalletSnapshot => walletOf(tenantId).snapshot();
+const walletOf = (tenantId: string): StoredWallet => openOf(tenantId).wallet;
 
 async function derive(req: WalletKeyMaterial): Promise<{ key: Buffer; deriveMs: number }> {
   const started = performance.now();
@@ -52,7 +51,7 @@ async function close(open: OpenWallet): Promise<void> {
 }
 
 /** Makes an opened wallet the tenant's, with its module scope. */
-function register(tenantId: string, wallet: Wallet): void {
+function register(tenantId: string, wallet: StoredWallet): void {
   try {
     wallets.set(tenantId, { wallet, scope: new TenantScope(tenantId, wallet, loaded, maxValueBytes) });
   } catch (error) {
@@ -69,9 +68,8 @@ const handlers: Handlers = {
     const { key, deriveMs } = await derive(req);
     const started = performance.now();
     try {
-      Wallet.create(req.path, key);
       // Left open: the tenant's first session then derives nothing. The pool closes it if it cannot keep it.
-      register(req.tenantId, Wallet.open(req.path, key));
+      register(req.tenantId, await backend.create(req, key));
       return { verifier: keyVerifier(key), deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);
@@ -86,7 +84,7 @@ const handlers: Handlers = {
         throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
       }
       const started = performance.now();
-      register(req.tenantId, Wallet.open(req.path, key));
+      register(req.tenantId, await backend.open(req, key));
       return { deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);
@@ -103,8 +101,8 @@ const handlers: Handlers = {
       const fresh = await derive({ tenantId: req.tenantId, path: req.newPath, kdf: req.newKdf, salt: req.newSalt, secret: req.newSecret });
       try {
         const started = performance.now();
-        Wallet.rekey(req.path, old.key, req.newPath, fresh.key);
-        return { verifier: keyVerifier(fresh.key), deriveMs: old.deriveMs + fresh.deriveMs, openMs: performance.now() - started };
+        const { profileKey } = await backend.rekey(req, old.key, { tenantId: req.tenantId, path: req.newPath }, fresh.key);
+        return { verifier: keyVerifier(fresh.key), deriveMs: old.deriveMs + fresh.deriveMs, openMs: performance.now() - started, ...(profileKey === undefined ? {} : { profileKey }) };
       } finally {
         fresh.key.fill(0);
       }
@@ -113,7 +111,8 @@ const handlers: Handlers = {
     }
   },
   async exportWallet(tenantId, file, exportKey, tenant) {
-    const wallet = snapshotOf(tenantId);
+    // One consistent read: synchronous on SQLite (no call of this worker writes in between), one repeatable-read transaction on PostgreSQL.
+    const wallet = await walletOf(tenantId).snapshot();
     const { bytes } = await writeExport(file, exportKey, { tenant, wallet });
     return { bytes, records: wallet.records.length, keys: wallet.keys.length };
   },
@@ -123,7 +122,7 @@ const handlers: Handlers = {
     const { key, deriveMs } = await derive(req);
     try {
       const started = performance.now();
-      Wallet.createFrom(req.path, key, payload.wallet);
+      await backend.createFrom(req, key, payload.wallet);
       return { verifier: keyVerifier(key), deriveMs, openMs: performance.now() - started, tenant: payload.tenant, records: payload.wallet.records.length, keys: payload.wallet.keys.length };
     } finally {
       key.fill(0);
@@ -167,9 +166,10 @@ async function closeAll(): Promise<void> {
   await Promise.allSettled(open.map(close));
 }
 
-export default async function lifeline({ port, modules, maxValueBytes: maxBytes }: LifelineTask): Promise<void> {
+export default async function lifeline({ port, modules, maxValueBytes: maxBytes, store }: LifelineTask): Promise<void> {
   maxValueBytes = maxBytes;
   try {
+    backend = await openBackend(store);
     loaded = await loadModules(modules, (path) => port.postMessage({ loading: path } satisfies LoadingMessage));
   } catch (error) {
     port.postMessage({ startFailed: encodeError(error) } satisfies StartMessage);
@@ -204,7 +204,10 @@ export default async function lifeline({ port, modules, maxValueBytes: maxBytes 
   port.on('message', (message: CallMessage | CallMessage[] | typeof SHUTDOWN) => {
     if (message === SHUTDOWN) {
       outbox.flush();
-      void closeAll().finally(() => port.close());
+      void closeAll()
+        .then(async () => backend.close())
+        .catch(() => {})
+        .finally(() => port.close());
       return;
     }
     unbatch(message, handle);

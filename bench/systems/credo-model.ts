@@ -14,7 +14,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { hashRawSync } from '@node-rs/argon2';
 import { Mutex, withTimeout, type MutexInterface } from 'async-mutex';
 import { ARGON2_PARAMS, KEY_BYTES } from '../../workers/kdf.js';
-import { Wallet } from '../../workers/wallet.js';
+import { Wallet } from '../../workers/store/sqlite-wallet.js';
 import { TenantBook, type TenantMaterial } from './fixtures.js';
 import type { BenchSession, System, SystemOptions } from './types.js';
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { KdfMethod } from '../../src/protocol.js';
 import { deriveKey } from '../../workers/kdf.js';
-import { Wallet } from '../../workers/wallet.js';
+import { Wallet } from '../../workers/store/sqlite-wallet.js';
 
 export interface TenantMaterial {
   tenantId: string;

@@ -5,7 +5,7 @@
  */
 import { BroadcastChannel } from 'node:worker_threads';
 import { deriveKey } from '../../workers/kdf.js';
-import { Wallet } from '../../workers/wallet.js';
+import { Wallet } from '../../workers/store/sqlite-wallet.js';
 import type { TenantMaterial } from './fixtures.js';
 
 export interface NoAffinityCall {

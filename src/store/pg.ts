@@ -3,8 +3,8 @@
  * opened (it is an optional peer), a pool of at most `maxConnections`, and a schema name checked
  * before it is written into SQL.
  */
-import type { Pool as PgPool, PoolConfig } from 'pg';
-import { poolError } from '../errors.js';
+import type { Pool as PgPool, PoolClient, PoolConfig } from 'pg';
+import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
 
 /** A schema name: it is written into SQL, so only this shape is accepted. */
 export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -29,4 +29,99 @@ export async function openPgPool(connectionString: string, schema: string, maxCo
   // An idle client's error (the server went away) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   return pool;
+}
+
+/**
+ * A PostgreSQL failure as the pool reports it: a refused or lost connection is retryable
+ * (`ERR_STORAGE_UNAVAILABLE`, with `outcome: 'unknown'` for a write), never a hang.
+ */
+export function pgError(error: unknown, what: string, isWrite: boolean): TenantPoolError {
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  // 53300 too_many_connections, 57P01-03 shutdown (pg_terminate_backend, a restart), 08xxx
+  // connection exceptions, refused or reset sockets, and a connection that ended under the query.
+  if (
+    code === '53300' ||
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' ||
+    (typeof code === 'string' && (code.startsWith('08') || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ENOTFOUND' || code === 'ETIMEDOUT')) ||
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)
+  ) {
+    return poolError(
+      'ERR_STORAGE_UNAVAILABLE',
+      `${what}: the database refused or lost the connection (${typeof code === 'string' ? code : message}); retry${isWrite ? ' after reading back: a write cut off at its commit may have committed' : ''}`,
+      error,
+      isWrite ? { outcome: 'unknown' } : undefined,
+    );
+  }
+  if (code === '53100') return poolError('ERR_STORAGE_FULL', `${what}: the database disk is full`, error);
+  if (code === '25006') return poolError('ERR_STORAGE_READONLY', `${what}: the database is read-only`, error);
+  return asPoolError(error, what);
+}
+
+/**
+ * Runs `fn` in one transaction on one connection. A connection that failed is dropped, not given
+ * back to the pool; any other failure rolls back.
+ */
+export async function inTransaction<T>(pool: PgPool, what: string, fn: (client: PoolClient) => Promise<T>, isolation = ''): Promise<T> {
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    throw pgError(error, what, false);
+  }
+  let result: T;
+  try {
+    await client.query(`BEGIN${isolation === '' ? '' : ` ISOLATION LEVEL ${isolation}`}`);
+    result = await fn(client);
+    await client.query('COMMIT');
+  } catch (error) {
+    const failure = error instanceof Error && error.name === 'TenantPoolError' ? (error as TenantPoolError) : pgError(error, what, true);
+    if (failure.code === 'ERR_STORAGE_UNAVAILABLE') {
+      client.release(true);
+    } else {
+      await client.query('ROLLBACK').catch(() => {});
+      client.release();
+    }
+    throw failure;
+  }
+  client.release();
+  return result;
+}
+
+/**
+ * Creates the schema's tables if missing: the registry (tenants, routes, its key check) and the
+ * wallets (one row per wallet with its wrapped profile key; items, tags and keys of all wallets in
+ * shared tables). Several pools may start at once: one creates, the others wait and find it done.
+ */
+export async function createSchema(client: PoolClient, s: string): Promise<void> {
+  await client.query("SELECT pg_advisory_xact_lock(hashtext('tenant-pool schema'))");
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${s}.registry_config (name TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${s}.tenants (tenant_id TEXT PRIMARY KEY, label TEXT, kdf TEXT NOT NULL, sealed BYTEA NOT NULL,
+       max_sessions INTEGER, weights JSONB, metadata JSONB NOT NULL, created_at TEXT NOT NULL, wallet_name TEXT NOT NULL)`,
+  );
+  await client.query(`CREATE INDEX IF NOT EXISTS tenants_by_label ON ${s}.tenants (label, tenant_id)`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${s}.routes (recipient_key TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES ${s}.tenants (tenant_id) ON DELETE CASCADE)`);
+  await client.query(`CREATE INDEX IF NOT EXISTS routes_by_tenant ON ${s}.routes (tenant_id)`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${s}.wallets (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
+       profile_key BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now())`,
+  );
+  await client.query(`CREATE INDEX IF NOT EXISTS wallets_by_tenant ON ${s}.wallets (tenant_id)`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${s}.items (id BIGSERIAL PRIMARY KEY, wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
+       category BYTEA NOT NULL, name BYTEA NOT NULL, value BYTEA NOT NULL, UNIQUE (wallet_id, category, name))`,
+  );
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${s}.item_tags (item_id BIGINT NOT NULL REFERENCES ${s}.items (id) ON DELETE CASCADE,
+       name BYTEA NOT NULL, value BYTEA NOT NULL, PRIMARY KEY (item_id, name))`,
+  );
+  await client.query(`CREATE INDEX IF NOT EXISTS item_tags_by_value ON ${s}.item_tags (name, value, item_id)`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${s}.wallet_keys (wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
+       kid BYTEA NOT NULL, id BIGSERIAL, public_key BYTEA NOT NULL, private_key BYTEA NOT NULL, created_at BYTEA NOT NULL, PRIMARY KEY (wallet_id, kid))`,
+  );
 }

@@ -1,52 +1,25 @@
 /**
  * Wallets in one PostgreSQL database, encrypted record by record in the worker that holds the
  * tenant (see `profile-key.ts`): the database stores and compares ciphertext only. One store per
- * worker owns a small `pg` pool (`connectionsPerWorker` connections at most); each tenant is a row
- * of `wallets` holding its profile key, wrapped by the wallet key, and its records, tags and keys
- * are rows of shared tables, as Askar's profiles are.
+ * worker owns a small `pg` pool (`connectionsPerWorker` connections at most); each wallet is a row
+ * of `wallets` (named as the registry names it, with its profile key wrapped by the wallet key),
+ * and its records, tags and keys are rows of shared tables, as Askar's profiles are.
  *
  * `pg` is loaded only when a PostgreSQL store is opened, so the embedded default never needs it.
  */
-import { createPrivateKey, generateKeyPairSync, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import type { Pool as PgPool, PoolClient } from 'pg';
 import bs58 from 'bs58';
-import { asPoolError, poolError, type TenantPoolError } from '../../src/errors.js';
+import { poolError } from '../../src/errors.js';
 import type { RawRecord } from '../../src/protocol.js';
 import type { QueryNode } from '../../src/query.js';
-import { openPgPool } from '../../src/store/pg.js';
+import { createSchema, inTransaction, openPgPool, pgError } from '../../src/store/pg.js';
+import { generateEd25519, isKeyPair } from '../ed25519.js';
+import type { WalletSnapshot } from '../transfer.js';
 import { ProfileKey } from './profile-key.js';
-
-
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /** Most signing keys kept ready per open wallet. */
 const KEY_CACHE_LIMIT = 256;
-
-/** A PostgreSQL failure as the pool reports it: a refused or lost connection is retryable, never a hang. */
-function pgError(error: unknown, what: string, isWrite: boolean): TenantPoolError {
-  const code = (error as { code?: unknown }).code;
-  const message = error instanceof Error ? error.message : String(error);
-  // 53300 too_many_connections, 57P01 admin_shutdown (pg_terminate_backend), 08xxx connection
-  // exceptions, refused or reset sockets, and a connection that ended under the query.
-  if (
-    code === '53300' ||
-    code === '57P01' ||
-    code === '57P02' ||
-    code === '57P03' ||
-    (typeof code === 'string' && (code.startsWith('08') || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE')) ||
-    /Connection terminated|timeout exceeded when trying to connect/i.test(message)
-  ) {
-    return poolError(
-      'ERR_STORAGE_UNAVAILABLE',
-      `${what}: the database refused or lost the connection (${typeof code === "string" ? code : message}); retry${isWrite ? ' after reading back: a write cut off at its commit may have committed' : ''}`,
-      error,
-      isWrite ? { outcome: 'unknown' } : undefined,
-    );
-  }
-  if (code === '53100') return poolError('ERR_STORAGE_FULL', `${what}: the database disk is full`, error);
-  if (code === '25006') return poolError('ERR_STORAGE_READONLY', `${what}: the database is read-only`, error);
-  return asPoolError(error, what);
-}
 
 /** The store of one worker: its connections and the schema. */
 export class PostgresWalletStore {
@@ -59,64 +32,22 @@ export class PostgresWalletStore {
   }
 
   /**
-   * Connects (at most `maxConnections` at once) and creates the schema and tables if missing.
+   * A store on at most `maxConnections` connections, opened as they are needed. With
+   * `createTables`, the schema and its tables are created now if missing (the pool's registry
+   * does this when it opens; a worker's store does not).
    * @throws ERR_INVALID_CONFIG for a bad schema name or a missing `pg` package
    */
-  static async connect(connectionString: string, schema: string, maxConnections: number): Promise<PostgresWalletStore> {
+  static async connect(connectionString: string, schema: string, maxConnections: number, options: { createTables?: boolean } = {}): Promise<PostgresWalletStore> {
     const pool = await openPgPool(connectionString, schema, maxConnections);
-    const store = new PostgresWalletStore(pool, schema);
-    await store.#migrate();
-    return store;
-  }
-
-  async #migrate(): Promise<void> {
-    const s = this.#schema;
-    await this.#transaction('creating the wallet tables', async (client) => {
-      // Several workers (and instances) start at once: one creates, the others wait and find it done.
-      await client.query("SELECT pg_advisory_xact_lock(hashtext('tenant-pool schema'))");
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.wallets (id BIGSERIAL PRIMARY KEY, tenant_id TEXT NOT NULL UNIQUE, profile_key BYTEA NOT NULL)`);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${s}.items (id BIGSERIAL PRIMARY KEY, wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
-           category BYTEA NOT NULL, name BYTEA NOT NULL, value BYTEA NOT NULL, UNIQUE (wallet_id, category, name))`,
-      );
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${s}.item_tags (item_id BIGINT NOT NULL REFERENCES ${s}.items (id) ON DELETE CASCADE,
-           name BYTEA NOT NULL, value BYTEA NOT NULL, PRIMARY KEY (item_id, name))`,
-      );
-      await client.query(`CREATE INDEX IF NOT EXISTS item_tags_by_value ON ${s}.item_tags (name, value, item_id)`);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${s}.wallet_keys (wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
-           kid BYTEA NOT NULL, id BIGSERIAL, public_key BYTEA NOT NULL, private_key BYTEA NOT NULL, created_at BYTEA NOT NULL, PRIMARY KEY (wallet_id, kid))`,
-      );
-    });
-  }
-
-  async #transaction<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient;
-    try {
-      client = await this.#pool.connect();
-    } catch (error) {
-      throw pgError(error, what, false);
-    }
-    let result: T;
-    try {
-      await client.query('BEGIN');
-      result = await fn(client);
-      await client.query('COMMIT');
-    } catch (error) {
-      const failure = pgError(error, what, true);
-      if (failure.code === 'ERR_STORAGE_UNAVAILABLE') {
-        // A connection that failed is not given back to the pool for reuse.
-        client.release(true);
-      } else {
-        await client.query('ROLLBACK').catch(() => {});
-        client.release();
+    if (options.createTables === true) {
+      try {
+        await inTransaction(pool, 'creating the wallet tables', async (client) => createSchema(client, schema));
+      } catch (error) {
+        await pool.end().catch(() => {});
+        throw error;
       }
-      throw failure;
     }
-    client.release();
-    return result;
+    return new PostgresWalletStore(pool, schema);
   }
 
   async query(what: string, sql: string, params: unknown[], isWrite = false): Promise<Array<Record<string, unknown>>> {
@@ -127,36 +58,90 @@ export class PostgresWalletStore {
     }
   }
 
-  /** Creates the tenant's wallet: a new profile key, wrapped by `walletKey`. @throws ERR_TENANT_EXISTS */
-  async create(tenantId: string, walletKey: Uint8Array): Promise<void> {
+  /** @internal For the wallet: a transaction on one connection. */
+  async transaction<T>(what: string, fn: (client: PoolClient) => Promise<T>, isolation = ''): Promise<T> {
+    return inTransaction(this.#pool, what, fn, isolation);
+  }
+
+  /**
+   * Creates the wallet `name` of `tenantId` with a new profile key wrapped by `walletKey`, and opens it.
+   * @throws ERR_TENANT_EXISTS when a wallet of that name exists
+   */
+  async create(name: string, tenantId: string, walletKey: Uint8Array): Promise<PostgresWallet> {
     const profile = ProfileKey.generate();
     try {
-      const rows = await this.query('creating a wallet', `INSERT INTO ${this.#schema}.wallets (tenant_id, profile_key) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING RETURNING id`, [tenantId, profile.wrap(walletKey)], true);
-      if (rows.length === 0) throw poolError('ERR_TENANT_EXISTS', `a wallet of tenant ${tenantId} already exists in the database`, undefined, { tenantId });
+      const walletId = await this.transaction('creating a wallet', async (client) => this.#insertWallet(client, name, tenantId, profile, walletKey));
+      return new PostgresWallet(this, this.#schema, walletId, profile);
+    } catch (error) {
+      profile.destroy();
+      throw error;
+    }
+  }
+
+  async #insertWallet(client: PoolClient, name: string, tenantId: string, profile: ProfileKey, walletKey: Uint8Array): Promise<string> {
+    const { rows } = await client.query<{ id: string }>(
+      `INSERT INTO ${this.#schema}.wallets (name, tenant_id, profile_key) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING id`,
+      [name, tenantId, profile.wrap(walletKey)],
+    );
+    if (rows.length === 0) throw poolError('ERR_TENANT_EXISTS', `a wallet named ${name} already exists in the database`, undefined, { tenantId });
+    return rows[0]!.id;
+  }
+
+  /** Creates the wallet `name` under `walletKey` holding what `snapshot` gave (an import), in one transaction. */
+  async createFrom(name: string, tenantId: string, walletKey: Uint8Array, snapshot: WalletSnapshot): Promise<void> {
+    const profile = ProfileKey.generate();
+    try {
+      await this.transaction('writing the imported wallet', async (client) => {
+        const wallet = new PostgresWallet(this, this.#schema, await this.#insertWallet(client, name, tenantId, profile, walletKey), profile);
+        for (const [category, id, value, tags] of snapshot.records) await wallet.saveOn(client, category, id, value, JSON.parse(tags) as Record<string, string>);
+        for (const k of snapshot.keys) {
+          const pkcs8 = Buffer.from(k.privateKey, 'base64');
+          try {
+            if (!isKeyPair(pkcs8, bs58.decode(k.publicKey))) throw poolError('ERR_WALLET_CORRUPT', `the exported key ${k.kid} does not match its public key`);
+            await wallet.insertKeyOn(client, k.kid, k.publicKey, pkcs8, k.createdAt);
+          } finally {
+            pkcs8.fill(0);
+          }
+        }
+      });
     } finally {
       profile.destroy();
     }
   }
 
   /**
-   * Opens the tenant's wallet with `walletKey` (already checked against the tenant's verifier).
+   * Opens the wallet `name` with `walletKey` (already checked against the tenant's verifier).
    * @throws ERR_WALLET_CORRUPT when the wallet is missing or its profile key fails its check
    */
-  async open(tenantId: string, walletKey: Uint8Array): Promise<PostgresWallet> {
-    const rows = await this.query('opening a wallet', `SELECT id, profile_key FROM ${this.#schema}.wallets WHERE tenant_id = $1`, [tenantId]);
-    const row = rows[0] as { id: string; profile_key: Buffer } | undefined;
-    if (row === undefined) throw poolError('ERR_WALLET_CORRUPT', 'the wallet of this tenant is missing from the database', undefined, { tenantId });
+  async open(name: string, walletKey: Uint8Array): Promise<PostgresWallet> {
+    const row = await this.#profileRow(name, 'opening a wallet');
     return new PostgresWallet(this, this.#schema, row.id, ProfileKey.unwrap(row.profile_key, walletKey));
   }
 
-  /** Removes the tenant's wallet and, by cascade, its records, tags and keys. Returns whether there was one. */
-  async drop(tenantId: string): Promise<boolean> {
-    return (await this.query('deleting a wallet', `DELETE FROM ${this.#schema}.wallets WHERE tenant_id = $1 RETURNING id`, [tenantId], true)).length > 0;
+  async #profileRow(name: string, what: string): Promise<{ id: string; profile_key: Buffer }> {
+    const rows = await this.query(what, `SELECT id, profile_key FROM ${this.#schema}.wallets WHERE name = $1`, [name]);
+    const row = rows[0] as { id: string; profile_key: Buffer } | undefined;
+    if (row === undefined) throw poolError('ERR_WALLET_CORRUPT', 'the wallet of this tenant is missing from the database');
+    return row;
   }
 
-  /** @internal For the wallet: a transaction on one connection. */
-  async transaction<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    return this.#transaction(what, fn);
+  /**
+   * The wallet's profile key wrapped by `newKey` instead of `oldKey`: a rekey changes that one
+   * value, written by the registry in the transaction that records the tenant's new key. The
+   * records are not touched.
+   */
+  async rewrap(name: string, oldKey: Uint8Array, newKey: Uint8Array): Promise<Buffer> {
+    const profile = ProfileKey.unwrap((await this.#profileRow(name, 'reading a wallet for a rekey')).profile_key, oldKey);
+    try {
+      return profile.wrap(newKey);
+    } finally {
+      profile.destroy();
+    }
+  }
+
+  /** Removes the wallet `name` and, by cascade, its records, tags and keys. Returns whether there was one. */
+  async drop(name: string): Promise<boolean> {
+    return (await this.query('deleting a wallet', `DELETE FROM ${this.#schema}.wallets WHERE name = $1 RETURNING id`, [name], true)).length > 0;
   }
 
   async close(): Promise<void> {
@@ -181,25 +166,28 @@ export class PostgresWallet {
 
   /** Inserts or replaces a record and its tags in one transaction; resolves after the commit. */
   async save(category: string, id: string, valueJson: string, tags: Record<string, string>): Promise<void> {
+    await this.#store.transaction('saving a record', async (client) => this.saveOn(client, category, id, valueJson, tags));
+  }
+
+  /** @internal The save's statements, in the caller's transaction. */
+  async saveOn(client: PoolClient, category: string, id: string, valueJson: string, tags: Record<string, string>): Promise<void> {
     const p = this.#profile;
     const entries = Object.entries(tags);
     const sealedValue = p.encryptValue(category, id, JSON.stringify([valueJson, JSON.stringify(tags)]));
-    await this.#store.transaction('saving a record', async (client) => {
-      const { rows } = await client.query<{ id: string }>(
-        `INSERT INTO ${this.#s}.items (wallet_id, category, name, value) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (wallet_id, category, name) DO UPDATE SET value = EXCLUDED.value RETURNING id`,
-        [this.#walletId, p.encrypt('category', category), p.encrypt('name', id), sealedValue],
-      );
-      const itemId = rows[0]!.id;
-      await client.query(`DELETE FROM ${this.#s}.item_tags WHERE item_id = $1`, [itemId]);
-      if (entries.length > 0) {
-        await client.query(`INSERT INTO ${this.#s}.item_tags (item_id, name, value) SELECT $1, unnest($2::bytea[]), unnest($3::bytea[])`, [
-          itemId,
-          entries.map(([name]) => p.encrypt('tagName', name)),
-          entries.map(([, value]) => p.encrypt('tagValue', value)),
-        ]);
-      }
-    });
+    const { rows } = await client.query<{ id: string }>(
+      `INSERT INTO ${this.#s}.items (wallet_id, category, name, value) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (wallet_id, category, name) DO UPDATE SET value = EXCLUDED.value RETURNING id`,
+      [this.#walletId, p.encrypt('category', category), p.encrypt('name', id), sealedValue],
+    );
+    const itemId = rows[0]!.id;
+    await client.query(`DELETE FROM ${this.#s}.item_tags WHERE item_id = $1`, [itemId]);
+    if (entries.length > 0) {
+      await client.query(`INSERT INTO ${this.#s}.item_tags (item_id, name, value) SELECT $1, unnest($2::bytea[]), unnest($3::bytea[])`, [
+        itemId,
+        entries.map(([name]) => p.encrypt('tagName', name)),
+        entries.map(([, value]) => p.encrypt('tagValue', value)),
+      ]);
+    }
   }
 
   #record(category: string, row: { name: Buffer; value: Buffer }): RawRecord {
@@ -309,21 +297,70 @@ export class PostgresWallet {
 
   /** An Ed25519 key pair; the private key is sealed under the profile key and never leaves this thread. */
   async createKey(): Promise<{ kid: string; publicKey: string }> {
-    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-    const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+    const { rawPublic, pkcs8, privateKey } = generateEd25519();
     const kid = randomUUID();
-    const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+    const publicKey = bs58.encode(rawPublic);
+    try {
+      await this.#store.transaction('creating a key', async (client) => this.insertKeyOn(client, kid, publicKey, pkcs8, new Date().toISOString()));
+    } finally {
+      pkcs8.fill(0);
+    }
+    this.#remember(kid, privateKey);
+    return { kid, publicKey };
+  }
+
+  /** @internal A key's row, in the caller's transaction. */
+  async insertKeyOn(client: PoolClient, kid: string, publicKey: string, pkcs8: Buffer, createdAt: string): Promise<void> {
     const p = this.#profile;
-    await this.#store.query('creating a key', `INSERT INTO ${this.#s}.wallet_keys (wallet_id, kid, public_key, private_key, created_at) VALUES ($1, $2, $3, $4, $5)`, [
+    await client.query(`INSERT INTO ${this.#s}.wallet_keys (wallet_id, kid, public_key, private_key, created_at) VALUES ($1, $2, $3, $4, $5)`, [
       this.#walletId,
       p.encrypt('kid', kid),
-      p.encryptValue('key public', kid, bs58.encode(raw)),
+      p.encryptValue('key public', kid, publicKey),
       p.encryptValue('key private', kid, pkcs8.toString('base64')),
-      p.encryptValue('key created', kid, new Date().toISOString()),
-    ], true);
-    pkcs8.fill(0);
-    this.#remember(kid, privateKey);
-    return { kid, publicKey: bs58.encode(raw) };
+      p.encryptValue('key created', kid, createdAt),
+    ]);
+  }
+
+  /** The public key of `kid`. @throws ERR_KEY_NOT_FOUND */
+  async publicKeyOf(kid: string): Promise<string> {
+    const rows = await this.#store.query('reading a key', `SELECT public_key FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 AND kid = $2`, [this.#walletId, this.#profile.encrypt('kid', kid)]);
+    const row = rows[0] as { public_key: Buffer } | undefined;
+    if (row === undefined) throw poolError('ERR_KEY_NOT_FOUND', 'no key with this kid in the wallet');
+    return this.#profile.decryptValue('key public', kid, row.public_key);
+  }
+
+  /** Deletes `kid`; returns its public key, or null if the wallet had no such key. */
+  async deleteKey(kid: string): Promise<string | null> {
+    const rows = await this.#store.query('deleting a key', `DELETE FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 AND kid = $2 RETURNING public_key`, [this.#walletId, this.#profile.encrypt('kid', kid)], true);
+    this.#signers.delete(kid);
+    const row = rows[0] as { public_key: Buffer } | undefined;
+    return row === undefined ? null : this.#profile.decryptValue('key public', kid, row.public_key);
+  }
+
+  /** Every record and key, private keys in the clear (PKCS#8, base64), in one repeatable read: for an export, on this thread only. */
+  async snapshot(): Promise<WalletSnapshot> {
+    const p = this.#profile;
+    return this.#store.transaction(
+      'reading the wallet for an export',
+      async (client) => {
+        const items = (await client.query<{ category: Buffer; name: Buffer; value: Buffer }>(`SELECT category, name, value FROM ${this.#s}.items WHERE wallet_id = $1 ORDER BY id`, [this.#walletId])).rows;
+        const keys = (await client.query<{ kid: Buffer; public_key: Buffer; private_key: Buffer; created_at: Buffer }>(
+          `SELECT kid, public_key, private_key, created_at FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 ORDER BY id`,
+          [this.#walletId],
+        )).rows;
+        return {
+          records: items.map((row) => {
+            const r = this.#record(p.decrypt('category', row.category), row);
+            return [r.category, r.id, r.value, r.tags] as [string, string, string, string];
+          }),
+          keys: keys.map((k) => {
+            const kid = p.decrypt('kid', k.kid);
+            return { kid, publicKey: p.decryptValue('key public', kid, k.public_key), privateKey: p.decryptValue('key private', kid, k.private_key), createdAt: p.decryptValue('key created', kid, k.created_at) };
+          }),
+        };
+      },
+      'REPEATABLE READ READ ONLY',
+    );
   }
 
   async sign(kid: string, data: Uint8Array): Promise<Uint8Array> {

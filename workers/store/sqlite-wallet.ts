@@ -5,28 +5,17 @@
  *
  * Synchronous by design: better-sqlite3 calls are short and run on the worker thread that owns the wallet.
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  hkdfSync,
-  randomBytes,
-  randomUUID,
-  sign as cryptoSign,
-  verify as cryptoVerify,
-  type KeyObject,
-} from 'node:crypto';
+import { createCipheriv, createDecipheriv, createPrivateKey, hkdfSync, randomBytes, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, renameSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3-multiple-ciphers';
 import bs58 from 'bs58';
 import { dirname } from 'node:path';
-import { asPoolError, poolError, storageCode } from '../src/errors.js';
-import { fsyncDir } from '../src/store/data-dir.js';
-import type { RawRecord } from '../src/protocol.js';
-import type { QueryNode } from '../src/query.js';
-import type { WalletSnapshot } from './transfer.js';
+import { asPoolError, poolError, storageCode } from '../../src/errors.js';
+import { fsyncDir } from '../../src/store/data-dir.js';
+import type { RawRecord } from '../../src/protocol.js';
+import type { QueryNode } from '../../src/query.js';
+import { generateEd25519, isKeyPair } from '../ed25519.js';
+import type { WalletSnapshot } from '../transfer.js';
 
 const SCHEMA = `
 CREATE TABLE records (
@@ -57,7 +46,6 @@ CREATE TABLE keys (
 PRAGMA user_version = 1;
 `;
 
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const WRAP_NONCE_BYTES = 12;
 const WRAP_TAG_BYTES = 16;
 /** find() counts a tag's matches only up to this, to pick the rarest tag cheaply. */
@@ -118,11 +106,6 @@ function guard<T>(what: string, fn: () => T): T {
   } catch (error) {
     throw asPoolError(error, what);
   }
-}
-
-/** Builds the raw Ed25519 public key's SPKI form, as node:crypto takes it. */
-function publicKeyObject(raw: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
 }
 
 const COMPARE_SQL = { eq: '=', neq: '<>', like: 'LIKE', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
@@ -245,9 +228,7 @@ export class Wallet {
         for (const k of snapshot.keys) {
           const pkcs8 = Buffer.from(k.privateKey, 'base64');
           const publicKey = Buffer.from(bs58.decode(k.publicKey));
-          // The private key must be the one the public key names, or signatures would not verify.
-          const derived = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
-          if (!derived.equals(publicKey)) throw poolError('ERR_WALLET_CORRUPT', `the exported key ${k.kid} does not match its public key`);
+          if (!isKeyPair(pkcs8, publicKey)) throw poolError('ERR_WALLET_CORRUPT', `the exported key ${k.kid} does not match its public key`);
           target.#insertKey.run(k.kid, publicKey, target.#wrap(k.kid, pkcs8), k.createdAt);
           pkcs8.fill(0);
         }
@@ -420,10 +401,8 @@ export class Wallet {
   }
 
   #createKey(): { kid: string; publicKey: string } {
-    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-    const rawPublic = publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519_PREFIX.length);
+    const { rawPublic, pkcs8, privateKey } = generateEd25519();
     const kid = randomUUID();
-    const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
     this.#insertKey.run(kid, rawPublic, this.#wrap(kid, pkcs8), new Date().toISOString());
     pkcs8.fill(0);
     this.#remember(kid, privateKey);
@@ -494,23 +473,4 @@ export class Wallet {
       throw poolError('ERR_WALLET_CORRUPT', 'a stored private key failed its integrity check', error);
     }
   }
-}
-
-/** Ed25519 verification against a base58 public key; needs no wallet. */
-export function verifySignature(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean {
-  let raw: Uint8Array;
-  try {
-    raw = bs58.decode(publicKey);
-  } catch {
-    throw poolError('ERR_INVALID_ARGUMENT', 'Expected `publicKey` to be a base58 Ed25519 public key');
-  }
-  if (raw.length !== 32) throw poolError('ERR_INVALID_ARGUMENT', `Expected \`publicKey\` to decode to 32 bytes, got ${raw.length}`);
-  let key: KeyObject;
-  try {
-    key = publicKeyObject(raw);
-  } catch (error) {
-    throw poolError('ERR_INVALID_ARGUMENT', 'Expected `publicKey` to be a valid Ed25519 public key', error);
-  }
-  if (signature.length !== 64) return false;
-  return cryptoVerify(null, data, key, signature);
 }
