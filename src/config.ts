@@ -10,6 +10,7 @@ import { poolError } from './errors.js';
 import { isLogger, type Logger } from './logging.js';
 import { jsonSyntaxErrorAt } from './json-position.js';
 import { KDF_METHODS, type KdfMethod } from './protocol.js';
+import { SCHEMA_NAME } from './store/pg.js';
 
 /** Options of {@link TenantPool.open}. Every key is optional; the same keys (minus `configFile` and `logger`) may stand in the config file. */
 export interface PoolOptions {
@@ -17,8 +18,15 @@ export interface PoolOptions {
   configFile?: string;
   /** Folder of the registry and wallet files, created if missing. @default './.tenant-pool' */
   dataDir?: string;
-  /** Key of the registry: 64 hex chars (raw) or a passphrase (Argon2id). @default env `TENANT_POOL_ROOT_KEY`, else `<dataDir>/root.key` */
+  /** Key of the registry: 64 hex chars (raw) or a passphrase (Argon2id). @default env `TENANT_POOL_ROOT_KEY`, else `<dataDir>/root.key` (SQLite store only) */
   rootKey?: string;
+  /**
+   * Keep the registry and every wallet in one PostgreSQL database instead of SQLite files in
+   * `dataDir`. Wallets are encrypted record by record on the workers; the database sees ciphertext
+   * only. Needs the `pg` package and a root key. @default env `TENANT_POOL_POSTGRES_URL` as the
+   * connection string, else none (SQLite files)
+   */
+  postgres?: PostgresOptions;
   /** Worker threads holding wallets. @default os.availableParallelism() */
   workers?: number;
   /** Total weight units the pool may hold. @default 1000 */
@@ -69,6 +77,30 @@ export interface PoolOptions {
   logger?: Logger;
 }
 
+/** The PostgreSQL store. */
+export interface PostgresOptions {
+  /** `postgres://user:password@host:5432/db`. A secret (it may hold a password): never kept on `pool.options`. @default env `TENANT_POOL_POSTGRES_URL` */
+  connectionString?: string;
+  /** The schema holding the pool's tables, created if missing. @default 'tenant_pool' */
+  schema?: string;
+  /** Most connections each worker thread opens. @default 2 */
+  connectionsPerWorker?: number;
+  /** Most connections the main thread opens (the registry). @default 2 */
+  registryConnections?: number;
+  /** Most tenants the registry keeps in memory; the rest are read when needed. @default 10000 */
+  registryCacheSize?: number;
+}
+
+/** The PostgreSQL store's settings, without the connection string. */
+export interface ResolvedPostgresOptions {
+  readonly schema: string;
+  readonly connectionsPerWorker: number;
+  readonly registryConnections: number;
+  readonly registryCacheSize: number;
+  /** The most connections this pool opens: workers × connectionsPerWorker + registryConnections + 1 (the connection that holds the schema's ownership). */
+  readonly connectionBudget: number;
+}
+
 /** A host's source of tenant passphrases (a secret store). */
 export type PassphraseProvider = (tenantId: string) => Promise<string | undefined> | string | undefined;
 
@@ -82,6 +114,8 @@ export interface WorkerResourceLimits {
 /** Options after defaults and validation. The root key is not among them: no secret is kept on the pool or its options. */
 export interface ResolvedOptions {
   readonly dataDir: string;
+  /** The PostgreSQL store, or undefined for SQLite files in `dataDir`. */
+  readonly postgres: ResolvedPostgresOptions | undefined;
   readonly workers: number;
   readonly capacity: number;
   readonly weights: { readonly wallet: number; readonly session: number };
@@ -127,7 +161,7 @@ export const DEFAULTS = Object.freeze({
 
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
-  'configFile', 'dataDir', 'rootKey', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
+  'configFile', 'dataDir', 'rootKey', 'postgres', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
   'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'allowExitOnIdle', 'logger', 'passphraseProvider',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
@@ -261,7 +295,7 @@ export function resolveOptions(options: PoolOptions = {}, env: NodeJS.ProcessEnv
  * {@link resolveOptions}, and the root key (from the options or the config file) kept apart from
  * them, so that it is passed to the registry and held nowhere else.
  */
-export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv = process.env): { options: ResolvedOptions; rootKey: string | undefined } {
+export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv = process.env): { options: ResolvedOptions; rootKey: string | undefined; postgresUrl: string | undefined } {
   if (typeof options !== 'object' || options === null) throw poolError('ERR_INVALID_CONFIG', `Expected options to be an object, got ${describe(options)}`);
   checkKeys(options as Record<string, unknown>, '');
   const configFile = options.configFile ?? (env['TENANT_POOL_CONFIG'] || undefined);
@@ -286,9 +320,24 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
       `Expected \`weights\`${fileOf('weights')} (wallet ${weights.wallet} + session ${weights.session}) to fit in \`capacity\`${fileOf('capacity')} ${capacity}: no first session could ever be admitted`,
     );
   }
+  const workers = merged.workers ?? cores;
+  const pg = merged.postgres ?? (env['TENANT_POOL_POSTGRES_URL'] ? {} : undefined);
+  const postgresUrl = pg === undefined ? undefined : (pg.connectionString ?? (env['TENANT_POOL_POSTGRES_URL'] || undefined));
+  if (pg !== undefined && postgresUrl === undefined) throw poolError('ERR_INVALID_CONFIG', 'Expected `postgres.connectionString` (or env TENANT_POOL_POSTGRES_URL) to be a PostgreSQL connection string');
+  const postgres: ResolvedPostgresOptions | undefined =
+    pg === undefined
+      ? undefined
+      : Object.freeze({
+          schema: pg.schema ?? 'tenant_pool',
+          connectionsPerWorker: pg.connectionsPerWorker ?? 2,
+          registryConnections: pg.registryConnections ?? 2,
+          registryCacheSize: pg.registryCacheSize ?? 10_000,
+          connectionBudget: workers * (pg.connectionsPerWorker ?? 2) + (pg.registryConnections ?? 2) + 1,
+        });
   const resolved: ResolvedOptions = Object.freeze({
     dataDir: merged.dataDir ?? resolve(DEFAULTS.dataDir),
-    workers: merged.workers ?? cores,
+    postgres,
+    workers,
     capacity,
     weights: Object.freeze(weights),
     maxSessionsPerTenant: merged.maxSessionsPerTenant ?? DEFAULTS.maxSessionsPerTenant,
@@ -308,13 +357,13 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     logger: merged.logger,
     passphraseProvider: merged.passphraseProvider,
   });
-  return { options: resolved, rootKey: merged.rootKey };
+  return { options: resolved, rootKey: merged.rootKey, postgresUrl };
 }
 
 /** Keys whose "no limit" (Infinity) is written null in JSON. */
 const NULLABLE: ReadonlySet<string> = new Set(['maxSessionsPerTenant', 'acquireTimeoutMs', 'walletIdleTtlMs', 'workerStartTimeoutMs']);
 
-type OptionsPatch = { -readonly [K in keyof ResolvedOptions]?: ResolvedOptions[K] } & { rootKey?: string };
+type OptionsPatch = { -readonly [K in Exclude<keyof ResolvedOptions, 'postgres'>]?: ResolvedOptions[K] } & { rootKey?: string; postgres?: PostgresOptions };
 
 function validate(source: Record<string, unknown>, c: Checker, base: string): OptionsPatch {
   const out: OptionsPatch = {};
@@ -330,6 +379,9 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         break;
       case 'rootKey':
         out.rootKey = c.string(key, value);
+        break;
+      case 'postgres':
+        out.postgres = checkPostgres(c, value);
         break;
       case 'workers':
         out.workers = c.integer(key, value, 1);
@@ -403,6 +455,39 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         if (!Array.isArray(value)) c.fail(key, 'an array of module paths', value);
         out.modules = value.map((m: unknown, i) => resolve(base, c.string(`${key}[${i}]`, m)));
         break;
+    }
+  }
+  return out;
+}
+
+const POSTGRES_KEYS = ['connectionString', 'schema', 'connectionsPerWorker', 'registryConnections', 'registryCacheSize'];
+
+function checkPostgres(c: Checker, value: unknown): PostgresOptions {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) c.fail('postgres', 'an object { connectionString, schema?, connectionsPerWorker? }', value);
+  const out: PostgresOptions = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (v === undefined) continue;
+    switch (k) {
+      case 'connectionString':
+        // Never echoed: it may hold a password.
+        if (typeof v !== 'string' || !/^postgres(ql)?:\/\//.test(v)) throw poolError('ERR_INVALID_CONFIG', 'Expected `postgres.connectionString` to be a postgres:// or postgresql:// connection string');
+        out.connectionString = v;
+        break;
+      case 'schema':
+        if (typeof v !== 'string' || !SCHEMA_NAME.test(v)) c.fail('postgres.schema', `a schema name matching ${String(SCHEMA_NAME)}`, v);
+        out.schema = v;
+        break;
+      case 'connectionsPerWorker':
+      case 'registryConnections':
+        out[k] = c.integer(`postgres.${k}`, v, 1, false, 100);
+        break;
+      case 'registryCacheSize':
+        out.registryCacheSize = c.integer('postgres.registryCacheSize', v, 1, false, 10_000_000);
+        break;
+      default: {
+        const guess = didYouMean(k, POSTGRES_KEYS);
+        throw poolError('ERR_INVALID_CONFIG', `Unknown option \`postgres.${k}\`.${guess === undefined ? '' : ` Did you mean \`postgres.${guess}\`?`}`);
+      }
     }
   }
   return out;

@@ -142,13 +142,13 @@ export class WalletManager {
    * needed (once, however many ask at once). `currentRecord()` is asked inside the tenant's critical
    * section: a tenant deleted meanwhile is not opened, and one rekeyed meanwhile opens with its new key.
    */
-  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, grant: Grant, currentRecord: () => TenantRecord | undefined): Promise<Session> {
+  async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, grant: Grant, currentRecord: () => Promise<TenantRecord | undefined>): Promise<Session> {
     const ready = this.#entries.get(tenant.tenantId);
     if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host, grant);
     const tenantId = tenant.tenantId;
     return this.exclusive(tenantId, async () => {
       // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
-      const record = currentRecord();
+      const record = await currentRecord();
       if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       const current = this.#entries.get(tenantId);
       if (current?.state === 'open') return this.#admitTo(current, passphrase, host, grant);

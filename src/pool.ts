@@ -3,19 +3,18 @@
  * scheduler (weighted admission) and the wallet lifecycle, and drives the scheduler's effects:
  * settling waiters, closing wallets, and one timer for the next deadline or idle expiry.
  */
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type RevokeReason } from './diagnostics.js';
 import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails } from './errors.js';
-import { DataDirLock, sweepWallets } from './store/data-dir.js';
 import { Admission } from './admission.js';
 import { SessionLedger } from './session-ledger.js';
 import type { Clock } from './timers.js';
 import { WalletManager } from './lifecycle.js';
 import { logEvents } from './logging.js';
-import { Registry, type TenantRecord, type Warn } from './store/registry.js';
+import type { TenantRecord, Warn } from './store/registry.js';
+import { openTenantStore } from './store/open.js';
+import type { TenantStore } from './store/tenant-store.js';
 import { Scheduler, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
@@ -60,6 +59,8 @@ export interface PoolStats {
   wallets: { open: number; idle: number; opening: number };
   workers: Array<{ index: number; tenants: number; sessions: number; weight: number; alive: boolean }>;
   totals: PoolTotals;
+  /** Where the tenants are: SQLite files, or PostgreSQL with the most connections this pool opens. */
+  store: { kind: 'sqlite' } | { kind: 'postgres'; connectionBudget: number };
 }
 
 export type { Clock } from './timers.js';
@@ -78,8 +79,7 @@ export class TenantPool implements AsyncDisposable {
   readonly tenants: Tenants;
   readonly options: ResolvedOptions;
   readonly #clock: Clock;
-  readonly #registry: Registry;
-  readonly #lock: DataDirLock;
+  readonly #registry: TenantStore;
   readonly #workers: WorkerSlot[];
   readonly #wallets: WalletManager;
   readonly #scheduler: Scheduler;
@@ -91,11 +91,10 @@ export class TenantPool implements AsyncDisposable {
   #isClosed = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(options: ResolvedOptions, lock: DataDirLock, registry: Registry, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
+  private constructor(options: ResolvedOptions, registry: TenantStore, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
     this.#clock = clock;
     this.#events = events;
-    this.#lock = lock;
     this.#registry = registry;
     this.#workers = workers;
     this.#ledger = new SessionLedger({
@@ -112,7 +111,7 @@ export class TenantPool implements AsyncDisposable {
       tenantLimit: options.tenantLimit,
       walletIdleTtlMs: options.walletIdleTtlMs,
     });
-    const walletPath = (tenant: Pick<TenantRecord, 'walletFile'>): string => join(options.dataDir, 'wallets', tenant.walletFile);
+    const walletPath = (tenant: Pick<TenantRecord, 'walletFile'>): string => registry.walletRef(tenant);
     this.#wallets = new WalletManager({
       workers,
       walletPath,
@@ -125,14 +124,14 @@ export class TenantPool implements AsyncDisposable {
     this.#host = {
       maxValueBytes: options.maxValueBytes,
       release: (session) => this.#release(session),
-      registerRoute: (session, publicKey) => registry.addRoute(publicKey, session.tenantId),
-      unregisterRoute: (session, publicKey) => {
-        if (registry.routeOf(publicKey) === session.tenantId) registry.removeRoute(publicKey);
+      registerRoute: async (session, publicKey) => registry.addRoute(publicKey, session.tenantId),
+      unregisterRoute: async (session, publicKey) => {
+        if ((await registry.routeOf(publicKey)) === session.tenantId) await registry.removeRoute(publicKey);
       },
-      routeOf: (publicKey) => registry.routeOf(publicKey),
+      routeOf: async (publicKey) => registry.routeOf(publicKey),
     };
     this.tenants = new Tenants({
-      registry,
+      store: registry,
       wallets: this.#wallets,
       workers,
       defaultKdf: options.kdf,
@@ -186,49 +185,38 @@ export class TenantPool implements AsyncDisposable {
   }
 
   static async #openIn(options: PoolOptions, internals: { clock?: Clock }): Promise<TenantPool> {
-    const { options: resolved, rootKey } = resolveConfig(options);
-    const isNewDir = !existsSync(resolved.dataDir);
-    mkdirSync(resolved.dataDir, { recursive: true, mode: 0o700 });
-    if (isNewDir) chmodSync(resolved.dataDir, 0o700);
-    // Nothing in the folder is read or written before it is ours.
-    const lock = DataDirLock.acquire(resolved.dataDir);
-    let registry: Registry | undefined;
-    try {
-      mkdirSync(join(resolved.dataDir, 'wallets'), { recursive: true, mode: 0o700 });
-      const { logger } = resolved;
-      const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
-      registry = await Registry.open(resolved.dataDir, rootKey, warn);
-      const events = new EventHub();
-      if (logger !== undefined) events.on(logEvents(logger));
-      // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
-      TenantPool.#sweep(resolved.dataDir, registry, events, logger === undefined ? warn : undefined);
-      const pool = await TenantPool.#start(resolved, lock, registry, events, warn, internals.clock ?? performance);
-      try {
-        lock.recordHolder();
-      } catch (error) {
-        await pool.close({ timeoutMs: 0 });
-        throw error;
+    const { options: resolved, rootKey, postgresUrl } = resolveConfig(options);
+    const { logger } = resolved;
+    const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
+    const events = new EventHub();
+    if (logger !== undefined) events.on(logEvents(logger));
+    // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
+    const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (removed, failed) => {
+      if (logger === undefined) {
+        warn(
+          `tenant-pool removed ${removed.length} file(s) of the wallet folder that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
+          'TENANT_POOL_SWEPT',
+        );
       }
-      return pool;
+      events.emit('tenant-pool:pool:sweep', () => ({ dataDir: resolved.dataDir, removed, failed }));
+    });
+    let pool: TenantPool;
+    try {
+      pool = await TenantPool.#start(resolved, store, events, warn, internals.clock ?? performance);
     } catch (error) {
-      registry?.close();
-      lock.release();
+      await store.close();
       throw error;
     }
+    try {
+      await store.opened();
+    } catch (error) {
+      await pool.close({ timeoutMs: 0 });
+      throw error;
+    }
+    return pool;
   }
 
-  /** Removes wallet files no registry row owns (left by a kill during create or delete, or a delete that could not remove them). */
-  static #sweep(dataDir: string, registry: Registry, events: EventHub, warn: Warn | undefined): void {
-    const { removed, failed } = sweepWallets(join(dataDir, 'wallets'), registry.walletFiles());
-    if (removed.length === 0 && failed.length === 0) return;
-    warn?.(
-      `tenant-pool removed ${removed.length} file(s) of the wallet folder that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
-      'TENANT_POOL_SWEPT',
-    );
-    events.emit('tenant-pool:pool:sweep', () => ({ dataDir, removed, failed }));
-  }
-
-  static async #start(resolved: ResolvedOptions, lock: DataDirLock, registry: Registry, events: EventHub, warn: Warn, clock: Clock): Promise<TenantPool> {
+  static async #start(resolved: ResolvedOptions, store: TenantStore, events: EventHub, warn: Warn, clock: Clock): Promise<TenantPool> {
     const { logger } = resolved;
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
@@ -243,6 +231,7 @@ export class TenantPool implements AsyncDisposable {
           maxValueBytes: resolved.maxValueBytes,
           startTimeoutMs: resolved.workerStartTimeoutMs,
           allowExitOnIdle: resolved.allowExitOnIdle,
+          store: store.workerStore,
           ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }),
         }),
     );
@@ -252,8 +241,8 @@ export class TenantPool implements AsyncDisposable {
       await Promise.allSettled(workers.map(async (w) => w.close(1000)));
       throw error;
     }
-    ref.pool = new TenantPool(resolved, lock, registry, workers, clock, events, warn);
-    logger?.info({ event: 'tenant-pool:pool:open', dataDir: resolved.dataDir, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
+    ref.pool = new TenantPool(resolved, store, workers, clock, events, warn);
+    logger?.info({ event: 'tenant-pool:pool:open', store: store.kind, dataDir: store.kind === 'sqlite' ? resolved.dataDir : undefined, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
     return ref.pool;
   }
 
@@ -276,14 +265,14 @@ export class TenantPool implements AsyncDisposable {
       if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('Expected `signal` to be an AbortSignal');
       signal?.throwIfAborted();
       const timeoutMs = checkTimeout(opts['timeoutMs'], this.options.acquireTimeoutMs);
-      let tenant = this.#tenant(tenantId);
+      let tenant = this.#peek(tenantId) ?? (await this.#tenant(tenantId));
       const given = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
       if (tenant.secret !== null && given !== undefined) invalid(`tenant ${tenant.tenantId} is managed: acquire it without a passphrase`);
       let passphrase = given;
       if (tenant.secret === null && passphrase === undefined && this.options.passphraseProvider !== undefined) {
         passphrase = await this.#providedPassphrase(tenant.tenantId);
         this.#assertOpen();
-        tenant = this.#tenant(tenantId);
+        tenant = await this.#tenant(tenantId);
       }
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`, undefined, { tenantId: tenant.tenantId });
 
@@ -292,7 +281,7 @@ export class TenantPool implements AsyncDisposable {
       admittedAt = this.#clock.now();
       const isCacheHit = this.#wallets.entry(tenant.tenantId)?.state === 'open';
       const session = await this.#admission.open(tenant.tenantId, grant, deadline, signal, async () =>
-        this.#wallets.openSession(tenant, passphrase, this.#host, grant, () => this.#registry.get(tenant.tenantId)),
+        this.#wallets.openSession(tenant, passphrase, this.#host, grant, async () => this.#registry.get(tenant.tenantId)),
       );
       this.#ledger.track(session, origin);
       this.#totals.acquired++;
@@ -349,7 +338,8 @@ export class TenantPool implements AsyncDisposable {
     toJson(msg['body'], this.options.maxValueBytes);
     // An inbound envelope names several recipients: the first one routed here wins.
     for (const recipientKey of keys) {
-      const tenantId = this.#registry.routeOf(recipientKey);
+      const tenantId = await this.#registry.routeOf(recipientKey);
+      this.#assertOpen();
       if (tenantId !== undefined) return this.withSession(tenantId, async (session) => (session as Session).inbound({ recipientKey, body: msg['body'] as JsonValue }), options);
     }
     throw poolError('ERR_ROUTE_NOT_FOUND', `no tenant has a routing key equal to ${keys.length === 1 ? 'this recipientKey' : `any of these ${keys.length} recipient keys`}`);
@@ -390,10 +380,9 @@ export class TenantPool implements AsyncDisposable {
     const wallets = { open: 0, idle: 0, opening: 0 };
     for (const entry of this.#wallets.entries()) {
       const w = perWorker[entry.worker.index]!;
-      const weights = this.#weightsOf(this.#registry.get(entry.tenantId));
       w.tenants++;
       w.sessions += entry.sessions.size;
-      w.weight += weights.wallet + entry.sessions.size * weights.session;
+      w.weight += this.#scheduler.weightOf(entry.tenantId);
       if (entry.state === 'opening') wallets.opening++;
       else if (entry.sessions.size > 0) wallets.open++;
       else wallets.idle++;
@@ -413,6 +402,7 @@ export class TenantPool implements AsyncDisposable {
         keyDerivations: this.#wallets.counters.keyDerivations,
         workerCrashes: this.#workers.reduce((sum, w) => sum + w.crashes, 0),
       },
+      store: this.options.postgres === undefined ? { kind: 'sqlite' } : { kind: 'postgres', connectionBudget: this.options.postgres.connectionBudget },
     };
   }
 
@@ -489,8 +479,7 @@ export class TenantPool implements AsyncDisposable {
     await Promise.allSettled(this.#workers.map(async (w) => w.close()));
     this.#wallets.poolClosed();
     this.#scheduler.reset();
-    this.#registry.close();
-    this.#lock.release();
+    await this.#registry.close();
     this.options.logger?.info({ event: 'tenant-pool:pool:close' }, 'tenant-pool: pool closed');
   }
 
@@ -498,8 +487,15 @@ export class TenantPool implements AsyncDisposable {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
   }
 
-  #tenant(tenantId: string): TenantRecord {
-    const record = this.#registry.get(checkTenantId(tenantId));
+  /** The tenant when the store knows it without a read (null when it does not). @throws ERR_TENANT_NOT_FOUND */
+  #peek(tenantId: string): TenantRecord | null {
+    const record = this.#registry.peek(checkTenantId(tenantId));
+    if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
+    return record;
+  }
+
+  async #tenant(tenantId: string): Promise<TenantRecord> {
+    const record = await this.#registry.get(checkTenantId(tenantId));
     if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
     return record;
   }

@@ -78,6 +78,8 @@ interface Slot {
   isWalletHeld: boolean;
   /** Weight held for the tenant's current wallet. */
   walletWeight: number;
+  /** Weight held by the tenant's sessions. */
+  sessionsWeight: number;
   /** A wallet of this tenant is being closed, until `closeDone()`. */
   isClosing: boolean;
   /** Weight held for a wallet of this tenant that is being closed, until `closeDone()`. */
@@ -193,11 +195,18 @@ export class Scheduler {
     return true;
   }
 
+  /** The weight a tenant holds now: its wallet's and its sessions'. */
+  weightOf(tenantId: string): number {
+    const slot = this.#slots.get(tenantId);
+    return slot === undefined ? 0 : slot.walletWeight + slot.sessionsWeight;
+  }
+
   /** A session ended: its weight returns; the wallet goes idle with its last session. */
   release(grant: Grant, now: number): void {
     const slot = this.#slots.get(grant.tenantId);
     if (slot === undefined || slot.sessions === 0) throw new Error(`release of a grant the scheduler does not hold (${grant.tenantId})`);
     slot.sessions--;
+    slot.sessionsWeight -= grant.sessionWeight;
     this.#sessions--;
     this.#weightInUse -= grant.sessionWeight;
     if (slot.sessions === 0 && slot.isWalletHeld) {
@@ -339,6 +348,7 @@ export class Scheduler {
         sessions: 0,
         isWalletHeld: false,
         walletWeight: 0,
+        sessionsWeight: 0,
         isClosing: false,
         closingWeight: 0,
         isWalletGone: false,
@@ -361,6 +371,7 @@ export class Scheduler {
     }
     this.#idle.delete(slot.tenantId);
     slot.sessions++;
+    slot.sessionsWeight += weights.session;
     this.#sessions++;
     this.#weightInUse += weights.session;
     return { tenantId: slot.tenantId, sessionWeight: weights.session };

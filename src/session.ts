@@ -87,11 +87,11 @@ export interface TenantSession {
 export interface SessionHost {
   readonly maxValueBytes: number;
   release(session: Session): void;
-  registerRoute(session: Session, publicKey: string): void;
+  registerRoute(session: Session, publicKey: string): Promise<void>;
   /** Removes the route of `publicKey` if it goes to the session's tenant. */
-  unregisterRoute(session: Session, publicKey: string): void;
+  unregisterRoute(session: Session, publicKey: string): Promise<void>;
   /** The tenant a public key routes to. */
-  routeOf(publicKey: string): string | undefined;
+  routeOf(publicKey: string): Promise<string | undefined>;
 }
 
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
@@ -169,7 +169,7 @@ class Keys implements SessionKeys {
     const key = await this.#session.call('keysCreate');
     if (routing === true) {
       this.#session.assertUsable();
-      this.#session.host.registerRoute(this.#session, key.publicKey);
+      await this.#session.host.registerRoute(this.#session, key.publicKey);
     }
     return key;
   }
@@ -187,7 +187,8 @@ class Keys implements SessionKeys {
   async list(): Promise<KeyInfo[]> {
     const s = this.#session;
     const keys = await s.call('keysList');
-    return keys.map((k) => ({ ...k, routing: s.host.routeOf(k.publicKey) === s.tenantId }));
+    const routes = await Promise.all(keys.map(async (k) => s.host.routeOf(k.publicKey)));
+    return keys.map((k, i) => ({ ...k, routing: routes[i] === s.tenantId }));
   }
 
   async delete(kid: string): Promise<boolean> {
@@ -202,7 +203,7 @@ class Keys implements SessionKeys {
       throw error;
     }
     s.assertUsable();
-    s.host.unregisterRoute(s, publicKey);
+    await s.host.unregisterRoute(s, publicKey);
     return (await s.call('keysDelete', kid)) !== null;
   }
 
@@ -212,8 +213,8 @@ class Keys implements SessionKeys {
     if (typeof routing !== 'boolean') invalid('Expected `routing` to be a boolean');
     const publicKey = await s.call('keysPublicKey', kid);
     s.assertUsable();
-    if (routing) s.host.registerRoute(s, publicKey);
-    else s.host.unregisterRoute(s, publicKey);
+    if (routing) await s.host.registerRoute(s, publicKey);
+    else await s.host.unregisterRoute(s, publicKey);
   }
 }
 

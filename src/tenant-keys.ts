@@ -9,7 +9,7 @@ import { readExportedTenantId, type ExportedTenant } from '../workers/transfer.j
 import { poolError } from './errors.js';
 import { rankWorkers } from './placement.js';
 import { KDF_METHODS, type KdfMethod, type WorkerApi } from './protocol.js';
-import { newWalletFile, type TenantRecord, type TenantWeights } from './store/registry.js';
+import type { TenantRecord, TenantWeights } from './store/registry.js';
 import { checkMaxSessions, checkPassphrase, checkWeights, DEFAULT_PASSPHRASE_KDF, toInfo, type TenantInfo, type TenantsContext } from './tenants-base.js';
 import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from './validate.js';
 
@@ -63,8 +63,9 @@ export interface RekeyOptions {
 /** What the key operations need of `pool.tenants`. */
 export interface TenantHelpers {
   /** The tenant now. @throws ERR_TENANT_NOT_FOUND, ERR_POOL_CLOSED */
-  record(tenantId: string): TenantRecord;
-  removeFiles(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>, isQuiet?: boolean): void;
+  record(tenantId: string): Promise<TenantRecord>;
+  /** Removes a wallet no tenant names (warns unless `isQuiet` when it cannot). */
+  removeWallet(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>, isQuiet?: boolean): Promise<void>;
   /** @throws ERR_INVALID_ARGUMENT when the weights cannot fit the pool's capacity */
   checkFits(weights: TenantWeights): TenantWeights;
 }
@@ -98,7 +99,7 @@ export class TenantKeys {
     const given = opts['newPassphrase'] === undefined ? undefined : checkPassphrase(opts['newPassphrase']);
     if (opts['kdf'] !== undefined && !KDF_METHODS.includes(opts['kdf'] as KdfMethod)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${JSON.stringify(opts['kdf'])}`);
     return ctx.wallets.exclusive(tenantId, async () => {
-      const record = this.#helpers.record(tenantId);
+      const record = await this.#helpers.record(tenantId);
       if (record.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenantId} needs its current passphrase to be rekeyed`, undefined, { tenantId });
       if (record.secret !== null && passphrase !== undefined) invalid(`tenant ${tenantId} is managed: rekey it without a passphrase`);
       // A passphrase tenant keeps its passphrase unless given a new one; a managed tenant gets a new secret.
@@ -111,12 +112,14 @@ export class TenantKeys {
       ctx.onRekeyed(tenantId);
       const salt = randomBytes(16);
       const secret = newPassphrase === undefined ? randomBytes(32) : null;
-      const walletFile = newWalletFile(tenantId);
+      // SQLite writes the wallet anew to a new file; PostgreSQL keeps it and rewraps its profile key.
+      const inPlace = ctx.store.rekeysInPlace;
+      const walletFile = inPlace ? record.walletFile : ctx.store.newWalletName(tenantId);
       const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
       let rekeyed: TenantRecord;
       try {
-        const { verifier } = await ctx.wallets.derive(
+        const { verifier, profileKey } = await ctx.wallets.derive(
           record.kdf === 'raw' ? kdf : record.kdf,
           async () =>
             worker.call('rekeyWallet', {
@@ -136,12 +139,12 @@ export class TenantKeys {
         next.verifier = Buffer.from(verifier);
         ctx.assertOpen();
         // The commit point: from here the tenant is the new file under the new key.
-        rekeyed = ctx.registry.replaceKey(tenantId, next);
+        rekeyed = await ctx.store.replaceKey(tenantId, next, profileKey);
       } catch (error) {
-        this.#helpers.removeFiles(next, true);
+        if (!inPlace) await this.#helpers.removeWallet(next, true);
         throw error;
       }
-      this.#helpers.removeFiles(record);
+      if (!inPlace) await this.#helpers.removeWallet(record);
       return toInfo(rekeyed);
     });
   }
@@ -155,14 +158,14 @@ export class TenantKeys {
    */
   async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number }> {
     const ctx = this.#ctx;
-    const record = this.#helpers.record(tenantId);
+    const record = await this.#helpers.record(tenantId);
     const opts = checkOptionalObject(options, 'options');
     for (const key of Object.keys(opts)) if (!['file', 'exportKey', 'passphrase'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.export; known: file, exportKey, passphrase`);
     const file = resolve(checkName(opts['file'], 'file'));
     const exportKey = checkExportKey(opts['exportKey']);
     const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
     const result = await ctx.withSession(record.tenantId, passphrase, async (session) => {
-      const current = this.#helpers.record(tenantId);
+      const current = await this.#helpers.record(tenantId);
       const tenant: ExportedTenant = {
         tenantId: current.tenantId,
         ...(current.label === undefined ? {} : { label: current.label }),
@@ -170,7 +173,7 @@ export class TenantKeys {
         ...(current.weights === undefined ? {} : { weights: current.weights }),
         metadata: current.metadata,
         createdAt: current.createdAt,
-        routes: ctx.registry.routesOf(current.tenantId),
+        routes: await ctx.store.routesOf(current.tenantId),
       };
       return session.call('exportWallet', file, exportKey, tenant);
     });
@@ -198,17 +201,17 @@ export class TenantKeys {
     if (!KDF_METHODS.includes(kdf)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}`);
     if (passphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching");
     return ctx.wallets.exclusive(tenantId, async () => {
-      if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
+      if ((await ctx.store.get(tenantId)) !== undefined) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
       ctx.assertOpen();
       const salt = randomBytes(16);
       const secret = passphrase === undefined ? randomBytes(32) : null;
-      const walletFile = newWalletFile(tenantId);
+      const walletFile = ctx.store.newWalletName(tenantId);
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
       let imported: ReturnType<WorkerApi['importWallet']>;
       try {
         imported = await ctx.wallets.derive(kdf, async () => worker.call('importWallet', { tenantId, path: ctx.walletPath({ walletFile }), kdf, salt, secret: secret ?? passphrase ?? '', file: path, exportKey }));
       } catch (error) {
-        this.#helpers.removeFiles({ tenantId, walletFile }, true);
+        await this.#helpers.removeWallet({ tenantId, walletFile }, true);
         throw error;
       }
       const settings = imported.tenant;
@@ -229,13 +232,13 @@ export class TenantKeys {
           createdAt: new Date().toISOString(),
           };
         ctx.assertOpen();
-        ctx.registry.insert(record);
+        await ctx.store.insert(record);
       } catch (error) {
-        this.#helpers.removeFiles({ tenantId, walletFile }, true);
+        await this.#helpers.removeWallet({ tenantId, walletFile }, true);
         throw error;
       }
       // Routes another tenant of this pool already has stay with it.
-      for (const publicKey of settings.routes) if (typeof publicKey === 'string' && ctx.registry.routeOf(publicKey) === undefined) ctx.registry.addRoute(publicKey, tenantId);
+      for (const publicKey of settings.routes) if (typeof publicKey === 'string' && (await ctx.store.routeOf(publicKey)) === undefined) await ctx.store.addRoute(publicKey, tenantId);
       return { ...toInfo(record), records: imported.records, keys: imported.keys };
     });
   }

@@ -2,12 +2,12 @@
  * What `pool.tenants` and its key operations (rekey, export, import) share: the context the pool
  * gives them, the tenant as callers see it, and the checks of tenant options.
  */
-import { rmSync } from 'node:fs';
 import type { EventHub } from './diagnostics.js';
 import type { WalletManager } from './lifecycle.js';
 import type { KdfMethod } from './protocol.js';
 import type { Session } from './session.js';
-import type { Registry, TenantRecord, TenantWeights, Warn } from './store/registry.js';
+import type { TenantRecord, TenantWeights, Warn } from './store/registry.js';
+import type { TenantStore } from './store/tenant-store.js';
 import type { WorkerSlot } from './threads.js';
 import { MAX_UNITS } from './config.js';
 import { checkOptionalObject, invalid } from './validate.js';
@@ -26,7 +26,7 @@ export interface TenantInfo {
 }
 
 export interface TenantsContext {
-  registry: Registry;
+  store: TenantStore;
   wallets: WalletManager;
   workers: readonly WorkerSlot[];
   defaultKdf: KdfMethod;
@@ -96,8 +96,4 @@ export function checkPassphrase(value: unknown): string {
     invalid(`Expected \`passphrase\` to be a well-formed string of 1 to ${MAX_PASSPHRASE_LENGTH} characters`);
   }
   return value;
-}
-
-export function removeWalletFiles(path: string): void {
-  for (const suffix of ['-wal', '-shm', '-journal', '.creating', '.creating-journal', '']) rmSync(path + suffix, { force: true });
 }

@@ -12,21 +12,20 @@ import { ms } from './diagnostics.js';
 import { poolError } from './errors.js';
 import { KDF_METHODS, type KdfMethod } from './protocol.js';
 import { rankWorkers } from './placement.js';
-import { newWalletFile, type TenantRecord, type TenantWeights } from './store/registry.js';
+import type { TenantRecord, TenantWeights } from './store/registry.js';
 import { TenantKeys, type ExportOptions, type ImportOptions, type RekeyOptions } from './tenant-keys.js';
 import {
   checkMaxSessions,
   checkPassphrase,
   checkWeights,
   DEFAULT_PASSPHRASE_KDF,
-  removeWalletFiles,
   toInfo,
   type TenantInfo,
   type TenantsContext,
 } from './tenants-base.js';
 import { checkLimit, checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from './validate.js';
 
-export { checkPassphrase, removeWalletFiles, toInfo } from './tenants-base.js';
+export { checkPassphrase, toInfo } from './tenants-base.js';
 export type { TenantInfo, TenantsContext } from './tenants-base.js';
 export type { ExportOptions, ImportOptions, RekeyOptions } from './tenant-keys.js';
 
@@ -70,8 +69,8 @@ export class Tenants {
   constructor(ctx: TenantsContext) {
     this.#ctx = ctx;
     this.#keys = new TenantKeys(ctx, {
-      record: (tenantId) => this.#record(tenantId),
-      removeFiles: (record, isQuiet) => this.#removeFiles(record, isQuiet),
+      record: async (tenantId) => this.#record(tenantId),
+      removeWallet: async (record, isQuiet) => this.#removeWallet(record, isQuiet),
       checkFits: (weights) => this.#checkFits(weights),
     });
   }
@@ -99,12 +98,12 @@ export class Tenants {
 
     // Checked inside the tenant's critical section: a create or delete of this id still under way finishes first.
     return ctx.wallets.exclusive(tenantId, async () => {
-      if (ctx.registry.has(tenantId)) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
+      if ((await ctx.store.get(tenantId)) !== undefined) throw poolError('ERR_TENANT_EXISTS', `tenant ${tenantId} already exists`, undefined, { tenantId });
       ctx.assertOpen();
       const salt = randomBytes(16);
       const secret = passphrase === undefined ? randomBytes(32) : null;
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
-      const walletFile = newWalletFile(tenantId);
+      const walletFile = ctx.store.newWalletName(tenantId);
       const path = ctx.walletPath({ walletFile });
       const startedAt = ctx.now();
       const crashes = worker.crashes;
@@ -128,10 +127,10 @@ export class Tenants {
       };
       try {
         ctx.assertOpen();
-        ctx.registry.insert(record);
+        await ctx.store.insert(record);
       } catch (error) {
         await closeOnWorker();
-        this.#removeFiles(record);
+        await this.#removeWallet(record);
         throw error;
       }
       const isKeptOpen = worker.crashes === crashes && ctx.adoptCreated(record, worker, passphrase);
@@ -144,17 +143,17 @@ export class Tenants {
   /** The tenant that routes `recipientKey` (made with `keys.create({ routing: true })` or `keys.setRouting`), if any. */
   async byRoutingKey(recipientKey: string): Promise<string | undefined> {
     this.#ctx.assertOpen();
-    return this.#ctx.registry.routeOf(checkName(recipientKey, 'recipientKey'));
+    return this.#ctx.store.routeOf(checkName(recipientKey, 'recipientKey'));
   }
 
   /** @throws ERR_TENANT_NOT_FOUND */
   async get(tenantId: string): Promise<TenantInfo> {
-    return toInfo(this.#record(tenantId));
+    return toInfo(await this.#record(tenantId));
   }
 
   async list(): Promise<TenantInfo[]> {
     this.#ctx.assertOpen();
-    return this.#ctx.registry.list().map(toInfo);
+    return (await this.#all({})).map(toInfo);
   }
 
   /**
@@ -169,17 +168,9 @@ export class Tenants {
     const limit = checkLimit(opts['limit']);
     if (limit < 0 || limit > 10_000) invalid('Expected `limit` to be an integer from 1 to 10000');
     const after = opts['cursor'] === undefined || opts['cursor'] === null ? '' : decodeTenantCursor(opts['cursor']);
-    const matches = this.#matcher(opts);
-    const page: TenantRecord[] = [];
-    let hasMore = false;
-    for (const record of this.#sorted()) {
-      if (record.tenantId <= after || !matches(record)) continue;
-      if (page.length === limit) {
-        hasMore = true;
-        break;
-      }
-      page.push(record);
-    }
+    const page = await this.#ctx.store.page({ after, limit: limit + 1, ...this.#filter(opts) });
+    const hasMore = page.length > limit;
+    if (hasMore) page.pop();
     return { tenants: page.map(toInfo), cursor: hasMore ? Buffer.from(page.at(-1)!.tenantId, 'utf8').toString('base64url') : null };
   }
 
@@ -188,18 +179,23 @@ export class Tenants {
     this.#ctx.assertOpen();
     const opts = checkOptionalObject(filter, 'filter');
     for (const key of Object.keys(opts)) if (key !== 'label' && key !== 'metadata') invalid(`Unknown filter \`${key}\` for tenants.find; known: label, metadata`);
-    const matches = this.#matcher(opts);
-    return this.#sorted().filter(matches).map(toInfo);
+    return (await this.#all(this.#filter(opts))).map(toInfo);
   }
 
-  #matcher(opts: Record<string, unknown>): (record: TenantRecord) => boolean {
-    const label = opts['label'] === undefined ? undefined : checkName(opts['label'], 'label');
-    const metadata = Object.entries(checkTags(opts['metadata'], 'metadata'));
-    return (record) => (label === undefined || record.label === label) && metadata.every(([k, v]) => Object.hasOwn(record.metadata, k) && record.metadata[k] === v);
+  #filter(opts: Record<string, unknown>): { label?: string; metadata: Record<string, string> } {
+    const metadata = checkTags(opts['metadata'], 'metadata');
+    return opts['label'] === undefined ? { metadata } : { label: checkName(opts['label'], 'label'), metadata };
   }
 
-  #sorted(): TenantRecord[] {
-    return this.#ctx.registry.list().sort((a, b) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0));
+  /** Every tenant matching the filter, in id order, read a page at a time. */
+  async #all(filter: { label?: string; metadata?: Record<string, string> }): Promise<TenantRecord[]> {
+    const out: TenantRecord[] = [];
+    for (let after = ''; ; ) {
+      const page = await this.#ctx.store.page({ after, limit: 1000, ...filter });
+      out.push(...page);
+      if (page.length < 1000) return out;
+      after = page.at(-1)!.tenantId;
+    }
   }
 
   /**
@@ -208,7 +204,7 @@ export class Tenants {
    * @throws ERR_TENANT_NOT_FOUND, ERR_INVALID_ARGUMENT
    */
   async update(tenantId: string, changes: UpdateTenantOptions): Promise<TenantInfo> {
-    const record = this.#record(tenantId);
+    const record = await this.#record(tenantId);
     const opts = checkOptionalObject(changes, 'changes');
     const next: TenantRecord = { ...record };
     for (const [key, value] of Object.entries(opts)) {
@@ -233,7 +229,7 @@ export class Tenants {
           invalid(`Unknown option \`${key}\` for tenants.update; known: label, maxSessions, weights, metadata`);
       }
     }
-    this.#ctx.registry.update(next);
+    await this.#ctx.store.update(next);
     this.#ctx.onUpdated(next);
     return toInfo(next);
   }
@@ -267,19 +263,19 @@ export class Tenants {
     checkTenantId(tenantId);
     await ctx.wallets.exclusive(tenantId, async () => {
       // Inside the critical section: no open, close or create of this id is under way.
-      const record = this.#record(tenantId);
+      const record = await this.#record(tenantId);
       // The commit point: once the row is gone the tenant is gone; if this write fails, nothing changed.
-      ctx.registry.delete(tenantId);
+      await ctx.store.delete(tenantId);
       await ctx.wallets.closeForce(tenantId, 'delete', ctx.revoke);
-      this.#removeFiles(record);
+      await this.#removeWallet(record);
     });
     ctx.onDeleted(tenantId);
   }
 
-  /** Removes a wallet's files; what cannot be removed now (an unwritable folder) is left to the next open's sweep. */
-  #removeFiles(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>, isQuiet = false): void {
+  /** Removes a wallet no tenant names; what cannot be removed now (an unwritable folder) is left to the next open's sweep. */
+  async #removeWallet(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>, isQuiet = false): Promise<void> {
     try {
-      removeWalletFiles(this.#ctx.walletPath(record));
+      await this.#ctx.store.removeWallet(record);
     } catch (error) {
       if (isQuiet) return;
       this.#ctx.warn(
@@ -296,9 +292,9 @@ export class Tenants {
     return weights;
   }
 
-  #record(tenantId: string): TenantRecord {
+  async #record(tenantId: string): Promise<TenantRecord> {
     this.#ctx.assertOpen();
-    const record = this.#ctx.registry.get(checkTenantId(tenantId));
+    const record = await this.#ctx.store.get(checkTenantId(tenantId));
     if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
     return record;
   }

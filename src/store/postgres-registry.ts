@@ -5,14 +5,26 @@
  * to the tenant id, so rows cannot be swapped; its settings (label, limits, metadata) stay in plain
  * columns, where `tenants.find` and `tenants.page` can filter them in SQL.
  *
+ * The wallets live in the same schema (see `workers/store/postgres-wallet.ts`); a delete removes
+ * the tenant's row and its wallet's rows in one transaction, and a rekey writes the tenant's new
+ * key and its wallet's rewrapped profile key in one transaction.
+ *
+ * One pool owns a schema at a time: it holds a session advisory lock on a connection of its own
+ * while it is open (a second pool gets `ERR_DATA_DIR_LOCKED` naming the holder).
+ *
  * `pg` is loaded only when this registry is opened.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Pool as PgPool } from 'pg';
+import { hostname } from 'node:os';
+import type { Pool as PgPool, PoolClient } from 'pg';
 import { asPoolError, poolError } from '../errors.js';
-import type { KdfMethod } from '../protocol.js';
-import { openPgPool } from './pg.js';
+import type { KdfMethod, StoreConfig } from '../protocol.js';
+import { createSchema, inTransaction, openPgPool, pgError } from './pg.js';
 import { rootKeyFrom, type TenantRecord, type TenantWeights } from './registry.js';
+import type { TenantKey, TenantStore } from './tenant-store.js';
+
+/** Wallet rows no tenant names are removed at open once older than this: a create under way elsewhere is younger. */
+const ORPHAN_WALLET_AGE = '1 hour';
 
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
@@ -32,6 +44,7 @@ interface TenantRow {
   weights: TenantWeights | null;
   metadata: Record<string, string>;
   created_at: string;
+  wallet_name: string;
 }
 
 export interface PostgresRegistryOptions {
@@ -42,21 +55,30 @@ export interface PostgresRegistryOptions {
   /** Most tenants kept in memory. */
   cacheSize: number;
   maxConnections: number;
+  /** What the workers are told: their connections each. */
+  connectionsPerWorker: number;
 }
 
-export class PostgresRegistry {
+export class PostgresRegistry implements TenantStore {
+  readonly kind = 'postgres';
+  readonly rekeysInPlace = true;
+  readonly workerStore: StoreConfig;
   readonly #pool: PgPool;
+  /** The owner's connection, holding the schema's advisory lock. */
+  readonly #owner: { pool: PgPool; client: PoolClient };
   readonly #s: string;
   readonly #sealKey: Buffer;
   readonly #cacheSize: number;
   /** Least recently used first (a Map keeps insertion order; a hit moves the tenant to the end). */
   readonly #cache = new Map<string, TenantRecord>();
 
-  private constructor(pool: PgPool, schema: string, sealKey: Buffer, cacheSize: number) {
+  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient }, options: PostgresRegistryOptions, sealKey: Buffer) {
     this.#pool = pool;
-    this.#s = schema;
+    this.#owner = owner;
+    this.#s = options.schema;
     this.#sealKey = sealKey;
-    this.#cacheSize = cacheSize;
+    this.#cacheSize = options.cacheSize;
+    this.workerStore = { kind: 'postgres', connectionString: options.connectionString, schema: options.schema, connectionsPerWorker: options.connectionsPerWorker };
   }
 
   /**
@@ -66,27 +88,24 @@ export class PostgresRegistry {
    */
   static async open(options: PostgresRegistryOptions): Promise<PostgresRegistry> {
     const pool = await openPgPool(options.connectionString, options.schema, options.maxConnections);
+    const ownerPool = await openPgPool(options.connectionString, options.schema, 1);
     const s = options.schema;
+    let owner: PoolClient | undefined;
     try {
-      const client = await pool.connect().catch((error: unknown) => {
-        throw poolError('ERR_STORAGE_UNAVAILABLE', `cannot reach the registry database: ${(error as Error).message}`, error);
+      owner = await ownerPool.connect().catch((error: unknown) => {
+        throw pgError(error, 'cannot reach the registry database', false);
       });
-      let header: { salt: string; keyCheck: string };
-      try {
-        await client.query('BEGIN');
-        await client.query("SELECT pg_advisory_xact_lock(hashtext('tenant-pool registry'))");
-        await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${s}.registry_config (name TEXT PRIMARY KEY, value TEXT NOT NULL)`);
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS ${s}.tenants (tenant_id TEXT PRIMARY KEY, label TEXT, kdf TEXT NOT NULL, sealed BYTEA NOT NULL,
-             max_sessions INTEGER, weights JSONB, metadata JSONB NOT NULL, created_at TEXT NOT NULL)`,
-        );
-        await client.query(`CREATE INDEX IF NOT EXISTS tenants_by_label ON ${s}.tenants (label, tenant_id)`);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${s}.routes (recipient_key TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES ${s}.tenants (tenant_id) ON DELETE CASCADE)`);
-        await client.query(`CREATE INDEX IF NOT EXISTS routes_by_tenant ON ${s}.routes (tenant_id)`);
+      const [lock] = (await owner.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${s}`])).rows;
+      if (lock?.ok !== true) {
+        const holder = await readHolder(owner, s);
+        const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
+        throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
+      }
+      const sealKey = await inTransaction(pool, 'opening the registry', async (client) => {
+        await createSchema(client, s);
         const rows = (await client.query<{ name: string; value: string }>(`SELECT name, value FROM ${s}.registry_config WHERE name IN ('salt', 'keyCheck')`)).rows;
         const stored = Object.fromEntries(rows.map((r) => [r.name, r.value]));
-        header = { salt: stored['salt'] ?? randomBytes(16).toString('hex'), keyCheck: stored['keyCheck'] ?? '' };
+        const header = { salt: stored['salt'] ?? randomBytes(16).toString('hex'), keyCheck: stored['keyCheck'] ?? '' };
         const key = await rootKeyFrom(options.rootKey, header.salt);
         try {
           const check = createHmac('sha256', key).update('tenant-pool registry key check v1').digest('hex');
@@ -95,20 +114,17 @@ export class PostgresRegistry {
           } else if (!timingSafeEqual(Buffer.from(check, 'hex'), Buffer.from(header.keyCheck, 'hex'))) {
             throw poolError('ERR_WALLET_KEY_INVALID', 'the root key does not open this registry (rootKey or TENANT_POOL_ROOT_KEY changed?)');
           }
-          await client.query('COMMIT');
-          const sealKey = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tenant-pool registry seal v1', 32));
-          return new PostgresRegistry(pool, s, sealKey, options.cacheSize);
+          // Wallets of creates that never reached their registry row (a kill in between).
+          await client.query(`DELETE FROM ${s}.wallets w WHERE w.created_at < now() - interval '${ORPHAN_WALLET_AGE}' AND NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)`);
+          return Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tenant-pool registry seal v1', 32));
         } finally {
           key.fill(0);
         }
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
+      });
+      return new PostgresRegistry(pool, { pool: ownerPool, client: owner }, options, sealKey);
     } catch (error) {
-      await pool.end().catch(() => {});
+      owner?.release(true);
+      await Promise.allSettled([pool.end(), ownerPool.end()]);
       throw asPoolError(error, 'the registry could not open');
     }
   }
@@ -119,7 +135,7 @@ export class PostgresRegistry {
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (code === '23505') throw poolError('ERR_TENANT_EXISTS', `${what}: it exists already`, error);
-      throw asPoolError(error, `the registry could not record ${what}`);
+      throw pgError(error, `the registry could not record ${what}`, !sql.startsWith('SELECT'));
     }
   }
 
@@ -151,8 +167,7 @@ export class PostgresRegistry {
       salt: Buffer.from(secrets.salt, 'hex'),
       secret: secrets.secret === null ? null : Buffer.from(secrets.secret, 'hex'),
       verifier: Buffer.from(secrets.verifier, 'hex'),
-      // In the database a wallet is found by its tenant, not by a file.
-      walletFile: '',
+      walletFile: row.wallet_name,
       ...(row.max_sessions === null ? {} : { maxSessions: row.max_sessions }),
       ...(row.weights === null ? {} : { weights: row.weights }),
       metadata: row.metadata,
@@ -171,6 +186,13 @@ export class PostgresRegistry {
     return this.#cache.size;
   }
 
+  peek(tenantId: string): TenantRecord | null {
+    const hit = this.#cache.get(tenantId);
+    if (hit === undefined) return null;
+    this.#remember(hit);
+    return hit;
+  }
+
   async get(tenantId: string): Promise<TenantRecord | undefined> {
     const hit = this.#cache.get(tenantId);
     if (hit !== undefined) {
@@ -184,11 +206,19 @@ export class PostgresRegistry {
     return record;
   }
 
+  newWalletName(tenantId: string): string {
+    return `${tenantId}.${randomBytes(8).toString('hex')}`;
+  }
+
+  walletRef(record: Pick<TenantRecord, 'walletFile'>): string {
+    return record.walletFile;
+  }
+
   async insert(record: TenantRecord): Promise<void> {
     await this.#query(
       `the creation of tenant ${record.tenantId}`,
-      `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, max_sessions, weights, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [record.tenantId, record.label ?? null, record.kdf, this.#seal(record.tenantId, secretsOf(record)), record.maxSessions ?? null, record.weights ?? null, record.metadata, record.createdAt],
+      `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, max_sessions, weights, metadata, created_at, wallet_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [record.tenantId, record.label ?? null, record.kdf, this.#seal(record.tenantId, secretsOf(record)), record.maxSessions ?? null, record.weights ?? null, record.metadata, record.createdAt, record.walletFile],
     );
     this.#remember(record);
   }
@@ -204,17 +234,45 @@ export class PostgresRegistry {
     this.#cache.delete(record.tenantId);
   }
 
-  /** The commit point of a rekey: the tenant's new key material, sealed. */
-  async replaceKey(tenantId: string, key: Pick<TenantRecord, 'kdf' | 'salt' | 'secret' | 'verifier'>): Promise<void> {
-    await this.#query(`the new key of tenant ${tenantId}`, `UPDATE ${this.#s}.tenants SET kdf = $2, sealed = $3 WHERE tenant_id = $1`, [tenantId, key.kdf, this.#seal(tenantId, secretsOf(key))]);
+  /** The commit point of a rekey: the tenant's new key material, sealed, and its wallet's profile key wrapped by the new key, in one transaction. */
+  async replaceKey(tenantId: string, key: TenantKey, profileKey?: Uint8Array): Promise<TenantRecord> {
+    this.#cache.delete(tenantId);
+    const row = await inTransaction(this.#pool, `recording the new key of tenant ${tenantId}`, async (client) => {
+      const { rows } = await client.query<TenantRow>(`UPDATE ${this.#s}.tenants SET kdf = $2, sealed = $3, wallet_name = $4 WHERE tenant_id = $1 RETURNING *`, [
+        tenantId,
+        key.kdf,
+        this.#seal(tenantId, secretsOf(key)),
+        key.walletFile,
+      ]);
+      if (rows.length === 0) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
+      if (profileKey !== undefined) {
+        const updated = await client.query(`UPDATE ${this.#s}.wallets SET profile_key = $2 WHERE name = $1`, [key.walletFile, profileKey]);
+        if (updated.rowCount !== 1) throw poolError('ERR_WALLET_CORRUPT', `the wallet of tenant ${tenantId} is missing from the database`, undefined, { tenantId });
+      }
+      return rows[0]!;
+    });
+    const record = this.#toRecord(row);
+    this.#remember(record);
+    return record;
+  }
+
+  /** Deletes the tenant, its routes and its wallet (records, tags and keys by cascade) in one transaction. */
+  async delete(tenantId: string): Promise<void> {
+    this.#cache.delete(tenantId);
+    await inTransaction(this.#pool, `deleting tenant ${tenantId}`, async (client) => {
+      await client.query(`DELETE FROM ${this.#s}.tenants WHERE tenant_id = $1`, [tenantId]);
+      await client.query(`DELETE FROM ${this.#s}.wallets WHERE tenant_id = $1`, [tenantId]);
+    });
     this.#cache.delete(tenantId);
   }
 
-  /** Deletes the tenant and its routes; returns whether it existed. */
-  async delete(tenantId: string): Promise<boolean> {
-    const rows = await this.#query(`the deletion of tenant ${tenantId}`, `DELETE FROM ${this.#s}.tenants WHERE tenant_id = $1 RETURNING tenant_id`, [tenantId]);
-    this.#cache.delete(tenantId);
-    return rows.length > 0;
+  /** Removes a wallet no tenant row names (a failed create or import). */
+  async removeWallet(record: Pick<TenantRecord, 'walletFile'>): Promise<void> {
+    await this.#query(
+      'the removal of an unused wallet',
+      `DELETE FROM ${this.#s}.wallets w WHERE w.name = $1 AND NOT EXISTS (SELECT 1 FROM ${this.#s}.tenants t WHERE t.wallet_name = w.name)`,
+      [record.walletFile],
+    );
   }
 
   /** Tenants in id order after `after`, filtered by label and metadata in SQL. */
@@ -255,13 +313,28 @@ export class PostgresRegistry {
     return (await this.#query<{ recipient_key: string }>(`the routes of tenant ${tenantId}`, `SELECT recipient_key FROM ${this.#s}.routes WHERE tenant_id = $1 ORDER BY recipient_key`, [tenantId])).map((r) => r.recipient_key);
   }
 
+  /** Records this process as the schema's holder, for the error a second pool gets. */
+  async opened(): Promise<void> {
+    const holder = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
+    await this.#query('the holder of the schema', `INSERT INTO ${this.#s}.registry_config (name, value) VALUES ('holder', $1) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, [holder]);
+  }
+
   async close(): Promise<void> {
     this.#sealKey.fill(0);
     this.#cache.clear();
-    await this.#pool.end();
+    this.#owner.client.release(true);
+    await Promise.allSettled([this.#pool.end(), this.#owner.pool.end()]);
   }
 }
 
+async function readHolder(client: PoolClient, s: string): Promise<{ pid: number; host: string; since: string } | undefined> {
+  try {
+    const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${s}.registry_config WHERE name = 'holder'`);
+    return rows[0] === undefined ? undefined : (JSON.parse(rows[0].value) as { pid: number; host: string; since: string });
+  } catch {
+    return undefined;
+  }
+}
 function secretsOf(record: Pick<TenantRecord, 'salt' | 'secret' | 'verifier'>): Secrets {
   return { salt: record.salt.toString('hex'), secret: record.secret === null ? null : record.secret.toString('hex'), verifier: record.verifier.toString('hex') };
 }

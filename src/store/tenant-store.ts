@@ -1,0 +1,55 @@
+/**
+ * The tenants' store as the pool sees it, whichever it is: the registry (tenants, routes) and where
+ * each tenant's wallet lives. Two implementations: SQLite files in a data folder
+ * (`sqlite-store.ts`, the embedded default) and one PostgreSQL schema (`postgres-registry.ts`).
+ * Every method is asynchronous: the PostgreSQL registry reads what its cache does not hold.
+ */
+import type { StoreConfig } from '../protocol.js';
+import type { TenantRecord } from './registry.js';
+
+/** The fields a rekey changes. */
+export type TenantKey = Pick<TenantRecord, 'kdf' | 'salt' | 'secret' | 'verifier' | 'walletFile'>;
+
+export interface TenantStore {
+  readonly kind: 'sqlite' | 'postgres';
+  /** What the workers open wallets in. */
+  readonly workerStore: StoreConfig;
+  /**
+   * A rekey keeps the wallet where it is and changes only its wrapped profile key (PostgreSQL),
+   * rather than writing a new wallet file (SQLite).
+   */
+  readonly rekeysInPlace: boolean;
+  /** A name for a new wallet of the tenant: new at each create, import (and SQLite rekey), so an old wallet is never a new one. */
+  newWalletName(tenantId: string): string;
+  /** What a worker is given to find the wallet: the file path (SQLite) or the wallet name (PostgreSQL). */
+  walletRef(record: Pick<TenantRecord, 'walletFile'>): string;
+  get(tenantId: string): Promise<TenantRecord | undefined>;
+  /**
+   * The tenant if the store knows it without a read: the record, `undefined` for no such tenant,
+   * `null` when only a read can tell. An acquire that gets its answer here is admitted in the
+   * same turn it was called, in call order.
+   */
+  peek(tenantId: string): TenantRecord | undefined | null;
+  /** @throws ERR_TENANT_EXISTS */
+  insert(record: TenantRecord): Promise<void>;
+  /** Changes the settings (label, limits, weights, metadata), never the key. */
+  update(record: TenantRecord): Promise<void>;
+  /**
+   * The commit point of a rekey: the tenant's new key (and, on PostgreSQL, its profile key wrapped
+   * by it, written in the same transaction). Returns the tenant as it now is.
+   */
+  replaceKey(tenantId: string, key: TenantKey, profileKey?: Uint8Array): Promise<TenantRecord>;
+  /** The commit point of a delete: the tenant, its routes and (PostgreSQL) its wallet rows. */
+  delete(tenantId: string): Promise<void>;
+  /** Removes a wallet no tenant row names (a failed create or import, a rekey's old file). */
+  removeWallet(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>): Promise<void>;
+  /** Tenants in id order after `after`, at most `limit`, filtered by label and metadata (every entry equal). */
+  page(options: { after: string; limit: number; label?: string; metadata?: Record<string, string> }): Promise<TenantRecord[]>;
+  addRoute(recipientKey: string, tenantId: string): Promise<void>;
+  removeRoute(recipientKey: string): Promise<boolean>;
+  routeOf(recipientKey: string): Promise<string | undefined>;
+  routesOf(tenantId: string): Promise<string[]>;
+  /** The pool serves: the store may record its holder. */
+  opened(): Promise<void>;
+  close(): Promise<void>;
+}
