@@ -153,3 +153,52 @@ export function decodeCursor(cursor: unknown, category: string, node: QueryNode 
   if (parsed.q !== fingerprint(category, node)) throw poolError('ERR_INVALID_ARGUMENT', 'This `cursor` belongs to another category or query');
   return { after: parsed.a as number, upTo: parsed.u as number };
 }
+
+/** Whether every condition of the query compares for equality (`$eq`, `$neq`, `$in`): those run on deterministic ciphertext. */
+export function isEqualityOnly(node: QueryNode | null): boolean {
+  if (node === null) return true;
+  switch (node.op) {
+    case 'and':
+    case 'or':
+      return node.children.every(isEqualityOnly);
+    case 'not':
+      return isEqualityOnly(node.child);
+    default:
+      return node.op === 'eq' || node.op === 'neq' || node.op === 'in';
+  }
+}
+
+const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
+const asciiLower = (s: string): string => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+/** SQLite's LIKE: `%` any run, `_` one character, case-insensitive for ASCII letters only. */
+function like(value: string, pattern: string): boolean {
+  const source = [...asciiLower(pattern)].map((c) => (c === '%' ? '.*' : c === '_' ? '.' : c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))).join('');
+  return new RegExp(`^${source}$`, 'su').test(asciiLower(value));
+}
+
+/**
+ * Whether a record with these tags matches the query, as the SQLite wallet's SQL decides it: a
+ * condition needs the tag; values compare as UTF-8 bytes (SQLite's BINARY collation). The
+ * PostgreSQL wallet, which holds only ciphertext, filters with this what SQL cannot compare.
+ */
+export function matchesQuery(node: QueryNode | null, tags: Readonly<Record<string, string>>): boolean {
+  if (node === null) return true;
+  switch (node.op) {
+    case 'and':
+      return node.children.every((c) => matchesQuery(c, tags));
+    case 'or':
+      return node.children.some((c) => matchesQuery(c, tags));
+    case 'not':
+      return !matchesQuery(node.child, tags);
+    case 'in':
+      return Object.hasOwn(tags, node.name) && node.values.includes(tags[node.name]!);
+    default: {
+      if (!Object.hasOwn(tags, node.name)) return false;
+      const value = tags[node.name]!;
+      if (node.op === 'like') return like(value, node.value);
+      const order = Buffer.compare(utf8(value), utf8(node.value));
+      return { eq: order === 0, neq: order !== 0, gt: order > 0, gte: order >= 0, lt: order < 0, lte: order <= 0 }[node.op];
+    }
+  }
+}

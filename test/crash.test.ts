@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rankWorkers } from '../src/placement.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until, storeOptionsFor } from './helpers.js';
 
 /** The first tenant id of the form `prefix-N` whose first-choice worker (of 2) is `index`. */
 function idOnWorker(prefix: string, index: number): string {
@@ -160,7 +160,7 @@ test('a slot whose replacements keep dying before they serve gives up after thre
 test('a save or delete whose promise resolved survives SIGKILL of the process', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const setup = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const setup = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await setup.tenants.create({ tenantId: 'durable' });
   await setup.close();
 
@@ -173,7 +173,7 @@ test('a save or delete whose promise resolved survives SIGKILL of the process', 
   assert.is(saved.length, 25);
   assert.ok(child.stdout.includes('deleted'));
 
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   try {
     await pool.withSession('durable', async (s) => {
       for (const id of saved) {

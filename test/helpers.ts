@@ -6,12 +6,21 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PoolOptions } from '../src/config.js';
 import { TenantPool } from '../src/pool.js';
+import { dropSchema, storeOptionsFor, storeUnderTest } from './store.js';
+
+export { damageWallet, pgQuery, storeOptionsFor, storeUnderTest, walletNames } from './store.js';
 
 /** Runs the test only where `condition` holds (root, a mount); elsewhere it is counted as skipped. */
 export function testIf(condition: boolean, name: string, fn: () => Promise<void>): void {
   if (condition) test(name, fn);
   else test.skip(name, fn);
 }
+
+/** A test of the SQLite files themselves (names, modes, the folder's lock): skipped, and counted, in the PostgreSQL pass. */
+export function testSqliteFiles(name: string, fn: () => Promise<void>): void {
+  testIf(storeUnderTest === 'sqlite', name, fn);
+}
+
 
 /** A fresh data folder under the OS temp dir; remove it with `rmSync(dir, { recursive: true })`. */
 export function tempDir(prefix = 'tp-test-'): string {
@@ -24,13 +33,15 @@ export function rootKey(): string {
 
 /** Opens a small pool on its own data folder. Two workers unless told otherwise. */
 export async function openPool(options: PoolOptions = {}): Promise<TenantPool> {
-  return TenantPool.open({ dataDir: tempDir(), rootKey: rootKey(), workers: 2, ...options });
+  const dataDir = options.dataDir ?? tempDir();
+  return TenantPool.open({ dataDir, rootKey: rootKey(), workers: 2, ...storeOptionsFor(dataDir), ...options });
 }
 
-/** Closes the pool and removes its data folder. */
+/** Closes the pool and removes its data folder (its schema, on PostgreSQL). */
 export async function disposePool(pool: TenantPool): Promise<void> {
   await pool.close();
   rmSync(pool.options.dataDir, { recursive: true, force: true });
+  if (pool.options.postgres !== undefined) await dropSchema(pool.options.postgres.schema);
 }
 
 /** Asserts the promise rejects with a `TenantPoolError` of `code`; returns the error. */

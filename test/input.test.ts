@@ -1,8 +1,8 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { disposePool, openPool, rejectsWith, walletPathOf } from './helpers.js';
+import { damageWallet, disposePool, openPool, rejectsWith, walletNames } from './helpers.js';
 
 const BAD_IDS: unknown[] = ['../x', '../../etc/passwd', 'a/b', 'a\\b', '..', '.', '', 'x'.repeat(65), 'é', 'tenant.sqlite', 'a b', '/abs', null, 42, {}, undefined];
 
@@ -10,7 +10,7 @@ test('path-like and malformed tenant ids are ERR_INVALID_ARGUMENT everywhere, an
   const pool = await openPool();
   try {
     const { dataDir } = pool.options;
-    const before = readdirSync(join(dataDir, 'wallets'));
+    const before = await walletNames(pool.options);
     for (const id of BAD_IDS) {
       const what = JSON.stringify(id) ?? String(id);
       if (id !== undefined) await rejectsWith(pool.tenants.create({ tenantId: id as string }), 'ERR_INVALID_ARGUMENT', `create ${what}`);
@@ -18,7 +18,7 @@ test('path-like and malformed tenant ids are ERR_INVALID_ARGUMENT everywhere, an
       await rejectsWith(pool.acquire(id as string), 'ERR_INVALID_ARGUMENT', `acquire ${what}`);
       await rejectsWith(pool.tenants.delete(id as string), 'ERR_INVALID_ARGUMENT', `delete ${what}`);
     }
-    assert.equal(readdirSync(join(dataDir, 'wallets')), before);
+    assert.equal(await walletNames(pool.options), before);
     assert.not.ok(existsSync(join(dataDir, '..', 'x.sqlite')));
     const ok = await pool.tenants.create({ tenantId: 'Ok_id-9'.padEnd(64, 'z') });
     assert.is(ok.tenantId.length, 64);
@@ -84,16 +84,15 @@ test('non-JSON values, non-string tags and bad arguments are ERR_INVALID_ARGUMEN
   }
 });
 
-test('a damaged wallet file is ERR_WALLET_CORRUPT for that tenant only; a wrong key is still told apart', async () => {
+test('a damaged wallet (file, or profile key row) is ERR_WALLET_CORRUPT for that tenant only; a wrong key is still told apart', async () => {
   const pool = await openPool({ walletIdleTtlMs: 0 });
   try {
     const bad = await pool.tenants.create({ tenantId: 'bad', passphrase: 'pw', kdf: 'argon2i-int' });
     const good = await pool.tenants.create({ tenantId: 'good' });
-    const path = walletPathOf(pool.options.dataDir, 'bad');
-    writeFileSync(path, Buffer.alloc(8192, 0x5a));
+    await damageWallet(pool.options, 'bad', 'garble');
     await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'garbled file');
     await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'not pw' }), 'ERR_WALLET_KEY_INVALID', 'wrong key on a garbled file');
-    writeFileSync(path, Buffer.alloc(0));
+    await damageWallet(pool.options, 'bad', 'empty');
     await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'empty file');
     await pool.withSession(good.tenantId, (s) => s.records.save('c', 'still', 'works'));
     const st = pool.stats();
@@ -114,7 +113,7 @@ test('tenants.delete revokes live sessions (ERR_TENANT_DELETED), closes the wall
     await rejectsWith(session.records.get('c', 'r'), 'ERR_TENANT_DELETED');
     await session.release();
     await rejectsWith(pool.acquire(tenantId), 'ERR_TENANT_NOT_FOUND');
-    assert.equal(readdirSync(join(pool.options.dataDir, 'wallets')).filter((f) => f.startsWith('doomed')), []);
+    assert.equal((await walletNames(pool.options)).filter((f) => f.startsWith('doomed')), []);
     const st = pool.stats();
     assert.is(st.sessions, 0);
     assert.is(st.weightInUse, 0);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { rootKey, tempDir } from './helpers.js';
+import { rootKey, tempDir, storeOptionsFor } from './helpers.js';
 
 const TRIALS = 20;
 
@@ -34,7 +34,7 @@ async function runAndKill(dataDir: string, key: string, trial: number, after: nu
 test(`SIGKILL at ${TRIALS} random moments: every resolved save and create survives; no wallet or registry is left unreadable`, async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const setup = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const setup = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await setup.tenants.create({ tenantId: 'alpha' });
   await setup.tenants.create({ tenantId: 'beta', kdf: 'argon2i-int' });
   await setup.close();
@@ -50,7 +50,7 @@ test(`SIGKILL at ${TRIALS} random moments: every resolved save and create surviv
       if (kind === 'created') created.push(a!);
     }
   }
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 2 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 2 });
   try {
     const tenants = new Set((await pool.tenants.list()).map((t) => t.tenantId));
     for (const id of created) assert.ok(tenants.has(id), `created tenant ${id} survived`);

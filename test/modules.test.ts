@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, storeOptionsFor } from './helpers.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, 'fixtures', name);
 const modules = [fixture('counter-module.ts')];
@@ -73,7 +73,7 @@ test('a module that fails to load, or is not a defineModule, fails open() naming
   for (const name of ['broken-module.ts', 'plain-module.ts', 'missing-module.ts']) {
     const dataDir = tempDir();
     try {
-      await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 1, modules: [fixture(name)] });
+      await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: rootKey(), workers: 1, modules: [fixture(name)] });
       assert.unreachable(`${name} should fail open()`);
     } catch (error) {
       const e = error as Error & { code?: string };
@@ -86,7 +86,7 @@ test('a module that fails to load, or is not a defineModule, fails open() naming
 test('a worker that dies while starting fails open() at once, without a respawn loop', async () => {
   const dataDir = tempDir();
   try {
-    await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 2, modules: [fixture('exit-module.ts')] });
+    await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: rootKey(), workers: 2, modules: [fixture('exit-module.ts')] });
     assert.unreachable('open() should fail');
   } catch (error) {
     const e = error as Error & { code?: string };
@@ -116,7 +116,7 @@ test('dispatch reaches the tenant that owns the routing key, among several; rout
   } finally {
     await pool.close();
   }
-  const again = await TenantPool.open({ dataDir, rootKey: key, workers: 2, modules });
+  const again = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 2, modules });
   try {
     const [first] = [...routes.entries()];
     assert.equal(await again.dispatch({ recipientKey: first![0], body: { text: 'after restart' } }), { tenantId: first![1], text: 'after restart' });

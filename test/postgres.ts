@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-export const postgresUrl: string | undefined = process.env['TENANT_POOL_TEST_POSTGRES_URL'] || undefined;
+import { postgresUrl, TEST_SCHEMA_PREFIX } from './store.js';
+
+export { dropSchema, postgresUrl } from './store.js';
 
 export function testWithPostgres(name: string, fn: () => Promise<void>): void {
   if (postgresUrl !== undefined) test(`[postgres] ${name}`, fn);
@@ -17,5 +19,5 @@ export function testWithPostgres(name: string, fn: () => Promise<void>): void {
 
 /** A schema of its own for one test, so tests never see each other's rows. */
 export function testSchema(): string {
-  return `tp_test_${randomBytes(6).toString('hex')}`;
+  return `${TEST_SCHEMA_PREFIX}${randomBytes(6).toString('hex')}`;
 }

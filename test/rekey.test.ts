@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { type TenantPoolError } from '../src/errors.js';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
-import { disposePool, filesContaining, openPool, rejectsWith, rootKey, tempDir, until } from './helpers.js';
+import { disposePool, filesContaining, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, until, walletNames } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 
 test('rekey: a new passphrase opens and the old does not; records, tags and keys survive (a key still signs for its public key); sessions are revoked', async () => {
@@ -44,18 +44,18 @@ test('rekey: a new passphrase opens and the old does not; records, tags and keys
       { passphrase: 'new pass' },
     );
     assert.is(await pool.tenants.byRoutingKey(publicKey), 'p', 'routes stay');
-    assert.is(readdirSync(join(pool.options.dataDir, 'wallets')).filter((n) => n.startsWith('p.') && n.endsWith('.sqlite')).length, 1, 'the old file is gone');
+    assert.is((await walletNames(pool.options)).filter((n) => n.startsWith('p.') && !/-wal$|-shm$/.test(n)).length, 1, 'one wallet (the old file is gone)');
     assert.is(pool.stats().weightInUse, 4, 'one idle wallet, nothing leaked');
   } finally {
     await disposePool(pool);
   }
 });
 
-test('rekey moves a passphrase tenant made with raw to argon2i-mod, and rotates a managed tenant\'s secret', async () => {
+testSqliteFiles('rekey moves a passphrase tenant made with raw to argon2i-mod, and rotates a managed tenant\'s secret', async () => {
   const dataDir = tempDir();
   const key = rootKey();
   await legacyRawTenant(dataDir, key, 'legacy pass');
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   try {
     await pool.withSession('legacy', async (s) => s.records.save('c', 'kept', 'yes'), { passphrase: 'legacy pass' });
     assert.is((await pool.tenants.rekey('legacy', { passphrase: 'legacy pass' })).kdf, 'argon2i-mod');
@@ -102,7 +102,7 @@ test('an update made while a rekey runs is kept: label and limits stay, the new 
 test('SIGKILL at random moments of rekeys: the tenant opens with the old key or the new one, never neither; every acknowledged save is there', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const setup = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const setup = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await setup.tenants.create({ tenantId: 'pp', passphrase: 'pw-0', kdf: 'argon2i-int' });
   await setup.tenants.create({ tenantId: 'mg' });
   await setup.close();
@@ -133,7 +133,7 @@ test('SIGKILL at random moments of rekeys: the tenant opens with the old key or 
       if (kind === 'saved' && what === 'pp') savedPp.push(Number(n));
       if (kind === 'saved' && what === 'mg') savedMg.push(Number(n));
     }
-    const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
     try {
       // The acknowledged passphrase, or the next one if a rekey to it had committed when the kill came.
       if (await opensWith(pool, acked)) current = acked;
@@ -146,7 +146,7 @@ test('SIGKILL at random moments of rekeys: the tenant opens with the old key or 
       await pool.close();
     }
   }
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   try {
     await pool.withSession(
       'pp',
@@ -160,7 +160,7 @@ test('SIGKILL at random moments of rekeys: the tenant opens with the old key or 
     });
     assert.ok(current > 0, 'some rekeys went through');
     // The sweep left exactly one file per tenant.
-    assert.equal(readdirSync(join(dataDir, 'wallets')).filter((n) => n.endsWith('.sqlite')).length, 2);
+    assert.equal((await walletNames({ dataDir, ...storeOptionsFor(dataDir) } as Parameters<typeof walletNames>[0])).filter((n) => !/-wal$|-shm$/.test(n)).length, 2);
   } finally {
     await pool.close();
     rmSync(dataDir, { recursive: true, force: true });

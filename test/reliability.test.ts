@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir, walletPathOf } from './helpers.js';
+import { damageWallet, disposePool, openPool, rejectsWith, rootKey, tempDir, storeOptionsFor, testSqliteFiles } from './helpers.js';
 
 async function openFails(dataDir: string, key: string, code: string, what: string): Promise<void> {
   try {
-    const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
     await pool.close();
   } catch (error) {
     assert.is((error as { code?: string }).code, code, what);
@@ -17,10 +17,10 @@ async function openFails(dataDir: string, key: string, code: string, what: strin
   assert.unreachable(`${what}: open() should fail with ${code}`);
 }
 
-test('a damaged registry fails open() with a clear error and is left as it was; a wrong root key is told apart', async () => {
+testSqliteFiles('a damaged registry fails open() with a clear error and is left as it was; a wrong root key is told apart', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await pool.tenants.create({ tenantId: 'kept' });
   await pool.close();
   const registry = join(dataDir, 'registry.sqlite');
@@ -44,12 +44,12 @@ test('a damaged registry fails open() with a clear error and is left as it was; 
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-test('a missing wallet file is ERR_WALLET_CORRUPT for its tenant only', async () => {
+test('a missing wallet (file, or row) is ERR_WALLET_CORRUPT for its tenant only', async () => {
   const pool = await openPool({ walletIdleTtlMs: 0 });
   try {
     await pool.tenants.create({ tenantId: 'gone' });
     await pool.tenants.create({ tenantId: 'fine' });
-    rmSync(walletPathOf(pool.options.dataDir, 'gone'));
+    await damageWallet(pool.options, 'gone', 'remove');
     await rejectsWith(pool.acquire('gone'), 'ERR_WALLET_CORRUPT');
     await pool.withSession('fine', async (s) => s.records.save('c', 'x', 1));
     assert.is(pool.stats().weightInUse, 4, 'only the idle wallet of `fine` (closing)');

@@ -3,11 +3,11 @@
  * sessions write, and damaged, truncated or wrongly keyed files refused with nothing imported.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { disposePool, filesContaining, modeOf, openPool, rejectsWith, tempDir } from './helpers.js';
+import { disposePool, filesContaining, modeOf, openPool, rejectsWith, tempDir, walletNames } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
 
@@ -118,7 +118,7 @@ test('a wrong export key, a damaged byte or a truncated file is refused with a c
       writeFileSync(file, bytes);
       await rejectsWith(pool.tenants.import(file, { exportKey: key, tenantId: 'y' }), code, what);
       await rejectsWith(pool.tenants.get('y'), 'ERR_TENANT_NOT_FOUND', `${what}: no tenant made`);
-      assert.equal(readdirSync(join(pool.options.dataDir, 'wallets')).filter((n) => n.startsWith('y.')), [], `${what}: no file left`);
+      assert.equal((await walletNames(pool.options)).filter((n) => n.startsWith('y.')), [], `${what}: no wallet left`);
     };
     await attempt(original, randomBytes(32), 'ERR_WALLET_KEY_INVALID', 'a wrong key');
     await attempt(original, 'a passphrase', 'ERR_WALLET_KEY_INVALID', 'a passphrase for a key-sealed file');
@@ -139,7 +139,7 @@ test('a wrong export key, a damaged byte or a truncated file is refused with a c
     try {
       await rejectsWith(small.tenants.import(heavy, { exportKey }), 'ERR_INVALID_ARGUMENT', 'weights over the capacity');
       await rejectsWith(small.tenants.get('x'), 'ERR_TENANT_NOT_FOUND');
-      assert.equal(readdirSync(join(small.options.dataDir, 'wallets')), [], 'no file left');
+      assert.equal(await walletNames(small.options), [], 'no wallet left');
     } finally {
       await disposePool(small);
     }

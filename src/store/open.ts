@@ -25,5 +25,7 @@ export async function openTenantStore(
     cacheSize: pg.registryCacheSize,
     maxConnections: pg.registryConnections,
     connectionsPerWorker: pg.connectionsPerWorker,
+    allowExitOnIdle: options.allowExitOnIdle,
+    warn,
   });
 }

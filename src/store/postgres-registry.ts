@@ -57,6 +57,10 @@ export interface PostgresRegistryOptions {
   maxConnections: number;
   /** What the workers are told: their connections each. */
   connectionsPerWorker: number;
+  /** The owner's connection does not keep the process alive (the pool's `allowExitOnIdle`). */
+  allowExitOnIdle?: boolean;
+  /** Where a lost ownership is reported. */
+  warn?: (message: string, code: string) => void;
 }
 
 export class PostgresRegistry implements TenantStore {
@@ -65,16 +69,20 @@ export class PostgresRegistry implements TenantStore {
   readonly workerStore: StoreConfig;
   readonly #pool: PgPool;
   /** The owner's connection, holding the schema's advisory lock. */
-  readonly #owner: { pool: PgPool; client: PoolClient };
+  #owner: { pool: PgPool; client: PoolClient };
+  readonly #options: PostgresRegistryOptions;
   readonly #s: string;
   readonly #sealKey: Buffer;
   readonly #cacheSize: number;
   /** Least recently used first (a Map keeps insertion order; a hit moves the tenant to the end). */
   readonly #cache = new Map<string, TenantRecord>();
+  #isClosed = false;
 
   private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient }, options: PostgresRegistryOptions, sealKey: Buffer) {
     this.#pool = pool;
     this.#owner = owner;
+    this.#options = options;
+    this.#watchOwner();
     this.#s = options.schema;
     this.#sealKey = sealKey;
     this.#cacheSize = options.cacheSize;
@@ -121,6 +129,7 @@ export class PostgresRegistry implements TenantStore {
           key.fill(0);
         }
       });
+      if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
       return new PostgresRegistry(pool, { pool: ownerPool, client: owner }, options, sealKey);
     } catch (error) {
       owner?.release(true);
@@ -313,6 +322,44 @@ export class PostgresRegistry implements TenantStore {
     return (await this.#query<{ recipient_key: string }>(`the routes of tenant ${tenantId}`, `SELECT recipient_key FROM ${this.#s}.routes WHERE tenant_id = $1 ORDER BY recipient_key`, [tenantId])).map((r) => r.recipient_key);
   }
 
+  /**
+   * The owner's connection ended (the server restarted, an operator terminated it): its lock went
+   * with it. Takes the lock again on a new connection, retrying each second until the pool closes;
+   * if another pool took the schema meanwhile, says so — two pools on one schema is what the lock
+   * exists to prevent.
+   */
+  #watchOwner(): void {
+    const { client } = this.#owner;
+    client.on('error', () => {
+      client.release(true);
+      void this.#retakeOwnership();
+    });
+  }
+
+  async #retakeOwnership(): Promise<void> {
+    let isWarned = false;
+    while (!this.#isClosed) {
+      try {
+        const client = await this.#owner.pool.connect();
+        const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${this.#s}`])).rows;
+        if (lock?.ok === true && !this.#isClosed) {
+          if (this.#options.allowExitOnIdle === true) (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
+          this.#owner = { pool: this.#owner.pool, client };
+          this.#watchOwner();
+          return;
+        }
+        client.release(true);
+        if (lock?.ok !== true && !isWarned) {
+          isWarned = true;
+          this.#options.warn?.(`tenant-pool lost its hold on the PostgreSQL schema ${this.#s} and another pool holds it now; close one of them`, 'TENANT_POOL_OWNERSHIP_LOST');
+        }
+      } catch {
+        // The server is still away: try again.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000).unref());
+    }
+  }
+
   /** Records this process as the schema's holder, for the error a second pool gets. */
   async opened(): Promise<void> {
     const holder = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
@@ -320,9 +367,15 @@ export class PostgresRegistry implements TenantStore {
   }
 
   async close(): Promise<void> {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
     this.#sealKey.fill(0);
     this.#cache.clear();
-    this.#owner.client.release(true);
+    try {
+      this.#owner.client.release(true);
+    } catch {
+      // Already released: its connection had ended.
+    }
     await Promise.allSettled([this.#pool.end(), this.#owner.pool.end()]);
   }
 }

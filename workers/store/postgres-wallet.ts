@@ -12,11 +12,14 @@ import type { Pool as PgPool, PoolClient } from 'pg';
 import bs58 from 'bs58';
 import { poolError } from '../../src/errors.js';
 import type { RawRecord } from '../../src/protocol.js';
-import type { QueryNode } from '../../src/query.js';
+import { isEqualityOnly, matchesQuery, type QueryNode } from '../../src/query.js';
 import { createSchema, inTransaction, openPgPool, pgError } from '../../src/store/pg.js';
 import { generateEd25519, isKeyPair } from '../ed25519.js';
 import type { WalletSnapshot } from '../transfer.js';
 import { ProfileKey } from './profile-key.js';
+
+/** Candidates read at a time by a query SQL cannot decide alone (`$like`, ranges). */
+const FILTER_BATCH = 500;
 
 /** Most signing keys kept ready per open wallet. */
 const KEY_CACHE_LIMIT = 256;
@@ -228,11 +231,12 @@ export class PostgresWallet {
   }
 
   /**
-   * SQL for a query over `items i`, comparing ciphertexts: equality, `$neq`, `$in`, `$not`, `$and`
-   * and `$or` work on deterministic encryption. `$like` and ranges need the plain value, which the
-   * database never has: they are refused.
+   * SQL for a query over `items i`, comparing ciphertexts. Equality, `$neq`, `$in`, `$not`, `$and`
+   * and `$or` run on deterministic encryption. `$like` and ranges need the plain value, which the
+   * database never has: in SQL they match everything they might (TRUE where `positive`, FALSE under
+   * an odd number of `$not`), so the SQL selects a superset that the worker filters exactly.
    */
-  #condition(node: QueryNode, params: unknown[]): string {
+  #condition(node: QueryNode, params: unknown[], positive = true): string {
     const p = this.#profile;
     /** The record has tag `name` whose value compares so: `compare` gets the value's placeholder. */
     const tag = (name: string, value: unknown, compare: (placeholder: string) => string): string => {
@@ -243,9 +247,9 @@ export class PostgresWallet {
       case 'and':
       case 'or':
         if (node.children.length === 0) return node.op === 'and' ? 'TRUE' : 'FALSE';
-        return `(${node.children.map((c) => this.#condition(c, params)).join(node.op === 'and' ? ' AND ' : ' OR ')})`;
+        return `(${node.children.map((c) => this.#condition(c, params, positive)).join(node.op === 'and' ? ' AND ' : ' OR ')})`;
       case 'not':
-        return `NOT ${this.#condition(node.child, params)}`;
+        return `NOT ${this.#condition(node.child, params, !positive)}`;
       case 'eq':
         return tag(node.name, p.encrypt('tagValue', node.value), (v) => `t.value = ${v}`);
       case 'neq':
@@ -253,36 +257,70 @@ export class PostgresWallet {
       case 'in':
         return tag(node.name, node.values.map((v) => p.encrypt('tagValue', v)), (v) => `t.value = ANY(${v}::bytea[])`);
       default:
-        throw poolError('ERR_INVALID_ARGUMENT', `Invalid query: \`$${node.op}\` on tag ${JSON.stringify(node.name)} needs the tag's plain value, and the PostgreSQL store keeps tags encrypted (equality, $neq, $in, $not, $and and $or work)`);
+        return positive ? 'TRUE' : 'FALSE';
     }
   }
 
-  /** A page of the records matching `node` (null: all): after item `after`, up to item `upTo` (-1: the newest now). */
-  async query(category: string, node: QueryNode | null, after: number, upTo: number, limit: number): Promise<{ rows: RawRecord[]; lastRid: number; upTo: number; hasMore: boolean }> {
-    const params: unknown[] = [this.#walletId, this.#profile.encrypt('category', category), after];
+  /** Rows of `items i` of the category after item `after` up to `upTo`, matching `node` in SQL (a superset unless the query is equality only), oldest first. */
+  async #candidates(category: string, node: QueryNode | null, after: number, upTo: number, limit: number | null): Promise<Array<{ id: string; name: Buffer; value: Buffer }>> {
+    const params: unknown[] = [this.#walletId, this.#profile.encrypt('category', category), after, upTo];
     const where = node === null ? '' : ` AND ${this.#condition(node, params)}`;
+    params.push(limit);
+    return (await this.#store.query(
+      'querying records',
+      `SELECT i.id, i.name, i.value FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2 AND i.id > $3 AND i.id <= $4${where} ORDER BY i.id LIMIT $${params.length}`,
+      params,
+    )) as Array<{ id: string; name: Buffer; value: Buffer }>;
+  }
+
+  /**
+   * A page of the records matching `node` (null: all): after item `after`, up to item `upTo` (-1:
+   * the newest now). A query with `$like` or ranges reads candidates in batches and keeps those
+   * that match, so it returns what the SQLite store returns, at the cost of decrypting the rest.
+   */
+  async query(category: string, node: QueryNode | null, after: number, upTo: number, limit: number): Promise<{ rows: RawRecord[]; lastRid: number; upTo: number; hasMore: boolean }> {
     let bound = upTo;
     if (bound < 0) {
       const rows = await this.#store.query('querying records', `SELECT coalesce(max(id), 0)::bigint AS max FROM ${this.#s}.items WHERE wallet_id = $1`, [this.#walletId]);
       bound = Number((rows[0] as { max: string }).max);
     }
-    params.push(bound, limit < 0 ? null : limit + 1);
-    const rows = (await this.#store.query(
-      'querying records',
-      `SELECT i.id, i.name, i.value FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2 AND i.id > $3${where} AND i.id <= $${params.length - 1} ORDER BY i.id LIMIT $${params.length}`,
-      params,
-    )) as Array<{ id: string; name: Buffer; value: Buffer }>;
-    const hasMore = limit >= 0 && rows.length > limit;
-    if (hasMore) rows.pop();
-    return { rows: rows.map((row) => this.#record(category, row)), lastRid: rows.length === 0 ? after : Number(rows.at(-1)!.id), upTo: bound, hasMore };
+    if (isEqualityOnly(node)) {
+      const rows = await this.#candidates(category, node, after, bound, limit < 0 ? null : limit + 1);
+      const hasMore = limit >= 0 && rows.length > limit;
+      if (hasMore) rows.pop();
+      return { rows: rows.map((row) => this.#record(category, row)), lastRid: rows.length === 0 ? after : Number(rows.at(-1)!.id), upTo: bound, hasMore };
+    }
+    const out: RawRecord[] = [];
+    let lastRid = after;
+    for (let cursor = after; ; ) {
+      const batch = await this.#candidates(category, node, cursor, bound, FILTER_BATCH);
+      for (const row of batch) {
+        const record = this.#record(category, row);
+        if (!matchesQuery(node, JSON.parse(record.tags) as Record<string, string>)) continue;
+        if (limit >= 0 && out.length === limit) return { rows: out, lastRid, upTo: bound, hasMore: true };
+        out.push(record);
+        lastRid = Number(row.id);
+      }
+      if (batch.length < FILTER_BATCH) return { rows: out, lastRid, upTo: bound, hasMore: false };
+      cursor = Number(batch.at(-1)!.id);
+    }
   }
 
   /** How many records of `category` match `node` (null: all). */
   async count(category: string, node: QueryNode | null = null): Promise<number> {
-    const params: unknown[] = [this.#walletId, this.#profile.encrypt('category', category)];
-    const where = node === null ? '' : ` AND ${this.#condition(node, params)}`;
-    const rows = await this.#store.query('counting records', `SELECT count(*)::int AS n FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2${where}`, params);
-    return (rows[0] as { n: number }).n;
+    if (isEqualityOnly(node)) {
+      const params: unknown[] = [this.#walletId, this.#profile.encrypt('category', category)];
+      const where = node === null ? '' : ` AND ${this.#condition(node, params)}`;
+      const rows = await this.#store.query('counting records', `SELECT count(*)::int AS n FROM ${this.#s}.items i WHERE i.wallet_id = $1 AND i.category = $2${where}`, params);
+      return (rows[0] as { n: number }).n;
+    }
+    let n = 0;
+    for (let cursor = 0; ; ) {
+      const batch = await this.#candidates(category, node, cursor, Number.MAX_SAFE_INTEGER, FILTER_BATCH);
+      for (const row of batch) if (matchesQuery(node, JSON.parse(this.#record(category, row).tags) as Record<string, string>)) n++;
+      if (batch.length < FILTER_BATCH) return n;
+      cursor = Number(batch.at(-1)!.id);
+    }
   }
 
   async delete(category: string, id: string): Promise<boolean> {

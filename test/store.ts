@@ -1,0 +1,75 @@
+/**
+ * The store the behaviour suites run against: SQLite files (the first pass of `npm test`), or
+ * PostgreSQL (the second pass, `TENANT_POOL_TEST_STORE=postgres`). A pool on a data folder gets,
+ * on PostgreSQL, a schema named after that folder, so a test and the child processes it starts on
+ * the same folder share one schema. No uvu here: child processes import this file.
+ */
+import { createHash } from 'node:crypto';
+import type { PoolOptions } from '../src/config.js';
+
+export const postgresUrl: string | undefined = process.env['TENANT_POOL_TEST_POSTGRES_URL'] || undefined;
+
+export const storeUnderTest: 'sqlite' | 'postgres' = process.env['TENANT_POOL_TEST_STORE'] === 'postgres' ? 'postgres' : 'sqlite';
+
+/** Schemas of the PostgreSQL pass start so; the pass drops them all when it ends. */
+export const TEST_SCHEMA_PREFIX = 'tp_test_';
+
+/** The options that put a pool on `dataDir` on the store under test: nothing more for SQLite, the folder's own schema for PostgreSQL. */
+export function storeOptionsFor(dataDir: string): PoolOptions {
+  if (storeUnderTest === 'sqlite') return {};
+  if (postgresUrl === undefined) throw new Error('TENANT_POOL_TEST_STORE=postgres needs TENANT_POOL_TEST_POSTGRES_URL');
+  return { postgres: { connectionString: postgresUrl, schema: `${TEST_SCHEMA_PREFIX}${createHash('sha256').update(dataDir).digest('hex').slice(0, 16)}` } };
+}
+
+/** Runs one query on the test server. */
+export async function pgQuery<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+  const pg = (await import('pg')).default;
+  const client = new pg.Client(postgresUrl);
+  await client.connect();
+  try {
+    return (await client.query(sql, params)).rows as R[];
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * The wallets a pool's store holds, by name (`<tenantId>.<incarnation>`): the files in
+ * `<dataDir>/wallets` (SQLite, journals and all), or the rows of the schema's `wallets` table.
+ */
+export async function walletNames(options: { dataDir: string; postgres?: { schema: string } | undefined }): Promise<string[]> {
+  if (options.postgres !== undefined) return (await pgQuery<{ name: string }>(`SELECT name FROM ${options.postgres.schema}.wallets ORDER BY name`)).map((r) => r.name);
+  const { readdirSync } = await import('node:fs');
+  return readdirSync(`${options.dataDir}/wallets`).sort();
+}
+
+/**
+ * Damages a tenant's wallet where the store keeps it: the file garbled, emptied or removed
+ * (SQLite), or the wallet's row given a garbled or empty profile key, or removed (PostgreSQL).
+ */
+export async function damageWallet(options: { dataDir: string; postgres?: { schema: string } | undefined }, tenantId: string, how: 'garble' | 'empty' | 'remove'): Promise<void> {
+  if (options.postgres !== undefined) {
+    const s = options.postgres.schema;
+    if (how === 'remove') await pgQuery(`DELETE FROM ${s}.wallets WHERE tenant_id = $1`, [tenantId]);
+    else await pgQuery(`UPDATE ${s}.wallets SET profile_key = $2 WHERE tenant_id = $1`, [tenantId, how === 'garble' ? Buffer.alloc(92, 0x5a) : Buffer.alloc(0)]);
+    return;
+  }
+  const { readdirSync, rmSync, writeFileSync } = await import('node:fs');
+  const name = readdirSync(`${options.dataDir}/wallets`).find((n) => n.startsWith(`${tenantId}.`) && n.endsWith('.sqlite'));
+  if (name === undefined) throw new Error(`no wallet file of ${tenantId}`);
+  const path = `${options.dataDir}/wallets/${name}`;
+  if (how === 'remove') rmSync(path);
+  else writeFileSync(path, how === 'garble' ? Buffer.alloc(8192, 0x5a) : Buffer.alloc(0));
+}
+
+/** Removes a schema and everything in it. */
+export async function dropSchema(schema: string): Promise<void> {
+  const pg = (await import('pg')).default;
+  const client = new pg.Client(postgresUrl);
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
