@@ -194,7 +194,7 @@ export class TenantPool implements AsyncDisposable {
     const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (removed, failed) => {
       if (logger === undefined) {
         warn(
-          `tenant-pool removed ${removed.length} file(s) of the wallet folder that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
+          `tenant-pool removed ${removed.length} ${resolved.postgres === undefined ? 'file(s) of the wallet folder' : 'wallet(s) of the database'} that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
           'TENANT_POOL_SWEPT',
         );
       }

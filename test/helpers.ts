@@ -8,7 +8,7 @@ import type { PoolOptions } from '../src/config.js';
 import { TenantPool } from '../src/pool.js';
 import { dropSchema, storeOptionsFor, storeUnderTest } from './store.js';
 
-export { damageWallet, pgQuery, storeOptionsFor, storeUnderTest, walletNames } from './store.js';
+export { damageWallet, dumpSchema, leaveHalfCreatedWallet, pgQuery, placesHolding, storeOptionsFor, storeUnderTest, walletNames } from './store.js';
 
 /** Runs the test only where `condition` holds (root, a mount); elsewhere it is counted as skipped. */
 export function testIf(condition: boolean, name: string, fn: () => Promise<void>): void {

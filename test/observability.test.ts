@@ -1,12 +1,12 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CHANNEL_NAMES, EventHub, type EventName } from '../src/diagnostics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Logger } from '../src/logging.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { disposePool, eventually, leaveHalfCreatedWallet, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
 
 /** The documented payload keys of each event (README, src/diagnostics.ts). */
 const PAYLOAD_KEYS: Record<EventName, string[]> = {
@@ -41,6 +41,10 @@ function captureLogger(lines: Line[]): Logger {
 }
 
 test('every event fires with its documented payload under a scripted load, and is logged at its level with no secret', async () => {
+  const key = rootKey();
+  // A wallet no tenant owns (as a kill during a create leaves): swept at open. Made before anything listens.
+  const dataDir = tempDir();
+  const ghost = await leaveHalfCreatedWallet(dataDir, key);
   const events: Array<[EventName, Record<string, unknown>]> = [];
   const handlers = CHANNEL_NAMES.map((name) => {
     const handler = (message: unknown): void => {
@@ -56,15 +60,10 @@ test('every event fires with its documented payload under a scripted load, and i
     warnings.push(w);
   };
   process.on('warning', onWarning);
-  const key = rootKey();
   const passphrase = 'PASSPHRASE-correct-horse-battery';
   const secretValue = 'RECORD-VALUE-d41d8cd98f';
   const secretTag = 'TAG-VALUE-9e107d9d372';
   let worker: number | undefined;
-  // A wallet file no tenant owns (as a kill during a create leaves): swept at open.
-  const dataDir = tempDir();
-  mkdirSync(join(dataDir, 'wallets'));
-  writeFileSync(join(dataDir, 'wallets', 'ghost.0123456789abcdef.sqlite.creating'), 'half a wallet');
   const pool = await openPool({ dataDir, rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines) });
   try {
     for (const tenantId of ['a', 'b', 'c', 'd']) await pool.tenants.create({ tenantId });
@@ -157,7 +156,7 @@ test('every event fires with its documented payload under a scripted load, and i
   assert.equal(levelOf('tenant-pool:worker:spawn'), ['info']);
   assert.equal(levelOf('tenant-pool:session:leak'), ['warn']);
   assert.equal(levelOf('tenant-pool:pool:sweep'), ['warn']);
-  assert.equal(of('tenant-pool:pool:sweep')[0]!.removed, ['ghost.0123456789abcdef.sqlite.creating']);
+  assert.equal(of('tenant-pool:pool:sweep')[0]!.removed, [ghost]);
   assert.equal(levelOf('tenant-pool:worker:crash'), ['error']);
   assert.equal(levelOf('tenant-pool:pool:open'), ['info']);
   assert.equal(levelOf('tenant-pool:pool:close'), ['info']);

@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
-import { filesUnder, rejectsWith, rootKey, tempDir, testIf, walletPathOf } from './helpers.js';
+import { filesUnder, pgQuery, rejectsWith, rootKey, storeOptionsFor, storeUnderTest, tempDir, testIf, testSqliteFiles, walletNames, walletPathOf } from './helpers.js';
 
 /** Names, sizes and modification times of every file below `dir`: a folder nothing touched compares equal. */
 function snapshot(dir: string): string[] {
@@ -25,17 +25,19 @@ function snapshot(dir: string): string[] {
 
 /** Wallet-folder files that no tenant of the (open) pool owns. */
 async function strayWalletFiles(pool: TenantPool): Promise<string[]> {
+  const pg = pool.options.postgres;
+  if (pg !== undefined) return (await pgQuery<{ name: string }>(`SELECT w.name FROM ${pg.schema}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${pg.schema}.tenants t WHERE t.wallet_name = w.name)`)).map((r) => r.name);
   const owned = new Set<string>();
   for (const { tenantId } of await pool.tenants.list()) owned.add(walletPathOf(pool.options.dataDir, tenantId).split('/').pop()!);
   return readdirSync(join(pool.options.dataDir, 'wallets')).filter((name) => !owned.has(name.replace(/-(wal|shm)$/, '')));
 }
 
-test('a second pool on the same data folder, in this process, is refused ERR_DATA_DIR_LOCKED naming the holder; close() releases it', async () => {
+test('a second pool on the same data folder (or PostgreSQL schema), in this process, is refused ERR_DATA_DIR_LOCKED naming the holder; close() releases it', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const first = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const first = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await first.tenants.create({ tenantId: 'alpha' });
-  const error = await rejectsWith(TenantPool.open({ dataDir, rootKey: key, workers: 1 }), 'ERR_DATA_DIR_LOCKED');
+  const error = await rejectsWith(TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 }), 'ERR_DATA_DIR_LOCKED');
   const holder = (error as { holder?: { pid: number; host: string } }).holder;
   assert.equal({ pid: holder?.pid, host: holder?.host }, { pid: process.pid, host: hostname() });
   assert.match(error.message, `pid ${process.pid}`);
@@ -43,7 +45,7 @@ test('a second pool on the same data folder, in this process, is refused ERR_DAT
   // The refused open touched nothing: the first pool goes on as before.
   await first.withSession('alpha', async (s) => s.records.save('c', 'r', 1));
   await first.close();
-  const second = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const second = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   try {
     assert.equal((await second.tenants.list()).map((t) => t.tenantId), ['alpha']);
   } finally {
@@ -58,11 +60,11 @@ test('a pool in another process holds the folder until it dies by SIGKILL; then 
   const child = startChild('hold-pool.ts', [dataDir, key]);
   try {
     await child.waitFor((lines) => lines.includes('ready'));
-    const error = await rejectsWith(TenantPool.open({ dataDir, rootKey: key, workers: 1 }), 'ERR_DATA_DIR_LOCKED');
+    const error = await rejectsWith(TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 }), 'ERR_DATA_DIR_LOCKED');
     assert.is((error as { holder?: { pid: number } }).holder?.pid, child.process.pid);
     child.kill('SIGKILL');
     await child.exited;
-    const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
     await pool.close();
   } finally {
     child.kill('SIGKILL');
@@ -72,7 +74,7 @@ test('a pool in another process holds the folder until it dies by SIGKILL; then 
 
 test('delete(x) racing create(x): they run one after the other, and the delete never touches the new tenant\'s wallet', async () => {
   const dataDir = tempDir();
-  const pool = await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 2, walletIdleTtlMs: 0 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: rootKey(), workers: 2, walletIdleTtlMs: 0 });
   try {
     for (let round = 0; round < 3; round++) {
       // The old tenant opens slowly (Argon2i-mod), the new one is made fast (raw): a delete that did not
@@ -87,9 +89,9 @@ test('delete(x) racing create(x): they run one after the other, and the delete n
       // The tenant that exists now is the new one: empty, and its wallet file is there and opens.
       assert.is(await pool.withSession('x', async (s) => s.records.get('c', 'old')), null, `round ${round}: a fresh wallet`);
       await pool.withSession('x', async (s) => s.records.save('c', 'new', round));
-      assert.ok(existsSync(walletPathOf(dataDir, 'x')));
+      assert.ok((await walletNames(pool.options)).some((n) => n.startsWith('x.')), `round ${round}: the new wallet is there`);
       await pool.tenants.delete('x');
-      assert.equal(readdirSync(join(dataDir, 'wallets')), [], `round ${round}: nothing left of either`);
+      assert.equal(await walletNames(pool.options), [], `round ${round}: nothing left of either`);
     }
   } finally {
     await pool.close();
@@ -97,7 +99,7 @@ test('delete(x) racing create(x): they run one after the other, and the delete n
   }
 });
 
-test('SIGKILL at any moment of the very first open of a folder leaves a folder that opens (with the key it generated, if any)', async () => {
+testSqliteFiles('SIGKILL at any moment of the very first open of a folder leaves a folder that opens (with the key it generated, if any)', async () => {
   // Kill points: after the child has written 1, 2, 3... files into the folder (as an inotify-free
   // poll sees them), and at fixed delays; then the folder must open and take a tenant.
   for (let trial = 0; trial < 10; trial++) {
@@ -166,7 +168,7 @@ test('SIGKILL during creates and deletes: every acknowledged create survives, ev
     if (w.code === 'TENANT_POOL_SWEPT') swept.push([w.message]);
   };
   process.on('warning', onWarning);
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 2 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 2 });
   try {
     const tenants = new Set((await pool.tenants.list()).map((t) => t.tenantId));
     for (const id of created) if (!deleting.has(id)) assert.ok(tenants.has(id), `created ${id} survived`);
@@ -181,10 +183,10 @@ test('SIGKILL during creates and deletes: every acknowledged create survives, ev
   }
 });
 
-test('open() sweeps wallet files no tenant owns (a deleted tenant\'s, one being created, journals), reports them, and leaves owned and foreign files alone', async () => {
+testSqliteFiles('open() sweeps wallet files no tenant owns (a deleted tenant\'s, one being created, journals), reports them, and leaves owned and foreign files alone', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const setup = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const setup = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await setup.tenants.create({ tenantId: 'kept' });
   await setup.withSession('kept', async (s) => s.records.save('c', 'r', 'value'));
   await setup.close();
@@ -196,7 +198,7 @@ test('open() sweeps wallet files no tenant owns (a deleted tenant\'s, one being 
   const onWarning = (w: Error & { code?: string }): void => void warnings.push({ code: w.code, message: w.message });
   process.on('warning', onWarning);
   try {
-    const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
     await new Promise<void>((resolve) => setImmediate(resolve));
     assert.is((await pool.withSession('kept', async (s) => s.records.get('c', 'r')))?.value, 'value');
     await pool.close();
@@ -216,7 +218,7 @@ const isRoot = process.getuid?.() === 0;
 const nobodyCanRun =
   isRoot && spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(join(import.meta.dirname, 'fixtures', 'delete-unwritable.ts'))}, 4)`], { uid: 65534, gid: 65534 }).status === 0;
 
-testIf(nobodyCanRun, 'a delete whose wallet file cannot be removed (folder not writable) completes, warns, and the next open sweeps the file', async () => {
+testIf(nobodyCanRun && storeUnderTest === 'sqlite', 'a delete whose wallet file cannot be removed (folder not writable) completes, warns, and the next open sweeps the file', async () => {
   const parent = tempDir();
   chmodSync(parent, 0o755);
   const dataDir = join(parent, 'data');
@@ -233,7 +235,7 @@ testIf(nobodyCanRun, 'a delete whose wallet file cannot be removed (folder not w
   const onWarning = (): void => {};
   process.on('warning', onWarning);
   try {
-    const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
     assert.equal((await pool.tenants.list()).map((t) => t.tenantId), ['kept']);
     assert.is((await pool.withSession('kept', async (s) => s.records.get('c', 'r')))?.value, 'still here');
     await pool.close();
@@ -244,7 +246,7 @@ testIf(nobodyCanRun, 'a delete whose wallet file cannot be removed (folder not w
   rmSync(parent, { recursive: true, force: true });
 });
 
-test('a folder with a registry but no root key fails ERR_ROOT_KEY_MISSING and changes no file; with wallets but no registry it is refused, not emptied', async () => {
+testSqliteFiles('a folder with a registry but no root key fails ERR_ROOT_KEY_MISSING and changes no file; with wallets but no registry it is refused, not emptied', async () => {
   const env = process.env['TENANT_POOL_ROOT_KEY'];
   delete process.env['TENANT_POOL_ROOT_KEY'];
   const dataDir = tempDir();
@@ -265,7 +267,7 @@ test('a folder with a registry but no root key fails ERR_ROOT_KEY_MISSING and ch
     rmSync(join(dataDir, 'registry.json'));
     rmSync(join(dataDir, 'registry.sqlite'));
     const orphaned = snapshot(join(dataDir, 'wallets'));
-    const error = await rejectsWith(TenantPool.open({ dataDir, rootKey: key, workers: 1 }), 'ERR_WALLET_CORRUPT');
+    const error = await rejectsWith(TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 }), 'ERR_WALLET_CORRUPT');
     assert.match(error.message, 'no registry');
     assert.equal(snapshot(join(dataDir, 'wallets')), orphaned);
     assert.not.ok(existsSync(join(dataDir, 'registry.json')), 'no empty registry started');
@@ -276,10 +278,10 @@ test('a folder with a registry but no root key fails ERR_ROOT_KEY_MISSING and ch
   }
 });
 
-test('a damaged key check value or salt in the registry header is ERR_WALLET_CORRUPT, not a wrong key; a wrong key is still ERR_WALLET_KEY_INVALID', async () => {
+testSqliteFiles('a damaged key check value or salt in the registry header is ERR_WALLET_CORRUPT, not a wrong key; a wrong key is still ERR_WALLET_KEY_INVALID', async () => {
   const dataDir = tempDir();
   const key = rootKey();
-  const pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   await pool.close();
   const headerPath = join(dataDir, 'registry.json');
   const original = readFileSync(headerPath, 'utf8');
@@ -292,11 +294,11 @@ test('a damaged key check value or salt in the registry header is ERR_WALLET_COR
     ['short salt', { ...header, salt: 'ab' }],
   ] as const) {
     writeFileSync(headerPath, JSON.stringify(damaged));
-    await rejectsWith(TenantPool.open({ dataDir, rootKey: key, workers: 1 }), 'ERR_WALLET_CORRUPT', what);
+    await rejectsWith(TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 }), 'ERR_WALLET_CORRUPT', what);
     await rejectsWith(TenantPool.open({ dataDir, rootKey: 'a passphrase root key', workers: 1 }), 'ERR_WALLET_CORRUPT', `${what}, passphrase root key`);
   }
   writeFileSync(headerPath, original);
-  await (await TenantPool.open({ dataDir, rootKey: key, workers: 1 })).close();
+  await (await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 })).close();
   rmSync(dataDir, { recursive: true, force: true });
 });
 

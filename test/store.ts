@@ -62,6 +62,50 @@ export async function damageWallet(options: { dataDir: string; postgres?: { sche
   else writeFileSync(path, how === 'garble' ? Buffer.alloc(8192, 0x5a) : Buffer.alloc(0));
 }
 
+/**
+ * Leaves what a create killed before its registry row leaves behind, for the next open's sweep: a
+ * half-written wallet file (SQLite), or a wallet row no tenant names (PostgreSQL, made by a pool
+ * opened and closed on the folder's schema). Returns the name the sweep reports.
+ */
+export async function leaveHalfCreatedWallet(dataDir: string, rootKey: string): Promise<string> {
+  const options = storeOptionsFor(dataDir);
+  if (options.postgres === undefined) {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    mkdirSync(`${dataDir}/wallets`, { recursive: true });
+    writeFileSync(`${dataDir}/wallets/ghost.0123456789abcdef.sqlite.creating`, 'half a wallet');
+    return 'ghost.0123456789abcdef.sqlite.creating';
+  }
+  const { TenantPool } = await import('../src/pool.js');
+  const pool = await TenantPool.open({ dataDir, rootKey, workers: 1, ...options });
+  await pool.close();
+  await pgQuery(`INSERT INTO ${options.postgres.schema}.wallets (name, tenant_id, profile_key) VALUES ('ghost.0123456789abcdef', 'ghost', '\\x00')`);
+  return 'ghost.0123456789abcdef';
+}
+
+/** pg_dump of one schema's rows, as text: what an operator (or a thief of a backup) sees. */
+export async function dumpSchema(schema: string): Promise<string> {
+  const { readdirSync } = await import('node:fs');
+  const { spawnSync } = await import('node:child_process');
+  const version = readdirSync('/usr/lib/postgresql').sort().at(-1);
+  const run = spawnSync(`/usr/lib/postgresql/${version}/bin/pg_dump`, ['--dbname', postgresUrl!, '--schema', schema, '--data-only', '--inserts'], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`pg_dump failed: ${run.stderr}`);
+  return run.stdout;
+}
+
+/**
+ * Where the store under test keeps `marker` in plaintext (or, in the database, as the hex of a
+ * bytea): the files below `dataDir` that hold it, or `['the database']`.
+ */
+export async function placesHolding(options: { dataDir: string; postgres?: { schema: string } | undefined }, marker: string): Promise<string[]> {
+  if (options.postgres !== undefined) {
+    const dump = await dumpSchema(options.postgres.schema);
+    if (!dump.includes('INSERT INTO')) throw new Error('the dump holds no rows');
+    return dump.includes(marker) || dump.includes(Buffer.from(marker, 'utf8').toString('hex')) ? ['the database'] : [];
+  }
+  const { filesContaining } = await import('./helpers.js');
+  return filesContaining(options.dataDir, marker);
+}
+
 /** Removes a schema and everything in it. */
 export async function dropSchema(schema: string): Promise<void> {
   const pg = (await import('pg')).default;

@@ -5,7 +5,7 @@ import bs58 from 'bs58';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, filesContaining, filesUnder, modeOf, openPool, rejectsWith, rootKey as newRootKey } from './helpers.js';
+import { disposePool, filesUnder, modeOf, openPool, placesHolding, rejectsWith, rootKey as newRootKey, storeOptionsFor } from './helpers.js';
 
 test('records: save, get, replace, find by tags (AND), limit, delete', async () => {
   const pool = await openPool();
@@ -86,7 +86,7 @@ test('tenant isolation: a session sees only its own tenant’s records and keys'
   }
 });
 
-test('data survives a pool restart; no secret appears in any file; files are 0600', async () => {
+test('data survives a pool restart; no secret appears in any file (or any row of the database); files are 0600', async () => {
   const marker = `MARKER${Date.now()}x`;
   const rootKey = newRootKey();
   const first = await openPool({ walletIdleTtlMs: 0, rootKey });
@@ -98,17 +98,20 @@ test('data survives a pool restart; no secret appears in any file; files are 060
   // While the pool is open (WAL files present) nothing is in plaintext either.
   const s = await first.acquire(managed.tenantId);
   await s.records.save('c', 'r2', `${marker}-in-wal`);
-  assert.equal(filesContaining(dataDir, marker), []);
+  assert.equal(await placesHolding(first.options, marker), []);
   await s.release();
   await first.close();
 
-  assert.equal(filesContaining(dataDir, marker), []);
-  for (const file of filesUnder(dataDir)) assert.is(modeOf(file), 0o600, `${file} is 0600`);
-  assert.is(modeOf(dataDir), 0o700);
-  assert.is(modeOf(join(dataDir, 'wallets')), 0o700);
-  assert.equal(readdirSync(join(dataDir, 'wallets')).sort().map((n) => n.replace(/\.[0-9a-f]{16}\./, '.*.')), ['locked.*.sqlite', 'managed.*.sqlite']);
+  assert.equal(await placesHolding(first.options, marker), []);
+  assert.equal(await placesHolding(first.options, rootKey), [], 'the root key is stored nowhere');
+  if (first.options.postgres === undefined) {
+    for (const file of filesUnder(dataDir)) assert.is(modeOf(file), 0o600, `${file} is 0600`);
+    assert.is(modeOf(dataDir), 0o700);
+    assert.is(modeOf(join(dataDir, 'wallets')), 0o700);
+    assert.equal(readdirSync(join(dataDir, 'wallets')).sort().map((n) => n.replace(/\.[0-9a-f]{16}\./, '.*.')), ['locked.*.sqlite', 'managed.*.sqlite']);
+  }
 
-  const second = await TenantPool.open({ dataDir, rootKey, workers: 2 });
+  const second = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey, workers: 2 });
   try {
     const info = await second.tenants.get('managed');
     assert.is(info.label, `${marker}-label`);

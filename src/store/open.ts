@@ -27,5 +27,6 @@ export async function openTenantStore(
     connectionsPerWorker: pg.connectionsPerWorker,
     allowExitOnIdle: options.allowExitOnIdle,
     warn,
+    onSwept: (removed) => onSwept(removed, []),
   });
 }

@@ -100,7 +100,7 @@ export async function createSchema(client: PoolClient, s: string): Promise<void>
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.registry_config (name TEXT PRIMARY KEY, value TEXT NOT NULL)`);
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${s}.tenants (tenant_id TEXT PRIMARY KEY, label TEXT, kdf TEXT NOT NULL, sealed BYTEA NOT NULL,
+    `CREATE TABLE IF NOT EXISTS ${s}.tenants (tenant_id TEXT PRIMARY KEY, label TEXT, kdf TEXT NOT NULL, sealed BYTEA NOT NULL, settings BYTEA NOT NULL,
        max_sessions INTEGER, weights JSONB, metadata JSONB NOT NULL, created_at TEXT NOT NULL, wallet_name TEXT NOT NULL)`,
   );
   await client.query(`CREATE INDEX IF NOT EXISTS tenants_by_label ON ${s}.tenants (label, tenant_id)`);

@@ -1,9 +1,11 @@
 /**
  * The tenant registry in PostgreSQL: tenants and routes in shared tables, read through a bounded
  * cache, so that a pool over a million tenants loads none of them at open. A tenant's secrets (its
- * salt, managed secret and key check value) are sealed with a key derived from the root key, bound
- * to the tenant id, so rows cannot be swapped; its settings (label, limits, metadata) stay in plain
- * columns, where `tenants.find` and `tenants.page` can filter them in SQL.
+ * salt, managed secret and key check value) and its label and metadata are sealed with a key
+ * derived from the root key, bound to the tenant id, so rows cannot be swapped. For
+ * `tenants.find` and `tenants.page` to filter in SQL, the label and each metadata entry are also
+ * kept as keyed hashes (HMAC): equal values compare equal, and the database learns nothing else.
+ * Limits, weights, KDF and creation time are plain.
  *
  * The wallets live in the same schema (see `workers/store/postgres-wallet.ts`); a delete removes
  * the tenant's row and its wallet's rows in one transaction, and a rekey writes the tenant's new
@@ -23,9 +25,6 @@ import { createSchema, inTransaction, openPgPool, pgError } from './pg.js';
 import { rootKeyFrom, type TenantRecord, type TenantWeights } from './registry.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 
-/** Wallet rows no tenant names are removed at open once older than this: a create under way elsewhere is younger. */
-const ORPHAN_WALLET_AGE = '1 hour';
-
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -35,14 +34,19 @@ interface Secrets {
   verifier: string;
 }
 
+/** What the settings column seals. */
+interface Settings {
+  label: string | null;
+  metadata: Record<string, string>;
+}
+
 interface TenantRow {
   tenant_id: string;
-  label: string | null;
   kdf: KdfMethod;
   sealed: Buffer;
+  settings: Buffer;
   max_sessions: number | null;
   weights: TenantWeights | null;
-  metadata: Record<string, string>;
   created_at: string;
   wallet_name: string;
 }
@@ -61,6 +65,8 @@ export interface PostgresRegistryOptions {
   allowExitOnIdle?: boolean;
   /** Where a lost ownership is reported. */
   warn?: (message: string, code: string) => void;
+  /** The wallets the sweep at open removed: rows no tenant names (a create killed before its registry row). */
+  onSwept?: (removed: string[]) => void;
 }
 
 export class PostgresRegistry implements TenantStore {
@@ -73,6 +79,7 @@ export class PostgresRegistry implements TenantStore {
   readonly #options: PostgresRegistryOptions;
   readonly #s: string;
   readonly #sealKey: Buffer;
+  readonly #indexKey: Buffer;
   readonly #cacheSize: number;
   /** Least recently used first (a Map keeps insertion order; a hit moves the tenant to the end). */
   readonly #cache = new Map<string, TenantRecord>();
@@ -85,6 +92,7 @@ export class PostgresRegistry implements TenantStore {
     this.#watchOwner();
     this.#s = options.schema;
     this.#sealKey = sealKey;
+    this.#indexKey = Buffer.from(hkdfSync('sha256', sealKey, Buffer.alloc(0), 'tenant-pool registry index v1', 32));
     this.#cacheSize = options.cacheSize;
     this.workerStore = { kind: 'postgres', connectionString: options.connectionString, schema: options.schema, connectionsPerWorker: options.connectionsPerWorker };
   }
@@ -103,8 +111,7 @@ export class PostgresRegistry implements TenantStore {
       owner = await ownerPool.connect().catch((error: unknown) => {
         throw pgError(error, 'cannot reach the registry database', false);
       });
-      const [lock] = (await owner.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${s}`])).rows;
-      if (lock?.ok !== true) {
+      if (!(await takeOwnership(owner, s))) {
         const holder = await readHolder(owner, s);
         const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
         throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
@@ -122,8 +129,10 @@ export class PostgresRegistry implements TenantStore {
           } else if (!timingSafeEqual(Buffer.from(check, 'hex'), Buffer.from(header.keyCheck, 'hex'))) {
             throw poolError('ERR_WALLET_KEY_INVALID', 'the root key does not open this registry (rootKey or TENANT_POOL_ROOT_KEY changed?)');
           }
-          // Wallets of creates that never reached their registry row (a kill in between).
-          await client.query(`DELETE FROM ${s}.wallets w WHERE w.created_at < now() - interval '${ORPHAN_WALLET_AGE}' AND NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)`);
+          // Wallets of creates that never reached their registry row (a kill in between). This pool
+          // owns the schema: no create of another pool can be under way.
+          const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name) RETURNING name`);
+          if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
           return Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tenant-pool registry seal v1', 32));
         } finally {
           key.fill(0);
@@ -148,30 +157,51 @@ export class PostgresRegistry implements TenantStore {
     }
   }
 
-  #seal(tenantId: string, secrets: Secrets): Buffer {
+  /** Sealed under the registry key, bound to the tenant and the column (`what`): a value moved to another row or column fails its check. */
+  #seal(tenantId: string, what: 'sealed' | 'settings', value: Secrets | Settings): Buffer {
     const nonce = randomBytes(NONCE_BYTES);
-    const plaintext = Buffer.from(JSON.stringify(secrets), 'utf8');
+    const plaintext = Buffer.from(JSON.stringify(value), 'utf8');
     const cipher = createCipheriv('chacha20-poly1305', this.#sealKey, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(Buffer.from(tenantId, 'utf8'), { plaintextLength: plaintext.length });
+    cipher.setAAD(Buffer.from(`${what}\0${tenantId}`, 'utf8'), { plaintextLength: plaintext.length });
     return Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
   }
 
-  #unseal(tenantId: string, sealed: Buffer): Secrets {
+  #unseal<T>(tenantId: string, what: 'sealed' | 'settings', sealed: Buffer): T {
     try {
       const decipher = createDecipheriv('chacha20-poly1305', this.#sealKey, sealed.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
-      decipher.setAAD(Buffer.from(tenantId, 'utf8'), { plaintextLength: sealed.length - NONCE_BYTES - TAG_BYTES });
+      decipher.setAAD(Buffer.from(`${what}\0${tenantId}`, 'utf8'), { plaintextLength: sealed.length - NONCE_BYTES - TAG_BYTES });
       decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-      return JSON.parse(Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('utf8')) as Secrets;
+      return JSON.parse(Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('utf8')) as T;
     } catch (error) {
       throw poolError('ERR_WALLET_CORRUPT', `the registry row of tenant ${tenantId} failed its integrity check`, error, { tenantId });
     }
   }
 
+  /** A keyed hash: what the database compares instead of a label or a metadata entry. */
+  #index(...parts: string[]): string {
+    const mac = createHmac('sha256', this.#indexKey);
+    for (const part of parts) mac.update(Buffer.from(part, 'utf8')).update(Buffer.from([0]));
+    return mac.digest('base64url');
+  }
+
+  #labelIndex(label: string | undefined): string | null {
+    return label === undefined ? null : this.#index('label', label);
+  }
+
+  #metadataIndex(metadata: Record<string, string>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(metadata)) Object.defineProperty(out, this.#index('metadata key', k), { value: this.#index('metadata value', k, v), enumerable: true, writable: true, configurable: true });
+    return out;
+  }
+
   #toRecord(row: TenantRow): TenantRecord {
-    const secrets = this.#unseal(row.tenant_id, row.sealed);
+    const secrets = this.#unseal<Secrets>(row.tenant_id, 'sealed', row.sealed);
+    const settings = this.#unseal<Settings>(row.tenant_id, 'settings', row.settings);
+    const metadata: Record<string, string> = {};
+    for (const [k, v] of Object.entries(settings.metadata)) Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
     return {
       tenantId: row.tenant_id,
-      ...(row.label === null ? {} : { label: row.label }),
+      ...(settings.label === null ? {} : { label: settings.label }),
       kdf: row.kdf,
       salt: Buffer.from(secrets.salt, 'hex'),
       secret: secrets.secret === null ? null : Buffer.from(secrets.secret, 'hex'),
@@ -179,7 +209,7 @@ export class PostgresRegistry implements TenantStore {
       walletFile: row.wallet_name,
       ...(row.max_sessions === null ? {} : { maxSessions: row.max_sessions }),
       ...(row.weights === null ? {} : { weights: row.weights }),
-      metadata: row.metadata,
+      metadata,
       createdAt: row.created_at,
     };
   }
@@ -226,19 +256,31 @@ export class PostgresRegistry implements TenantStore {
   async insert(record: TenantRecord): Promise<void> {
     await this.#query(
       `the creation of tenant ${record.tenantId}`,
-      `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, max_sessions, weights, metadata, created_at, wallet_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [record.tenantId, record.label ?? null, record.kdf, this.#seal(record.tenantId, secretsOf(record)), record.maxSessions ?? null, record.weights ?? null, record.metadata, record.createdAt, record.walletFile],
+      `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [
+        record.tenantId,
+        this.#labelIndex(record.label),
+        record.kdf,
+        this.#seal(record.tenantId, 'sealed', secretsOf(record)),
+        this.#seal(record.tenantId, 'settings', settingsOf(record)),
+        record.maxSessions ?? null,
+        record.weights ?? null,
+        this.#metadataIndex(record.metadata),
+        record.createdAt,
+        record.walletFile,
+      ],
     );
     this.#remember(record);
   }
 
   async update(record: TenantRecord): Promise<void> {
-    await this.#query(`an update of tenant ${record.tenantId}`, `UPDATE ${this.#s}.tenants SET label = $2, max_sessions = $3, weights = $4, metadata = $5 WHERE tenant_id = $1`, [
+    await this.#query(`an update of tenant ${record.tenantId}`, `UPDATE ${this.#s}.tenants SET label = $2, max_sessions = $3, weights = $4, metadata = $5, settings = $6 WHERE tenant_id = $1`, [
       record.tenantId,
-      record.label ?? null,
+      this.#labelIndex(record.label),
       record.maxSessions ?? null,
       record.weights ?? null,
-      record.metadata,
+      this.#metadataIndex(record.metadata),
+      this.#seal(record.tenantId, 'settings', settingsOf(record)),
     ]);
     this.#cache.delete(record.tenantId);
   }
@@ -250,7 +292,7 @@ export class PostgresRegistry implements TenantStore {
       const { rows } = await client.query<TenantRow>(`UPDATE ${this.#s}.tenants SET kdf = $2, sealed = $3, wallet_name = $4 WHERE tenant_id = $1 RETURNING *`, [
         tenantId,
         key.kdf,
-        this.#seal(tenantId, secretsOf(key)),
+        this.#seal(tenantId, 'sealed', secretsOf(key)),
         key.walletFile,
       ]);
       if (rows.length === 0) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
@@ -289,11 +331,11 @@ export class PostgresRegistry implements TenantStore {
     const params: unknown[] = [options.after, options.limit];
     let where = '';
     if (options.label !== undefined) {
-      params.push(options.label);
+      params.push(this.#labelIndex(options.label));
       where += ` AND label = $${params.length}`;
     }
     if (options.metadata !== undefined && Object.keys(options.metadata).length > 0) {
-      params.push(options.metadata);
+      params.push(this.#metadataIndex(options.metadata));
       where += ` AND metadata @> $${params.length}`;
     }
     const rows = await this.#query<TenantRow>('a page of tenants', `SELECT * FROM ${this.#s}.tenants WHERE tenant_id > $1${where} ORDER BY tenant_id LIMIT $2`, params);
@@ -370,6 +412,7 @@ export class PostgresRegistry implements TenantStore {
     if (this.#isClosed) return;
     this.#isClosed = true;
     this.#sealKey.fill(0);
+    this.#indexKey.fill(0);
     this.#cache.clear();
     try {
       this.#owner.client.release(true);
@@ -377,6 +420,33 @@ export class PostgresRegistry implements TenantStore {
       // Already released: its connection had ended.
     }
     await Promise.allSettled([this.#pool.end(), this.#owner.pool.end()]);
+  }
+}
+
+/** How long an open waits for the lock of a holder that died on this host: its server backend ends a moment after its socket closes. */
+const DEAD_HOLDER_WAIT_MS = 5000;
+
+/**
+ * Takes the schema's ownership lock. Refused while a holder is alive; a holder recorded on this
+ * host whose process is gone (killed) left a lock its backend drops a moment later: that is waited for.
+ */
+async function takeOwnership(client: PoolClient, s: string): Promise<boolean> {
+  const started = Date.now();
+  for (;;) {
+    const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${s}`])).rows;
+    if (lock?.ok === true) return true;
+    const holder = await readHolder(client, s);
+    if (holder === undefined || holder.host !== hostname() || isAlive(holder.pid) || Date.now() - started > DEAD_HOLDER_WAIT_MS) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
   }
 }
 
@@ -388,6 +458,10 @@ async function readHolder(client: PoolClient, s: string): Promise<{ pid: number;
     return undefined;
   }
 }
+function settingsOf(record: Pick<TenantRecord, 'label' | 'metadata'>): Settings {
+  return { label: record.label ?? null, metadata: record.metadata };
+}
+
 function secretsOf(record: Pick<TenantRecord, 'salt' | 'secret' | 'verifier'>): Secrets {
   return { salt: record.salt.toString('hex'), secret: record.secret === null ? null : record.secret.toString('hex'), verifier: record.verifier.toString('hex') };
 }
