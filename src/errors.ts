@@ -117,6 +117,12 @@ export function withDetails(error: TenantPoolError, details: ErrorDetails): Tena
   return error;
 }
 
+function detailsOf(error: TenantPoolError): ErrorDetails {
+  const out: Record<string, unknown> = {};
+  for (const key of DETAIL_KEYS) if (error[key] !== undefined) out[key] = error[key];
+  return out;
+}
+
 /** Shorthand for `new TenantPoolError(...)`, so throw sites stay on one line. */
 export function poolError(code: ErrorCode, message: string, cause?: unknown, details?: ErrorDetails): TenantPoolError {
   return new TenantPoolError(code, message, cause === undefined && details === undefined ? undefined : { cause, ...details });
@@ -157,6 +163,8 @@ export interface EncodedError {
   stack?: string;
   code?: string;
   isPoolError: boolean;
+  /** A `TenantPoolError`'s structured fields (plain values). */
+  details?: ErrorDetails;
 }
 
 /** Encodes anything thrown so that {@link decodeError} can rebuild it on the other side. */
@@ -169,6 +177,7 @@ export function encodeError(error: unknown): EncodedError {
       stack: error.stack,
       code: typeof code === 'string' ? code : undefined,
       isPoolError: error instanceof TenantPoolError,
+      ...(error instanceof TenantPoolError ? { details: detailsOf(error) } : {}),
     };
   }
   return { name: 'Error', message: String(error), isPoolError: false };
@@ -182,6 +191,7 @@ export function decodeError(encoded: EncodedError): Error {
   let error: Error;
   if (encoded.isPoolError && encoded.code !== undefined && knownCodes.has(encoded.code)) {
     error = new TenantPoolError(encoded.code as ErrorCode, encoded.message);
+    if (encoded.details !== undefined) withDetails(error as TenantPoolError, encoded.details);
   } else {
     error = new Error(encoded.message);
     error.name = encoded.name;

@@ -25,7 +25,8 @@ export async function openPgPool(connectionString: string, schema: string, maxCo
   } catch (error) {
     throw poolError('ERR_INVALID_CONFIG', 'the PostgreSQL store needs the `pg` package: npm install pg', error);
   }
-  const pool = new pg.Pool({ connectionString, max: maxConnections, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
+  // Named after the schema: an operator sees in pg_stat_activity which pool holds which connections.
+  const pool = new pg.Pool({ connectionString, max: maxConnections, connectionTimeoutMillis: 10_000, allowExitOnIdle: true, application_name: `tenant-pool:${schema}` });
   // An idle client's error (the server went away) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   return pool;
