@@ -3,7 +3,7 @@ export type { AcquireOptions, Clock, DispatchMessage, PoolStats, PoolTotals } fr
 export { TenantPoolError, ErrorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { DEFAULTS } from './config.js';
-export type { PassphraseProvider, PoolOptions, ResolvedOptions } from './config.js';
+export type { PassphraseProvider, PoolOptions, PostgresOptions, ResolvedOptions, ResolvedPostgresOptions } from './config.js';
 export type { TenantSession, SessionRecords, SessionKeys, KeyInfo, RunOptions } from './session.js';
 export type { TenantInfo, CreateTenantOptions, UpdateTenantOptions, TenantFilter, Tenants } from './tenants.js';
 export type { TenantWeights } from './store/registry.js';
@@ -12,3 +12,5 @@ export type { TagCondition, TagQuery } from './query.js';
 export { CHANNEL_NAMES } from './diagnostics.js';
 export type { EventName, PoolEvents, RevokeReason, WalletCloseReason } from './diagnostics.js';
 export type { Logger } from './logging.js';
+export { migrateTenants } from './migrate.js';
+export type { MigrateOptions, MigrateReport, TenantResult } from './migrate.js';

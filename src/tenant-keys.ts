@@ -229,16 +229,16 @@ export class TenantKeys {
           ...(settings.maxSessions === undefined ? {} : { maxSessions: checkMaxSessions(settings.maxSessions) }),
           ...(settings.weights === undefined ? {} : { weights: this.#helpers.checkFits(checkWeights(settings.weights)) }),
           metadata: checkTags(settings.metadata, 'metadata'),
-          createdAt: new Date().toISOString(),
+          // The same tenant, moved: it keeps its creation time.
+          createdAt: typeof settings.createdAt === 'string' && settings.createdAt.length <= 64 && !Number.isNaN(Date.parse(settings.createdAt)) ? settings.createdAt : new Date().toISOString(),
           };
         ctx.assertOpen();
-        await ctx.store.insert(record);
+        // Routes another tenant of this pool already has stay with it.
+        await ctx.store.insert(record, Array.isArray(settings.routes) ? settings.routes.map((k, i) => checkName(k, `routes[${i}]`)) : []);
       } catch (error) {
         await this.#helpers.removeWallet({ tenantId, walletFile }, true);
         throw error;
       }
-      // Routes another tenant of this pool already has stay with it.
-      for (const publicKey of settings.routes) if (typeof publicKey === 'string' && (await ctx.store.routeOf(publicKey)) === undefined) await ctx.store.addRoute(publicKey, tenantId);
       return { ...toInfo(record), records: imported.records, keys: imported.keys };
     });
   }

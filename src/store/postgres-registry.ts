@@ -253,9 +253,27 @@ export class PostgresRegistry implements TenantStore {
     return record.walletFile;
   }
 
-  async insert(record: TenantRecord): Promise<void> {
-    await this.#query(
-      `the creation of tenant ${record.tenantId}`,
+  async insert(record: TenantRecord, routes: readonly string[] = []): Promise<string[]> {
+    const taken = await inTransaction(this.#pool, `creating tenant ${record.tenantId}`, async (client) => {
+      try {
+        await this.#insertRow(client, record);
+      } catch (error) {
+        if ((error as { code?: unknown }).code === '23505') throw poolError('ERR_TENANT_EXISTS', `tenant ${record.tenantId} already exists`, error, { tenantId: record.tenantId });
+        throw error;
+      }
+      if (routes.length === 0) return [];
+      const { rows } = await client.query<{ recipient_key: string }>(
+        `INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) SELECT DISTINCT unnest($1::text[]), $2 ON CONFLICT (recipient_key) DO NOTHING RETURNING recipient_key`,
+        [routes, record.tenantId],
+      );
+      return rows.map((r) => r.recipient_key);
+    });
+    this.#remember(record);
+    return taken;
+  }
+
+  async #insertRow(client: PoolClient, record: TenantRecord): Promise<void> {
+    await client.query(
       `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [
         record.tenantId,
@@ -270,7 +288,6 @@ export class PostgresRegistry implements TenantStore {
         record.walletFile,
       ],
     );
-    this.#remember(record);
   }
 
   async update(record: TenantRecord): Promise<void> {

@@ -317,8 +317,21 @@ export class Registry {
     return this.#tenants.size;
   }
 
-  insert(record: TenantRecord): void {
-    this.#write(`creating tenant ${record.tenantId}`, (db) => db
+  /** Inserts the tenant and, in the same transaction, routes of `routes` that no tenant has yet (an import's). Returns the routes taken. */
+  insert(record: TenantRecord, routes: readonly string[] = []): string[] {
+    const taken = routes.filter((key, i) => !this.#routes.has(key) && routes.indexOf(key) === i);
+    this.#write(`creating tenant ${record.tenantId}`, (db) => db.transaction(() => {
+      this.#insertRow(db, record);
+      const route = db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?)');
+      for (const key of taken) route.run(key, record.tenantId);
+    })());
+    this.#tenants.set(record.tenantId, record);
+    for (const key of taken) this.#remember(key, record.tenantId);
+    return taken;
+  }
+
+  #insertRow(db: Database.Database, record: TenantRecord): void {
+    db
       .prepare(
         `INSERT INTO tenants (tenant_id, label, kdf, salt, secret, verifier, max_sessions, weights, metadata, created_at, wallet_file)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -335,8 +348,7 @@ export class Registry {
         JSON.stringify(record.metadata),
         record.createdAt,
         record.walletFile,
-      ));
-    this.#tenants.set(record.tenantId, record);
+      );
   }
 
   /** Runs a write on the registry file; a storage failure becomes its `TenantPoolError`, and memory is left as it was. */

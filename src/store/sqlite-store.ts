@@ -77,9 +77,10 @@ export class SqliteTenantStore implements TenantStore {
     return this.#registry.get(tenantId);
   }
 
-  async insert(record: TenantRecord): Promise<void> {
-    this.#registry.insert(record);
+  async insert(record: TenantRecord, routes: readonly string[] = []): Promise<string[]> {
+    const taken = this.#registry.insert(record, routes);
     this.#sorted = undefined;
+    return taken;
   }
 
   async update(record: TenantRecord): Promise<void> {

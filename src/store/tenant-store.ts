@@ -30,8 +30,12 @@ export interface TenantStore {
    * same turn it was called, in call order.
    */
   peek(tenantId: string): TenantRecord | undefined | null;
-  /** @throws ERR_TENANT_EXISTS */
-  insert(record: TenantRecord): Promise<void>;
+  /**
+   * Inserts the tenant and, in the same transaction, those of `routes` no tenant has yet (an
+   * import's): a kill leaves the tenant with its routes, or neither. Returns the routes taken.
+   * @throws ERR_TENANT_EXISTS
+   */
+  insert(record: TenantRecord, routes?: readonly string[]): Promise<string[]>;
   /** Changes the settings (label, limits, weights, metadata), never the key. */
   update(record: TenantRecord): Promise<void>;
   /**
