@@ -13,6 +13,10 @@
  *
  * Always writes bench/results/latest.json. Each (scenario, system) pair runs in a process of its
  * own, so memory figures and leftovers of one never touch another.
+ *
+ * With a PostgreSQL server (TENANT_POOL_BENCH_POSTGRES_URL, else TENANT_POOL_TEST_POSTGRES_URL),
+ * every scenario of the pool also runs with the pool on PostgreSQL: a `tenant-pool (postgres)` row
+ * beside `tenant-pool (sqlite)`, and the server's own limits (a commit, a select by key) measured too.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,14 +27,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { extraScenarios } from './extras.js';
 import { startLiveView } from '../src/live.js';
-import { measureLimits, type Limits } from './limits.js';
+import { measureLimits, measurePostgresLimits, type Limits, type PostgresLimits } from './limits.js';
 import { progressBar, round, table } from './measure.js';
 import { recommend } from './recommend.js';
 import { scenarios, type Figures, type Scenario } from './scenarios.js';
 import { openCredoModel } from './systems/credo-model.js';
 import { openNoAffinity } from './systems/no-affinity.js';
 import { openTenantPool } from './systems/tenant-pool.js';
-import type { System, SystemName } from './systems/types.js';
+import { benchPostgresUrl, type System, type SystemName } from './systems/types.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,6 +60,8 @@ interface Target {
 interface ScenarioResult {
   describe: string;
   tenantPool: Figures;
+  /** The same pool on PostgreSQL, when the run had a server. */
+  tenantPoolPostgres?: Figures;
   baselines: Partial<Record<'credo-model' | 'no-affinity', Figures>>;
   targets: Target[];
 }
@@ -69,8 +75,8 @@ async function runChild(name: string, systemName: SystemName): Promise<void> {
   const dir = join(tmpdir(), `tp-bench-${name}-${systemName}-${randomBytes(4).toString('hex')}`);
   let system: System;
   let pool: Awaited<ReturnType<typeof openTenantPool>>['pool'] | undefined;
-  if (systemName === 'tenant-pool') {
-    const opened = await openTenantPool(dir, options);
+  if (systemName === 'tenant-pool' || systemName === 'tenant-pool-postgres') {
+    const opened = await openTenantPool(dir, options, systemName === 'tenant-pool-postgres');
     system = opened;
     pool = opened.pool;
   } else if (systemName === 'credo-model') {
@@ -81,7 +87,7 @@ async function runChild(name: string, systemName: SystemName): Promise<void> {
   // The live panel goes to stderr, which the parent passes through to the terminal.
   const view = live && pool !== undefined ? startLiveView(pool, { title: `${name} × tenant-pool` }) : undefined;
   try {
-    const figures = await scenario.run({ system, quick, ...(pool === undefined ? {} : { pool }) });
+    const figures = await scenario.run({ system, quick, store: systemName === 'tenant-pool-postgres' ? 'postgres' : 'sqlite', ...(pool === undefined ? {} : { pool }) });
     view?.refresh();
     process.stdout.write(`\nRESULT ${JSON.stringify(figures)}\n`);
   } finally {
@@ -112,8 +118,34 @@ async function child(name: string, system: SystemName): Promise<Figures> {
 // ---- targets ---------------------------------------------------------------------------------------
 
 function targetsFor(name: string, r: ScenarioResult, limits: Limits): Target[] {
+  return [...sqliteTargets(name, r, limits), ...postgresTargets(name, r)];
+}
+
+const at = (target: string, ratio: number, met: boolean): Target => ({ name: target, ratio: round(ratio, 3), met });
+
+/** What the pool on PostgreSQL must reach, against the same pool on SQLite files in the same run. */
+function postgresTargets(name: string, r: ScenarioResult): Target[] {
+  const p = r.tenantPoolPostgres;
+  if (p === undefined || Object.keys(p).length === 0) return [];
+  const s = r.tenantPool;
+  switch (name) {
+    case 'warm-ops':
+      return [at('postgres: opsPerSec >= 0.5 x the SQLite store', p['opsPerSec']! / s['opsPerSec']!, p['opsPerSec']! >= 0.5 * s['opsPerSec']!)];
+    case 'cold-open-raw':
+      return [at('postgres: a cold open of a raw tenant p50 <= 3 ms', p['openP50Ms']! / 3, p['openP50Ms']! <= 3)];
+    case 'many-tenants':
+      return [
+        at(`postgres: open() over ${p['tenants']} tenants < 1 s`, p['openMs']! / 1000, p['openMs']! < 1000),
+        at('postgres: main-thread heap over an empty pool <= 50 MB', p['heapOverEmptyMb']! / 50, p['heapOverEmptyMb']! <= 50),
+      ];
+    default:
+      return [];
+  }
+}
+
+function sqliteTargets(name: string, r: ScenarioResult, limits: Limits): Target[] {
   const t = r.tenantPool;
-  const at = (target: string, ratio: number, met: boolean): Target => ({ name: target, ratio: round(ratio, 3), met });
+  if (Object.keys(t).length === 0) return [];
   switch (name) {
     case 'cold-storm':
       return [
@@ -166,7 +198,7 @@ async function main(): Promise<void> {
   }
   console.log(`tenant-pool bench${quick ? ' (quick)' : ''} — Node ${process.version}\n`);
   // With --live the pool's panel has the terminal; the progress line stays out of its way.
-  const bar = live ? { update: () => {}, done: () => {} } : progressBar(1 + chosen.reduce((n, s) => n + s.systems.length, 0));
+  const bar = live ? { update: () => {}, done: () => {} } : progressBar(1 + chosen.reduce((n, s) => n + systemsOf(s).length, 0));
   let step = 0;
   bar.update(step, 'machine limits');
   const limits = await measureLimits(quick);
@@ -184,16 +216,22 @@ async function main(): Promise<void> {
     }),
   );
   console.log(`argon2i-mod derivations/s by concurrency: ${Object.entries(limits.kdfPerSecByConcurrency).map(([k, v]) => `${k}: ${v}`).join(', ')}\n`);
+  let postgresLimits: PostgresLimits | undefined;
+  if (benchPostgresUrl !== undefined) {
+    postgresLimits = await measurePostgresLimits(benchPostgresUrl, quick);
+    console.log(table({ postgres: { ...postgresLimits } }));
+  }
 
   const results: Record<string, ScenarioResult> = {};
   const failures: string[] = [];
   for (const scenario of chosen) {
     const result: ScenarioResult = { describe: scenario.describe, tenantPool: {}, baselines: {}, targets: [] };
-    for (const system of scenario.systems) {
+    for (const system of systemsOf(scenario)) {
       bar.update(step, `${scenario.name} × ${system}`);
       try {
         const figures = await child(scenario.name, system);
         if (system === 'tenant-pool') result.tenantPool = figures;
+        else if (system === 'tenant-pool-postgres') result.tenantPoolPostgres = figures;
         else result.baselines[system] = figures;
       } catch (error) {
         failures.push((error as Error).message);
@@ -201,23 +239,32 @@ async function main(): Promise<void> {
       step++;
     }
     bar.done();
-    result.targets = Object.keys(result.tenantPool).length === 0 ? [] : targetsFor(scenario.name, result, limits);
+    result.targets = targetsFor(scenario.name, result, limits);
     results[scenario.name] = result;
     console.log(`## ${scenario.name}: ${scenario.describe}`);
-    console.log(table({ 'tenant-pool': result.tenantPool, ...result.baselines }));
+    const rows: Record<string, Figures> = result.tenantPoolPostgres === undefined ? { 'tenant-pool': result.tenantPool } : { 'tenant-pool (sqlite)': result.tenantPool, 'tenant-pool (postgres)': result.tenantPoolPostgres };
+    console.log(table({ ...rows, ...result.baselines }));
     for (const target of result.targets) console.log(`  ${target.met ? 'met    ' : 'NOT MET'}  ${target.name} (ratio ${target.ratio})`);
     if (result.targets.length > 0) console.log('');
   }
   bar.done();
   for (const failure of failures) console.log(`FAILED: ${failure}`);
 
-  const report = { date: new Date().toISOString(), node: process.version, quick, limits, scenarios: results };
+  const report = { date: new Date().toISOString(), node: process.version, quick, limits, ...(postgresLimits === undefined ? {} : { postgresLimits }), scenarios: results };
   const text = `${JSON.stringify(report, null, 2)}\n`;
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
   writeFileSync(join(import.meta.dirname, 'results', 'latest.json'), text);
   if (args.json !== undefined) writeFileSync(args.json, text);
   if (args.recommend === true) console.log(recommend(limits, results, totalmem()));
   if (failures.length > 0) process.exitCode = 1;
+}
+
+/** The systems a scenario runs on in this run: its own, and the pool on PostgreSQL beside the pool on SQLite when a server is given. */
+function systemsOf(scenario: Scenario): SystemName[] {
+  const systems = [...scenario.systems];
+  const at = systems.indexOf('tenant-pool');
+  if (benchPostgresUrl !== undefined && at >= 0 && scenario.onPostgres !== false) systems.splice(at + 1, 0, 'tenant-pool-postgres');
+  return systems;
 }
 
 if (args.child !== undefined) await runChild(args.child, args.system as SystemName);

@@ -11,13 +11,17 @@ import type { KdfMethod } from '../src/protocol.js';
 import { Registry } from 'prom-client';
 import { CHANNEL_NAMES } from '../src/diagnostics.js';
 import { collectMetrics } from '../src/metrics.js';
-import { kWorkers } from '../src/pool.js';
+import { kWorkers, TenantPool } from '../src/pool.js';
+import { DataDirLock } from '../src/store/data-dir.js';
+import { PostgresRegistry } from '../src/store/postgres-registry.js';
+import { Registry as TenantRegistry } from '../src/store/registry.js';
 import type { Session } from '../src/session.js';
 import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
-import type { SystemOptions } from './systems/types.js';
+import { dropBenchSchema } from './systems/tenant-pool.js';
+import { benchPostgresUrl, type SystemOptions } from './systems/types.js';
 
 const options = (overrides: Partial<SystemOptions> = {}): SystemOptions => ({
   capacity: 100_000,
@@ -226,12 +230,40 @@ export const extraScenarios: Scenario[] = [
     },
   },
   {
+    name: 'cold-open-raw',
+    describe: 'the first session of a raw tenant whose wallet is closed (no Argon2: the open itself), one at a time, ms',
+    systems: ['tenant-pool'],
+    options: () => options({ walletIdleTtlMs: 600_000 }),
+    async run({ system, pool, quick }) {
+      const ids = await system.createTenants(quick ? 30 : 300, 'raw', 'cold-');
+      const times: number[] = [];
+      for (const id of ids) {
+        const started = performance.now();
+        const session = await system.acquire(id);
+        times.push(performance.now() - started);
+        await session.release();
+      }
+      await pool?.closeIdleWallets();
+      return { tenants: ids.length, openP50Ms: round(percentile(times, 50), 2), openP99Ms: round(percentile(times, 99), 2) };
+    },
+  },
+  {
+    name: 'many-tenants',
+    describe: 'open() over a registry of 100,000 tenants (rows loaded in bulk), the main-thread heap over an empty pool, and reads of tenants not yet in memory',
+    systems: ['tenant-pool'],
+    options: () => options({ workers: 1 }),
+    async run({ quick, store }) {
+      return manyTenants(quick ? 20_000 : 100_000, store);
+    },
+  },
+  {
     name: 'find-100k',
     describe: 'records.find on a wallet of 100,000 records with 3 tags each (SQL on the wallet itself), p50 µs',
     systems: ['tenant-pool'],
     options: () => options(),
-    async run({ quick }) {
+    async run({ quick, store }) {
       const count = quick ? 10_000 : 100_000;
+      if (store === 'postgres') return findOnPostgres(count, quick);
       const dir = join(tmpdir(), `tp-bench-find-${process.pid}`);
       mkdirSync(dir, { recursive: true });
       const key = randomBytes(32);
@@ -257,6 +289,8 @@ export const extraScenarios: Scenario[] = [
   },
   {
     name: 'postgres-wallet',
+    // It measures both stores itself.
+    onPostgres: false,
     describe: 'one wallet call at a time, PostgreSQL store (encrypted record by record) against the SQLite file, p50 µs; needs TENANT_POOL_BENCH_POSTGRES_URL',
     systems: ['tenant-pool'],
     onlyWhenNamed: true,
@@ -351,3 +385,113 @@ export const extraScenarios: Scenario[] = [
     },
   },
 ];
+
+/** find-100k on the PostgreSQL store: the same records and finds, the wallet encrypted record by record. */
+async function findOnPostgres(count: number, quick: boolean): Promise<Figures> {
+  const schema = `tp_bench_find_${process.pid}`;
+  const store = await PostgresWalletStore.connect(benchPostgresUrl!, schema, 2, { createTables: true });
+  const key = randomBytes(32);
+  const wallet = await store.create('find.bench', 'find', key);
+  try {
+    for (let i = 0; i < count; i += 2000) {
+      await store.transaction('loading the bench wallet', async (client) => {
+        for (let j = i; j < Math.min(count, i + 2000); j++) await wallet.saveOn(client, 'cred', `id${j}`, JSON.stringify({ i: j }), { bucket: String(j % 1000), serial: `s${j}`, type: 'degree' });
+      });
+    }
+    await store.query('analyzing', `ANALYZE ${schema}.items`, []);
+    await store.query('analyzing', `ANALYZE ${schema}.item_tags`, []);
+    const p50 = async (tags: Record<string, string>): Promise<number> => round(percentile(await sample(quick ? 100 : 1000, async () => wallet.find('cred', tags, -1)), 50) * 1000);
+    return {
+      records: count,
+      rareTagP50Us: await p50({ serial: `s${Math.floor(count / 2)}` }),
+      commonAndRareP50Us: await p50({ type: 'degree', serial: 's5' }),
+      bucketTagP50Us: await p50({ bucket: '7' }),
+    };
+  } finally {
+    wallet.close();
+    await store.query('dropping the bench schema', `DROP SCHEMA ${schema} CASCADE`, []);
+    await store.close();
+  }
+}
+
+/** Heap in use on this thread after a full collection, MB (the bench's children run with --expose-gc). */
+function heapMb(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+/**
+ * many-tenants: a pool opened on an empty store, then on one holding `count` tenants (registry rows
+ * written in bulk, as a restore would; 20 of them real tenants with wallets, made through the pool).
+ */
+async function manyTenants(count: number, store: 'sqlite' | 'postgres'): Promise<Figures> {
+  const dataDir = join(tmpdir(), `tp-bench-many-${process.pid}`);
+  const schema = `tp_bench_many_${process.pid}`;
+  const rootKey = randomBytes(32).toString('hex');
+  const poolOptions = { dataDir, rootKey, workers: 1, ...(store === 'postgres' ? { postgres: { connectionString: benchPostgresUrl!, schema } } : {}) };
+  try {
+    let started = performance.now();
+    const empty = await TenantPool.open(poolOptions);
+    const emptyOpenMs = performance.now() - started;
+    const real: string[] = [];
+    for (let i = 0; i < 20; i++) real.push((await empty.tenants.create({ tenantId: `real-${i}` })).tenantId);
+    await empty.closeIdleWallets();
+    const emptyHeap = heapMb();
+    await empty.close();
+    // The bulk rows: what tenants.create writes, without wallets (they are never opened here).
+    const records = Array.from({ length: count }, (_, i) => ({
+      tenantId: `bulk-${String(i).padStart(7, '0')}`,
+      label: `tenant ${i}`,
+      kdf: 'raw' as const,
+      salt: randomBytes(16),
+      secret: randomBytes(32),
+      verifier: randomBytes(32),
+      walletFile: `bulk-${i}.unused`,
+      metadata: { plan: i % 3 === 0 ? 'gold' : 'free' },
+      createdAt: new Date().toISOString(),
+    }));
+    if (store === 'postgres') {
+      const registry = await PostgresRegistry.open({ connectionString: benchPostgresUrl!, schema, rootKey, cacheSize: 10, maxConnections: 1, connectionsPerWorker: 1 });
+      await registry.insertMany(records);
+      await registry.close();
+    } else {
+      const lock = DataDirLock.acquire(dataDir);
+      const registry = await TenantRegistry.open(dataDir, rootKey);
+      registry.insertMany(records);
+      registry.close();
+      lock.release();
+    }
+    records.length = 0;
+    heapMb();
+    started = performance.now();
+    const pool = await TenantPool.open(poolOptions);
+    const openMs = performance.now() - started;
+    try {
+      const heap = heapMb();
+      const reads: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t = performance.now();
+        await pool.tenants.get(`bulk-${String((i * 7919) % count).padStart(7, '0')}`);
+        reads.push(performance.now() - t);
+      }
+      const pageStarted = performance.now();
+      const page = await pool.tenants.page({ limit: 100, metadata: { plan: 'gold' } });
+      const pageMs = performance.now() - pageStarted;
+      await pool.withSession(real[0]!, async (s) => s.records.save('c', 'r', 1));
+      return {
+        tenants: count,
+        emptyOpenMs: round(emptyOpenMs),
+        openMs: round(openMs),
+        heapOverEmptyMb: round(heap - emptyHeap, 1),
+        getUncachedP50Us: round(percentile(reads, 50) * 1000),
+        pageOf100Ms: round(pageMs, 2),
+        pageSize: page.tenants.length,
+      };
+    } finally {
+      await pool.close();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+    if (store === 'postgres') await dropBenchSchema(schema);
+  }
+}

@@ -70,3 +70,40 @@ export async function measureLimits(quick: boolean): Promise<Limits> {
     await echo.close();
   }
 }
+
+/** What the PostgreSQL server allows here: one commit (a row inserted, synced as the server is set) and one select by key, each a round trip. */
+export interface PostgresLimits {
+  commitP50Us: number;
+  selectByKeyP50Us: number;
+  /** The server's fsync setting: a throwaway test server may run without it. */
+  fsync: string;
+}
+
+export async function measurePostgresLimits(url: string, quick: boolean): Promise<PostgresLimits> {
+  const pg = (await import('pg')).default;
+  const client = new pg.Client(url);
+  await client.connect();
+  const table = `tp_bench_limits_${process.pid}`;
+  try {
+    await client.query(`CREATE TABLE ${table} (id BIGSERIAL PRIMARY KEY, v BYTEA NOT NULL)`);
+    const value = Buffer.alloc(200, 1);
+    const rounds = quick ? 200 : 2000;
+    const time = async (fn: () => Promise<unknown>): Promise<number> => {
+      for (let i = 0; i < rounds / 10; i++) await fn();
+      const samples: number[] = [];
+      for (let i = 0; i < rounds; i++) {
+        const t = performance.now();
+        await fn();
+        samples.push(performance.now() - t);
+      }
+      return round(percentile(samples, 50) * 1000);
+    };
+    const commitP50Us = await time(async () => client.query(`INSERT INTO ${table} (v) VALUES ($1)`, [value]));
+    const selectByKeyP50Us = await time(async () => client.query({ name: 'limits-select', text: `SELECT v FROM ${table} WHERE id = $1`, values: [7] }));
+    const fsync = (await client.query<{ fsync: string }>('SHOW fsync')).rows[0]!.fsync;
+    return { commitP50Us, selectByKeyP50Us, fsync };
+  } finally {
+    await client.query(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
+    await client.end();
+  }
+}

@@ -22,6 +22,8 @@ export interface ScenarioContext {
   system: System;
   /** The pool itself, when the system is tenant-pool (for figures only it has). */
   pool?: TenantPool;
+  /** The store the pool runs on (tenant-pool on SQLite files, or on PostgreSQL). */
+  store: 'sqlite' | 'postgres';
 }
 
 export interface Scenario {
@@ -31,6 +33,8 @@ export interface Scenario {
   systems: readonly SystemName[];
   /** Too long for a default run: only when named with --scenario. */
   onlyWhenNamed?: boolean;
+  /** false: no PostgreSQL row (the scenario involves no store, or measures both stores itself). */
+  onPostgres?: boolean;
   options(quick: boolean): SystemOptions;
   run(ctx: ScenarioContext): Promise<Figures>;
 }
@@ -326,6 +330,8 @@ export const scenarios: Scenario[] = [
     name: 'scheduler',
     describe: 'acquire+release of a warm tenant on the pure scheduler, with the queue empty and 10,000 deep',
     systems: ['tenant-pool'],
+    // The scheduler alone: no store is involved.
+    onPostgres: false,
     options: () => base(),
     async run({ quick }) {
       const ops = quick ? 300_000 : 500_000;

@@ -96,11 +96,15 @@ testWithPostgres('one tenant\'s key opens nothing of another tenant; a damaged r
     await wa.save('c', 'two', '2', {});
     // Flip a byte of one stored value.
     await store.query('damaging a row', `UPDATE ${schema}.items SET value = set_byte(value, 20, get_byte(value, 20) # 1) WHERE id = (SELECT min(id) FROM ${schema}.items)`, []);
-    await rejectsWith(wa.get('c', 'one'), 'ERR_WALLET_CORRUPT');
-    assert.is((await wa.get('c', 'two'))?.value, '2');
+    // The wallet that wrote them holds them decrypted; opened again, it reads the damage.
+    assert.is((await wa.get('c', 'one'))?.value, '1', 'the writer\'s cached copy');
+    wa.close();
+    const again = await store.open('a', a);
+    await rejectsWith(again.get('c', 'one'), 'ERR_WALLET_CORRUPT');
+    assert.is((await again.get('c', 'two'))?.value, '2');
+    again.close();
     const wb = await store.open('b', b);
     assert.is(await wb.get('c', 'two'), null, "b's wallet holds none of a's records");
-    wa.close();
     wb.close();
   });
 });
@@ -161,6 +165,33 @@ testWithPostgres('the query language on encrypted tags: random $and/$or/$not/$ne
       }
       assert.is(new Set(seen).size, seen.length, 'no record twice');
       assert.not.ok(seen.some((id) => id.startsWith('new')));
+    } finally {
+      wallet.close();
+    }
+  });
+});
+
+testWithPostgres('the record cache stays true under concurrent saves, deletes and gets of the same records: every get after them equals a fresh read', async () => {
+  await withStore(async (store) => {
+    const key = randomBytes(32);
+    const wallet = await store.create('cache', 'cache', key);
+    try {
+      let seed = 7;
+      const random = (n: number): number => (seed = (seed * 48271) % 2147483647) % n;
+      for (let round = 0; round < 60; round++) {
+        await Promise.all(
+          Array.from({ length: 24 }, async (_, i) => {
+            const id = `k${random(4)}`;
+            const op = random(10);
+            if (op < 5) await wallet.save('c', id, JSON.stringify({ round, i }), { n: String(i) });
+            else if (op < 7) await wallet.delete('c', id);
+            else await wallet.get('c', id);
+          }),
+        );
+        const fresh = await store.open('cache', key);
+        for (let k = 0; k < 4; k++) assert.equal(await wallet.get('c', `k${k}`), await fresh.get('c', `k${k}`), `round ${round}: k${k}`);
+        fresh.close();
+      }
     } finally {
       wallet.close();
     }

@@ -3,11 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { TenantPool } from '../../src/pool.js';
 import type { TenantSession } from '../../src/session.js';
-import type { BenchSession, System, SystemOptions } from './types.js';
+import { benchPostgresUrl, type BenchSession, type System, type SystemOptions } from './types.js';
 
-export async function openTenantPool(dataDir: string, options: SystemOptions): Promise<System & { pool: TenantPool }> {
+/** The pool on SQLite files in `dataDir`, or (`onPostgres`) on a fresh schema of the bench's PostgreSQL server, dropped at close. */
+export async function openTenantPool(dataDir: string, options: SystemOptions, onPostgres = false): Promise<System & { pool: TenantPool }> {
+  if (onPostgres && benchPostgresUrl === undefined) throw new Error('set TENANT_POOL_BENCH_POSTGRES_URL to a PostgreSQL server');
+  const schema = `tp_bench_${randomBytes(6).toString('hex')}`;
   const pool = await TenantPool.open({
     dataDir,
+    ...(onPostgres ? { postgres: { connectionString: benchPostgresUrl!, schema } } : {}),
     rootKey: randomBytes(32).toString('hex'),
     workers: options.workers,
     capacity: options.capacity,
@@ -25,7 +29,7 @@ export async function openTenantPool(dataDir: string, options: SystemOptions): P
   });
   let createdOpens = 0;
   return {
-    name: 'tenant-pool',
+    name: onPostgres ? 'tenant-pool-postgres' : 'tenant-pool',
     pool,
     async createTenants(count, kdf, prefix) {
       const ids: string[] = [];
@@ -50,6 +54,19 @@ export async function openTenantPool(dataDir: string, options: SystemOptions): P
     async close() {
       await pool.close();
       rmSync(dataDir, { recursive: true, force: true });
+      if (onPostgres) await dropBenchSchema(schema);
     },
   };
+}
+
+/** Removes a bench schema and everything in it. */
+export async function dropBenchSchema(schema: string): Promise<void> {
+  const pg = (await import('pg')).default;
+  const client = new pg.Client(benchPostgresUrl);
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
 }

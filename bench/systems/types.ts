@@ -34,5 +34,9 @@ export interface System {
   close(): Promise<void>;
 }
 
-export type SystemName = 'tenant-pool' | 'credo-model' | 'no-affinity';
-export const SYSTEM_NAMES: readonly SystemName[] = ['tenant-pool', 'credo-model', 'no-affinity'];
+/** `tenant-pool` is the pool on SQLite files; `tenant-pool-postgres` the same pool on PostgreSQL (run beside it when a server is given). */
+export type SystemName = 'tenant-pool' | 'tenant-pool-postgres' | 'credo-model' | 'no-affinity';
+export const SYSTEM_NAMES: readonly SystemName[] = ['tenant-pool', 'tenant-pool-postgres', 'credo-model', 'no-affinity'];
+
+/** The server the bench's PostgreSQL rows run on: TENANT_POOL_BENCH_POSTGRES_URL, else the tests' server. */
+export const benchPostgresUrl: string | undefined = process.env['TENANT_POOL_BENCH_POSTGRES_URL'] || process.env['TENANT_POOL_TEST_POSTGRES_URL'] || undefined;

@@ -23,6 +23,11 @@ const FILTER_BATCH = 500;
 
 /** Most signing keys kept ready per open wallet. */
 const KEY_CACHE_LIMIT = 256;
+/** Most records, and most bytes of them, kept decrypted per open wallet (see `PostgresWallet`). */
+const RECORD_CACHE_LIMIT = 1024;
+const RECORD_CACHE_BYTES = 4 * 2 ** 20;
+
+const sizeOf = (r: RawRecord | null): number => (r === null ? 64 : 2 * (r.category.length + r.id.length + r.value.length + r.tags.length) + 64);
 
 /** The store of one worker: its connections and the schema. */
 export class PostgresWalletStore {
@@ -53,9 +58,10 @@ export class PostgresWalletStore {
     return new PostgresWalletStore(pool, schema);
   }
 
-  async query(what: string, sql: string, params: unknown[], isWrite = false): Promise<Array<Record<string, unknown>>> {
+  /** One statement; with a `name`, prepared once per connection (the hot statements: a get, a delete). */
+  async query(what: string, sql: string, params: unknown[], isWrite = false, name?: string): Promise<Array<Record<string, unknown>>> {
     try {
-      return (await this.#pool.query(sql, params)).rows as Array<Record<string, unknown>>;
+      return (await this.#pool.query(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params })).rows as Array<Record<string, unknown>>;
     } catch (error) {
       throw pgError(error, what, isWrite);
     }
@@ -152,13 +158,29 @@ export class PostgresWalletStore {
   }
 }
 
-/** One tenant's wallet in the database. Every field is encrypted here before it is sent. */
+/**
+ * One tenant's wallet in the database. Every field is encrypted here before it is sent.
+ *
+ * Records read or written recently are kept decrypted in memory (at most 1,024 and 4 MiB per open
+ * wallet), as SQLite keeps pages: a tenant is open on one worker of one pool at a time (the pool
+ * owns its schema), so every write of it passes here and the copy cannot go stale. A write evicts
+ * its record before it starts and puts it back only after its commit, and only when no other write
+ * of that record overlapped it; a read fills the cache only when no write of the wallet started
+ * while it ran; a write that failed leaves its record out.
+ */
 export class PostgresWallet {
   readonly #store: PostgresWalletStore;
   readonly #s: string;
   readonly #walletId: string;
   readonly #profile: ProfileKey;
   readonly #signers = new Map<string, KeyObject>();
+  /** Least recently used first. `null`: known to be absent. */
+  readonly #records = new Map<string, RawRecord | null>();
+  #recordBytes = 0;
+  /** Writes under way per record, and whether another overlapped them. */
+  readonly #writing = new Map<string, { count: number; isContended: boolean }>();
+  /** Writes started on this wallet: a read that saw this change while it ran does not fill the cache. */
+  #writes = 0;
 
   constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey) {
     this.#store = store;
@@ -169,7 +191,47 @@ export class PostgresWallet {
 
   /** Inserts or replaces a record and its tags in one transaction; resolves after the commit. */
   async save(category: string, id: string, valueJson: string, tags: Record<string, string>): Promise<void> {
-    await this.#store.transaction('saving a record', async (client) => this.saveOn(client, category, id, valueJson, tags));
+    await this.#write(category, id, { category, id, value: valueJson, tags: JSON.stringify(tags) }, async () =>
+      this.#store.transaction('saving a record', async (client) => this.saveOn(client, category, id, valueJson, tags)),
+    );
+  }
+
+  /** Runs a write of one record, keeping the record cache true (see the class). */
+  async #write<T>(category: string, id: string, after: RawRecord | null, fn: () => Promise<T>): Promise<T> {
+    const key = `${category}\u0000${id}`;
+    this.#writes++;
+    this.#dropRecord(key);
+    let state = this.#writing.get(key);
+    if (state === undefined) this.#writing.set(key, (state = { count: 0, isContended: false }));
+    else state.isContended = true;
+    state.count++;
+    let isDone = false;
+    try {
+      const result = await fn();
+      isDone = true;
+      return result;
+    } finally {
+      state.count--;
+      if (state.count === 0) this.#writing.delete(key);
+      this.#dropRecord(key);
+      if (isDone && !state.isContended && this.#writing.get(key) === undefined) this.#keepRecord(key, after);
+    }
+  }
+
+  #dropRecord(key: string): void {
+    const old = this.#records.get(key);
+    if (old === undefined && !this.#records.has(key)) return;
+    this.#records.delete(key);
+    this.#recordBytes -= sizeOf(old ?? null);
+  }
+
+  #keepRecord(key: string, record: RawRecord | null): void {
+    const size = sizeOf(record);
+    if (size > RECORD_CACHE_BYTES / 16) return;
+    this.#dropRecord(key);
+    this.#records.set(key, record);
+    this.#recordBytes += size;
+    while (this.#records.size > RECORD_CACHE_LIMIT || this.#recordBytes > RECORD_CACHE_BYTES) this.#dropRecord(this.#records.keys().next().value!);
   }
 
   /** @internal The save's statements, in the caller's transaction. */
@@ -200,14 +262,28 @@ export class PostgresWallet {
   }
 
   async get(category: string, id: string): Promise<RawRecord | null> {
+    const key = `${category}\u0000${id}`;
+    const hit = this.#records.get(key);
+    if (hit !== undefined || this.#records.has(key)) {
+      // Most recently used now.
+      this.#records.delete(key);
+      this.#records.set(key, hit ?? null);
+      return hit ?? null;
+    }
     const p = this.#profile;
-    const rows = await this.#store.query('reading a record', `SELECT name, value FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3`, [
-      this.#walletId,
-      p.encrypt('category', category),
-      p.encrypt('name', id),
-    ]);
+    // Filled only from a read that no write of this wallet overlapped.
+    const writes = this.#writing.size === 0 ? this.#writes : -1;
+    const rows = await this.#store.query(
+      'reading a record',
+      `SELECT name, value FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3`,
+      [this.#walletId, p.encrypt('category', category), p.encrypt('name', id)],
+      false,
+      `tp-get-${this.#s}`,
+    );
     const row = rows[0] as { name: Buffer; value: Buffer } | undefined;
-    return row === undefined ? null : this.#record(category, row);
+    const record = row === undefined ? null : this.#record(category, row);
+    if (this.#writes === writes) this.#keepRecord(key, record);
+    return record;
   }
 
   /** Records of `category` carrying every given tag (equality, compared on ciphertext), oldest first. */
@@ -325,11 +401,15 @@ export class PostgresWallet {
 
   async delete(category: string, id: string): Promise<boolean> {
     const p = this.#profile;
-    const rows = await this.#store.query('deleting a record', `DELETE FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3 RETURNING id`, [
-      this.#walletId,
-      p.encrypt('category', category),
-      p.encrypt('name', id),
-    ], true);
+    const rows = await this.#write(category, id, null, async () =>
+      this.#store.query(
+        'deleting a record',
+        `DELETE FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3 RETURNING id`,
+        [this.#walletId, p.encrypt('category', category), p.encrypt('name', id)],
+        true,
+        `tp-delete-${this.#s}`,
+      ),
+    );
     return rows.length > 0;
   }
 
@@ -433,6 +513,8 @@ export class PostgresWallet {
   /** Forgets the keys; the store's connections stay with the store. */
   close(): void {
     this.#signers.clear();
+    this.#records.clear();
+    this.#recordBytes = 0;
     this.#profile.destroy();
   }
 }
