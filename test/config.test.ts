@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS, OPTION_KEYS, resolveOptions } from '../src/config.js';
+import { DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config.js';
 import { TenantPoolError } from '../src/errors.js';
 import { tempDir } from './helpers.js';
 
@@ -55,6 +55,34 @@ test('unknown keys, wrong types and out-of-range values name the key', () => {
   assert.match(configError(() => resolveOptions({ weights: { wallet: 4, sesion: 1 } as never }, {})).message, 'weights.sesion');
   assert.match(configError(() => resolveOptions({ workers: 0 }, {})).message, '`workers`');
   assert.match(configError(() => resolveOptions({ tenantLimit: 'drop' as never }, {})).message, '`tenantLimit`');
+});
+
+test('postgres: defaults, the connection budget, the URL from the environment, kept off the options; bad values name the key and never echo the URL', () => {
+  const url = 'postgres://app:S3CRET@db.internal:5432/agents';
+  assert.is(resolveOptions({}, {}).postgres, undefined, 'SQLite files by default');
+  const { options, postgresUrl } = resolveConfig({ workers: 3, postgres: { connectionString: url } }, {});
+  assert.equal(options.postgres, { schema: 'tenant_pool', connectionsPerWorker: 2, registryConnections: 2, registryCacheSize: 10_000, connectionBudget: 3 * 2 + 2 + 1 });
+  assert.is(postgresUrl, url);
+  assert.not.ok(JSON.stringify(options).includes('S3CRET'), 'the connection string is not on the options');
+  // The environment alone selects the store, as TENANT_POOL_ROOT_KEY gives the key.
+  const fromEnv = resolveConfig({ workers: 1, postgres: { connectionsPerWorker: 4, schema: 'agents_eu' } }, { TENANT_POOL_POSTGRES_URL: url });
+  assert.equal([fromEnv.postgresUrl, fromEnv.options.postgres?.schema, fromEnv.options.postgres?.connectionBudget], [url, 'agents_eu', 1 * 4 + 2 + 1]);
+  assert.is(resolveConfig({ workers: 1 }, { TENANT_POOL_POSTGRES_URL: url }).options.postgres?.schema, 'tenant_pool');
+  assert.match(configError(() => resolveOptions({ postgres: {} }, {})).message, 'TENANT_POOL_POSTGRES_URL');
+  for (const [bad, key] of [
+    [{ connectionString: 'mysql://app:S3CRET@db/agents' }, 'postgres.connectionString'],
+    [{ connectionString: url, schema: 'Robert"; DROP TABLE x; --' }, 'postgres.schema'],
+    [{ connectionString: url, schema: 'pg_catalog'.repeat(10) }, 'postgres.schema'],
+    [{ connectionString: url, connectionsPerWorker: 0 }, 'postgres.connectionsPerWorker'],
+    [{ connectionString: url, registryConnections: 1.5 }, 'postgres.registryConnections'],
+    [{ connectionString: url, conectionsPerWorker: 2 }, 'postgres.conectionsPerWorker'],
+  ] as const) {
+    const error = configError(() => resolveOptions({ postgres: bad as never }, {}));
+    assert.match(error.message, key);
+    assert.not.ok(error.message.includes('S3CRET'), `${key}: the URL is not echoed`);
+  }
+  assert.match(configError(() => resolveOptions({ postgres: { connectionString: url, conectionsPerWorker: 2 } as never }, {})).message, 'Did you mean `postgres.connectionsPerWorker`');
+  assert.match(configError(() => resolveOptions({ postgres: 'postgres://x' as never }, {})).message, '`postgres`');
 });
 
 test('logger: any object with the four level methods; anything else, or a logger in a config file, is refused', () => {

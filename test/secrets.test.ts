@@ -2,13 +2,14 @@
  * Secrets: passphrases always go through Argon2; no secret is reachable from the pool, its options
  * or its stats; a config file's syntax error never quotes the file.
  */
+import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { disposePool, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 
 test('a passphrase tenant gets argon2i-mod by default; raw with a passphrase is refused; managed tenants keep the pool\'s kdf', async () => {
@@ -28,7 +29,7 @@ test('a passphrase tenant gets argon2i-mod by default; raw with a passphrase is 
   }
 });
 
-test('a passphrase tenant made with raw before Argon2 was enforced still opens with its passphrase, and only with it', async () => {
+testSqliteFiles('a passphrase tenant made with raw before Argon2 was enforced still opens with its passphrase, and only with it', async () => {
   const dataDir = tempDir();
   const key = rootKey();
   await legacyRawTenant(dataDir, key, 'old passphrase');
@@ -43,13 +44,17 @@ test('a passphrase tenant made with raw before Argon2 was enforced still opens w
   }
 });
 
-test('no secret is reachable from the pool, its options or its stats: not the root key, from an option or a config file', async () => {
+test('no secret is reachable from the pool, its options or its stats: not the root key, nor the database password, from an option or a config file', async () => {
   for (const source of ['option', 'config file'] as const) {
     const key = rootKey();
     const dataDir = tempDir();
     const configFile = join(dataDir, 'pool.json');
-    writeFileSync(configFile, JSON.stringify({ rootKey: key, workers: 1 }));
-    const pool = source === 'option' ? await TenantPool.open({ dataDir, rootKey: key, workers: 1 }) : await TenantPool.open({ dataDir, configFile });
+    // On PostgreSQL, a password in the connection string (the test server trusts its clients, so any will do).
+    const password = `PW${randomBytes(8).toString('hex')}`;
+    const pg = storeOptionsFor(dataDir).postgres;
+    const postgres = pg === undefined ? {} : { postgres: { ...pg, connectionString: pg.connectionString!.replace('postgres://postgres@', `postgres://postgres:${password}@`) } };
+    writeFileSync(configFile, JSON.stringify({ rootKey: key, workers: 1, ...postgres }));
+    const pool = source === 'option' ? await TenantPool.open({ dataDir, rootKey: key, workers: 1, ...postgres }) : await TenantPool.open({ dataDir, configFile });
     try {
       await pool.tenants.create({ tenantId: 'managed' });
       await pool.withSession('managed', async (s) => s.records.save('c', 'r', 1));
@@ -64,6 +69,7 @@ test('no secret is reachable from the pool, its options or its stats: not the ro
       for (const view of views) {
         assert.not.ok(view.includes(key), `${source}: the root key is in ${view.slice(0, 60)}…`);
         assert.not.ok(view.includes(key.slice(0, 16)), `${source}: part of the root key is in ${view.slice(0, 60)}…`);
+        assert.not.ok(view.includes(password), `${source}: the database password is in ${view.slice(0, 60)}…`);
       }
       assert.not.ok('rootKey' in pool.options, 'the options hold no rootKey');
     } finally {
