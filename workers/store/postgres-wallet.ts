@@ -181,6 +181,8 @@ export class PostgresWallet {
   readonly #writing = new Map<string, { count: number; isContended: boolean }>();
   /** Writes started on this wallet: a read that saw this change while it ran does not fill the cache. */
   #writes = 0;
+  /** Reads of a record under way: a get of the same record joins one (10,000 sessions reading one record make one query). */
+  readonly #reading = new Map<string, Promise<RawRecord | null>>();
 
   constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey) {
     this.#store = store;
@@ -201,6 +203,8 @@ export class PostgresWallet {
     const key = `${category}\u0000${id}`;
     this.#writes++;
     this.#dropRecord(key);
+    // A get from now on must not join a read that began before this write.
+    this.#reading.delete(key);
     let state = this.#writing.get(key);
     if (state === undefined) this.#writing.set(key, (state = { count: 0, isContended: false }));
     else state.isContended = true;
@@ -270,6 +274,16 @@ export class PostgresWallet {
       this.#records.set(key, hit ?? null);
       return hit ?? null;
     }
+    const joined = this.#reading.get(key);
+    if (joined !== undefined) return joined;
+    const reading = this.#read(key, category, id).finally(() => {
+      if (this.#reading.get(key) === reading) this.#reading.delete(key);
+    });
+    this.#reading.set(key, reading);
+    return reading;
+  }
+
+  async #read(key: string, category: string, id: string): Promise<RawRecord | null> {
     const p = this.#profile;
     // Filled only from a read that no write of this wallet overlapped.
     const writes = this.#writing.size === 0 ? this.#writes : -1;
@@ -515,6 +529,7 @@ export class PostgresWallet {
     this.#signers.clear();
     this.#records.clear();
     this.#recordBytes = 0;
+    this.#reading.clear();
     this.#profile.destroy();
   }
 }
