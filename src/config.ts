@@ -4,7 +4,8 @@
  * unknown ones (the usual config-file typo).
  */
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { poolError } from './errors.js';
 import { isLogger, type Logger } from './logging.js';
@@ -27,6 +28,11 @@ export interface PoolOptions {
    * connection string, else none (SQLite files)
    */
   postgres?: PostgresOptions;
+  /**
+   * Several instances (hosts) on one PostgreSQL schema, each tenant open on one of them at a time
+   * (a lease with fencing). Requires `postgres`. @default none: one pool owns the schema
+   */
+  cluster?: ClusterOptions;
   /** Worker threads holding wallets. @default os.availableParallelism() */
   workers?: number;
   /** Total weight units the pool may hold. @default 1000 */
@@ -91,6 +97,23 @@ export interface PostgresOptions {
   registryCacheSize?: number;
 }
 
+/** Cluster mode. */
+export interface ClusterOptions {
+  /** This instance's name among the members, unique. @default `<hostname>-<pid>-<random>` */
+  instanceId?: string;
+  /** Where a router forwards a tenant's requests to this instance (`http://10.0.0.5:3000`); stored, not served. @default none */
+  address?: string;
+  /** How long a lease lasts unless renewed (renewed every third of it). @default 10000 */
+  leaseTtlMs?: number;
+}
+
+/** Cluster mode's settings. */
+export interface ResolvedClusterOptions {
+  readonly instanceId: string;
+  readonly address: string | null;
+  readonly leaseTtlMs: number;
+}
+
 /** The PostgreSQL store's settings, without the connection string. */
 export interface ResolvedPostgresOptions {
   readonly schema: string;
@@ -116,6 +139,8 @@ export interface ResolvedOptions {
   readonly dataDir: string;
   /** The PostgreSQL store, or undefined for SQLite files in `dataDir`. */
   readonly postgres: ResolvedPostgresOptions | undefined;
+  /** Cluster mode, or undefined when one pool owns the schema (or the data folder). */
+  readonly cluster: ResolvedClusterOptions | undefined;
   readonly workers: number;
   readonly capacity: number;
   readonly weights: { readonly wallet: number; readonly session: number };
@@ -161,7 +186,7 @@ export const DEFAULTS = Object.freeze({
 
 /** Every option key, `configFile` included. */
 export const OPTION_KEYS = [
-  'configFile', 'dataDir', 'rootKey', 'postgres', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
+  'configFile', 'dataDir', 'rootKey', 'postgres', 'cluster', 'workers', 'capacity', 'weights', 'maxSessionsPerTenant', 'tenantLimit',
   'acquireTimeoutMs', 'maxQueue', 'walletIdleTtlMs', 'leakWarningMs', 'maxSessionMs', 'kdf', 'kdfConcurrency', 'modules', 'maxValueBytes', 'workerResourceLimits', 'workerStartTimeoutMs', 'allowExitOnIdle', 'logger', 'passphraseProvider',
 ] as const satisfies readonly (keyof PoolOptions)[];
 
@@ -332,11 +357,22 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
           connectionsPerWorker: pg.connectionsPerWorker ?? 2,
           registryConnections: pg.registryConnections ?? 2,
           registryCacheSize: pg.registryCacheSize ?? 10_000,
-          connectionBudget: workers * (pg.connectionsPerWorker ?? 2) + (pg.registryConnections ?? 2) + 1,
+          // The +1 holds the schema's ownership; in cluster mode two more renew leases and serve pool.cluster.
+          connectionBudget: workers * (pg.connectionsPerWorker ?? 2) + (pg.registryConnections ?? 2) + 1 + (merged.cluster === undefined ? 0 : 2),
+        });
+  if (merged.cluster !== undefined && postgres === undefined) throw poolError('ERR_INVALID_CONFIG', 'Expected `postgres` with `cluster`: the instances of a cluster share one PostgreSQL schema');
+  const cluster: ResolvedClusterOptions | undefined =
+    merged.cluster === undefined
+      ? undefined
+      : Object.freeze({
+          instanceId: merged.cluster.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+          address: merged.cluster.address ?? null,
+          leaseTtlMs: merged.cluster.leaseTtlMs ?? 10_000,
         });
   const resolved: ResolvedOptions = Object.freeze({
     dataDir: merged.dataDir ?? resolve(DEFAULTS.dataDir),
     postgres,
+    cluster,
     workers,
     capacity,
     weights: Object.freeze(weights),
@@ -363,7 +399,7 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
 /** Keys whose "no limit" (Infinity) is written null in JSON. */
 const NULLABLE: ReadonlySet<string> = new Set(['maxSessionsPerTenant', 'acquireTimeoutMs', 'walletIdleTtlMs', 'workerStartTimeoutMs']);
 
-type OptionsPatch = { -readonly [K in Exclude<keyof ResolvedOptions, 'postgres'>]?: ResolvedOptions[K] } & { rootKey?: string; postgres?: PostgresOptions };
+type OptionsPatch = { -readonly [K in Exclude<keyof ResolvedOptions, 'postgres' | 'cluster'>]?: ResolvedOptions[K] } & { rootKey?: string; postgres?: PostgresOptions; cluster?: ClusterOptions };
 
 function validate(source: Record<string, unknown>, c: Checker, base: string): OptionsPatch {
   const out: OptionsPatch = {};
@@ -382,6 +418,9 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         break;
       case 'postgres':
         out.postgres = checkPostgres(c, value);
+        break;
+      case 'cluster':
+        out.cluster = checkCluster(c, value);
         break;
       case 'workers':
         out.workers = c.integer(key, value, 1);
@@ -487,6 +526,34 @@ function checkPostgres(c: Checker, value: unknown): PostgresOptions {
       default: {
         const guess = didYouMean(k, POSTGRES_KEYS);
         throw poolError('ERR_INVALID_CONFIG', `Unknown option \`postgres.${k}\`.${guess === undefined ? '' : ` Did you mean \`postgres.${guess}\`?`}`);
+      }
+    }
+  }
+  return out;
+}
+
+const CLUSTER_KEYS = ['instanceId', 'address', 'leaseTtlMs'];
+
+function checkCluster(c: Checker, value: unknown): ClusterOptions {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) c.fail('cluster', 'an object { instanceId?, address?, leaseTtlMs? }', value);
+  const out: ClusterOptions = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (v === undefined) continue;
+    switch (k) {
+      case 'instanceId':
+        if (typeof v !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(v)) c.fail('cluster.instanceId', 'a name of 1 to 128 letters, digits and ._:-', v);
+        out.instanceId = v;
+        break;
+      case 'address':
+        if (typeof v !== 'string' || v.length === 0 || v.length > 2048 || !v.isWellFormed()) c.fail('cluster.address', 'a well-formed string of 1 to 2048 characters (a URL)', v);
+        out.address = v;
+        break;
+      case 'leaseTtlMs':
+        out.leaseTtlMs = c.integer('cluster.leaseTtlMs', v, 1000, false, 3_600_000);
+        break;
+      default: {
+        const guess = didYouMean(k, CLUSTER_KEYS);
+        throw poolError('ERR_INVALID_CONFIG', `Unknown option \`cluster.${k}\`.${guess === undefined ? '' : ` Did you mean \`cluster.${guess}\`?`}`);
       }
     }
   }

@@ -9,10 +9,10 @@ import { channel, type Channel } from 'node:diagnostics_channel';
 import type { KdfMethod } from './protocol.js';
 
 /** Why a wallet closed: idle past its TTL, evicted for capacity, its tenant deleted, the pool closed, its worker died. */
-export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'close' | 'crash';
+export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'close' | 'crash' | 'lease';
 
 /** Why the pool ended a session itself. */
-export type RevokeReason = 'maxSessionMs' | 'delete' | 'rekey' | 'close';
+export type RevokeReason = 'maxSessionMs' | 'delete' | 'rekey' | 'close' | 'lease';
 
 /** Payload of each event, by channel name. Times are milliseconds, rounded to 0.01 ms. */
 export interface PoolEvents {

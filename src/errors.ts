@@ -28,6 +28,8 @@ export const ErrorCodes = [
   'ERR_STORAGE_READONLY',
   'ERR_STORAGE_IO',
   'ERR_STORAGE_UNAVAILABLE',
+  'ERR_TENANT_ELSEWHERE',
+  'ERR_LEASE_LOST',
   'ERR_INTERNAL',
 ] as const;
 
@@ -57,6 +59,8 @@ export class TenantPoolError extends Error {
   declare readonly outcome?: 'unknown';
   /** `ERR_DATA_DIR_LOCKED`: the process that holds the data folder, as it recorded itself. */
   declare readonly holder?: DataDirHolder;
+  /** `ERR_TENANT_ELSEWHERE`: the instance that holds the tenant's lease, where a host can forward the request. */
+  declare readonly owner?: LeaseOwner;
   /** `ERR_ACQUIRE_TIMEOUT`: whether the acquire waited for admission (capacity) or for its wallet to open. */
   declare readonly stage?: 'admission' | 'open';
   /** `ERR_ACQUIRE_TIMEOUT`: how long the acquire waited, in ms. */
@@ -82,10 +86,17 @@ export class TenantPoolError extends Error {
   }
 }
 
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER', 'ERR_STORAGE_UNAVAILABLE']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER', 'ERR_STORAGE_UNAVAILABLE', 'ERR_TENANT_ELSEWHERE', 'ERR_LEASE_LOST']);
 
 /** Why the pool revoked a session (`ERR_SESSION_REVOKED`). */
-export type RevocationReason = 'maxSessionMs' | 'rekey' | 'close';
+export type RevocationReason = 'maxSessionMs' | 'rekey' | 'close' | 'lease';
+
+/** An instance of a cluster, as `ERR_TENANT_ELSEWHERE` and `pool.cluster` name it. */
+export interface LeaseOwner {
+  instanceId: string;
+  /** Where a router forwards to (the `cluster.address` option), or null when the instance gave none. */
+  address: string | null;
+}
 
 /** Who holds a data folder. */
 export interface DataDirHolder {
@@ -100,13 +111,14 @@ export interface ErrorDetails {
   reason?: RevocationReason;
   outcome?: 'unknown';
   holder?: DataDirHolder;
+  owner?: LeaseOwner;
   stage?: 'admission' | 'open';
   waitMs?: number;
   queued?: number;
   weightInUse?: number;
 }
 
-const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
+const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'owner', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
 
 /**
  * Adds fields to an error already made (no second error, so no second stack capture on a hot path

@@ -58,6 +58,15 @@ export interface WalletManagerOptions {
   events: EventHub;
   /** A wallet opened (for the sessions already granted on it). */
   onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
+  /** Cluster mode: a wallet opens under its tenant's lease, and gives it up when it closes. */
+  leases?: WalletLeases;
+}
+
+/** What the wallet lifecycle needs of the cluster's leases. */
+export interface WalletLeases {
+  /** @throws ERR_TENANT_ELSEWHERE */
+  take(tenantId: string): Promise<{ owner: string; epoch: number }>;
+  release(tenantId: string): Promise<void>;
 }
 
 export class WalletManager {
@@ -66,6 +75,7 @@ export class WalletManager {
   readonly #now: () => number;
   readonly #events: EventHub;
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
+  readonly #leases: WalletLeases | undefined;
   readonly #entries = new Map<string, WalletEntry>();
   readonly #mutexes = new Map<string, Mutex>();
   readonly #derivations: Semaphore;
@@ -79,6 +89,7 @@ export class WalletManager {
     this.#now = options.now;
     this.#events = options.events;
     this.#onOpened = options.onOpened;
+    this.#leases = options.leases;
     this.#derivations = new Semaphore(options.kdfConcurrency);
   }
 
@@ -157,6 +168,8 @@ export class WalletManager {
         this.#entries.set(tenantId, placed);
         return placed;
       };
+      // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in vain.
+      const fence = await this.#leases?.take(tenantId);
       let entry = place();
       const askedAt = this.#now();
       let slotAt = askedAt;
@@ -175,9 +188,11 @@ export class WalletManager {
             salt: record.salt,
             secret: record.secret ?? passphrase ?? '',
             verifier: record.verifier,
+            ...(fence === undefined ? {} : { fence }),
           });
         });
       } catch (error) {
+        if (fence !== undefined) void this.#leases!.release(tenantId);
         if (this.#entries.get(tenantId) === entry) this.#entries.delete(tenantId);
         if (entry.state !== 'crashed') entry.state = 'closed';
         throw error;
@@ -229,7 +244,7 @@ export class WalletManager {
   }
 
   async #closeLocked(entry: WalletEntry, reason: CloseReason): Promise<void> {
-    const force = reason === 'delete' || reason === 'rekey' || reason === 'close';
+    const force = reason === 'delete' || reason === 'rekey' || reason === 'close' || reason === 'lease';
     if (entry.state !== 'open' || (!force && entry.sessions.size > 0)) return;
     entry.state = 'closing';
     try {
@@ -245,6 +260,7 @@ export class WalletManager {
 
   #closed(entry: WalletEntry, reason: CloseReason): void {
     this.counters.walletCloses++;
+    if (this.#leases !== undefined && reason !== 'lease') void this.#leases.release(entry.tenantId);
     this.#events.emit('tenant-pool:wallet:close', () => ({ tenantId: entry.tenantId, worker: entry.worker.index, reason, openForMs: ms(this.#now() - entry.openedAt) }));
   }
 
@@ -261,7 +277,7 @@ export class WalletManager {
    * Ends a tenant's wallet for a delete or a rekey: revokes its sessions and closes it. Call it
    * inside the tenant's critical section (`exclusive`), so no open of it is under way or can start before.
    */
-  async closeForce(tenantId: string, reason: 'delete' | 'rekey', revoke: (session: Session) => void): Promise<void> {
+  async closeForce(tenantId: string, reason: 'delete' | 'rekey' | 'lease', revoke: (session: Session) => void): Promise<void> {
     const entry = this.#entries.get(tenantId);
     if (entry === undefined) return;
     for (const session of [...entry.sessions]) revoke(session);

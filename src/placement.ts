@@ -48,3 +48,18 @@ export function placeTenant(tenantId: string, loads: readonly number[], isAvaila
   for (const index of ranking) if (isAvailable(index) && (loads[index] ?? 0) < (loads[best] ?? 0)) best = index;
   return best;
 }
+
+/**
+ * The same rule over named candidates (the members of a cluster): each ranked by a hash of (tenant,
+ * name), the first whose load with this tenant added stays within ceil((1 + ε) × (total + 1) / count).
+ * Returns the chosen name, or undefined when there is no candidate.
+ */
+export function placeAmong(tenantId: string, candidates: ReadonlyArray<{ name: string; load: number }>): string | undefined {
+  if (candidates.length === 0) return undefined;
+  const total = candidates.reduce((sum, c) => sum + c.load, 0);
+  const bound = Math.ceil(((1 + LOAD_EPSILON) * (total + 1)) / candidates.length);
+  const ranked = candidates
+    .map((c) => ({ ...c, score: hash53(`${tenantId}\u0000${c.name}`, 1) }))
+    .sort((a, b) => b.score - a.score || (a.name < b.name ? -1 : 1));
+  return (ranked.find((c) => c.load + 1 <= bound) ?? ranked[0]!).name;
+}

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type RevokeReason } from './diagnostics.js';
-import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails } from './errors.js';
+import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails, type LeaseOwner } from './errors.js';
 import { Admission } from './admission.js';
 import { SessionLedger } from './session-ledger.js';
 import type { Clock } from './timers.js';
@@ -14,6 +14,7 @@ import { WalletManager } from './lifecycle.js';
 import { logEvents } from './logging.js';
 import type { TenantRecord, Warn } from './store/registry.js';
 import { openTenantStore } from './store/open.js';
+import { ClusterMember, type ClusterMemberInfo } from './cluster/member.js';
 import type { TenantStore } from './store/tenant-store.js';
 import { Scheduler, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
@@ -71,6 +72,18 @@ export const kWorkers = Symbol('tenant-pool.workers');
 /** @internal Key of the pool's event hub, for `collectMetrics()` and the live view. */
 export const kEvents = Symbol('tenant-pool.events');
 
+/** Cluster mode as a host sees it: `pool.cluster`. */
+export interface PoolCluster {
+  readonly instanceId: string;
+  readonly address: string | null;
+  /** The instance holding the tenant's lease now, or null when none does. */
+  ownerOf(tenantId: string): Promise<LeaseOwner | null>;
+  /** The instance that should serve the tenant: its lease holder, or the bounded-load rendezvous choice over the live members. */
+  route(tenantId: string): Promise<LeaseOwner>;
+  /** The live members, with how many leases each holds. */
+  members(): Promise<ClusterMemberInfo[]>;
+}
+
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
@@ -78,6 +91,9 @@ export class TenantPool implements AsyncDisposable {
   /** Create, read, update and delete tenants. */
   readonly tenants: Tenants;
   readonly options: ResolvedOptions;
+  /** Cluster mode (the `cluster` option): owners and routes of tenants. Undefined otherwise. */
+  readonly cluster: PoolCluster | undefined;
+  readonly #member: ClusterMember | undefined;
   readonly #clock: Clock;
   readonly #registry: TenantStore;
   readonly #workers: WorkerSlot[];
@@ -91,8 +107,19 @@ export class TenantPool implements AsyncDisposable {
   #isClosed = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(options: ResolvedOptions, registry: TenantStore, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
+  private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
+    this.#member = member;
+    this.cluster =
+      member === undefined
+        ? undefined
+        : Object.freeze({
+            instanceId: member.instanceId,
+            address: member.address,
+            ownerOf: async (tenantId: string) => member.ownerOf(checkTenantId(tenantId)),
+            route: async (tenantId: string) => member.route(checkTenantId(tenantId)),
+            members: async () => member.members(),
+          });
     this.#clock = clock;
     this.#events = events;
     this.#registry = registry;
@@ -119,6 +146,7 @@ export class TenantPool implements AsyncDisposable {
       now: () => clock.now(),
       events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
+      ...(member === undefined ? {} : { leases: { take: async (tenantId: string) => member.take(tenantId), release: async (tenantId: string) => member.release(tenantId) } }),
     });
     this.#admission = new Admission({ scheduler: this.#scheduler, wallets: this.#wallets, clock, events });
     this.#host = {
@@ -129,6 +157,7 @@ export class TenantPool implements AsyncDisposable {
         if ((await registry.routeOf(publicKey)) === session.tenantId) await registry.removeRoute(publicKey);
       },
       routeOf: async (publicKey) => registry.routeOf(publicKey),
+      leaseLost: (tenantId) => this.leaseLost(tenantId),
     };
     this.tenants = new Tenants({
       store: registry,
@@ -143,7 +172,8 @@ export class TenantPool implements AsyncDisposable {
       now: () => clock.now(),
       events,
       adoptCreated: (record, worker, passphrase) => {
-        if (this.#isClosed || !this.#scheduler.adoptIdle(record.tenantId, this.#weightsOf(record), clock.now())) return false;
+        // In cluster mode a wallet is open only under its lease: a new one is closed, and its first session takes the lease.
+        if (member !== undefined || this.#isClosed || !this.#scheduler.adoptIdle(record.tenantId, this.#weightsOf(record), clock.now())) return false;
         this.#wallets.adoptCreated(record, worker, passphrase);
         this.#admission.armTimer(clock.now());
         return true;
@@ -201,9 +231,15 @@ export class TenantPool implements AsyncDisposable {
       events.emit('tenant-pool:pool:sweep', () => ({ dataDir: resolved.dataDir, removed, failed }));
     });
     let pool: TenantPool;
+    let member: ClusterMember | undefined;
+    const ref: { pool?: TenantPool } = {};
     try {
-      pool = await TenantPool.#start(resolved, store, events, warn, internals.clock ?? performance);
+      if (resolved.cluster !== undefined) {
+        member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, { onLost: (tenantId) => ref.pool?.leaseLost(tenantId), warn });
+      }
+      pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance);
     } catch (error) {
+      await member?.close();
       await store.close();
       throw error;
     }
@@ -216,7 +252,7 @@ export class TenantPool implements AsyncDisposable {
     return pool;
   }
 
-  static async #start(resolved: ResolvedOptions, store: TenantStore, events: EventHub, warn: Warn, clock: Clock): Promise<TenantPool> {
+  static async #start(resolved: ResolvedOptions, store: TenantStore, member: ClusterMember | undefined, events: EventHub, warn: Warn, clock: Clock): Promise<TenantPool> {
     const { logger } = resolved;
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
@@ -241,7 +277,7 @@ export class TenantPool implements AsyncDisposable {
       await Promise.allSettled(workers.map(async (w) => w.close(1000)));
       throw error;
     }
-    ref.pool = new TenantPool(resolved, store, workers, clock, events, warn);
+    ref.pool = new TenantPool(resolved, store, member, workers, clock, events, warn);
     logger?.info({ event: 'tenant-pool:pool:open', store: store.kind, dataDir: store.kind === 'sqlite' ? resolved.dataDir : undefined, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
     return ref.pool;
   }
@@ -434,6 +470,23 @@ export class TenantPool implements AsyncDisposable {
     return this.#events;
   }
 
+  /**
+   * @internal Cluster mode: the tenant's lease is no longer this instance's (not renewed in time, or
+   * a write found it taken). Its sessions are revoked (`ERR_LEASE_LOST`) and its wallet closed.
+   */
+  leaseLost(tenantId: string): void {
+    this.#member?.forget(tenantId);
+    const revoke = (session: Session): void => this.#revoke(session, 'ERR_LEASE_LOST', `this session was revoked: instance ${this.#member?.instanceId ?? ''} no longer holds the lease of tenant ${tenantId}`, 'lease');
+    for (const session of this.#ledger.sessions()) if (session.tenantId === tenantId) revoke(session);
+    void this.#wallets
+      .exclusive(tenantId, async () => this.#wallets.closeForce(tenantId, 'lease', revoke))
+      .catch(() => {})
+      .finally(() => {
+        this.#scheduler.walletLost(tenantId);
+        this.#admission.pump();
+      });
+  }
+
   /** @internal Called by a worker slot when its worker died. */
   workerCrashed(index: number, error: Error): void {
     const lost = this.#wallets.workerCrashed(index);
@@ -450,7 +503,7 @@ export class TenantPool implements AsyncDisposable {
 
   // ---- sessions --------------------------------------------------------------------------------
 
-  #revoke(session: Session, code: Extract<ErrorCode, 'ERR_SESSION_REVOKED' | 'ERR_TENANT_DELETED'>, message: string, reason: RevokeReason): void {
+  #revoke(session: Session, code: Extract<ErrorCode, 'ERR_SESSION_REVOKED' | 'ERR_TENANT_DELETED' | 'ERR_LEASE_LOST'>, message: string, reason: RevokeReason): void {
     if (session.isEnded) return;
     this.#totals.revoked++;
     this.#events.emit('tenant-pool:session:revoke', () => ({ tenantId: session.tenantId, reason, heldMs: ms(this.#clock.now() - session.acquiredAt) }));
@@ -478,6 +531,8 @@ export class TenantPool implements AsyncDisposable {
     for (const session of this.#ledger.sessions()) this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: the pool closed', 'close');
     await Promise.allSettled(this.#workers.map(async (w) => w.close()));
     this.#wallets.poolClosed();
+    // Every lease given up at once: other instances take these tenants without waiting for expiry.
+    await this.#member?.close();
     this.#scheduler.reset();
     await this.#registry.close();
     this.options.logger?.info({ event: 'tenant-pool:pool:close' }, 'tenant-pool: pool closed');

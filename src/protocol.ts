@@ -66,6 +66,8 @@ export interface WalletKeyMaterial {
 export interface OpenWalletRequest extends WalletKeyMaterial {
   /** Key check value stored at creation; a derived key that does not match it is the wrong key. */
   verifier: Uint8Array;
+  /** Cluster mode: the lease this open holds; every write of the wallet is fenced by it. */
+  fence?: { owner: string; epoch: number };
 }
 
 export interface WalletTimings {

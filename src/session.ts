@@ -92,6 +92,8 @@ export interface SessionHost {
   unregisterRoute(session: Session, publicKey: string): Promise<void>;
   /** The tenant a public key routes to. */
   routeOf(publicKey: string): Promise<string | undefined>;
+  /** Cluster mode: a write of the session's tenant found its lease taken by another instance. */
+  leaseLost(tenantId: string): void;
 }
 
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
@@ -264,7 +266,9 @@ export class Session implements TenantSession {
       return await worker.call(method, this.tenantId, ...args);
     } catch (error) {
       // A storage failure from the wallet (a full disk, say) comes as the error SQLite raised: give it its code.
-      throw asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
+      const failure = asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
+      if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId);
+      throw failure;
     }
   }
 

@@ -85,6 +85,19 @@ test('postgres: defaults, the connection budget, the URL from the environment, k
   assert.match(configError(() => resolveOptions({ postgres: 'postgres://x' as never }, {})).message, '`postgres`');
 });
 
+test('cluster: needs postgres; defaults; bad values name the key', () => {
+  const postgres = { connectionString: 'postgres://app@db/agents' };
+  assert.match(configError(() => resolveOptions({ cluster: {} }, {})).message, '`postgres`');
+  const options = resolveOptions({ workers: 2, postgres, cluster: { address: 'http://10.0.0.5:3000' } }, {});
+  assert.is(options.cluster?.leaseTtlMs, 10_000);
+  assert.is(options.cluster?.address, 'http://10.0.0.5:3000');
+  assert.match(options.cluster!.instanceId, /^[A-Za-z0-9._:-]+$/);
+  assert.is(options.postgres?.connectionBudget, 2 * 2 + 2 + 1 + 2, 'two more connections renew leases');
+  assert.match(configError(() => resolveOptions({ postgres, cluster: { leaseTtlMs: 10 } }, {})).message, 'cluster.leaseTtlMs');
+  assert.match(configError(() => resolveOptions({ postgres, cluster: { instanceId: 'a b' } }, {})).message, 'cluster.instanceId');
+  assert.match(configError(() => resolveOptions({ postgres, cluster: { leaseTTLMs: 5000 } as never }, {})).message, 'Did you mean `cluster.leaseTtlMs`');
+});
+
 test('logger: any object with the four level methods; anything else, or a logger in a config file, is refused', () => {
   const logger = { debug() {}, info() {}, warn() {}, error() {}, trace() {} };
   assert.is(resolveOptions({ logger }, {}).logger, logger, 'the same object, extra methods and all');
@@ -161,8 +174,8 @@ test('the README’s example config is valid and lists every option but the secr
   writeFileSync(file, block);
   const options = resolveOptions({ configFile: file }, {});
   assert.is(options.capacity, DEFAULTS.capacity);
-  // `postgres` holds a connection string (a secret, like the root key): the README shows it in its own section.
-  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey' && k !== 'postgres' && k !== 'logger' && k !== 'passphraseProvider').sort());
+  // `postgres` holds a connection string (a secret, like the root key), and `cluster` needs it: the README shows both in their own sections.
+  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey' && k !== 'postgres' && k !== 'cluster' && k !== 'logger' && k !== 'passphraseProvider').sort());
 });
 
 test.run();

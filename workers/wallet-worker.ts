@@ -84,7 +84,7 @@ const handlers: Handlers = {
         throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
       }
       const started = performance.now();
-      register(req.tenantId, await backend.open(req, key));
+      register(req.tenantId, await backend.open(req, key, req.fence));
       return { deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);

@@ -28,5 +28,6 @@ export async function openTenantStore(
     allowExitOnIdle: options.allowExitOnIdle,
     warn,
     onSwept: (removed) => onSwept(removed, []),
+    exclusive: options.cluster === undefined,
   });
 }

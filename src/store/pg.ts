@@ -121,6 +121,10 @@ export async function createSchema(client: PoolClient, s: string): Promise<void>
        name BYTEA NOT NULL, value BYTEA NOT NULL, PRIMARY KEY (item_id, name))`,
   );
   await client.query(`CREATE INDEX IF NOT EXISTS item_tags_by_value ON ${s}.item_tags (name, value, item_id)`);
+  // Cluster mode: the live instances, and which of them holds each open tenant (its lease and epoch).
+  await client.query(`CREATE TABLE IF NOT EXISTS ${s}.members (instance_id TEXT PRIMARY KEY, address TEXT, heartbeat_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${s}.leases (tenant_id TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)`);
+  await client.query(`CREATE INDEX IF NOT EXISTS leases_by_owner ON ${s}.leases (owner)`);
   await client.query(
     `CREATE TABLE IF NOT EXISTS ${s}.wallet_keys (wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
        kid BYTEA NOT NULL, id BIGSERIAL, public_key BYTEA NOT NULL, private_key BYTEA NOT NULL, created_at BYTEA NOT NULL, PRIMARY KEY (wallet_id, kid))`,

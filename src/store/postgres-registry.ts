@@ -67,7 +67,16 @@ export interface PostgresRegistryOptions {
   warn?: (message: string, code: string) => void;
   /** The wallets the sweep at open removed: rows no tenant names (a create killed before its registry row). */
   onSwept?: (removed: string[]) => void;
+  /**
+   * false in cluster mode: several instances share the schema (each tenant under a lease), so no
+   * instance owns it, and the sweep spares wallets young enough to be a create under way elsewhere.
+   * @default true
+   */
+  exclusive?: boolean;
 }
+
+/** In cluster mode, a wallet no tenant names is swept only when older than this: a create under way on another instance is younger. */
+const ORPHAN_AGE_IN_CLUSTER = '1 hour';
 
 export class PostgresRegistry implements TenantStore {
   readonly kind = 'postgres';
@@ -111,7 +120,7 @@ export class PostgresRegistry implements TenantStore {
       owner = await ownerPool.connect().catch((error: unknown) => {
         throw pgError(error, 'cannot reach the registry database', false);
       });
-      if (!(await takeOwnership(owner, s))) {
+      if (options.exclusive !== false && !(await takeOwnership(owner, s))) {
         const holder = await readHolder(owner, s);
         const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
         throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
@@ -131,7 +140,8 @@ export class PostgresRegistry implements TenantStore {
           }
           // Wallets of creates that never reached their registry row (a kill in between). This pool
           // owns the schema: no create of another pool can be under way.
-          const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name) RETURNING name`);
+          const young = options.exclusive === false ? ` AND w.created_at < now() - interval '${ORPHAN_AGE_IN_CLUSTER}'` : '';
+          const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)${young} RETURNING name`);
           if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
           return Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tenant-pool registry seal v1', 32));
         } finally {
@@ -416,7 +426,7 @@ export class PostgresRegistry implements TenantStore {
     const { client } = this.#owner;
     client.on('error', () => {
       client.release(true);
-      void this.#retakeOwnership();
+      if (this.#options.exclusive !== false) void this.#retakeOwnership();
     });
   }
 
@@ -446,6 +456,7 @@ export class PostgresRegistry implements TenantStore {
 
   /** Records this process as the schema's holder, for the error a second pool gets. */
   async opened(): Promise<void> {
+    if (this.#options.exclusive === false) return;
     const holder = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
     await this.#query('the holder of the schema', `INSERT INTO ${this.#s}.registry_config (name, value) VALUES ('holder', $1) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, [holder]);
   }

@@ -46,8 +46,8 @@ export interface WalletRef {
 export interface WalletBackend {
   /** Creates the wallet under `key` and opens it. Nothing is left behind if this fails. */
   create(ref: WalletRef, key: Uint8Array): Promise<StoredWallet>;
-  /** Opens the wallet; the key is already checked against the tenant's verifier. */
-  open(ref: WalletRef, key: Uint8Array): Promise<StoredWallet>;
+  /** Opens the wallet; the key is already checked against the tenant's verifier. In cluster mode its writes are fenced by `fence`. */
+  open(ref: WalletRef, key: Uint8Array, fence?: { owner: string; epoch: number }): Promise<StoredWallet>;
   /**
    * Prepares the wallet under `newKey`: SQLite writes a whole new file at `newRef`; PostgreSQL
    * returns the profile key wrapped by the new key, which the registry writes together with the
@@ -76,7 +76,7 @@ const sqliteBackend: WalletBackend = {
 function postgresBackend(store: PostgresWalletStore): WalletBackend {
   return {
     create: async (ref, key) => store.create(ref.path, ref.tenantId, key),
-    open: async (ref, key) => store.open(ref.path, key),
+    open: async (ref, key, fence) => store.open(ref.path, key, fence === undefined ? undefined : { tenantId: ref.tenantId, ...fence }),
     rekey: async (ref, oldKey, _newRef, newKey) => ({ profileKey: await store.rewrap(ref.path, oldKey, newKey) }),
     createFrom: async (ref, key, snapshot) => store.createFrom(ref.path, ref.tenantId, key, snapshot),
     close: async () => store.close(),

@@ -18,6 +18,13 @@ import { generateEd25519, isKeyPair } from '../ed25519.js';
 import type { WalletSnapshot } from '../transfer.js';
 import { ProfileKey } from './profile-key.js';
 
+/** In cluster mode, what every write of a wallet is fenced by: its tenant's lease as this instance took it. */
+export interface WriteFence {
+  tenantId: string;
+  owner: string;
+  epoch: number;
+}
+
 /** Candidates read at a time by a query SQL cannot decide alone (`$like`, ranges). */
 const FILTER_BATCH = 500;
 
@@ -122,9 +129,9 @@ export class PostgresWalletStore {
    * Opens the wallet `name` with `walletKey` (already checked against the tenant's verifier).
    * @throws ERR_WALLET_CORRUPT when the wallet is missing or its profile key fails its check
    */
-  async open(name: string, walletKey: Uint8Array): Promise<PostgresWallet> {
+  async open(name: string, walletKey: Uint8Array, fence?: WriteFence): Promise<PostgresWallet> {
     const row = await this.#profileRow(name, 'opening a wallet');
-    return new PostgresWallet(this, this.#schema, row.id, ProfileKey.unwrap(row.profile_key, walletKey));
+    return new PostgresWallet(this, this.#schema, row.id, ProfileKey.unwrap(row.profile_key, walletKey), fence);
   }
 
   async #profileRow(name: string, what: string): Promise<{ id: string; profile_key: Buffer }> {
@@ -184,7 +191,10 @@ export class PostgresWallet {
   /** Reads of a record under way: a get of the same record joins one (10,000 sessions reading one record make one query). */
   readonly #reading = new Map<string, Promise<RawRecord | null>>();
 
-  constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey) {
+  readonly #fence: WriteFence | undefined;
+
+  constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey, fence?: WriteFence) {
+    this.#fence = fence;
     this.#store = store;
     this.#s = schema;
     this.#walletId = walletId;
@@ -194,8 +204,29 @@ export class PostgresWallet {
   /** Inserts or replaces a record and its tags in one transaction; resolves after the commit. */
   async save(category: string, id: string, valueJson: string, tags: Record<string, string>): Promise<void> {
     await this.#write(category, id, { category, id, value: valueJson, tags: JSON.stringify(tags) }, async () =>
-      this.#store.transaction('saving a record', async (client) => this.saveOn(client, category, id, valueJson, tags)),
+      this.#transact('saving a record', async (client) => this.saveOn(client, category, id, valueJson, tags)),
     );
+  }
+
+  /**
+   * A write transaction. In cluster mode it first reads the tenant's lease row `FOR SHARE` with the
+   * owner and epoch this wallet was opened under: a stale owner finds none and changes nothing
+   * (`ERR_LEASE_LOST`), and a takeover waits until this transaction ends. The fence is in the
+   * database, not in this process.
+   */
+  async #transact<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const fence = this.#fence;
+    return this.#store.transaction(what, async (client) => {
+      if (fence !== undefined) {
+        const { rowCount } = await client.query({
+          name: `tp-fence-${this.#s}`,
+          text: `SELECT 1 FROM ${this.#s}.leases WHERE tenant_id = $1 AND owner = $2 AND epoch = $3 FOR SHARE`,
+          values: [fence.tenantId, fence.owner, fence.epoch],
+        });
+        if (rowCount === 0) throw poolError('ERR_LEASE_LOST', `${what}: this instance no longer holds the lease of tenant ${fence.tenantId} (epoch ${fence.epoch}); nothing was written`, undefined, { tenantId: fence.tenantId });
+      }
+      return fn(client);
+    });
   }
 
   /** Runs a write of one record, keeping the record cache true (see the class). */
@@ -416,12 +447,14 @@ export class PostgresWallet {
   async delete(category: string, id: string): Promise<boolean> {
     const p = this.#profile;
     const rows = await this.#write(category, id, null, async () =>
-      this.#store.query(
-        'deleting a record',
-        `DELETE FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3 RETURNING id`,
-        [this.#walletId, p.encrypt('category', category), p.encrypt('name', id)],
-        true,
-        `tp-delete-${this.#s}`,
+      this.#transact('deleting a record', async (client) =>
+        (
+          await client.query<{ id: string }>({
+            name: `tp-delete-${this.#s}`,
+            text: `DELETE FROM ${this.#s}.items WHERE wallet_id = $1 AND category = $2 AND name = $3 RETURNING id`,
+            values: [this.#walletId, p.encrypt('category', category), p.encrypt('name', id)],
+          })
+        ).rows,
       ),
     );
     return rows.length > 0;
@@ -433,7 +466,7 @@ export class PostgresWallet {
     const kid = randomUUID();
     const publicKey = bs58.encode(rawPublic);
     try {
-      await this.#store.transaction('creating a key', async (client) => this.insertKeyOn(client, kid, publicKey, pkcs8, new Date().toISOString()));
+      await this.#transact('creating a key', async (client) => this.insertKeyOn(client, kid, publicKey, pkcs8, new Date().toISOString()));
     } finally {
       pkcs8.fill(0);
     }
@@ -463,9 +496,9 @@ export class PostgresWallet {
 
   /** Deletes `kid`; returns its public key, or null if the wallet had no such key. */
   async deleteKey(kid: string): Promise<string | null> {
-    const rows = await this.#store.query('deleting a key', `DELETE FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 AND kid = $2 RETURNING public_key`, [this.#walletId, this.#profile.encrypt('kid', kid)], true);
+    const rows = await this.#transact('deleting a key', async (client) => (await client.query<{ public_key: Buffer }>(`DELETE FROM ${this.#s}.wallet_keys WHERE wallet_id = $1 AND kid = $2 RETURNING public_key`, [this.#walletId, this.#profile.encrypt('kid', kid)])).rows);
     this.#signers.delete(kid);
-    const row = rows[0] as { public_key: Buffer } | undefined;
+    const row = rows[0];
     return row === undefined ? null : this.#profile.decryptValue('key public', kid, row.public_key);
   }
 

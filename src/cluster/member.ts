@@ -1,0 +1,247 @@
+/**
+ * Cluster mode: several instances (hosts) on one PostgreSQL schema, each tenant open on exactly one
+ * of them at a time. No coordination service but PostgreSQL:
+ *
+ * - `members`: each live instance, its address and a heartbeat.
+ * - `leases`: the tenant's owner, an epoch and an expiry (server time). Taking a lease is one upsert
+ *   that succeeds only when the lease is free, expired or already this instance's, and always
+ *   raises the epoch: every wallet open gets a fencing token of its own.
+ * - Fencing is in the database: every write of a tenant's wallet runs in a transaction that first
+ *   reads its lease row `FOR SHARE` with the owner and epoch it opened under
+ *   (`workers/store/postgres-wallet.ts`); a stale owner's write finds no row, changes nothing and
+ *   fails `ERR_LEASE_LOST`. A takeover waits for such a write to commit or roll back.
+ * - Renewal: one statement per instance every third of the TTL renews all of its leases (and its
+ *   heartbeat). Self-fencing on the monotonic clock: a lease counts as held until the moment its
+ *   last successful renewal was sent plus the TTL minus a margin, which is before the server could
+ *   let any other instance take it. Past that, the instance stops serving the tenant (its sessions
+ *   are revoked, its wallet closed), whether or not the database can be reached.
+ * - `close()` deletes its leases and its member row at once: others take its tenants without
+ *   waiting for expiry.
+ */
+import type { Pool as PgPool } from 'pg';
+import type { ResolvedClusterOptions } from '../config.js';
+import { poolError, type LeaseOwner } from '../errors.js';
+import { placeAmong } from '../placement.js';
+import { openPgPool, pgError } from '../store/pg.js';
+
+/** What a wallet open is fenced by: this instance and the epoch its lease got. */
+export interface Fence {
+  owner: string;
+  epoch: number;
+}
+
+interface Held {
+  epoch: number;
+  /** Monotonic time (performance.now()) until which the lease is surely this instance's. */
+  validUntil: number;
+}
+
+export interface ClusterHooks {
+  /** The tenant's lease is no longer this instance's (not renewed in time, or taken): stop serving it. */
+  onLost: (tenantId: string) => void;
+  warn: (message: string, code: string) => void;
+}
+
+/** A member of the cluster as `pool.cluster.members()` lists it. */
+export interface ClusterMemberInfo extends LeaseOwner {
+  heartbeatAt: string;
+  leases: number;
+}
+
+export class ClusterMember {
+  readonly instanceId: string;
+  readonly address: string | null;
+  readonly leaseTtlMs: number;
+  readonly #pool: PgPool;
+  readonly #s: string;
+  readonly #hooks: ClusterHooks;
+  readonly #held = new Map<string, Held>();
+  readonly #marginMs: number;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #fenceTimer: NodeJS.Timeout | undefined;
+  #renewing = false;
+  #isClosed = false;
+
+  private constructor(pool: PgPool, schema: string, options: ResolvedClusterOptions, hooks: ClusterHooks) {
+    this.#pool = pool;
+    this.#s = schema;
+    this.instanceId = options.instanceId;
+    this.address = options.address;
+    this.leaseTtlMs = options.leaseTtlMs;
+    this.#hooks = hooks;
+    // Renewal every third of the TTL leaves two chances; the margin covers a slow statement and clock rate drift.
+    this.#marginMs = Math.max(250, Math.floor(options.leaseTtlMs / 5));
+  }
+
+  /**
+   * Joins: records this instance as a live member (an instance id still live elsewhere is refused)
+   * and starts renewing.
+   * @throws ERR_INVALID_CONFIG when another live instance has this instanceId
+   */
+  static async join(connectionString: string, schema: string, options: ResolvedClusterOptions, hooks: ClusterHooks): Promise<ClusterMember> {
+    const pool = await openPgPool(connectionString, schema, 2);
+    const member = new ClusterMember(pool, schema, options, hooks);
+    try {
+      const rows = await member.#query(
+        'joining the cluster',
+        `INSERT INTO ${schema}.members (instance_id, address, heartbeat_at) VALUES ($1, $2, now())
+         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now()
+         WHERE members.heartbeat_at < now() - $3 * interval '1 millisecond' RETURNING instance_id`,
+        [options.instanceId, options.address, options.leaseTtlMs],
+      );
+      if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${options.instanceId}`);
+      // Leases of an earlier life of this instance id (a crash) are not this life's.
+      await member.#query('clearing leases of an earlier run', `DELETE FROM ${schema}.leases WHERE owner = $1`, [options.instanceId]);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw error;
+    }
+    member.#renewTimer = setInterval(() => void member.#renew(), Math.max(100, Math.floor(options.leaseTtlMs / 3))).unref();
+    member.#fenceTimer = setInterval(() => member.#selfFence(), Math.max(50, Math.floor(options.leaseTtlMs / 20))).unref();
+    return member;
+  }
+
+  async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[]): Promise<R[]> {
+    try {
+      return (await this.#pool.query(sql, params)).rows as R[];
+    } catch (error) {
+      throw pgError(error, what, !sql.trimStart().startsWith('SELECT'));
+    }
+  }
+
+  /**
+   * Takes the tenant's lease for a wallet open: free, expired or already this instance's.
+   * @throws ERR_TENANT_ELSEWHERE naming the owner when another live instance holds it
+   */
+  async take(tenantId: string): Promise<Fence> {
+    if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
+    const sentAt = performance.now();
+    const rows = await this.#query<{ epoch: string }>(
+      `taking the lease of tenant ${tenantId}`,
+      `INSERT INTO ${this.#s}.leases (tenant_id, owner, epoch, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+       ON CONFLICT (tenant_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, expires_at = EXCLUDED.expires_at
+       WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() RETURNING epoch`,
+      [tenantId, this.instanceId, this.leaseTtlMs],
+    );
+    const row = rows[0];
+    if (row === undefined) {
+      const owner = await this.ownerOf(tenantId);
+      throw poolError(
+        'ERR_TENANT_ELSEWHERE',
+        `tenant ${tenantId} is open on instance ${owner?.instanceId ?? 'another instance'}${owner?.address == null ? '' : ` (${owner.address})`}: forward the request there`,
+        undefined,
+        { tenantId, ...(owner === null ? {} : { owner }) },
+      );
+    }
+    const epoch = Number(row.epoch);
+    this.#held.set(tenantId, { epoch, validUntil: sentAt + this.leaseTtlMs - this.#marginMs });
+    return { owner: this.instanceId, epoch };
+  }
+
+  /** Whether the lease is surely still this instance's now (by the monotonic clock). */
+  holds(tenantId: string): boolean {
+    const held = this.#held.get(tenantId);
+    return held !== undefined && performance.now() < held.validUntil;
+  }
+
+  /** Gives the lease up (the wallet closed): deleted at once, so another instance may take it without waiting. */
+  async release(tenantId: string): Promise<void> {
+    const held = this.#held.get(tenantId);
+    if (held === undefined) return;
+    this.#held.delete(tenantId);
+    await this.#query(`releasing the lease of tenant ${tenantId}`, `DELETE FROM ${this.#s}.leases WHERE tenant_id = $1 AND owner = $2 AND epoch = $3`, [tenantId, this.instanceId, held.epoch]).catch(() => {
+      // It expires by itself.
+    });
+  }
+
+  /** Forgets a lease this instance lost (it stops serving the tenant); the row is left to its new owner or to expiry. */
+  forget(tenantId: string): void {
+    this.#held.delete(tenantId);
+  }
+
+  /** Renews every lease (and the heartbeat) in one statement; a lease missing from the answer is lost. */
+  async #renew(): Promise<void> {
+    if (this.#renewing || this.#isClosed) return;
+    this.#renewing = true;
+    const sentAt = performance.now();
+    const asked = [...this.#held.entries()].map(([tenantId, h]) => ({ tenantId, epoch: h.epoch }));
+    try {
+      const rows = await this.#query<{ tenant_id: string }>(
+        'renewing leases',
+        `WITH beat AS (UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4 WHERE instance_id = $1)
+         UPDATE ${this.#s}.leases l SET expires_at = now() + $3 * interval '1 millisecond'
+         FROM unnest($2::text[], $5::bigint[]) AS h(tenant_id, epoch)
+         WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 RETURNING l.tenant_id`,
+        [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch)],
+      );
+      const renewed = new Set(rows.map((r) => r.tenant_id));
+      for (const { tenantId, epoch } of asked) {
+        const held = this.#held.get(tenantId);
+        if (held === undefined || held.epoch !== epoch) continue;
+        if (renewed.has(tenantId)) held.validUntil = sentAt + this.leaseTtlMs - this.#marginMs;
+        else this.#lose(tenantId);
+      }
+    } catch (error) {
+      // The database is away: the leases run out on the monotonic clock (#selfFence).
+      this.#hooks.warn(`tenant-pool could not renew its leases (${(error as Error).message}); tenants are served until their leases would expire`, 'TENANT_POOL_LEASE_RENEWAL_FAILED');
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
+  #selfFence(): void {
+    const now = performance.now();
+    for (const [tenantId, held] of [...this.#held]) if (now >= held.validUntil) this.#lose(tenantId);
+  }
+
+  #lose(tenantId: string): void {
+    this.#held.delete(tenantId);
+    this.#hooks.onLost(tenantId);
+  }
+
+  /** The instance that holds the tenant's lease now, or null when it is free (or expired). */
+  async ownerOf(tenantId: string): Promise<LeaseOwner | null> {
+    const [row] = await this.#query<{ owner: string; address: string | null }>(
+      `reading the owner of tenant ${tenantId}`,
+      `SELECT l.owner, m.address FROM ${this.#s}.leases l LEFT JOIN ${this.#s}.members m ON m.instance_id = l.owner WHERE l.tenant_id = $1 AND l.expires_at > now()`,
+      [tenantId],
+    );
+    return row === undefined ? null : { instanceId: row.owner, address: row.address };
+  }
+
+  /** The live members (a heartbeat within the lease TTL), with how many leases each holds. */
+  async members(): Promise<ClusterMemberInfo[]> {
+    const rows = await this.#query<{ instance_id: string; address: string | null; heartbeat_at: Date; leases: number }>(
+      'listing the members',
+      `SELECT m.instance_id, m.address, m.heartbeat_at, (SELECT count(*)::int FROM ${this.#s}.leases l WHERE l.owner = m.instance_id AND l.expires_at > now()) AS leases
+       FROM ${this.#s}.members m WHERE m.heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY m.instance_id`,
+      [this.leaseTtlMs],
+    );
+    return rows.map((r) => ({ instanceId: r.instance_id, address: r.address, heartbeatAt: new Date(r.heartbeat_at).toISOString(), leases: r.leases }));
+  }
+
+  /**
+   * The instance that should serve the tenant: its lease holder, or for a free tenant the
+   * bounded-load rendezvous choice over the live members (as workers are chosen: 1.25 × average).
+   */
+  async route(tenantId: string): Promise<LeaseOwner> {
+    const owner = await this.ownerOf(tenantId);
+    if (owner !== null) return owner;
+    const members = await this.members();
+    const chosen = placeAmong(tenantId, members.map((m) => ({ name: m.instanceId, load: m.leases })));
+    const member = members.find((m) => m.instanceId === chosen);
+    return member === undefined ? { instanceId: this.instanceId, address: this.address } : { instanceId: member.instanceId, address: member.address };
+  }
+
+  /** Leaves: its leases and member row deleted at once, so others take its tenants without waiting. */
+  async close(): Promise<void> {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    clearInterval(this.#renewTimer);
+    clearInterval(this.#fenceTimer);
+    this.#held.clear();
+    await this.#query('leaving the cluster', `WITH gone AS (DELETE FROM ${this.#s}.leases WHERE owner = $1) DELETE FROM ${this.#s}.members WHERE instance_id = $1`, [this.instanceId]).catch(() => {});
+    await this.#query('telling the cluster', `SELECT pg_notify($1, $2)`, [`tenant_pool_${this.#s}`, JSON.stringify({ left: this.instanceId })]).catch(() => {});
+    await this.#pool.end().catch(() => {});
+  }
+}

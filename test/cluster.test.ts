@@ -1,0 +1,145 @@
+/**
+ * Cluster mode on a real PostgreSQL: several pools on one schema, each tenant open on one of them at
+ * a time (a lease with an epoch), writes fenced in the database, owners and routes for a router.
+ */
+import { randomBytes } from 'node:crypto';
+import * as assert from 'uvu/assert';
+import { test } from 'uvu';
+import { TenantPool } from '../src/pool.js';
+import type { Session } from '../src/session.js';
+import { pgQuery, rejectsWith, tempDir } from './helpers.js';
+import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+
+async function instances(count: number, options: { leaseTtlMs?: number } = {}): Promise<{ pools: TenantPool[]; schema: string; close: () => Promise<void> }> {
+  const schema = testSchema();
+  const rootKey = randomBytes(32).toString('hex');
+  const pools: TenantPool[] = [];
+  for (let i = 0; i < count; i++) {
+    pools.push(
+      await TenantPool.open({
+        dataDir: tempDir(),
+        rootKey,
+        workers: 1,
+        walletIdleTtlMs: 0,
+        postgres: { connectionString: postgresUrl!, schema },
+        cluster: { instanceId: `i${i}`, address: `http://127.0.0.1:${3000 + i}`, ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }) },
+      }),
+    );
+  }
+  return {
+    pools,
+    schema,
+    close: async () => {
+      await Promise.allSettled(pools.map(async (p) => p.close()));
+      await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    },
+  };
+}
+
+testWithPostgres('one instance at a time: a held tenant is ERR_TENANT_ELSEWHERE elsewhere, naming the owner; released at the wallet\'s close, it opens on another; ownerOf and route agree', async () => {
+  const { pools, close } = await instances(2);
+  const [a, b] = pools as [TenantPool, TenantPool];
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    assert.is(await a.cluster!.ownerOf('t'), null, 'a new tenant is not held: its wallet closed after the create');
+    const s = await a.acquire('t');
+    await s.records.save('c', 'r', 1);
+    assert.equal(await b.cluster!.ownerOf('t'), { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
+    assert.equal(await b.cluster!.route('t'), { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
+    const elsewhere = await rejectsWith(b.acquire('t'), 'ERR_TENANT_ELSEWHERE');
+    assert.equal((elsewhere as { owner?: unknown }).owner, { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
+    assert.is((elsewhere as { retryable?: boolean }).retryable, true);
+    assert.is(b.stats().weightInUse, 0, 'the refused acquire holds nothing');
+    await s.release();
+    // walletIdleTtlMs 0: the wallet closes at the last release, and its lease goes with it.
+    for (let i = 0; (await b.cluster!.ownerOf('t')) !== null; i++) {
+      assert.ok(i < 500, 'the lease is given up');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 1);
+    const members = await a.cluster!.members();
+    assert.equal(members.map((m) => m.instanceId), ['i0', 'i1']);
+  } finally {
+    await close();
+  }
+});
+
+testWithPostgres('fencing is in the database: after another instance took the lease (epoch + 1), the old owner\'s writes change nothing and fail ERR_LEASE_LOST, and its sessions are revoked', async () => {
+  const { pools, schema, close } = await instances(1, { leaseTtlMs: 60_000 });
+  const [a] = pools as [TenantPool];
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    const s = await a.acquire('t');
+    await s.records.save('c', 'before', 1);
+    // What a takeover by another instance writes (as if this one had stalled past its lease).
+    await pgQuery(`UPDATE ${schema}.leases SET owner = 'elsewhere', epoch = epoch + 1 WHERE tenant_id = 't'`);
+    const lost = await rejectsWith(s.records.save('c', 'after', 2), 'ERR_LEASE_LOST');
+    assert.is((lost as { tenantId?: string }).tenantId, 't');
+    await rejectsWith(s.records.delete('c', 'before'), 'ERR_LEASE_LOST', 'the session is revoked');
+    await rejectsWith(s.keys.create(), 'ERR_LEASE_LOST');
+    const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.items`);
+    assert.is(row!.n, 1, 'nothing the stale owner sent was written');
+    await s.release();
+    for (let i = 0; a.stats().wallets.open + a.stats().wallets.idle > 0; i++) {
+      assert.ok(i < 500, 'the wallet is closed');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.is(a.stats().weightInUse, 0, 'nothing leaked');
+    await rejectsWith(a.acquire('t'), 'ERR_TENANT_ELSEWHERE', 'the lease is the other instance\'s now');
+  } finally {
+    await close();
+  }
+});
+
+testWithPostgres('self-fencing: an instance whose leases cannot be renewed stops serving its tenants before they expire', async () => {
+  const { pools, schema, close } = await instances(1, { leaseTtlMs: 1500 });
+  const [a] = pools as [TenantPool];
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    const s = await a.acquire('t');
+    await s.records.save('c', 'r', 1);
+    // Its renewals now find no row of theirs (as if the database had lost them): the lease is lost at the next renewal.
+    await pgQuery(`UPDATE ${schema}.leases SET epoch = epoch + 1 WHERE tenant_id = 't'`);
+    const started = performance.now();
+    for (let i = 0; !(s as Session).isEnded; i++) {
+      assert.ok(performance.now() - started < 1500, 'revoked within the lease TTL');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
+    await s.release();
+  } finally {
+    await close();
+  }
+});
+
+testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the leases table locked) end the instance\'s sessions before its lease expires on the server', async () => {
+  const { pools, schema, close } = await instances(1, { leaseTtlMs: 2000 });
+  const [a] = pools as [TenantPool];
+  const pg = (await import('pg')).default;
+  const admin = new pg.Client(postgresUrl);
+  await admin.connect();
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    const s = (await a.acquire('t')) as Session;
+    await s.records.save('c', 'r', 1);
+    await admin.query('BEGIN');
+    await admin.query(`LOCK TABLE ${schema}.leases IN ACCESS EXCLUSIVE MODE`);
+    const started = performance.now();
+    for (let i = 0; !s.isEnded; i++) {
+      assert.ok(performance.now() - started < 2000, 'revoked before the TTL ran out');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    // The lease has not expired on the server yet: no other instance could have taken the tenant before this one stopped.
+    const [row] = (await admin.query<{ live: boolean }>(`SELECT expires_at > now() AS live FROM ${schema}.leases WHERE tenant_id = 't'`)).rows;
+    assert.is(row?.live, true, 'stopped while the lease was still live on the server');
+    await admin.query('ROLLBACK');
+    await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
+    await s.release();
+  } finally {
+    await admin.query('ROLLBACK').catch(() => {});
+    await admin.end();
+    await close();
+  }
+});
+
+test.run();
