@@ -11,7 +11,7 @@ import { startChild, type Child } from './child.js';
 import { pgQuery, rejectsWith, tempDir } from './helpers.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 
-async function instances(count: number, options: { leaseTtlMs?: number } = {}): Promise<{ pools: TenantPool[]; schema: string; close: () => Promise<void> }> {
+async function instances(count: number, options: { leaseTtlMs?: number; walletIdleTtlMs?: number } = {}): Promise<{ pools: TenantPool[]; schema: string; close: () => Promise<void> }> {
   const schema = testSchema();
   const rootKey = randomBytes(32).toString('hex');
   const pools: TenantPool[] = [];
@@ -21,7 +21,7 @@ async function instances(count: number, options: { leaseTtlMs?: number } = {}): 
         dataDir: tempDir(),
         rootKey,
         workers: 1,
-        walletIdleTtlMs: 0,
+        walletIdleTtlMs: options.walletIdleTtlMs ?? 0,
         postgres: { connectionString: postgresUrl!, schema },
         cluster: { instanceId: `i${i}`, address: `http://127.0.0.1:${3000 + i}`, ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }) },
       }),
@@ -60,6 +60,26 @@ testWithPostgres('one instance at a time: a held tenant is ERR_TENANT_ELSEWHERE 
     assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 1);
     const members = await a.cluster!.members();
     assert.equal(members.map((m) => m.instanceId), ['i0', 'i1']);
+  } finally {
+    await close();
+  }
+});
+
+testWithPostgres('a member that leaves by close() gives its tenants up at once: another instance takes them with no wait for expiry (a 60 s TTL)', async () => {
+  const { pools, close } = await instances(2, { leaseTtlMs: 60_000, walletIdleTtlMs: 600_000 });
+  const [a, b] = pools as [TenantPool, TenantPool];
+  try {
+    for (const id of ['t1', 't2', 't3']) {
+      await a.tenants.create({ tenantId: id });
+      // Released, the wallet stays open (cached) on a, and so does its lease.
+      await (await a.acquire(id)).release();
+    }
+    for (const id of ['t1', 't2', 't3']) await rejectsWith(b.acquire(id), 'ERR_TENANT_ELSEWHERE');
+    const started = performance.now();
+    await a.close();
+    for (const id of ['t1', 't2', 't3']) await b.withSession(id, async () => {});
+    assert.ok(performance.now() - started < 5000, 'taken over without waiting for the 60 s leases to expire');
+    assert.equal((await b.cluster!.members()).map((m) => m.instanceId), ['i1'], 'the member row went with it');
   } finally {
     await close();
   }
@@ -218,6 +238,48 @@ testWithPostgres('SIGKILL of the owner mid-write: another instance serves the te
     }
   } finally {
     owner.kill('SIGKILL');
+    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  }
+});
+
+testWithPostgres('SIGSTOP of the owner past its lease: another instance takes over; after SIGCONT the old owner\'s writes all fail and none is visible; nothing acknowledged is lost', async () => {
+  const { schema, rootKey } = await clusterSchema();
+  const ttl = 2000;
+  const owner = startChild('cluster-instance.ts', [schema, rootKey, 'sleeper', 'hold', String(ttl)]);
+  const pool = await TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, walletIdleTtlMs: 600_000, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'heir', leaseTtlMs: ttl } });
+  try {
+    await owner.waitFor((lines) => lines.filter((l) => l.startsWith('inc ')).length >= 30);
+    owner.kill('SIGSTOP');
+    const stoppedAt = performance.now();
+    const acknowledgedBefore = Math.max(...increments(owner));
+    // The heir takes the tenant once the lease expired (a transaction the sleeper left open is ended by the server).
+    let session: Awaited<ReturnType<TenantPool['acquire']>> | undefined;
+    while (session === undefined) {
+      try {
+        session = await pool.acquire('counter', { timeoutMs: 30_000 });
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_TENANT_ELSEWHERE') throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    const tookMs = performance.now() - stoppedAt;
+    const atTakeover = (await session.records.get('c', 'counter'))?.value as number;
+    assert.ok(atTakeover >= acknowledgedBefore, `nothing acknowledged is lost: ${atTakeover} >= ${acknowledgedBefore}`);
+    for (let i = 1; i <= 20; i++) await session.records.save('c', 'counter', atTakeover + i);
+    // The sleeper wakes up, holding what it thinks is its lease.
+    const linesBefore = owner.lines.length;
+    owner.kill('SIGCONT');
+    await owner.waitFor((lines) => lines.slice(linesBefore).some((l) => l === 'retry ERR_LEASE_LOST' || l === 'retry ERR_TENANT_ELSEWHERE'));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const afterWake = owner.lines.slice(linesBefore).filter((l) => l.startsWith('inc ')).map((l) => Number(l.slice(4)));
+    assert.ok(afterWake.every((v) => v <= atTakeover), `no write of the old owner after the takeover was acknowledged: ${afterWake.join(', ')} (takeover at ${atTakeover})`);
+    assert.is((await session.records.get('c', 'counter'))?.value, atTakeover + 20, 'none of its writes is visible');
+    await session.release();
+    assert.ok(tookMs < ttl + 5000 + 1000, `taken over ${Math.round(tookMs)} ms after the stop`);
+  } finally {
+    owner.kill('SIGCONT');
+    owner.kill('SIGKILL');
+    await pool.close();
     await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   }
 });

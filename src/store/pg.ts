@@ -6,6 +6,9 @@
 import type { Pool as PgPool, PoolClient, PoolConfig } from 'pg';
 import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
 
+/** How long the server lets one of the pool's transactions sit idle before ending it. */
+export const IDLE_IN_TRANSACTION_MS = 5000;
+
 /** A schema name: it is written into SQL, so only this shape is accepted. */
 export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -26,7 +29,17 @@ export async function openPgPool(connectionString: string, schema: string, maxCo
     throw poolError('ERR_INVALID_CONFIG', 'the PostgreSQL store needs the `pg` package: npm install pg', error);
   }
   // Named after the schema: an operator sees in pg_stat_activity which pool holds which connections.
-  const pool = new pg.Pool({ connectionString, max: maxConnections, connectionTimeoutMillis: 10_000, allowExitOnIdle: true, application_name: `tenant-pool:${schema}` });
+  // The pool's transactions are a few statements sent back to back: one left idle (its process
+  // stopped, SIGSTOP or a VM pause) is ended by the server, so its locks (a lease row's, in cluster
+  // mode) do not outlive it.
+  const pool = new pg.Pool({
+    connectionString,
+    max: maxConnections,
+    connectionTimeoutMillis: 10_000,
+    allowExitOnIdle: true,
+    application_name: `tenant-pool:${schema}`,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+  });
   // An idle client's error (the server went away) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   return pool;
@@ -46,6 +59,7 @@ export function pgError(error: unknown, what: string, isWrite: boolean): TenantP
     code === '57P01' ||
     code === '57P02' ||
     code === '57P03' ||
+    code === '25P03' ||
     (typeof code === 'string' && (code.startsWith('08') || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ENOTFOUND' || code === 'ETIMEDOUT')) ||
     /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)
   ) {
