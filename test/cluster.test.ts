@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { TenantPool } from '../src/pool.js';
+import { createRouter } from '../src/router.js';
 import type { Session } from '../src/session.js';
 import { startChild, type Child } from './child.js';
 import { pgQuery, rejectsWith, tempDir } from './helpers.js';
@@ -80,6 +81,49 @@ testWithPostgres('a member that leaves by close() gives its tenants up at once: 
     for (const id of ['t1', 't2', 't3']) await b.withSession(id, async () => {});
     assert.ok(performance.now() - started < 5000, 'taken over without waiting for the 60 s leases to expire');
     assert.equal((await b.cluster!.members()).map((m) => m.instanceId), ['i1'], 'the member row went with it');
+  } finally {
+    await close();
+  }
+});
+
+testWithPostgres('tenant-pool/router routes like the pools: the lease holder, or for a free tenant a live member by the bounded-load rule', async () => {
+  const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000 });
+  const [a, b] = pools as [TenantPool, TenantPool];
+  const router = await createRouter({ connectionString: postgresUrl!, schema });
+  try {
+    await a.tenants.create({ tenantId: 'free' });
+    const chosen = await router.route('free');
+    assert.equal(chosen, await a.cluster!.route('free'), 'the same choice as the pools make');
+    assert.ok(['i0', 'i1'].includes(chosen!.instanceId));
+    const holder = chosen!.instanceId === 'i0' ? b : a;
+    await (await holder.acquire('free')).release();
+    assert.equal(await router.route('free'), { instanceId: holder.cluster!.instanceId, address: holder.cluster!.address }, 'the holder, once it holds the lease');
+    await rejectsWith(router.route('../x'), 'ERR_INVALID_ARGUMENT');
+  } finally {
+    await router.close();
+    await close();
+  }
+});
+
+testWithPostgres('the database connections of every instance terminated (pg_terminate_backend): the owner reconnects and keeps its lease, calls fail retryably at most, and no second instance ever holds the tenant', async () => {
+  const { pools, schema, close } = await instances(2, { leaseTtlMs: 1500, walletIdleTtlMs: 600_000 });
+  const [a, b] = pools as [TenantPool, TenantPool];
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    const s = await a.acquire('t');
+    await s.records.save('c', 'r', 0);
+    await pgQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`tenant-pool:${schema}`]);
+    const started = performance.now();
+    let saved = 0;
+    // For twice the TTL: the owner's writes go on (a retryable failure at most), and the other instance is refused throughout.
+    while (performance.now() - started < 3000) {
+      await s.records.save('c', 'r', ++saved).catch((error: { code?: string; retryable?: boolean }) => assert.equal([error.code, error.retryable], ['ERR_STORAGE_UNAVAILABLE', true]));
+      await rejectsWith(b.acquire('t', { timeoutMs: 5000 }), 'ERR_TENANT_ELSEWHERE', 'the lease is still a\'s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(!(s as Session).isEnded, 'the owner kept serving the tenant');
+    assert.is((await s.records.get('c', 'r'))?.value, saved);
+    await s.release();
   } finally {
     await close();
   }

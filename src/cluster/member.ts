@@ -21,8 +21,10 @@
 import type { Pool as PgPool } from 'pg';
 import type { ResolvedClusterOptions } from '../config.js';
 import { poolError, type LeaseOwner } from '../errors.js';
-import { placeAmong } from '../placement.js';
 import { openPgPool, pgError } from '../store/pg.js';
+import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
+
+export type { ClusterMemberInfo } from './routing.js';
 
 /** What a wallet open is fenced by: this instance and the epoch its lease got. */
 export interface Fence {
@@ -40,12 +42,6 @@ export interface ClusterHooks {
   /** The tenant's lease is no longer this instance's (not renewed in time, or taken): stop serving it. */
   onLost: (tenantId: string) => void;
   warn: (message: string, code: string) => void;
-}
-
-/** A member of the cluster as `pool.cluster.members()` lists it. */
-export interface ClusterMemberInfo extends LeaseOwner {
-  heartbeatAt: string;
-  leases: number;
 }
 
 export class ClusterMember {
@@ -201,37 +197,20 @@ export class ClusterMember {
 
   /** The instance that holds the tenant's lease now, or null when it is free (or expired). */
   async ownerOf(tenantId: string): Promise<LeaseOwner | null> {
-    const [row] = await this.#query<{ owner: string; address: string | null }>(
-      `reading the owner of tenant ${tenantId}`,
-      `SELECT l.owner, m.address FROM ${this.#s}.leases l LEFT JOIN ${this.#s}.members m ON m.instance_id = l.owner WHERE l.tenant_id = $1 AND l.expires_at > now()`,
-      [tenantId],
-    );
-    return row === undefined ? null : { instanceId: row.owner, address: row.address };
+    return leaseOwner(this.#reader, this.#s, tenantId);
   }
 
   /** The live members (a heartbeat within the lease TTL), with how many leases each holds. */
   async members(): Promise<ClusterMemberInfo[]> {
-    const rows = await this.#query<{ instance_id: string; address: string | null; heartbeat_at: Date; leases: number }>(
-      'listing the members',
-      `SELECT m.instance_id, m.address, m.heartbeat_at, (SELECT count(*)::int FROM ${this.#s}.leases l WHERE l.owner = m.instance_id AND l.expires_at > now()) AS leases
-       FROM ${this.#s}.members m WHERE m.heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY m.instance_id`,
-      [this.leaseTtlMs],
-    );
-    return rows.map((r) => ({ instanceId: r.instance_id, address: r.address, heartbeatAt: new Date(r.heartbeat_at).toISOString(), leases: r.leases }));
+    return liveMembers(this.#reader, this.#s, this.leaseTtlMs);
   }
 
-  /**
-   * The instance that should serve the tenant: its lease holder, or for a free tenant the
-   * bounded-load rendezvous choice over the live members (as workers are chosen: 1.25 × average).
-   */
+  /** The instance that should serve the tenant (see `routeTenant`); this one when no member is live. */
   async route(tenantId: string): Promise<LeaseOwner> {
-    const owner = await this.ownerOf(tenantId);
-    if (owner !== null) return owner;
-    const members = await this.members();
-    const chosen = placeAmong(tenantId, members.map((m) => ({ name: m.instanceId, load: m.leases })));
-    const member = members.find((m) => m.instanceId === chosen);
-    return member === undefined ? { instanceId: this.instanceId, address: this.address } : { instanceId: member.instanceId, address: member.address };
+    return (await routeTenant(this.#reader, this.#s, this.leaseTtlMs, tenantId)) ?? { instanceId: this.instanceId, address: this.address };
   }
+
+  readonly #reader: ClusterQuery = async <R>(what: string, sql: string, params: unknown[]) => this.#query<R>(what, sql, params);
 
   /** Leaves: its leases and member row deleted at once, so others take its tenants without waiting. */
   async close(): Promise<void> {

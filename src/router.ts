@@ -1,0 +1,54 @@
+/**
+ * `tenant-pool/router`: where a front proxy sends a tenant's requests in cluster mode, read from
+ * the cluster's tables with no pool of its own (no workers, no root key): the instance holding the
+ * tenant's lease, or for a free tenant the instance the pools themselves would choose (the
+ * bounded-load rendezvous rule over the live members). A hint for forwarding, never a fence: the
+ * instance that gets the request takes the lease or answers `ERR_TENANT_ELSEWHERE` naming the owner.
+ *
+ * @example
+ * const router = await createRouter({ connectionString, schema: 'tenant_pool', leaseTtlMs: 10_000 })
+ * const { address } = await router.route(tenantId)   // forward the request there
+ */
+import type { Pool as PgPool } from 'pg';
+import type { LeaseOwner } from './errors.js';
+import { leaseOwner, routeTenant, type ClusterQuery } from './cluster/routing.js';
+import { openPgPool, pgError } from './store/pg.js';
+import { checkTenantId } from './validate.js';
+
+export interface RouterOptions {
+  connectionString: string;
+  /** @default 'tenant_pool' */
+  schema?: string;
+  /** The cluster's lease TTL: a member whose heartbeat is older is not live. @default 10000 */
+  leaseTtlMs?: number;
+  /** @default 2 */
+  maxConnections?: number;
+}
+
+export interface Router {
+  /** The instance that should serve the tenant: its lease holder, or the pools' own choice for a free tenant. Null when no member is live. */
+  route(tenantId: string): Promise<LeaseOwner | null>;
+  /** The instance holding the tenant's lease, or null. */
+  ownerOf(tenantId: string): Promise<LeaseOwner | null>;
+  close(): Promise<void>;
+}
+
+export async function createRouter(options: RouterOptions): Promise<Router> {
+  const schema = options.schema ?? 'tenant_pool';
+  const ttl = options.leaseTtlMs ?? 10_000;
+  const pool: PgPool = await openPgPool(options.connectionString, schema, options.maxConnections ?? 2);
+  const query: ClusterQuery = async <R>(what: string, sql: string, params: unknown[]): Promise<R[]> => {
+    try {
+      return (await pool.query(sql, params)).rows as R[];
+    } catch (error) {
+      throw pgError(error, what, false);
+    }
+  };
+  return {
+    ownerOf: async (tenantId) => leaseOwner(query, schema, checkTenantId(tenantId)),
+    route: async (tenantId) => routeTenant(query, schema, ttl, checkTenantId(tenantId)),
+    close: async () => {
+      await pool.end();
+    },
+  };
+}
