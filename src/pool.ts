@@ -82,6 +82,11 @@ export interface PoolCluster {
   route(tenantId: string): Promise<LeaseOwner>;
   /** The live members, with how many leases each holds. */
   members(): Promise<ClusterMemberInfo[]>;
+  /**
+   * Hands off now (rather than at the next round, every lease TTL) the idle tenants whose route
+   * points to another member: their idle wallets close and their leases go. Returns how many.
+   */
+  rebalance(): Promise<number>;
 }
 
 /** Default pool close wait for live sessions before revoking them. */
@@ -119,6 +124,7 @@ export class TenantPool implements AsyncDisposable {
             ownerOf: async (tenantId: string) => member.ownerOf(checkTenantId(tenantId)),
             route: async (tenantId: string) => member.route(checkTenantId(tenantId)),
             members: async () => member.members(),
+            rebalance: async () => member.rebalance(),
           });
     this.#clock = clock;
     this.#events = events;
@@ -235,7 +241,12 @@ export class TenantPool implements AsyncDisposable {
     const ref: { pool?: TenantPool } = {};
     try {
       if (resolved.cluster !== undefined) {
-        member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, { onLost: (tenantId) => ref.pool?.leaseLost(tenantId), warn });
+        member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, {
+          onLost: (tenantId) => ref.pool?.leaseLost(tenantId),
+          idleTenants: () => ref.pool?.idleTenants() ?? [],
+          handOff: (tenantId) => ref.pool?.handOff(tenantId),
+          warn,
+        });
       }
       pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance);
     } catch (error) {
@@ -485,6 +496,17 @@ export class TenantPool implements AsyncDisposable {
         this.#scheduler.walletLost(tenantId);
         this.#admission.pump();
       });
+  }
+
+  /** @internal Cluster mode: tenants whose wallet is open with no session. */
+  idleTenants(): string[] {
+    return this.#isClosed ? [] : this.#scheduler.idleTenants();
+  }
+
+  /** @internal Cluster mode: closes an idle wallet so the tenant can move to the member its route points to. */
+  handOff(tenantId: string): void {
+    if (this.#isClosed || !this.#scheduler.closeIdle(tenantId)) return;
+    void this.#admission.closeWallet(tenantId, 'idle');
   }
 
   /** @internal Called by a worker slot when its worker died. */

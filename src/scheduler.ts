@@ -275,6 +275,19 @@ export class Scheduler {
   }
 
   /** Starts closing every idle wallet now, as if its TTL had passed; returns the tenants whose wallet to close. */
+  /** Closes the tenant's wallet if it is idle (open with no session); returns whether it does. */
+  closeIdle(tenantId: string): boolean {
+    const slot = this.#idle.get(tenantId);
+    if (slot === undefined) return false;
+    this.#startClose(slot);
+    return true;
+  }
+
+  /** Tenants whose wallet is open with no session, least recently used first. */
+  idleTenants(): string[] {
+    return [...this.#idle.keys()];
+  }
+
   closeAllIdle(): string[] {
     const closing = [...this.#idle.values()];
     for (const slot of closing) this.#startClose(slot);

@@ -12,9 +12,12 @@ import { startChild, type Child } from './child.js';
 import { pgQuery, rejectsWith, tempDir } from './helpers.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 
+/** The root key the instances of a test share. */
+const sharedKey = randomBytes(32).toString('hex');
+
 async function instances(count: number, options: { leaseTtlMs?: number; walletIdleTtlMs?: number } = {}): Promise<{ pools: TenantPool[]; schema: string; close: () => Promise<void> }> {
   const schema = testSchema();
-  const rootKey = randomBytes(32).toString('hex');
+  const rootKey = sharedKey;
   const pools: TenantPool[] = [];
   for (let i = 0; i < count; i++) {
     pools.push(
@@ -125,6 +128,40 @@ testWithPostgres('the database connections of every instance terminated (pg_term
     assert.is((await s.records.get('c', 'r'))?.value, saved);
     await s.release();
   } finally {
+    await close();
+  }
+});
+
+testWithPostgres('membership: a third instance joins; idle tenants whose route moved are handed off (no session revoked), and routed again they spread within 1.25 × the average', async () => {
+  const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000, leaseTtlMs: 60_000 });
+  const ids = Array.from({ length: 30 }, (_, i) => `m${i}`);
+  const byId = new Map<string, TenantPool>();
+  const serve = async (id: string): Promise<void> => {
+    const to = (await pools[0]!.cluster!.route(id)).instanceId;
+    await (await byId.get(to)!.acquire(id)).release();
+  };
+  const [a, b] = pools as [TenantPool, TenantPool];
+  byId.set('i0', a).set('i1', b);
+  let c: TenantPool | undefined;
+  try {
+    for (const id of ids) await a.tenants.create({ tenantId: id });
+    for (const id of ids) await serve(id);
+    // A session held through the join is never revoked by the hand-off.
+    const held = await byId.get((await a.cluster!.ownerOf('m0'))!.instanceId)!.acquire('m0');
+    c = await TenantPool.open({ dataDir: tempDir(), rootKey: sharedKey, workers: 1, walletIdleTtlMs: 600_000, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'i2', leaseTtlMs: 60_000 } });
+    byId.set('i2', c);
+    let moved = 0;
+    for (let round = 0; round < 12; round++) moved += (await a.cluster!.rebalance()) + (await b.cluster!.rebalance());
+    assert.ok(moved > 0, 'some tenants were handed off to the new member');
+    assert.ok(!(held as Session).isEnded, 'the held session was not revoked');
+    await held.release();
+    for (const id of ids) await serve(id);
+    const leases = (await a.cluster!.members()).map((m) => m.leases);
+    const bound = Math.ceil((1.25 * 30) / 3);
+    assert.ok(leases.every((n) => n <= bound) && leases[2]! > 0, `leases per member ${leases.join(', ')} within ${bound}`);
+    assert.is(leases.reduce((x, y) => x + y, 0), 30, 'every tenant held once');
+  } finally {
+    await c?.close();
     await close();
   }
 });

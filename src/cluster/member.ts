@@ -21,6 +21,7 @@
 import type { Pool as PgPool } from 'pg';
 import type { ResolvedClusterOptions } from '../config.js';
 import { poolError, type LeaseOwner } from '../errors.js';
+import { placeAmong } from '../placement.js';
 import { openPgPool, pgError } from '../store/pg.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
@@ -41,6 +42,10 @@ interface Held {
 export interface ClusterHooks {
   /** The tenant's lease is no longer this instance's (not renewed in time, or taken): stop serving it. */
   onLost: (tenantId: string) => void;
+  /** Tenants held here whose wallet is idle (no session): those may move to another member. */
+  idleTenants: () => string[];
+  /** Closes the tenant's idle wallet (its lease goes with it), so that its next session opens where its route now points. */
+  handOff: (tenantId: string) => void;
   warn: (message: string, code: string) => void;
 }
 
@@ -54,6 +59,7 @@ export class ClusterMember {
   readonly #held = new Map<string, Held>();
   readonly #marginMs: number;
   #renewTimer: NodeJS.Timeout | undefined;
+  #rebalanceTimer: NodeJS.Timeout | undefined;
   #fenceTimer: NodeJS.Timeout | undefined;
   #renewing = false;
   #isClosed = false;
@@ -94,6 +100,7 @@ export class ClusterMember {
     }
     member.#renewTimer = setInterval(() => void member.#renew(), Math.max(100, Math.floor(options.leaseTtlMs / 3))).unref();
     member.#fenceTimer = setInterval(() => member.#selfFence(), Math.max(50, Math.floor(options.leaseTtlMs / 20))).unref();
+    member.#rebalanceTimer = setInterval(() => void member.rebalance(), options.leaseTtlMs).unref();
     return member;
   }
 
@@ -212,12 +219,47 @@ export class ClusterMember {
 
   readonly #reader: ClusterQuery = async <R>(what: string, sql: string, params: unknown[]) => this.#query<R>(what, sql, params);
 
+  /**
+   * Evens the load out when members come and go, without revoking a session: each idle tenant held
+   * here whose route (the bounded-load rendezvous choice over the live members, this one's load
+   * counted without it) is another member is handed off, its idle wallet closed and its lease
+   * given up, at most a tenth of them (and at least one) per round, every lease TTL. Its next
+   * session opens where the route points. Returns how many were handed off.
+   */
+  async rebalance(): Promise<number> {
+    if (this.#isClosed) return 0;
+    let members: ClusterMemberInfo[];
+    try {
+      members = await this.members();
+    } catch {
+      return 0;
+    }
+    if (members.length < 2 || !members.some((m) => m.instanceId === this.instanceId)) return 0;
+    const idle = this.#hooks.idleTenants().filter((t) => this.#held.has(t));
+    const budget = Math.max(1, Math.floor(this.#held.size / 10));
+    let moved = 0;
+    for (const tenantId of idle) {
+      if (moved >= budget) break;
+      const loads = members.map((m) => ({ name: m.instanceId, load: m.instanceId === this.instanceId ? m.leases - 1 : m.leases }));
+      const chosen = placeAmong(tenantId, loads);
+      if (chosen === undefined || chosen === this.instanceId) continue;
+      this.#hooks.handOff(tenantId);
+      const me = members.find((m) => m.instanceId === this.instanceId)!;
+      const to = members.find((m) => m.instanceId === chosen)!;
+      me.leases--;
+      to.leases++;
+      moved++;
+    }
+    return moved;
+  }
+
   /** Leaves: its leases and member row deleted at once, so others take its tenants without waiting. */
   async close(): Promise<void> {
     if (this.#isClosed) return;
     this.#isClosed = true;
     clearInterval(this.#renewTimer);
     clearInterval(this.#fenceTimer);
+    clearInterval(this.#rebalanceTimer);
     this.#held.clear();
     await this.#query('leaving the cluster', `WITH gone AS (DELETE FROM ${this.#s}.leases WHERE owner = $1) DELETE FROM ${this.#s}.members WHERE instance_id = $1`, [this.instanceId]).catch(() => {});
     await this.#query('telling the cluster', `SELECT pg_notify($1, $2)`, [`tenant_pool_${this.#s}`, JSON.stringify({ left: this.instanceId })]).catch(() => {});
