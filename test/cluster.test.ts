@@ -2,7 +2,9 @@
  * Cluster mode on a real PostgreSQL: several pools on one schema, each tenant open on one of them at
  * a time (a lease with an epoch), writes fenced in the database, owners and routes for a router.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { TenantPool } from '../src/pool.js';
@@ -363,6 +365,19 @@ testWithPostgres('SIGSTOP of the owner past its lease: another instance takes ov
     await pool.close();
     await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   }
+});
+
+testWithPostgres('the example: two instances on loopback behind a forwarding proxy count every visit once', async () => {
+  const run = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, '..', 'examples', 'cluster.ts')], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, TENANT_POOL_POSTGRES_URL: postgresUrl! },
+  });
+  assert.is(run.status, 0, run.stderr);
+  const answers = run.stdout.trim().split('\n').map((line) => JSON.parse(line.slice(4)) as { tenantId: string; visits: number; servedBy: string });
+  assert.is(answers.length, 12);
+  assert.ok(run.stdout.split('\n').filter(Boolean).every((line) => line.startsWith('200 ')));
+  for (const tenantId of ['acme', 'globex', 'initech', 'umbrella']) assert.equal(answers.filter((a) => a.tenantId === tenantId).map((a) => a.visits), [1, 2, 3], tenantId);
 });
 
 test.run();
