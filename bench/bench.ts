@@ -180,6 +180,12 @@ function sqliteTargets(name: string, r: ScenarioResult, limits: Limits): Target[
         at('no error but ERR_WORKER_CRASHED (calls in flight on a killed worker)', otherErrors.length, otherErrors.length === 0),
       ];
     }
+    case 'cluster':
+      return [
+        at(`takeover after SIGKILL p50 <= lease TTL + 1 s (max ${t['takeoverMaxMs']} ms)`, t['takeoverP50Ms']! / (t['leaseTtlMs']! + 1000), t['takeoverP50Ms']! <= t['leaseTtlMs']! + 1000),
+        at('lease overhead per cold acquire <= 2 ms', t['leaseOverheadColdMs']! / 2, t['leaseOverheadColdMs']! <= 2),
+        at('lease overhead per write <= 0.5 ms', t['leaseOverheadWriteMs']! / 0.5, t['leaseOverheadWriteMs']! <= 0.5),
+      ];
     case 'scheduler':
       return [at('ns/op at depth 10,000 <= 2 x ns/op at depth 0', t['nsPerOpDepth10k']! / t['nsPerOpDepth0']!, t['nsPerOpDepth10k']! <= 2 * t['nsPerOpDepth0']!)];
     default:

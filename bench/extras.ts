@@ -2,6 +2,7 @@
  * Further tenant-pool scenarios, beyond the side-by-side ones: costs a user tuning the pool asks
  * about (cold open per KDF, one call against a bare echo, find on a large wallet, memory per wallet).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -257,6 +258,17 @@ export const extraScenarios: Scenario[] = [
     },
   },
   {
+    name: 'cluster',
+    describe: 'cluster mode on PostgreSQL: takeover after SIGKILL of the owner, lease overhead per cold acquire and per write, sessions/s of 3 instances against 1 (needs a PostgreSQL server)',
+    systems: ['tenant-pool'],
+    onPostgres: false,
+    onlyWhenNamed: benchPostgresUrl === undefined,
+    options: () => options(),
+    async run({ quick }) {
+      return clusterFigures(quick);
+    },
+  },
+  {
     name: 'find-100k',
     describe: 'records.find on a wallet of 100,000 records with 3 tags each (SQL on the wallet itself), p50 µs',
     systems: ['tenant-pool'],
@@ -503,5 +515,105 @@ async function manyTenants(count: number, store: 'sqlite' | 'postgres'): Promise
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
     if (store === 'postgres') await dropBenchSchema(schema);
+  }
+}
+
+/** Runs a bench child (bench/cluster-instance.ts); resolves with its process once it printed `expect`. */
+function clusterChild(args: string[], expect: string): Promise<{ child: ChildProcess; lines: string[] }> {
+  const child = spawn(process.execPath, [...process.execArgv, join(import.meta.dirname, 'cluster-instance.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      lines.push(...d.toString().split('\n').filter(Boolean));
+      if (lines.some((l) => l.startsWith(expect))) resolve({ child, lines });
+    });
+    child.on('exit', (code) => {
+      if (!lines.some((l) => l.startsWith(expect))) reject(new Error(`cluster child exited ${String(code)} before ${expect}`));
+    });
+  });
+}
+
+async function clusterFigures(quick: boolean): Promise<Figures> {
+  if (benchPostgresUrl === undefined) throw new Error('set TENANT_POOL_BENCH_POSTGRES_URL to a PostgreSQL server');
+  const ttl = 2000;
+  const schema = `tp_bench_cluster_${process.pid}`;
+  const rootKey = randomBytes(32).toString('hex');
+  const open = async (cluster: boolean, instanceId: string): Promise<TenantPool> =>
+    TenantPool.open({ dataDir: join(tmpdir(), `tp-bench-cl-${instanceId}`), rootKey, workers: 2, walletIdleTtlMs: 600_000, postgres: { connectionString: benchPostgresUrl!, schema }, ...(cluster ? { cluster: { instanceId, leaseTtlMs: ttl } } : {}) });
+  try {
+    // Lease overhead: the same cold acquires and warm writes, without and with cluster mode.
+    const overhead = async (cluster: boolean): Promise<{ coldMs: number; writeUs: number }> => {
+      const pool = await open(cluster, cluster ? 'solo' : 'plain');
+      try {
+        const ids: string[] = [];
+        for (let i = 0; i < (quick ? 20 : 100); i++) ids.push((await pool.tenants.create({ tenantId: `${cluster ? 'c' : 'p'}${i}` })).tenantId);
+        await pool.closeIdleWallets();
+        const cold: number[] = [];
+        for (const id of ids) {
+          const t = performance.now();
+          const s = await pool.acquire(id);
+          cold.push(performance.now() - t);
+          await s.release();
+        }
+        const writes = await pool.withSession(ids[0]!, async (s) => sample(quick ? 200 : 1000, async () => s.records.save('c', 'r', { n: 1 })));
+        return { coldMs: percentile(cold, 50), writeUs: percentile(writes, 50) * 1000 };
+      } finally {
+        await pool.close();
+      }
+    };
+    const plain = await overhead(false);
+    const leased = await overhead(true);
+    // Takeover after SIGKILL of the owner.
+    const setup = await open(true, 'setup');
+    await setup.tenants.create({ tenantId: 't' });
+    await setup.close();
+    const takeovers: number[] = [];
+    for (let trial = 0; trial < (quick ? 2 : 5); trial++) {
+      const { child } = await clusterChild([schema, rootKey, `holder${trial}`, String(ttl), 'hold'], 'held');
+      child.kill('SIGKILL');
+      const killedAt = performance.now();
+      const heir = await open(true, `heir${trial}`);
+      try {
+        for (;;) {
+          try {
+            await heir.withSession('t', async (s) => s.records.get('c', 'r'));
+            break;
+          } catch (error) {
+            if ((error as { code?: string }).code !== 'ERR_TENANT_ELSEWHERE') throw error;
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        }
+        takeovers.push(performance.now() - killedAt);
+      } finally {
+        await heir.close();
+      }
+    }
+    // Sessions/s of 1 instance, then 3 at once (each its own 16 tenants), on this machine's 2 cores.
+    const seconds = quick ? 3 : 8;
+    const served = async (count: number): Promise<number> => {
+      const setupPool = await open(true, `mk${count}`);
+      for (let i = 0; i < count; i++) for (let j = 0; j < 16; j++) await setupPool.tenants.create({ tenantId: `n${count}i${i}-${j}` });
+      await setupPool.close();
+      const runs = await Promise.all(Array.from({ length: count }, async (_, i) => clusterChild([schema, rootKey, `n${count}i${i}`, String(ttl), 'load', String(seconds)], 'served')));
+      return runs.reduce((sum, r) => sum + Number(r.lines.find((l) => l.startsWith('served'))!.slice(7)), 0) / seconds;
+    };
+    const one = await served(1);
+    const three = await served(3);
+    return {
+      leaseTtlMs: ttl,
+      takeoverP50Ms: round(percentile(takeovers, 50)),
+      takeoverMaxMs: round(Math.max(...takeovers)),
+      coldAcquireP50Ms: round(plain.coldMs, 2),
+      coldAcquireLeasedP50Ms: round(leased.coldMs, 2),
+      leaseOverheadColdMs: round(leased.coldMs - plain.coldMs, 2),
+      writeP50Us: round(plain.writeUs),
+      writeLeasedP50Us: round(leased.writeUs),
+      leaseOverheadWriteMs: round((leased.writeUs - plain.writeUs) / 1000, 3),
+      sessionsPerSec1: round(one),
+      sessionsPerSec3: round(three),
+      threeVsOne: round(three / one, 2),
+    };
+  } finally {
+    await dropBenchSchema(schema).catch(() => {});
   }
 }

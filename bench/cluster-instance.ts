@@ -1,0 +1,38 @@
+/**
+ * A bench child: one instance of a cluster. `hold`: opens tenant `t` (kept open) and reports
+ * `held`, then waits to be killed. `load SECONDS`: acquires, reads and releases its own tenants
+ * (`<instanceId>-0..15`) for that long, and reports how many sessions it served.
+ * argv: schema rootKey instanceId leaseTtlMs mode [seconds]
+ */
+import { TenantPool } from '../src/pool.js';
+import { benchPostgresUrl } from './systems/types.js';
+
+const [schema, rootKey, instanceId, ttl, mode, seconds] = process.argv.slice(2);
+const pool = await TenantPool.open({
+  dataDir: `/tmp/tp-bench-cluster-${instanceId}`,
+  rootKey: rootKey!,
+  workers: 1,
+  walletIdleTtlMs: 600_000,
+  postgres: { connectionString: benchPostgresUrl!, schema: schema! },
+  cluster: { instanceId: instanceId!, leaseTtlMs: Number(ttl) },
+});
+if (mode === 'hold') {
+  const session = await pool.acquire('t');
+  await session.records.save('c', 'r', 1);
+  process.stdout.write('held\n');
+  setInterval(() => {}, 60_000);
+} else {
+  const ids = Array.from({ length: 16 }, (_, i) => `${instanceId}-${i}`);
+  const until = performance.now() + Number(seconds) * 1000;
+  let served = 0;
+  await Promise.all(
+    ids.map(async (id) => {
+      while (performance.now() < until) {
+        await pool.withSession(id, async (s) => s.records.get('c', 'r'));
+        served++;
+      }
+    }),
+  );
+  process.stdout.write(`served ${served}\n`);
+  await pool.close();
+}
