@@ -190,6 +190,14 @@ export class TenantPool implements AsyncDisposable {
         this.#admission.pump();
       },
       revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
+      ...(member === undefined
+        ? {}
+        : {
+            claim: async (tenantId: string) => {
+              await member.take(tenantId);
+              return async () => member.release(tenantId);
+            },
+          }),
       revokeForRekey: (session) => this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: its tenant was rekeyed; acquire a new session', 'rekey'),
       onRekeyed: (tenantId) => {
         this.#scheduler.walletLost(tenantId);

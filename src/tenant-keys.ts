@@ -108,45 +108,57 @@ export class TenantKeys {
       const kdf = (opts['kdf'] as KdfMethod | undefined) ?? fallback;
       if (newPassphrase !== undefined && kdf === 'raw') invalid("Expected `kdf` to be an Argon2 method with a passphrase: 'raw' does no stretching");
       ctx.assertOpen();
-      await ctx.wallets.closeForce(tenantId, 'rekey', ctx.revokeForRekey);
-      ctx.onRekeyed(tenantId);
-      const salt = randomBytes(16);
-      const secret = newPassphrase === undefined ? randomBytes(32) : null;
-      // SQLite writes the wallet anew to a new file; PostgreSQL keeps it and rewraps its profile key.
-      const inPlace = ctx.store.rekeysInPlace;
-      const walletFile = inPlace ? record.walletFile : ctx.store.newWalletName(tenantId);
-      const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
-      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
-      let rekeyed: TenantRecord;
+      const unclaim = await ctx.claim?.(tenantId);
       try {
-        const { verifier, profileKey } = await ctx.wallets.derive(
-          record.kdf === 'raw' ? kdf : record.kdf,
-          async () =>
-            worker.call('rekeyWallet', {
-              tenantId,
-              path: ctx.walletPath(record),
-              kdf: record.kdf,
-              salt: record.salt,
-              secret: record.secret ?? passphrase ?? '',
-              verifier: record.verifier,
-              newPath: ctx.walletPath(next),
-              newKdf: kdf,
-              newSalt: salt,
-              newSecret: secret ?? newPassphrase ?? '',
-            }),
-          2,
-        );
-        next.verifier = Buffer.from(verifier);
-        ctx.assertOpen();
-        // The commit point: from here the tenant is the new file under the new key.
-        rekeyed = await ctx.store.replaceKey(tenantId, next, profileKey);
-      } catch (error) {
-        if (!inPlace) await this.#helpers.removeWallet(next, true);
-        throw error;
+        return await this.#rekeyClaimed(record, kdf, newPassphrase, passphrase);
+      } finally {
+        await unclaim?.();
       }
-      if (!inPlace) await this.#helpers.removeWallet(record);
-      return toInfo(rekeyed);
     });
+  }
+
+  /** The rekey itself, with the tenant's critical section (and, in cluster mode, its lease) held. */
+  async #rekeyClaimed(record: TenantRecord, kdf: KdfMethod, newPassphrase: string | undefined, passphrase: string | undefined): Promise<TenantInfo> {
+    const ctx = this.#ctx;
+    const tenantId = record.tenantId;
+    await ctx.wallets.closeForce(tenantId, 'rekey', ctx.revokeForRekey);
+    ctx.onRekeyed(tenantId);
+    const salt = randomBytes(16);
+    const secret = newPassphrase === undefined ? randomBytes(32) : null;
+    // SQLite writes the wallet anew to a new file; PostgreSQL keeps it and rewraps its profile key.
+    const inPlace = ctx.store.rekeysInPlace;
+    const walletFile = inPlace ? record.walletFile : ctx.store.newWalletName(tenantId);
+    const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
+    const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+    let rekeyed: TenantRecord;
+    try {
+      const { verifier, profileKey } = await ctx.wallets.derive(
+        record.kdf === 'raw' ? kdf : record.kdf,
+        async () =>
+          worker.call('rekeyWallet', {
+            tenantId,
+            path: ctx.walletPath(record),
+            kdf: record.kdf,
+            salt: record.salt,
+            secret: record.secret ?? passphrase ?? '',
+            verifier: record.verifier,
+            newPath: ctx.walletPath(next),
+            newKdf: kdf,
+            newSalt: salt,
+            newSecret: secret ?? newPassphrase ?? '',
+          }),
+        2,
+      );
+      next.verifier = Buffer.from(verifier);
+      ctx.assertOpen();
+      // The commit point: from here the tenant is the new file under the new key.
+      rekeyed = await ctx.store.replaceKey(tenantId, next, profileKey);
+    } catch (error) {
+      if (!inPlace) await this.#helpers.removeWallet(next, true);
+      throw error;
+    }
+    if (!inPlace) await this.#helpers.removeWallet(record);
+    return toInfo(rekeyed);
   }
 
   /**

@@ -55,6 +55,11 @@ export interface TenantsContext {
   onRekeyed: (tenantId: string) => void;
   /** The tenant is gone, its wallet closed and files removed. */
   onDeleted: (tenantId: string) => void;
+  /**
+   * Cluster mode: takes the tenant's lease before a delete or a rekey changes it (another instance
+   * holding it makes them fail `ERR_TENANT_ELSEWHERE`); returns what gives it up again.
+   */
+  claim?: (tenantId: string) => Promise<() => Promise<void>>;
 }
 
 export const MAX_PASSPHRASE_LENGTH = 4096;

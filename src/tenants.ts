@@ -264,10 +264,15 @@ export class Tenants {
     await ctx.wallets.exclusive(tenantId, async () => {
       // Inside the critical section: no open, close or create of this id is under way.
       const record = await this.#record(tenantId);
-      // The commit point: once the row is gone the tenant is gone; if this write fails, nothing changed.
-      await ctx.store.delete(tenantId);
-      await ctx.wallets.closeForce(tenantId, 'delete', ctx.revoke);
-      await this.#removeWallet(record);
+      const unclaim = await ctx.claim?.(tenantId);
+      try {
+        // The commit point: once the row is gone the tenant is gone; if this write fails, nothing changed.
+        await ctx.store.delete(tenantId);
+        await ctx.wallets.closeForce(tenantId, 'delete', ctx.revoke);
+        await this.#removeWallet(record);
+      } finally {
+        await unclaim?.();
+      }
     });
     ctx.onDeleted(tenantId);
   }

@@ -168,6 +168,30 @@ testWithPostgres('membership: a third instance joins; idle tenants whose route m
   }
 });
 
+testWithPostgres('delete and rekey take the lease first: while another instance holds the tenant they fail ERR_TENANT_ELSEWHERE and change nothing; once it is free they go through', async () => {
+  const { pools, close } = await instances(2, { walletIdleTtlMs: 600_000 });
+  const [a, b] = pools as [TenantPool, TenantPool];
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    const s = await a.acquire('t');
+    await s.records.save('c', 'r', 1);
+    await rejectsWith(b.tenants.delete('t'), 'ERR_TENANT_ELSEWHERE', 'delete');
+    await rejectsWith(b.tenants.rekey('t'), 'ERR_TENANT_ELSEWHERE', 'rekey');
+    assert.is((await s.records.get('c', 'r'))?.value, 1, 'the holder goes on');
+    await s.records.save('c', 'r', 2);
+    await s.release();
+    await a.closeIdleWallets();
+    await b.tenants.rekey('t');
+    assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 2, 'rekeyed, the records stay');
+    await b.closeIdleWallets();
+    await a.tenants.delete('t');
+    await rejectsWith(b.acquire('t'), 'ERR_TENANT_NOT_FOUND');
+    assert.is(await b.cluster!.ownerOf('t'), null, 'the lease went with the tenant');
+  } finally {
+    await close();
+  }
+});
+
 testWithPostgres('fencing is in the database: after another instance took the lease (epoch + 1), the old owner\'s writes change nothing and fail ERR_LEASE_LOST, and its sessions are revoked', async () => {
   const { pools, schema, close } = await instances(1, { leaseTtlMs: 60_000 });
   const [a] = pools as [TenantPool];

@@ -242,14 +242,22 @@ export class PostgresRegistry implements TenantStore {
     return hit;
   }
 
+  /**
+   * The tenant: from the cache, or read. In cluster mode other instances change tenants too (a
+   * delete or rekey under the tenant's lease), so every `get` reads the row; the cache serves only
+   * `peek` (admission's weights and limits), and a wallet opens with what `get` read.
+   */
   async get(tenantId: string): Promise<TenantRecord | undefined> {
-    const hit = this.#cache.get(tenantId);
+    const hit = this.#options.exclusive === false ? undefined : this.#cache.get(tenantId);
     if (hit !== undefined) {
       this.#remember(hit);
       return hit;
     }
     const [row] = await this.#query<TenantRow>(`a read of tenant ${tenantId}`, `SELECT * FROM ${this.#s}.tenants WHERE tenant_id = $1`, [tenantId]);
-    if (row === undefined) return undefined;
+    if (row === undefined) {
+      this.#cache.delete(tenantId);
+      return undefined;
+    }
     const record = this.#toRecord(row);
     this.#remember(record);
     return record;
@@ -365,6 +373,8 @@ export class PostgresRegistry implements TenantStore {
     await inTransaction(this.#pool, `deleting tenant ${tenantId}`, async (client) => {
       await client.query(`DELETE FROM ${this.#s}.tenants WHERE tenant_id = $1`, [tenantId]);
       await client.query(`DELETE FROM ${this.#s}.wallets WHERE tenant_id = $1`, [tenantId]);
+      // Cluster mode: the deleting instance held the lease; it goes with the tenant.
+      await client.query(`DELETE FROM ${this.#s}.leases WHERE tenant_id = $1`, [tenantId]);
     });
     this.#cache.delete(tenantId);
   }
