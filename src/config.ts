@@ -499,6 +499,12 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
   return out;
 }
 
+/** An unknown key of a nested option (`postgres.conectionsPerWorker`), with a did-you-mean. */
+function unknownOption(section: string, key: string, known: readonly string[]): never {
+  const guess = didYouMean(key, known);
+  throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${section}.${key}\`.${guess === undefined ? '' : ` Did you mean \`${section}.${guess}\`?`}`);
+}
+
 const POSTGRES_KEYS = ['connectionString', 'schema', 'connectionsPerWorker', 'registryConnections', 'registryCacheSize'];
 
 function checkPostgres(c: Checker, value: unknown): PostgresOptions {
@@ -523,10 +529,8 @@ function checkPostgres(c: Checker, value: unknown): PostgresOptions {
       case 'registryCacheSize':
         out.registryCacheSize = c.integer('postgres.registryCacheSize', v, 1, false, 10_000_000);
         break;
-      default: {
-        const guess = didYouMean(k, POSTGRES_KEYS);
-        throw poolError('ERR_INVALID_CONFIG', `Unknown option \`postgres.${k}\`.${guess === undefined ? '' : ` Did you mean \`postgres.${guess}\`?`}`);
-      }
+      default:
+        unknownOption('postgres', k, POSTGRES_KEYS);
     }
   }
   return out;
@@ -551,10 +555,8 @@ function checkCluster(c: Checker, value: unknown): ClusterOptions {
       case 'leaseTtlMs':
         out.leaseTtlMs = c.integer('cluster.leaseTtlMs', v, 1000, false, 3_600_000);
         break;
-      default: {
-        const guess = didYouMean(k, CLUSTER_KEYS);
-        throw poolError('ERR_INVALID_CONFIG', `Unknown option \`cluster.${k}\`.${guess === undefined ? '' : ` Did you mean \`cluster.${guess}\`?`}`);
-      }
+      default:
+        unknownOption('cluster', k, CLUSTER_KEYS);
     }
   }
   return out;
