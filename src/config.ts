@@ -466,10 +466,7 @@ function validate(source: Record<string, unknown>, c: Checker, base: string): Op
         if (typeof value !== 'object' || value === null || Array.isArray(value)) c.fail(key, 'an object of limits in MiB', value);
         const limits: WorkerResourceLimits = {};
         for (const [k, v] of Object.entries(value)) {
-          if (k !== 'maxOldGenerationSizeMb' && k !== 'maxYoungGenerationSizeMb' && k !== 'stackSizeMb') {
-            const guess = didYouMean(k, ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'stackSizeMb']);
-            throw poolError('ERR_INVALID_CONFIG', `Unknown option \`${key}.${k}\`.${guess === undefined ? '' : ` Did you mean \`${key}.${guess}\`?`}`);
-          }
+          if (k !== 'maxOldGenerationSizeMb' && k !== 'maxYoungGenerationSizeMb' && k !== 'stackSizeMb') unknownOption(key, k, ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'stackSizeMb']);
           limits[k] = c.integer(`${key}.${k}`, v, 1, false, 1 << 20);
         }
         out.workerResourceLimits = limits;
