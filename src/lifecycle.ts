@@ -67,6 +67,10 @@ export interface WalletLeases {
   /** @throws ERR_TENANT_ELSEWHERE */
   take(tenantId: string): Promise<{ owner: string; epoch: number }>;
   release(tenantId: string): Promise<void>;
+  /** Whether the lease is surely still this instance's now (the monotonic clock). */
+  holds(tenantId: string): boolean;
+  /** The lease of an open wallet ran out before the instance noticed (its event loop was held up): stop serving the tenant now. */
+  expired(tenantId: string): void;
 }
 
 export class WalletManager {
@@ -155,14 +159,19 @@ export class WalletManager {
    */
   async openSession(tenant: TenantRecord, passphrase: string | undefined, host: SessionHost, grant: Grant, currentRecord: () => Promise<TenantRecord | undefined>): Promise<Session> {
     const ready = this.#entries.get(tenant.tenantId);
-    if (ready?.state === 'open') return this.#admitTo(ready, passphrase, host, grant);
+    if (ready?.state === 'open' && this.#isLeased(tenant.tenantId)) return this.#admitTo(ready, passphrase, host, grant);
     const tenantId = tenant.tenantId;
     return this.exclusive(tenantId, async () => {
       // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
       const record = await currentRecord();
       if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       const current = this.#entries.get(tenantId);
-      if (current?.state === 'open') return this.#admitTo(current, passphrase, host, grant);
+      if (current?.state === 'open') {
+        if (this.#isLeased(tenantId)) return this.#admitTo(current, passphrase, host, grant);
+        // Its lease ran out while this instance could not notice: the tenant may be served elsewhere already.
+        this.#leases!.expired(tenantId);
+        throw poolError('ERR_LEASE_LOST', `the lease of tenant ${tenantId} ran out on this instance; try again`, undefined, { tenantId });
+      }
       const place = (): WalletEntry => {
         const placed = new WalletEntry(tenantId, this.#workers[placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive)]!);
         this.#entries.set(tenantId, placed);
@@ -215,6 +224,11 @@ export class WalletManager {
       this.#onOpened(entry, timings);
       return this.#admitTo(entry, passphrase, host, grant);
     });
+  }
+
+  /** Without a cluster, always; in cluster mode, whether the tenant's lease is surely still this instance's. */
+  #isLeased(tenantId: string): boolean {
+    return this.#leases === undefined || this.#leases.holds(tenantId);
   }
 
   /** A wallet that `createWallet` left open on `worker` is this tenant's open (idle) wallet from now on. */

@@ -152,7 +152,16 @@ export class TenantPool implements AsyncDisposable {
       now: () => clock.now(),
       events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
-      ...(member === undefined ? {} : { leases: { take: async (tenantId: string) => member.take(tenantId), release: async (tenantId: string) => member.release(tenantId) } }),
+      ...(member === undefined
+        ? {}
+        : {
+            leases: {
+              take: async (tenantId: string) => member.take(tenantId),
+              release: async (tenantId: string) => member.release(tenantId),
+              holds: (tenantId: string) => member.holds(tenantId),
+              expired: (tenantId: string) => this.leaseLost(tenantId),
+            },
+          }),
     });
     this.#admission = new Admission({ scheduler: this.#scheduler, wallets: this.#wallets, clock, events });
     this.#host = {

@@ -192,6 +192,52 @@ testWithPostgres('delete and rekey take the lease first: while another instance 
   }
 });
 
+/** pg_ctl of the tests' server, where `.ci/postgres` started it: the restart test needs it. */
+const postgresCtl = process.env['TENANT_POOL_TEST_POSTGRES_CTL'] || undefined;
+
+/** Where the server cannot be restarted from here (no pg_ctl given), the restart test is skipped and counted; with CI=true it must run. */
+const testWithRestart = (name: string, fn: () => Promise<void>): void => {
+  if (postgresCtl === undefined && process.env['CI'] !== 'true') test.skip(`[postgres] ${name}`, fn);
+  else testWithPostgres(name, fn);
+};
+
+testWithRestart('PostgreSQL restarted under a held tenant: the owner fences itself or keeps its lease, the tenant is served again after, and never by two instances', async () => {
+  const { pools, schema, close } = await instances(2, { leaseTtlMs: 2000, walletIdleTtlMs: 600_000 });
+  const [a, b] = pools as [TenantPool, TenantPool];
+  try {
+    assert.ok(postgresCtl !== undefined, 'CI=true: TENANT_POOL_TEST_POSTGRES_CTL names the server to restart (.ci/postgres)');
+    await a.tenants.create({ tenantId: 't' });
+    const s = (await a.acquire('t')) as Session;
+    await s.records.save('c', 'r', 1);
+    const restart = spawnSync('sh', ['-c', `${postgresCtl} restart -m fast -w -t 60`], { encoding: 'utf8', timeout: 90_000 });
+    assert.is(restart.status, 0, restart.stderr);
+    // After the restart: whoever serves the tenant, only one instance does, and the write made before is there.
+    let served: TenantPool | undefined;
+    for (let i = 0; served === undefined; i++) {
+      assert.ok(i < 400, 'the tenant is served again');
+      for (const pool of [a, b]) {
+        try {
+          assert.is(await pool.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value, { timeoutMs: 5000 }), 1);
+          served = pool;
+          break;
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (code !== 'ERR_TENANT_ELSEWHERE' && code !== 'ERR_STORAGE_UNAVAILABLE' && code !== 'ERR_LEASE_LOST') throw error;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const other = served === a ? b : a;
+    await rejectsWith(other.acquire('t', { timeoutMs: 5000 }), 'ERR_TENANT_ELSEWHERE', 'never two owners');
+    const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.leases WHERE tenant_id = 't' AND expires_at > now()`);
+    assert.is(row!.n, 1);
+    if (s.isEnded) await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST', 'a fenced session stays ended');
+    await s.release();
+  } finally {
+    await close();
+  }
+});
+
 testWithPostgres('fencing is in the database: after another instance took the lease (epoch + 1), the old owner\'s writes change nothing and fail ERR_LEASE_LOST, and its sessions are revoked', async () => {
   const { pools, schema, close } = await instances(1, { leaseTtlMs: 60_000 });
   const [a] = pools as [TenantPool];
