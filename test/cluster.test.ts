@@ -4,6 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
@@ -209,8 +210,12 @@ testWithRestart('PostgreSQL restarted under a held tenant: the owner fences itse
     await a.tenants.create({ tenantId: 't' });
     const s = (await a.acquire('t')) as Session;
     await s.records.save('c', 'r', 1);
-    const restart = spawnSync('sh', ['-c', `${postgresCtl} restart -m fast -w -t 60`], { encoding: 'utf8', timeout: 90_000 });
-    assert.is(restart.status, 0, restart.stderr);
+    // pg_ctl's output goes to a file: without `-l`, the restarted server inherits it and would hold a pipe open.
+    const log = join(tempDir(), 'pg_ctl.log');
+    const fd = openSync(log, 'w');
+    const restart = spawnSync('sh', ['-c', `${postgresCtl} restart -m fast -w -t 60`], { stdio: ['ignore', fd, fd], timeout: 90_000 });
+    closeSync(fd);
+    assert.is(restart.status, 0, readFileSync(log, 'utf8'));
     // After the restart: whoever serves the tenant, only one instance does, and the write made before is there.
     let served: TenantPool | undefined;
     for (let i = 0; served === undefined; i++) {
