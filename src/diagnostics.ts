@@ -11,6 +11,13 @@ import type { KdfMethod } from './protocol.js';
 /** Why a wallet closed: idle past its TTL, evicted for capacity, its tenant deleted, the pool closed, its worker died. */
 export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'close' | 'crash' | 'lease';
 
+/**
+ * Why this instance stopped holding a tenant's lease before giving it up: `expired` by its own
+ * monotonic clock (not renewed in time), `taken` (a renewal found it gone: another instance took it),
+ * `fenced` (a write of the tenant found the lease taken).
+ */
+export type LeaseLossReason = 'expired' | 'taken' | 'fenced';
+
 /** Why the pool ended a session itself. */
 export type RevokeReason = 'maxSessionMs' | 'delete' | 'rekey' | 'close' | 'lease';
 
@@ -40,6 +47,12 @@ export interface PoolEvents {
   'tenant-pool:worker:spawn': { worker: number; startMs: number; isReplacement: boolean };
   /** A tenant was created: `deriveMs` in the KDF, `totalMs` all of it; `isKeptOpen` when its new wallet stayed open (cached) so its first session derives nothing. */
   'tenant-pool:tenant:create': { tenantId: string; worker: number; kdf: KdfMethod; deriveMs: number; totalMs: number; isKeptOpen: boolean };
+  /** Cluster mode: this instance took the tenant's lease (a wallet open, a delete or a rekey); `epoch` is its fencing token, `takeMs` the statement's time. */
+  'tenant-pool:lease:take': { tenantId: string; epoch: number; takeMs: number };
+  /** Cluster mode: this instance gave the tenant's lease up (its wallet closed, a hand-off, the pool closed), after `heldMs`. */
+  'tenant-pool:lease:release': { tenantId: string; epoch: number; heldMs: number };
+  /** Cluster mode: this instance lost the tenant's lease (see `LeaseLossReason`) and stopped serving it: its sessions are revoked, its wallet closed. */
+  'tenant-pool:lease:lost': { tenantId: string; epoch: number; heldMs: number; reason: LeaseLossReason };
   /** At open, files of the wallet folder that no tenant owns were removed (`removed`), or could not be (`failed`, tried again next open). */
   'tenant-pool:pool:sweep': { dataDir: string; removed: string[]; failed: string[] };
 }
@@ -60,6 +73,9 @@ export const CHANNEL_NAMES = [
   'tenant-pool:worker:crash',
   'tenant-pool:worker:spawn',
   'tenant-pool:tenant:create',
+  'tenant-pool:lease:take',
+  'tenant-pool:lease:release',
+  'tenant-pool:lease:lost',
   'tenant-pool:pool:sweep',
 ] as const satisfies readonly EventName[];
 

@@ -43,6 +43,9 @@ const LINES: { [K in EventName]: (p: PoolEvents[K]) => [Level, string] } = {
   'tenant-pool:worker:crash': (p) => ['error', `worker ${p.worker} died: ${p.message}`],
   'tenant-pool:worker:spawn': (p) => ['info', `worker ${p.worker} ${p.isReplacement ? 'replaced' : 'started'} in ${p.startMs} ms`],
   'tenant-pool:tenant:create': (p) => ['debug', `tenant ${p.tenantId} created on worker ${p.worker} in ${p.totalMs} ms (${p.kdf}${p.isKeptOpen ? ', wallet kept open' : ''})`],
+  'tenant-pool:lease:take': (p) => ['debug', `lease of ${p.tenantId} taken (epoch ${p.epoch}) in ${p.takeMs} ms`],
+  'tenant-pool:lease:release': (p) => ['debug', `lease of ${p.tenantId} given up (epoch ${p.epoch}) after ${p.heldMs} ms`],
+  'tenant-pool:lease:lost': (p) => ['warn', `lease of ${p.tenantId} lost (${p.reason}, epoch ${p.epoch}) after ${p.heldMs} ms: its sessions were revoked`],
   'tenant-pool:pool:sweep': (p) => ['warn', `removed ${p.removed.length} wallet file(s) no tenant owns${p.failed.length > 0 ? `; ${p.failed.length} could not be removed` : ''}: ${[...p.removed, ...p.failed].join(', ')}`],
 };
 

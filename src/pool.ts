@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
-import { EventHub, ms, type RevokeReason } from './diagnostics.js';
+import { EventHub, ms, type LeaseLossReason, type RevokeReason } from './diagnostics.js';
 import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails, type LeaseOwner } from './errors.js';
 import { Admission } from './admission.js';
 import { SessionLedger } from './session-ledger.js';
@@ -159,7 +159,7 @@ export class TenantPool implements AsyncDisposable {
               take: async (tenantId: string) => member.take(tenantId),
               release: async (tenantId: string) => member.release(tenantId),
               holds: (tenantId: string) => member.holds(tenantId),
-              expired: (tenantId: string) => this.leaseLost(tenantId),
+              expired: (tenantId: string) => this.leaseLost(tenantId, 'expired'),
             },
           }),
     });
@@ -172,7 +172,7 @@ export class TenantPool implements AsyncDisposable {
         if ((await registry.routeOf(publicKey)) === session.tenantId) await registry.removeRoute(publicKey);
       },
       routeOf: async (publicKey) => registry.routeOf(publicKey),
-      leaseLost: (tenantId) => this.leaseLost(tenantId),
+      leaseLost: (tenantId) => this.leaseLost(tenantId, 'fenced'),
     };
     this.tenants = new Tenants({
       store: registry,
@@ -259,10 +259,11 @@ export class TenantPool implements AsyncDisposable {
     try {
       if (resolved.cluster !== undefined) {
         member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, {
-          onLost: (tenantId) => ref.pool?.leaseLost(tenantId),
+          onLost: (tenantId, reason) => ref.pool?.leaseLost(tenantId, reason),
           idleTenants: () => ref.pool?.idleTenants() ?? [],
           handOff: (tenantId) => ref.pool?.handOff(tenantId),
           warn,
+          events,
         });
       }
       pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance);
@@ -502,8 +503,8 @@ export class TenantPool implements AsyncDisposable {
    * @internal Cluster mode: the tenant's lease is no longer this instance's (not renewed in time, or
    * a write found it taken). Its sessions are revoked (`ERR_LEASE_LOST`) and its wallet closed.
    */
-  leaseLost(tenantId: string): void {
-    this.#member?.forget(tenantId);
+  leaseLost(tenantId: string, reason: LeaseLossReason): void {
+    this.#member?.forget(tenantId, reason);
     const revoke = (session: Session): void => this.#revoke(session, 'ERR_LEASE_LOST', `this session was revoked: instance ${this.#member?.instanceId ?? ''} no longer holds the lease of tenant ${tenantId}`, 'lease');
     for (const session of this.#ledger.sessions()) if (session.tenantId === tenantId) revoke(session);
     void this.#wallets

@@ -8,11 +8,11 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
-import { TenantPool } from '../src/pool.js';
+import { kEvents, TenantPool } from '../src/pool.js';
 import { createRouter } from '../src/router.js';
 import type { Session } from '../src/session.js';
 import { startChild, type Child } from './child.js';
-import { pgQuery, rejectsWith, tempDir } from './helpers.js';
+import { eventually, pgQuery, rejectsWith, tempDir } from './helpers.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 
 /** The root key the instances of a test share. */
@@ -243,7 +243,43 @@ testWithRestart('PostgreSQL restarted under a held tenant: the owner fences itse
   }
 });
 
-testWithPostgres('fencing is in the database: after another instance took the lease (epoch + 1), the old owner\'s writes change nothing and fail ERR_LEASE_LOST, and its sessions are revoked', async () => {
+testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) and taken again, by the same instance or another, gets a higher epoch than any before; each take, release and loss is an event', async () => {
+  const { pools, schema, close } = await instances(2);
+  const [a, b] = pools as [TenantPool, TenantPool];
+  const seen: Array<[string, string, Record<string, unknown>]> = [];
+  for (const [name, pool] of [['a', a], ['b', b]] as const) {
+    pool[kEvents].on((event, payload) => {
+      if (event.startsWith('tenant-pool:lease:')) seen.push([name, event.slice('tenant-pool:lease:'.length), payload]);
+    });
+  }
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    // walletIdleTtlMs 0: each session's end closes the wallet and gives the lease up.
+    for (const pool of [a, a, b, a, b]) {
+      await pool.withSession('t', async (s) => s.records.save('c', 'r', 1));
+      const count = (kind: string): number => seen.filter(([, k]) => k === kind).length;
+      await eventually(() => count('release') === count('take'), 'the lease is given up after the wallet closed');
+    }
+    const takes = seen.filter(([, kind]) => kind === 'take');
+    assert.equal(takes.map(([who]) => who), ['a', 'a', 'b', 'a', 'b']);
+    const epochs = takes.map(([, , p]) => p.epoch as number);
+    assert.ok(epochs.every((e, i) => i === 0 || e > epochs[i - 1]!), `epochs rise: ${epochs.join(', ')}`);
+    assert.equal(seen.filter(([, kind]) => kind === 'release').map(([who, , p]) => [who, p.epoch]), takes.map(([who, , p]) => [who, p.epoch]), 'each lease given up, under its own epoch');
+    assert.equal(Object.keys(takes[0]![2]).sort(), ['epoch', 'takeMs', 'tenantId']);
+    // A lease found taken at a write: lost, reason `fenced`.
+    const s = await a.acquire('t');
+    await pgQuery(`UPDATE ${schema}.leases SET owner = 'elsewhere', epoch = nextval('${schema}.lease_epochs') WHERE tenant_id = 't'`);
+    await rejectsWith(s.records.save('c', 'r', 2), 'ERR_LEASE_LOST');
+    await s.release();
+    const lost = seen.filter(([, kind]) => kind === 'lost');
+    assert.is(lost.length, 1);
+    assert.equal([lost[0]![0], lost[0]![2].reason, Object.keys(lost[0]![2]).sort()], ['a', 'fenced', ['epoch', 'heldMs', 'reason', 'tenantId']]);
+  } finally {
+    await close();
+  }
+});
+
+testWithPostgres('fencing is in the database: after another instance took the lease (a higher epoch), the old owner\'s writes change nothing and fail ERR_LEASE_LOST, and its sessions are revoked', async () => {
   const { pools, schema, close } = await instances(1, { leaseTtlMs: 60_000 });
   const [a] = pools as [TenantPool];
   try {
@@ -349,18 +385,71 @@ async function clusterSchema(): Promise<{ schema: string; rootKey: string }> {
   return { schema, rootKey };
 }
 
-testWithPostgres('exclusivity: one tenant incremented 1,000 times through 3 instances at once (processes), retrying while another holds it: the count is exact and every value was written once', async () => {
+/** The leases a child held, as it reported them: from the take to the release (or loss), on the system-wide monotonic clock. */
+function leaseSpans(child: Child, instance: string): Array<{ instance: string; epoch: number; from: bigint; to: bigint; end: string }> {
+  const spans: Array<{ instance: string; epoch: number; from: bigint; to: bigint; end: string }> = [];
+  let open: { epoch: number; from: bigint } | undefined;
+  for (const line of child.lines.filter((l) => l.startsWith('lease '))) {
+    const [, kind, at, epoch, end] = line.split(' ') as [string, string, string, string, string | undefined];
+    if (kind === 'take') {
+      assert.is(open, undefined, `${instance} took a lease it held`);
+      open = { epoch: Number(epoch), from: BigInt(at) };
+    } else {
+      assert.is(open?.epoch, Number(epoch), `${instance} gave up the lease it took`);
+      spans.push({ instance, epoch: Number(epoch), from: open!.from, to: BigInt(at), end: end! });
+      open = undefined;
+    }
+  }
+  assert.is(open, undefined, `${instance} gave its lease up before it exited`);
+  return spans;
+}
+
+testWithPostgres('exclusivity: one tenant incremented 1,000 times through 3 instances at once (processes), retrying while another holds it: the count is exact, every value was written once, and at no moment did two instances hold the lease', async () => {
   const { schema, rootKey } = await clusterSchema();
   const children = [0, 1, 2].map((i) => startChild('cluster-instance.ts', [schema, rootKey, `x${i}`, i === 0 ? '334' : '333', '5000']));
+  // The leases table as the server shows it meanwhile: one row, whose epoch only goes up, each epoch one owner's.
+  const seen = new Map<number, string>();
+  let lastEpoch = 0;
+  let sampling = true;
+  const pg = (await import('pg')).default;
+  const observer = new pg.Client(postgresUrl);
+  await observer.connect();
+  const sampler = (async () => {
+    while (sampling) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      for (const row of (await observer.query<{ owner: string; epoch: string }>(`SELECT owner, epoch FROM ${schema}.leases WHERE tenant_id = 'counter'`)).rows) {
+        const epoch = Number(row.epoch);
+        assert.ok(epoch >= lastEpoch, `the epoch never goes down (${lastEpoch} then ${epoch})`);
+        assert.is(seen.get(epoch) ?? row.owner, row.owner, `epoch ${epoch} has one owner`);
+        seen.set(epoch, row.owner);
+        lastEpoch = epoch;
+      }
+    }
+  })();
   try {
     const results = await Promise.all(children.map(async (c) => c.exited));
+    sampling = false;
+    await sampler;
     for (const r of results) assert.is(r.code, 0, r.stderr);
     const acknowledged = children.flatMap(increments);
     assert.is(acknowledged.length, 1000);
-    assert.equal([...acknowledged].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i + 1), 'each value written once: no two instances held the tenant at once');
+    assert.equal([...acknowledged].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i + 1), 'each value written once');
     assert.ok(children.every((c) => increments(c).length > 0), 'every instance served the tenant');
     assert.is(await counterValue(schema, rootKey), 1000);
+    // Every lease each instance held, in the order they began: each one ended before the next began, under a higher epoch.
+    const spans = children.flatMap((c, i) => leaseSpans(c, `x${i}`)).sort((a, b) => (a.from < b.from ? -1 : 1));
+    assert.ok(spans.length >= 3 && new Set(spans.map((s) => s.instance)).size === 3, `every instance held the lease (${spans.length} leases)`);
+    for (let i = 1; i < spans.length; i++) {
+      const [before, after] = [spans[i - 1]!, spans[i]!];
+      assert.ok(before.to < after.from, `${before.instance} (epoch ${before.epoch}) still held the lease when ${after.instance} took it (epoch ${after.epoch})`);
+      assert.ok(after.epoch > before.epoch, `epochs rise with each holder: ${before.epoch} then ${after.epoch}`);
+    }
+    assert.ok(spans.every((s) => s.end === 'release'), `no lease was lost: ${spans.filter((s) => s.end !== 'release').map((s) => s.end).join(', ')}`);
+    assert.ok(seen.size > 1, `the sampler saw the lease change hands (${seen.size} epochs)`);
   } finally {
+    sampling = false;
+    await sampler.catch(() => {});
+    await observer.end();
     for (const c of children) c.kill('SIGKILL');
     await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   }

@@ -5,7 +5,8 @@
  * - `members`: each live instance, its address and a heartbeat.
  * - `leases`: the tenant's owner, an epoch and an expiry (server time). Taking a lease is one upsert
  *   that succeeds only when the lease is free, expired or already this instance's, and always
- *   raises the epoch: every wallet open gets a fencing token of its own.
+ *   draws a new epoch from one sequence (`lease_epochs`): every wallet open gets a fencing token of
+ *   its own, higher than any before it, even after a released lease's row was deleted.
  * - Fencing is in the database: every write of a tenant's wallet runs in a transaction that first
  *   reads its lease row `FOR SHARE` with the owner and epoch it opened under
  *   (`workers/store/postgres-wallet.ts`); a stale owner's write finds no row, changes nothing and
@@ -20,6 +21,7 @@
  */
 import type { Pool as PgPool } from 'pg';
 import type { ResolvedClusterOptions } from '../config.js';
+import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
 import { poolError, type LeaseOwner } from '../errors.js';
 import { placeAmong } from '../placement.js';
 import { openPgPool, pgError } from '../store/pg.js';
@@ -37,16 +39,20 @@ interface Held {
   epoch: number;
   /** Monotonic time (performance.now()) until which the lease is surely this instance's. */
   validUntil: number;
+  /** Monotonic time it was taken. */
+  takenAt: number;
 }
 
 export interface ClusterHooks {
   /** The tenant's lease is no longer this instance's (not renewed in time, or taken): stop serving it. */
-  onLost: (tenantId: string) => void;
+  onLost: (tenantId: string, reason: LeaseLossReason) => void;
   /** Tenants held here whose wallet is idle (no session): those may move to another member. */
   idleTenants: () => string[];
   /** Closes the tenant's idle wallet (its lease goes with it), so that its next session opens where its route now points. */
   handOff: (tenantId: string) => void;
   warn: (message: string, code: string) => void;
+  /** The pool's events: each lease taken, given up or lost. */
+  events: EventHub;
 }
 
 export class ClusterMember {
@@ -118,26 +124,36 @@ export class ClusterMember {
    */
   async take(tenantId: string): Promise<Fence> {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
-    const sentAt = performance.now();
-    const rows = await this.#query<{ epoch: string }>(
-      `taking the lease of tenant ${tenantId}`,
-      `INSERT INTO ${this.#s}.leases (tenant_id, owner, epoch, expires_at) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
-       ON CONFLICT (tenant_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, expires_at = EXCLUDED.expires_at
-       WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() RETURNING epoch`,
-      [tenantId, this.instanceId, this.leaseTtlMs],
-    );
-    const row = rows[0];
-    if (row === undefined) {
-      const owner = await this.ownerOf(tenantId);
-      throw poolError(
-        'ERR_TENANT_ELSEWHERE',
-        `tenant ${tenantId} is open on instance ${owner?.instanceId ?? 'another instance'}${owner?.address == null ? '' : ` (${owner.address})`}: forward the request there`,
-        undefined,
-        { tenantId, ...(owner === null ? {} : { owner }) },
+    let owner: LeaseOwner | null = null;
+    // A lease given up or run out between the upsert and the look at its owner is taken on the next try.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const sentAt = performance.now();
+      const rows = await this.#query<{ epoch: string }>(
+        `taking the lease of tenant ${tenantId}`,
+        `INSERT INTO ${this.#s}.leases (tenant_id, owner, epoch, expires_at) VALUES ($1, $2, nextval('${this.#s}.lease_epochs'), now() + $3 * interval '1 millisecond')
+         ON CONFLICT (tenant_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at
+         WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() RETURNING epoch`,
+        [tenantId, this.instanceId, this.leaseTtlMs],
       );
+      const row = rows[0];
+      if (row !== undefined) return this.#took(tenantId, Number(row.epoch), sentAt);
+      owner = await this.ownerOf(tenantId);
+      if (owner !== null) break;
     }
-    const epoch = Number(row.epoch);
-    this.#held.set(tenantId, { epoch, validUntil: sentAt + this.leaseTtlMs - this.#marginMs });
+    throw poolError(
+      'ERR_TENANT_ELSEWHERE',
+      owner === null
+        ? `tenant ${tenantId} is held by another instance: try again`
+        : `tenant ${tenantId} is open on instance ${owner.instanceId}${owner.address === null ? '' : ` (${owner.address})`}: forward the request there`,
+      undefined,
+      { tenantId, ...(owner === null ? {} : { owner }) },
+    );
+  }
+
+  #took(tenantId: string, epoch: number, sentAt: number): Fence {
+    const takenAt = performance.now();
+    this.#held.set(tenantId, { epoch, validUntil: sentAt + this.leaseTtlMs - this.#marginMs, takenAt });
+    this.#hooks.events.emit('tenant-pool:lease:take', () => ({ tenantId, epoch, takeMs: ms(takenAt - sentAt) }));
     return { owner: this.instanceId, epoch };
   }
 
@@ -152,14 +168,18 @@ export class ClusterMember {
     const held = this.#held.get(tenantId);
     if (held === undefined) return;
     this.#held.delete(tenantId);
+    this.#hooks.events.emit('tenant-pool:lease:release', () => ({ tenantId, epoch: held.epoch, heldMs: ms(performance.now() - held.takenAt) }));
     await this.#query(`releasing the lease of tenant ${tenantId}`, `DELETE FROM ${this.#s}.leases WHERE tenant_id = $1 AND owner = $2 AND epoch = $3`, [tenantId, this.instanceId, held.epoch]).catch(() => {
       // It expires by itself.
     });
   }
 
   /** Forgets a lease this instance lost (it stops serving the tenant); the row is left to its new owner or to expiry. */
-  forget(tenantId: string): void {
+  forget(tenantId: string, reason: LeaseLossReason): void {
+    const held = this.#held.get(tenantId);
+    if (held === undefined) return;
     this.#held.delete(tenantId);
+    this.#hooks.events.emit('tenant-pool:lease:lost', () => ({ tenantId, epoch: held.epoch, heldMs: ms(performance.now() - held.takenAt), reason }));
   }
 
   /** Renews every lease (and the heartbeat) in one statement; a lease missing from the answer is lost. */
@@ -182,7 +202,7 @@ export class ClusterMember {
         const held = this.#held.get(tenantId);
         if (held === undefined || held.epoch !== epoch) continue;
         if (renewed.has(tenantId)) held.validUntil = sentAt + this.leaseTtlMs - this.#marginMs;
-        else this.#lose(tenantId);
+        else this.#lose(tenantId, 'taken');
       }
     } catch (error) {
       // The database is away: the leases run out on the monotonic clock (#selfFence).
@@ -194,12 +214,12 @@ export class ClusterMember {
 
   #selfFence(): void {
     const now = performance.now();
-    for (const [tenantId, held] of [...this.#held]) if (now >= held.validUntil) this.#lose(tenantId);
+    for (const [tenantId, held] of [...this.#held]) if (now >= held.validUntil) this.#lose(tenantId, 'expired');
   }
 
-  #lose(tenantId: string): void {
-    this.#held.delete(tenantId);
-    this.#hooks.onLost(tenantId);
+  #lose(tenantId: string, reason: LeaseLossReason): void {
+    this.forget(tenantId, reason);
+    this.#hooks.onLost(tenantId, reason);
   }
 
   /** The instance that holds the tenant's lease now, or null when it is free (or expired). */
@@ -260,6 +280,8 @@ export class ClusterMember {
     clearInterval(this.#renewTimer);
     clearInterval(this.#fenceTimer);
     clearInterval(this.#rebalanceTimer);
+    const now = performance.now();
+    for (const [tenantId, held] of this.#held) this.#hooks.events.emit('tenant-pool:lease:release', () => ({ tenantId, epoch: held.epoch, heldMs: ms(now - held.takenAt) }));
     this.#held.clear();
     await this.#query('leaving the cluster', `WITH gone AS (DELETE FROM ${this.#s}.leases WHERE owner = $1) DELETE FROM ${this.#s}.members WHERE instance_id = $1`, [this.instanceId]).catch(() => {});
     await this.#query('telling the cluster', `SELECT pg_notify($1, $2)`, [`tenant_pool_${this.#s}`, JSON.stringify({ left: this.instanceId })]).catch(() => {});

@@ -139,6 +139,8 @@ export async function createSchema(client: PoolClient, s: string): Promise<void>
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.members (instance_id TEXT PRIMARY KEY, address TEXT, heartbeat_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.leases (tenant_id TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)`);
   await client.query(`CREATE INDEX IF NOT EXISTS leases_by_owner ON ${s}.leases (owner)`);
+  // Fencing tokens: every take draws a new one, never used before by any tenant (a released lease's row is deleted; its epoch does not start over).
+  await client.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.lease_epochs AS BIGINT`);
   await client.query(
     `CREATE TABLE IF NOT EXISTS ${s}.wallet_keys (wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
        kid BYTEA NOT NULL, id BIGSERIAL, public_key BYTEA NOT NULL, private_key BYTEA NOT NULL, created_at BYTEA NOT NULL, PRIMARY KEY (wallet_id, kid))`,
