@@ -45,7 +45,8 @@ const TOTALS: ReadonlyArray<[keyof PoolTotals, string, string]> = [
 /**
  * Registers the pool's metrics in `registry` (prom-client's default registry if omitted):
  * gauges of sessions, queue, weight, capacity, wallets by state and per-worker load; histograms of
- * acquire wait, session hold, wallet open and key derivation; counters of `stats().totals`.
+ * acquire wait, session hold, wallet open and key derivation; counters of `stats().totals`, and in
+ * cluster mode of leases taken and lost.
  * @example
  * import { collectMetrics } from 'tenant-pool/metrics'
  * const metrics = collectMetrics(pool)
@@ -96,7 +97,14 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
     return metric;
   };
 
+  const counter = (suffix: string, help: string, label: string | undefined): Counter => {
+    const metric = new Counter({ name: prefix + suffix, help, labelNames: label === undefined ? extra : [...extra, label], registers });
+    names.push(prefix + suffix);
+    return metric;
+  };
+
   let histograms: Record<'acquireWait' | 'sessionHold' | 'walletOpen' | 'keyDerivation', Histogram>;
+  let leaseCounters: Record<'takes' | 'losses', Counter>;
   try {
     scraped(Gauge, 'capacity', 'Weight units the pool may hold.', undefined, (s) => [['', s.capacity]]);
     scraped(Gauge, 'weight_in_use', 'Weight units held by wallets and sessions.', undefined, (s) => [['', s.weightInUse]]);
@@ -116,11 +124,16 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
       walletOpen: histogram('wallet_open_seconds', 'Time to open a wallet, key derivation and its queue included.', 'kdf', OPEN_BUCKETS),
       keyDerivation: histogram('key_derivation_seconds', 'Time in the key derivation function, per wallet open or tenant creation.', 'kdf', OPEN_BUCKETS),
     };
+    leaseCounters = {
+      takes: counter('lease_takes_total', 'Cluster mode: tenant leases this instance took (wallet opens, deletes, rekeys).', undefined),
+      losses: counter('lease_losses_total', 'Cluster mode: tenant leases this instance lost before giving them up (expired on its clock, taken, fenced at a write); their sessions were revoked.', 'reason'),
+    };
   } catch (error) {
     for (const n of names) registry.removeSingleMetric(n);
     throw error;
   }
   const { acquireWait, sessionHold, walletOpen, keyDerivation } = histograms;
+  const { takes: leaseTakes, losses: leaseLosses } = leaseCounters;
 
   const listener: EventListener = (...[event, p]) => {
     if (event === 'tenant-pool:session:acquire') {
@@ -132,6 +145,10 @@ export function collectMetrics(pool: TenantPool, registry: Registry = globalRegi
       keyDerivation.observe({ ...constLabels, kdf: p.kdf }, p.deriveMs / 1000);
     } else if (event === 'tenant-pool:tenant:create') {
       keyDerivation.observe({ ...constLabels, kdf: p.kdf }, p.deriveMs / 1000);
+    } else if (event === 'tenant-pool:lease:take') {
+      leaseTakes.inc(constLabels);
+    } else if (event === 'tenant-pool:lease:lost') {
+      leaseLosses.inc({ ...constLabels, reason: p.reason });
     }
   };
   const off = pool[kEvents].on(listener);

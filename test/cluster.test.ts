@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { kEvents, TenantPool } from '../src/pool.js';
+import { Registry } from 'prom-client';
+import { collectMetrics } from '../src/metrics.js';
 import { createRouter } from '../src/router.js';
 import type { Session } from '../src/session.js';
 import { startChild, type Child } from './child.js';
@@ -247,6 +249,8 @@ testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) a
   const { pools, schema, close } = await instances(2);
   const [a, b] = pools as [TenantPool, TenantPool];
   const seen: Array<[string, string, Record<string, unknown>]> = [];
+  const registry = new Registry();
+  const metrics = collectMetrics(a, registry);
   for (const [name, pool] of [['a', a], ['b', b]] as const) {
     pool[kEvents].on((event, payload) => {
       if (event.startsWith('tenant-pool:lease:')) seen.push([name, event.slice('tenant-pool:lease:'.length), payload]);
@@ -274,7 +278,11 @@ testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) a
     const lost = seen.filter(([, kind]) => kind === 'lost');
     assert.is(lost.length, 1);
     assert.equal([lost[0]![0], lost[0]![2].reason, Object.keys(lost[0]![2]).sort()], ['a', 'fenced', ['epoch', 'heldMs', 'reason', 'tenantId']]);
+    const text = await registry.metrics();
+    assert.match(text, new RegExp(`^tenant_pool_lease_takes_total ${takes.filter(([who]) => who === 'a').length + 1}$`, 'm'));
+    assert.match(text, /^tenant_pool_lease_losses_total\{reason="fenced"\} 1$/m);
   } finally {
+    metrics.close();
     await close();
   }
 });
