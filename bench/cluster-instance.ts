@@ -1,20 +1,23 @@
 /**
  * A bench child: one instance of a cluster. `hold`: opens tenant `t` (kept open) and reports
- * `held`, then waits to be killed. `load SECONDS`: acquires, reads and releases its own tenants
- * (`<instanceId>-0..15`) for that long, and reports how many sessions it served.
- * argv: schema rootKey instanceId leaseTtlMs mode [seconds]
+ * `held`, then waits to be killed. `load SECONDS warm|cold`: acquires, reads and releases its own
+ * tenants (`<instanceId>-0..15`) for that long, and reports how many sessions it served; `warm`
+ * keeps their wallets open (and leased) between sessions, `cold` closes each wallet when its
+ * session ends, so every acquire takes the lease, opens the wallet, and gives both up after;
+ * `cold-solo` is `cold` without cluster mode (the single-instance PostgreSQL store).
+ * argv: schema rootKey instanceId leaseTtlMs mode [seconds warm|cold|cold-solo]
  */
 import { TenantPool } from '../src/pool.js';
 import { benchPostgresUrl } from './systems/types.js';
 
-const [schema, rootKey, instanceId, ttl, mode, seconds] = process.argv.slice(2);
+const [schema, rootKey, instanceId, ttl, mode, seconds, temperature] = process.argv.slice(2);
 const pool = await TenantPool.open({
   dataDir: `/tmp/tp-bench-cluster-${instanceId}`,
   rootKey: rootKey!,
   workers: 1,
-  walletIdleTtlMs: 600_000,
+  walletIdleTtlMs: temperature?.startsWith('cold') === true ? 0 : 600_000,
   postgres: { connectionString: benchPostgresUrl!, schema: schema! },
-  cluster: { instanceId: instanceId!, leaseTtlMs: Number(ttl) },
+  ...(temperature === 'cold-solo' ? {} : { cluster: { instanceId: instanceId!, leaseTtlMs: Number(ttl) } }),
 });
 if (mode === 'hold') {
   const session = await pool.acquire('t');

@@ -548,6 +548,8 @@ async function clusterFigures(quick: boolean): Promise<Figures> {
         const ids: string[] = [];
         for (let i = 0; i < (quick ? 20 : 100); i++) ids.push((await pool.tenants.create({ tenantId: `${cluster ? 'c' : 'p'}${i}` })).tenantId);
         await pool.closeIdleWallets();
+        // The leases those closes give up go in the background: measured once they are gone.
+        while (cluster && ((await pool.cluster!.members()).find((m) => m.instanceId === 'solo')?.leases ?? 0) > 0) await new Promise((resolve) => setTimeout(resolve, 10));
         const cold: number[] = [];
         for (const id of ids) {
           const t = performance.now();
@@ -588,17 +590,23 @@ async function clusterFigures(quick: boolean): Promise<Figures> {
         await heir.close();
       }
     }
-    // Sessions/s of 1 instance, then 3 at once (each its own 16 tenants), on this machine's 2 cores.
+    // Sessions/s of 1 instance, then 3 at once (each its own 16 tenants), on this machine's 2 cores:
+    // warm (wallets stay open and leased) and cold (each session takes the lease and opens the wallet);
+    // and cold on one instance without cluster mode, what the leases cost there.
     const seconds = quick ? 3 : 8;
-    const served = async (count: number): Promise<number> => {
-      const setupPool = await open(true, `mk${count}`);
-      for (let i = 0; i < count; i++) for (let j = 0; j < 16; j++) await setupPool.tenants.create({ tenantId: `n${count}i${i}-${j}` });
+    const served = async (count: number, temperature: 'warm' | 'cold' | 'cold-solo'): Promise<number> => {
+      const prefix = `${temperature}${count}i`;
+      const setupPool = await open(true, `mk-${prefix}`);
+      for (let i = 0; i < count; i++) for (let j = 0; j < 16; j++) await setupPool.tenants.create({ tenantId: `${prefix}${i}-${j}` });
       await setupPool.close();
-      const runs = await Promise.all(Array.from({ length: count }, async (_, i) => clusterChild([schema, rootKey, `n${count}i${i}`, String(ttl), 'load', String(seconds)], 'served')));
+      const runs = await Promise.all(Array.from({ length: count }, async (_, i) => clusterChild([schema, rootKey, `${prefix}${i}`, String(ttl), 'load', String(seconds), temperature], 'served')));
       return runs.reduce((sum, r) => sum + Number(r.lines.find((l) => l.startsWith('served'))!.slice(7)), 0) / seconds;
     };
-    const one = await served(1);
-    const three = await served(3);
+    const one = await served(1, 'warm');
+    const three = await served(3, 'warm');
+    const oneCold = await served(1, 'cold');
+    const threeCold = await served(3, 'cold');
+    const oneColdSolo = await served(1, 'cold-solo');
     return {
       leaseTtlMs: ttl,
       takeoverP50Ms: round(percentile(takeovers, 50)),
@@ -612,6 +620,10 @@ async function clusterFigures(quick: boolean): Promise<Figures> {
       sessionsPerSec1: round(one),
       sessionsPerSec3: round(three),
       threeVsOne: round(three / one, 2),
+      coldSessionsPerSec1: round(oneCold),
+      coldSessionsPerSec3: round(threeCold),
+      coldThreeVsOne: round(threeCold / oneCold, 2),
+      coldSessionsPerSecSolo: round(oneColdSolo),
     };
   } finally {
     await dropBenchSchema(schema).catch(() => {});
