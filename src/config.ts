@@ -358,7 +358,8 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
           registryConnections: pg.registryConnections ?? 2,
           registryCacheSize: pg.registryCacheSize ?? 10_000,
           // The +1 holds the schema's ownership; in cluster mode two more renew leases and serve pool.cluster.
-          connectionBudget: workers * (pg.connectionsPerWorker ?? 2) + (pg.registryConnections ?? 2) + 1 + (merged.cluster === undefined ? 0 : 2),
+          // The owner's connection (one pool per schema), or in cluster mode the two that renew leases and answer pool.cluster.
+          connectionBudget: workers * (pg.connectionsPerWorker ?? 2) + (pg.registryConnections ?? 2) + (merged.cluster === undefined ? 1 : 2),
         });
   if (merged.cluster !== undefined && postgres === undefined) throw poolError('ERR_INVALID_CONFIG', 'Expected `postgres` with `cluster`: the instances of a cluster share one PostgreSQL schema');
   const cluster: ResolvedClusterOptions | undefined =

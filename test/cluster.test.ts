@@ -306,6 +306,38 @@ testWithRestart('PostgreSQL restarted under a held tenant: the owner fences itse
   }
 });
 
+testWithPostgres('the connection budget in cluster mode: under cold sessions, writes and pool.cluster calls at once, the server never sees more connections from an instance than stats() names', async () => {
+  const { pools, schema, close } = await instances(1);
+  const [a] = pools as [TenantPool];
+  const connections = async (): Promise<number> =>
+    (await pgQuery<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [`tenant-pool:${schema}`]))[0]!.n;
+  try {
+    const budget = (a.stats().store as { connectionBudget: number }).connectionBudget;
+    assert.is(budget, 1 * 2 + 2 + 2, 'workers × connectionsPerWorker + registryConnections + 2 for the leases, and no owner\'s connection');
+    const ids = Array.from({ length: 24 }, (_, i) => `b${i}`);
+    for (const id of ids) await a.tenants.create({ tenantId: id });
+    let most = 0;
+    let isDone = false;
+    const sampling = (async () => {
+      while (!isDone) {
+        most = Math.max(most, await connections());
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    // walletIdleTtlMs 0: every session takes a lease, reads the tenant, opens the wallet and gives both up.
+    await Promise.all([
+      ...Array.from({ length: 200 }, async (_, i) => a.withSession(ids[i % ids.length]!, async (s) => s.records.save('c', `r${i}`, i), { timeoutMs: 60_000 })),
+      ...Array.from({ length: 50 }, async (_, i) => Promise.all([a.cluster!.route(ids[i % ids.length]!), a.cluster!.members()])),
+    ]);
+    isDone = true;
+    await sampling;
+    assert.ok(most >= 4, `the instance used its connections (${most})`);
+    assert.ok(most <= budget, `at most the budget of ${budget}: saw ${most}`);
+  } finally {
+    await close();
+  }
+});
+
 testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) and taken again, by the same instance or another, gets a higher epoch than any before; each take, release and loss is an event', async () => {
   const { pools, schema, close } = await instances(2);
   const [a, b] = pools as [TenantPool, TenantPool];

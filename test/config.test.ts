@@ -92,7 +92,7 @@ test('cluster: needs postgres; defaults; bad values name the key', () => {
   assert.is(options.cluster?.leaseTtlMs, 10_000);
   assert.is(options.cluster?.address, 'http://10.0.0.5:3000');
   assert.match(options.cluster!.instanceId, /^[A-Za-z0-9._:-]+$/);
-  assert.is(options.postgres?.connectionBudget, 2 * 2 + 2 + 1 + 2, 'two more connections renew leases');
+  assert.is(options.postgres?.connectionBudget, 2 * 2 + 2 + 2, 'two connections renew leases; no owner\'s connection (instances share the schema)');
   assert.match(configError(() => resolveOptions({ postgres, cluster: { leaseTtlMs: 10 } }, {})).message, 'cluster.leaseTtlMs');
   assert.match(configError(() => resolveOptions({ postgres, cluster: { instanceId: 'a b' } }, {})).message, 'cluster.instanceId');
   assert.match(configError(() => resolveOptions({ postgres, cluster: { leaseTTLMs: 5000 } as never }, {})).message, 'Did you mean `cluster.leaseTtlMs`');

@@ -83,8 +83,8 @@ export class PostgresRegistry implements TenantStore {
   readonly rekeysInPlace = true;
   readonly workerStore: StoreConfig;
   readonly #pool: PgPool;
-  /** The owner's connection, holding the schema's advisory lock. */
-  #owner: { pool: PgPool; client: PoolClient };
+  /** The owner's connection, holding the schema's advisory lock; none in cluster mode (`exclusive: false`), where instances share the schema. */
+  #owner: { pool: PgPool; client: PoolClient } | undefined;
   readonly #options: PostgresRegistryOptions;
   readonly #s: string;
   readonly #sealKey: Buffer;
@@ -94,11 +94,11 @@ export class PostgresRegistry implements TenantStore {
   readonly #cache = new Map<string, TenantRecord>();
   #isClosed = false;
 
-  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient }, options: PostgresRegistryOptions, sealKey: Buffer) {
+  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient } | undefined, options: PostgresRegistryOptions, sealKey: Buffer) {
     this.#pool = pool;
     this.#owner = owner;
     this.#options = options;
-    this.#watchOwner();
+    if (owner !== undefined) this.#watchOwner(owner.client);
     this.#s = options.schema;
     this.#sealKey = sealKey;
     this.#indexKey = Buffer.from(hkdfSync('sha256', sealKey, Buffer.alloc(0), 'tenant-pool registry index v1', 32));
@@ -113,14 +113,18 @@ export class PostgresRegistry implements TenantStore {
    */
   static async open(options: PostgresRegistryOptions): Promise<PostgresRegistry> {
     const pool = await openPgPool(options.connectionString, options.schema, options.maxConnections);
-    const ownerPool = await openPgPool(options.connectionString, options.schema, 1);
+    const ownerPool = options.exclusive === false ? undefined : await openPgPool(options.connectionString, options.schema, 1);
     const s = options.schema;
     let owner: PoolClient | undefined;
     try {
-      owner = await ownerPool.connect().catch((error: unknown) => {
+      owner = await (ownerPool ?? pool).connect().catch((error: unknown) => {
         throw pgError(error, 'cannot reach the registry database', false);
       });
-      if (options.exclusive !== false && !(await takeOwnership(owner, s))) {
+      if (ownerPool === undefined) {
+        // Cluster mode: no lock to hold; the connection only showed the server can be reached.
+        owner.release();
+        owner = undefined;
+      } else if (!(await takeOwnership(owner, s))) {
         const holder = await readHolder(owner, s);
         const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
         throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
@@ -148,11 +152,11 @@ export class PostgresRegistry implements TenantStore {
           key.fill(0);
         }
       });
-      if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
-      return new PostgresRegistry(pool, { pool: ownerPool, client: owner }, options, sealKey);
+      if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } } | undefined)?.connection?.stream?.unref?.();
+      return new PostgresRegistry(pool, ownerPool === undefined ? undefined : { pool: ownerPool, client: owner! }, options, sealKey);
     } catch (error) {
       owner?.release(true);
-      await Promise.allSettled([pool.end(), ownerPool.end()]);
+      await Promise.allSettled([pool.end(), ownerPool?.end()]);
       throw asPoolError(error, 'the registry could not open');
     }
   }
@@ -432,11 +436,10 @@ export class PostgresRegistry implements TenantStore {
    * if another pool took the schema meanwhile, says so — two pools on one schema is what the lock
    * exists to prevent.
    */
-  #watchOwner(): void {
-    const { client } = this.#owner;
+  #watchOwner(client: PoolClient): void {
     client.on('error', () => {
       client.release(true);
-      if (this.#options.exclusive !== false) void this.#retakeOwnership();
+      void this.#retakeOwnership();
     });
   }
 
@@ -444,12 +447,13 @@ export class PostgresRegistry implements TenantStore {
     let isWarned = false;
     while (!this.#isClosed) {
       try {
-        const client = await this.#owner.pool.connect();
+        const { pool } = this.#owner!;
+        const client = await pool.connect();
         const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${this.#s}`])).rows;
         if (lock?.ok === true && !this.#isClosed) {
           if (this.#options.allowExitOnIdle === true) (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
-          this.#owner = { pool: this.#owner.pool, client };
-          this.#watchOwner();
+          this.#owner = { pool, client };
+          this.#watchOwner(client);
           return;
         }
         client.release(true);
@@ -478,11 +482,11 @@ export class PostgresRegistry implements TenantStore {
     this.#indexKey.fill(0);
     this.#cache.clear();
     try {
-      this.#owner.client.release(true);
+      this.#owner?.client.release(true);
     } catch {
       // Already released: its connection had ended.
     }
-    await Promise.allSettled([this.#pool.end(), this.#owner.pool.end()]);
+    await Promise.allSettled([this.#pool.end(), this.#owner?.pool.end()]);
   }
 }
 
