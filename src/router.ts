@@ -4,13 +4,14 @@
  * tenant's lease, or for a free tenant the instance the pools themselves would choose (the
  * bounded-load rendezvous rule over the live members). A hint for forwarding, never a fence: the
  * instance that gets the request takes the lease or answers `ERR_TENANT_ELSEWHERE` naming the owner.
+ * Bad options fail `ERR_INVALID_CONFIG` before any connection.
  *
  * @example
  * const router = await createRouter({ connectionString, schema: 'tenant_pool', leaseTtlMs: 10_000 })
  * const { address } = await router.route(tenantId)   // forward the request there
  */
 import type { Pool as PgPool } from 'pg';
-import type { LeaseOwner } from './errors.js';
+import { poolError, type LeaseOwner } from './errors.js';
 import { leaseOwner, routeTenant, type ClusterQuery } from './cluster/routing.js';
 import { openPgPool, pgError } from './store/pg.js';
 import { checkTenantId } from './validate.js';
@@ -36,7 +37,11 @@ export interface Router {
 export async function createRouter(options: RouterOptions): Promise<Router> {
   const schema = options.schema ?? 'tenant_pool';
   const ttl = options.leaseTtlMs ?? 10_000;
-  const pool: PgPool = await openPgPool(options.connectionString, schema, options.maxConnections ?? 2);
+  const connections = options.maxConnections ?? 2;
+  if (typeof options.connectionString !== 'string' || options.connectionString.length === 0) throw poolError('ERR_INVALID_CONFIG', 'Expected `connectionString` to be a PostgreSQL URL');
+  if (!Number.isSafeInteger(ttl) || ttl < 1000 || ttl > 3_600_000) throw poolError('ERR_INVALID_CONFIG', `Expected \`leaseTtlMs\` to be an integer from 1000 to 3600000 (the cluster's lease TTL), got ${typeof ttl === 'number' ? ttl : typeof ttl}`);
+  if (!Number.isSafeInteger(connections) || connections < 1 || connections > 100) throw poolError('ERR_INVALID_CONFIG', `Expected \`maxConnections\` to be an integer from 1 to 100, got ${typeof connections === 'number' ? connections : typeof connections}`);
+  const pool: PgPool = await openPgPool(options.connectionString, schema, connections);
   const query: ClusterQuery = async <R>(what: string, sql: string, params: unknown[]): Promise<R[]> => {
     try {
       return (await pool.query(sql, params)).rows as R[];

@@ -94,6 +94,21 @@ testWithPostgres('a member that leaves by close() gives its tenants up at once: 
   }
 });
 
+test('tenant-pool/router refuses bad options with ERR_INVALID_CONFIG before connecting, never echoing the URL', async () => {
+  const url = 'postgres://user:s3cret@127.0.0.1:1/db';
+  for (const options of [
+    { connectionString: url, schema: 'x; DROP SCHEMA public' },
+    { connectionString: url, leaseTtlMs: 2 ** 31 * 2 },
+    { connectionString: url, leaseTtlMs: Number.NaN },
+    { connectionString: url, leaseTtlMs: '5000' as unknown as number },
+    { connectionString: url, maxConnections: 0 },
+    { connectionString: '' },
+  ]) {
+    const error = await rejectsWith(createRouter(options), 'ERR_INVALID_CONFIG', JSON.stringify(options));
+    assert.not.ok(String((error as Error).message).includes('s3cret'));
+  }
+});
+
 testWithPostgres('tenant-pool/router routes like the pools: the lease holder, or for a free tenant a live member by the bounded-load rule', async () => {
   const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000 });
   const [a, b] = pools as [TenantPool, TenantPool];
