@@ -61,6 +61,8 @@ export class TenantPoolError extends Error {
   declare readonly holder?: DataDirHolder;
   /** `ERR_TENANT_ELSEWHERE`: the instance that holds the tenant's lease, where a host can forward the request. */
   declare readonly owner?: LeaseOwner;
+  /** `ERR_DATA_DIR_LOCKED`: the live cluster instances on the PostgreSQL schema that a pool without the cluster option would open. */
+  declare readonly instances?: string[];
   /** `ERR_ACQUIRE_TIMEOUT`: whether the acquire waited for admission (capacity) or for its wallet to open. */
   declare readonly stage?: 'admission' | 'open';
   /** `ERR_ACQUIRE_TIMEOUT`: how long the acquire waited, in ms. */
@@ -112,13 +114,14 @@ export interface ErrorDetails {
   outcome?: 'unknown';
   holder?: DataDirHolder;
   owner?: LeaseOwner;
+  instances?: string[];
   stage?: 'admission' | 'open';
   waitMs?: number;
   queued?: number;
   weightInUse?: number;
 }
 
-const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'owner', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
+const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'owner', 'instances', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
 
 /**
  * Adds fields to an error already made (no second error, so no second stack capture on a hot path

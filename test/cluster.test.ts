@@ -74,6 +74,33 @@ testWithPostgres('one instance at a time: a held tenant is ERR_TENANT_ELSEWHERE 
   }
 });
 
+testWithPostgres('one schema, one mode: a pool without the cluster option refuses a schema with live cluster members, and a cluster instance refuses a schema a single pool owns (ERR_DATA_DIR_LOCKED); once the others are gone, each opens', async () => {
+  const { pools, schema, close } = await instances(2);
+  const single = { dataDir: tempDir(), rootKey: sharedKey, workers: 1, postgres: { connectionString: postgresUrl!, schema } };
+  let owner: TenantPool | undefined;
+  try {
+    await pools[0]!.tenants.create({ tenantId: 't' });
+    // A single pool (a migration, an admin script) would open wallets with no lease: it is refused, naming the live instances.
+    const refused = await rejectsWith(TenantPool.open(single), 'ERR_DATA_DIR_LOCKED');
+    assert.match(refused.message, /cluster instances \(i0, i1\)/);
+    assert.equal((refused as { instances?: string[] }).instances, ['i0', 'i1']);
+    for (const pool of pools) await pool.close();
+    // The instances left: the single pool opens and owns the schema; a cluster instance is refused while it does.
+    owner = await TenantPool.open(single);
+    await owner.withSession('t', async (s) => s.records.save('c', 'r', 1));
+    const joining = await rejectsWith(TenantPool.open({ ...single, dataDir: tempDir(), cluster: { instanceId: 'late' } }), 'ERR_DATA_DIR_LOCKED');
+    assert.match(joining.message, /owned by a single pool/);
+    const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.members WHERE instance_id = 'late'`);
+    assert.is(row!.n, 0, 'the refused instance left no member row');
+    await owner.close();
+    owner = await TenantPool.open({ ...single, dataDir: tempDir(), cluster: { instanceId: 'late' } });
+    assert.is(await owner.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value), 1);
+  } finally {
+    await owner?.close();
+    await close();
+  }
+});
+
 testWithPostgres('a member that leaves by close() gives its tenants up at once: another instance takes them with no wait for expiry (a 60 s TTL)', async () => {
   const { pools, close } = await instances(2, { leaseTtlMs: 60_000, walletIdleTtlMs: 600_000 });
   const [a, b] = pools as [TenantPool, TenantPool];

@@ -24,7 +24,7 @@ import type { ResolvedClusterOptions } from '../config.js';
 import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
 import { poolError, type LeaseOwner } from '../errors.js';
 import { placeAmong } from '../placement.js';
-import { openPgPool, pgError } from '../store/pg.js';
+import { openPgPool, ownerLockName, pgError } from '../store/pg.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';
@@ -92,12 +92,20 @@ export class ClusterMember {
     try {
       const rows = await member.#query(
         'joining the cluster',
-        `INSERT INTO ${schema}.members (instance_id, address, heartbeat_at) VALUES ($1, $2, now())
-         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now()
-         WHERE members.heartbeat_at < now() - $3 * interval '1 millisecond' RETURNING instance_id`,
+        `INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms) VALUES ($1, $2, now(), $3)
+         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms
+         WHERE members.heartbeat_at < now() - COALESCE(members.lease_ttl_ms, $3) * interval '1 millisecond' RETURNING instance_id`,
         [options.instanceId, options.address, options.leaseTtlMs],
       );
       if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${options.instanceId}`);
+      // A single pool that owns the schema (no cluster option) opens wallets under no lease: this
+      // instance does not join it. Checked once its member row is in, as such a pool checks for
+      // members once it holds its lock: of the two starting together, at most one goes on.
+      const [free] = await member.#query<{ ok: boolean }>('checking that no single pool owns the schema', 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [ownerLockName(schema)]);
+      if (free?.ok !== true) {
+        await member.#query('leaving the cluster', `DELETE FROM ${schema}.members WHERE instance_id = $1`, [options.instanceId]);
+        throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${schema} is owned by a single pool (opened without the cluster option); close it, then start the cluster's instances`);
+      }
       // Leases of an earlier life of this instance id (a crash) are not this life's.
       await member.#query('clearing leases of an earlier run', `DELETE FROM ${schema}.leases WHERE owner = $1`, [options.instanceId]);
     } catch (error) {

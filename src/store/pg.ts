@@ -20,6 +20,14 @@ interface PgModule {
  * A `pg` pool for `schema`.
  * @throws ERR_INVALID_CONFIG for a bad schema name or a missing `pg` package
  */
+/**
+ * The advisory lock's name by which one pool owns a schema (without the cluster option). Cluster
+ * instances share the schema and take no such lock, but check that no single pool holds it.
+ */
+export function ownerLockName(schema: string): string {
+  return `tenant-pool owner ${schema}`;
+}
+
 export async function openPgPool(connectionString: string, schema: string, maxConnections: number): Promise<PgPool> {
   if (!SCHEMA_NAME.test(schema)) throw poolError('ERR_INVALID_CONFIG', `Expected \`postgres.schema\` to match ${String(SCHEMA_NAME)}, got a string of length ${schema.length}`);
   let pg: PgModule;
@@ -137,6 +145,8 @@ export async function createSchema(client: PoolClient, s: string): Promise<void>
   await client.query(`CREATE INDEX IF NOT EXISTS item_tags_by_value ON ${s}.item_tags (name, value, item_id)`);
   // Cluster mode: the live instances, and which of them holds each open tenant (its lease and epoch).
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.members (instance_id TEXT PRIMARY KEY, address TEXT, heartbeat_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+  // Each member's lease TTL: how long its heartbeat counts as live, to a pool that would open the schema alone.
+  await client.query(`ALTER TABLE ${s}.members ADD COLUMN IF NOT EXISTS lease_ttl_ms INTEGER`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.leases (tenant_id TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)`);
   await client.query(`CREATE INDEX IF NOT EXISTS leases_by_owner ON ${s}.leases (owner)`);
   // Fencing tokens: every take draws a new one, never used before by any tenant (a released lease's row is deleted; its epoch does not start over).

@@ -21,7 +21,7 @@ import { hostname } from 'node:os';
 import type { Pool as PgPool, PoolClient } from 'pg';
 import { asPoolError, poolError } from '../errors.js';
 import type { KdfMethod, StoreConfig } from '../protocol.js';
-import { createSchema, inTransaction, openPgPool, pgError } from './pg.js';
+import { createSchema, inTransaction, openPgPool, ownerLockName, pgError } from './pg.js';
 import { rootKeyFrom, type TenantRecord, type TenantWeights } from './registry.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 
@@ -131,6 +131,15 @@ export class PostgresRegistry implements TenantStore {
       }
       const sealKey = await inTransaction(pool, 'opening the registry', async (client) => {
         await createSchema(client, s);
+        // A single pool next to live cluster instances would open wallets under no lease. Checked
+        // after the owner's lock was taken, as an instance checks the lock after its member row is
+        // in: of a pool and an instance starting together, at most one goes on.
+        if (options.exclusive !== false) {
+          const live = (await client.query<{ instance_id: string }>(`SELECT instance_id FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' ORDER BY instance_id`)).rows.map((r) => r.instance_id);
+          if (live.length > 0) {
+            throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by cluster instances (${live.join(', ')}); open this pool with the cluster option to join them, or stop them first`, undefined, { instances: live });
+          }
+        }
         const rows = (await client.query<{ name: string; value: string }>(`SELECT name, value FROM ${s}.registry_config WHERE name IN ('salt', 'keyCheck')`)).rows;
         const stored = Object.fromEntries(rows.map((r) => [r.name, r.value]));
         const header = { salt: stored['salt'] ?? randomBytes(16).toString('hex'), keyCheck: stored['keyCheck'] ?? '' };
@@ -449,7 +458,7 @@ export class PostgresRegistry implements TenantStore {
       try {
         const { pool } = this.#owner!;
         const client = await pool.connect();
-        const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${this.#s}`])).rows;
+        const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [ownerLockName(this.#s)])).rows;
         if (lock?.ok === true && !this.#isClosed) {
           if (this.#options.allowExitOnIdle === true) (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
           this.#owner = { pool, client };
@@ -500,7 +509,7 @@ const DEAD_HOLDER_WAIT_MS = 5000;
 async function takeOwnership(client: PoolClient, s: string): Promise<boolean> {
   const started = Date.now();
   for (;;) {
-    const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`tenant-pool owner ${s}`])).rows;
+    const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [ownerLockName(s)])).rows;
     if (lock?.ok === true) return true;
     const holder = await readHolder(client, s);
     if (holder === undefined || holder.host !== hostname() || isAlive(holder.pid) || Date.now() - started > DEAD_HOLDER_WAIT_MS) return false;
