@@ -20,7 +20,7 @@ export interface RouterOptions {
   connectionString: string;
   /** @default 'tenant_pool' */
   schema?: string;
-  /** The cluster's lease TTL: a member whose heartbeat is older is not live. @default 10000 */
+  /** The lease TTL of a member that recorded none (each instance records its own): a member whose heartbeat is older is not live. @default 10000 */
   leaseTtlMs?: number;
   /** @default 2 */
   maxConnections?: number;

@@ -136,6 +136,26 @@ test('tenant-pool/router refuses bad options with ERR_INVALID_CONFIG before conn
   }
 });
 
+testWithPostgres('members with different lease TTLs agree on who is live: each heartbeat counts for its own member\'s TTL', async () => {
+  const schema = testSchema();
+  const open = async (instanceId: string, leaseTtlMs: number): Promise<TenantPool> =>
+    TenantPool.open({ dataDir: tempDir(), rootKey: sharedKey, workers: 1, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId, leaseTtlMs } });
+  const slow = await open('slow', 60_000);
+  const fast = await open('fast', 2000);
+  try {
+    // The slow member's last heartbeat 5 s ago: dead by the fast member's 2 s TTL, live by its own 60 s.
+    await pgQuery(`UPDATE ${schema}.members SET heartbeat_at = now() - interval '5 seconds' WHERE instance_id = 'slow'`);
+    assert.equal((await fast.cluster!.members()).map((m) => m.instanceId), ['fast', 'slow']);
+    assert.equal((await slow.cluster!.members()).map((m) => m.instanceId), ['fast', 'slow']);
+    await pgQuery(`UPDATE ${schema}.members SET heartbeat_at = now() - interval '61 seconds' WHERE instance_id = 'slow'`);
+    assert.equal((await fast.cluster!.members()).map((m) => m.instanceId), ['fast'], 'past its own TTL, it is not live');
+  } finally {
+    await fast.close();
+    await slow.close();
+    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  }
+});
+
 testWithPostgres('tenant-pool/router routes like the pools: the lease holder, or for a free tenant a live member by the bounded-load rule', async () => {
   const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000 });
   const [a, b] = pools as [TenantPool, TenantPool];

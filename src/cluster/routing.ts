@@ -25,12 +25,16 @@ export async function leaseOwner(query: ClusterQuery, schema: string, tenantId: 
   return row === undefined ? null : { instanceId: row.owner, address: row.address };
 }
 
-/** The live members (a heartbeat within the lease TTL), with how many leases each holds, by id. */
+/**
+ * The live members (a heartbeat within the member's own lease TTL; `leaseTtlMs` for a member that
+ * recorded none), with how many leases each holds, by id. Instances with different TTLs agree on
+ * who is live.
+ */
 export async function liveMembers(query: ClusterQuery, schema: string, leaseTtlMs: number): Promise<ClusterMemberInfo[]> {
   const rows = await query<{ instance_id: string; address: string | null; heartbeat_at: Date; leases: number }>(
     'listing the members',
     `SELECT m.instance_id, m.address, m.heartbeat_at, (SELECT count(*)::int FROM ${schema}.leases l WHERE l.owner = m.instance_id AND l.expires_at > now()) AS leases
-     FROM ${schema}.members m WHERE m.heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY m.instance_id`,
+     FROM ${schema}.members m WHERE m.heartbeat_at > now() - COALESCE(m.lease_ttl_ms, $1) * interval '1 millisecond' ORDER BY m.instance_id`,
     [leaseTtlMs],
   );
   return rows.map((r) => ({ instanceId: r.instance_id, address: r.address, heartbeatAt: new Date(r.heartbeat_at).toISOString(), leases: r.leases }));
