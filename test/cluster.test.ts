@@ -156,6 +156,39 @@ testWithPostgres('members with different lease TTLs agree on who is live: each h
   }
 });
 
+testWithPostgres('an instance id is one life at a time: refused while its holder is live; a new life (the old one seen as dead) clears the old leases, and the old life\'s writes are fenced even under the same id', async () => {
+  const schema = testSchema();
+  const open = async (): Promise<TenantPool> =>
+    TenantPool.open({ dataDir: tempDir(), rootKey: sharedKey, workers: 1, walletIdleTtlMs: 600_000, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'x', leaseTtlMs: 60_000 } });
+  const first = await open();
+  let second: TenantPool | undefined;
+  try {
+    await first.tenants.create({ tenantId: 't' });
+    const s = await first.acquire('t');
+    await s.records.save('c', 'r', 1);
+    const refused = await rejectsWith(open(), 'ERR_INVALID_CONFIG', 'a live instance id');
+    assert.match(refused.message, /instanceId x/);
+    await s.records.save('c', 'r', 2);
+    // As if the first had died (a heartbeat older than its TTL) while its process in fact still runs.
+    await pgQuery(`UPDATE ${schema}.members SET heartbeat_at = now() - interval '2 minutes' WHERE instance_id = 'x'`);
+    second = await open();
+    assert.is(await second.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 2, 'the new life took the tenant at once: the old life\'s lease was cleared');
+    await rejectsWith(s.records.save('c', 'r', 3), 'ERR_LEASE_LOST', 'the old life is fenced by its epoch, though its owner id is the same');
+    await s.release();
+    // The old life closes: it gives up only what it held, not the new life's leases or member row.
+    const held = await second.acquire('t');
+    await first.close();
+    await held.records.save('c', 'r', 4);
+    await held.release();
+    assert.is((await second.cluster!.ownerOf('t'))?.instanceId, 'x');
+    assert.equal((await second.cluster!.members()).map((m) => m.instanceId), ['x']);
+  } finally {
+    await first.close();
+    await second?.close();
+    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  }
+});
+
 testWithPostgres('tenant-pool/router routes like the pools: the lease holder, or for a free tenant a live member by the bounded-load rule', async () => {
   const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000 });
   const [a, b] = pools as [TenantPool, TenantPool];
@@ -418,6 +451,8 @@ testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) a
       await pool.withSession('t', async (s) => s.records.save('c', 'r', 1));
       const count = (kind: string): number => seen.filter(([, k]) => k === kind).length;
       await eventually(() => count('release') === count('take'), 'the lease is given up after the wallet closed');
+      // The release event comes as the delete is sent; the next take waits for the row to go.
+      for (let i = 0; (await a.cluster!.ownerOf('t')) !== null; i++) assert.ok(i < 500, 'the lease row went');
     }
     const takes = seen.filter(([, kind]) => kind === 'take');
     assert.equal(takes.map(([who]) => who), ['a', 'a', 'b', 'a', 'b']);

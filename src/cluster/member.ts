@@ -19,6 +19,7 @@
  * - `close()` deletes its leases and its member row at once: others take its tenants without
  *   waiting for expiry.
  */
+import { randomBytes } from 'node:crypto';
 import type { Pool as PgPool } from 'pg';
 import type { ResolvedClusterOptions } from '../config.js';
 import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
@@ -69,6 +70,8 @@ export class ClusterMember {
   #fenceTimer: NodeJS.Timeout | undefined;
   #renewing = false;
   #isClosed = false;
+  /** This life of the instance id: its member row's token, so a former life (paused, then resumed) neither beats for nor removes it. */
+  readonly #life = randomBytes(8).toString('hex');
 
   private constructor(pool: PgPool, schema: string, options: ResolvedClusterOptions, hooks: ClusterHooks) {
     this.#pool = pool;
@@ -92,10 +95,10 @@ export class ClusterMember {
     try {
       const rows = await member.#query(
         'joining the cluster',
-        `INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms) VALUES ($1, $2, now(), $3)
-         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms
+        `INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life) VALUES ($1, $2, now(), $3, $4)
+         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life
          WHERE members.heartbeat_at < now() - COALESCE(members.lease_ttl_ms, $3) * interval '1 millisecond' RETURNING instance_id`,
-        [options.instanceId, options.address, options.leaseTtlMs],
+        [options.instanceId, options.address, options.leaseTtlMs, member.#life],
       );
       if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${options.instanceId}`);
       // A single pool that owns the schema (no cluster option) opens wallets under no lease: this
@@ -103,7 +106,7 @@ export class ClusterMember {
       // members once it holds its lock: of the two starting together, at most one goes on.
       const [free] = await member.#query<{ ok: boolean }>('checking that no single pool owns the schema', 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [ownerLockName(schema)]);
       if (free?.ok !== true) {
-        await member.#query('leaving the cluster', `DELETE FROM ${schema}.members WHERE instance_id = $1`, [options.instanceId]);
+        await member.#query('leaving the cluster', `DELETE FROM ${schema}.members WHERE instance_id = $1 AND life = $2`, [options.instanceId, member.#life]);
         throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${schema} is owned by a single pool (opened without the cluster option); close it, then start the cluster's instances`);
       }
       // Leases of an earlier life of this instance id (a crash) are not this life's.
@@ -199,11 +202,11 @@ export class ClusterMember {
     try {
       const rows = await this.#query<{ tenant_id: string }>(
         'renewing leases',
-        `WITH beat AS (UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4 WHERE instance_id = $1)
+        `WITH beat AS (UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4 WHERE instance_id = $1 AND life = $6)
          UPDATE ${this.#s}.leases l SET expires_at = now() + $3 * interval '1 millisecond'
          FROM unnest($2::text[], $5::bigint[]) AS h(tenant_id, epoch)
          WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 RETURNING l.tenant_id`,
-        [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch)],
+        [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch), this.#life],
       );
       const renewed = new Set(rows.map((r) => r.tenant_id));
       for (const { tenantId, epoch } of asked) {
@@ -290,8 +293,14 @@ export class ClusterMember {
     clearInterval(this.#rebalanceTimer);
     const now = performance.now();
     for (const [tenantId, held] of this.#held) this.#hooks.events.emit('tenant-pool:lease:release', () => ({ tenantId, epoch: held.epoch, heldMs: ms(now - held.takenAt) }));
+    const epochs = [...this.#held.values()].map((h) => h.epoch);
     this.#held.clear();
-    await this.#query('leaving the cluster', `WITH gone AS (DELETE FROM ${this.#s}.leases WHERE owner = $1) DELETE FROM ${this.#s}.members WHERE instance_id = $1`, [this.instanceId]).catch(() => {});
+    // Only what this life holds: a later life of the same id (this one was taken for dead) keeps its leases and its row.
+    await this.#query(
+      'leaving the cluster',
+      `WITH gone AS (DELETE FROM ${this.#s}.leases WHERE owner = $1 AND epoch = ANY($3::bigint[])) DELETE FROM ${this.#s}.members WHERE instance_id = $1 AND life = $2`,
+      [this.instanceId, this.#life, epochs],
+    ).catch(() => {});
     await this.#query('telling the cluster', `SELECT pg_notify($1, $2)`, [`tenant_pool_${this.#s}`, JSON.stringify({ left: this.instanceId })]).catch(() => {});
     await this.#pool.end().catch(() => {});
   }

@@ -147,6 +147,8 @@ export async function createSchema(client: PoolClient, s: string): Promise<void>
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.members (instance_id TEXT PRIMARY KEY, address TEXT, heartbeat_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
   // Each member's lease TTL: how long its heartbeat counts as live, to a pool that would open the schema alone.
   await client.query(`ALTER TABLE ${s}.members ADD COLUMN IF NOT EXISTS lease_ttl_ms INTEGER`);
+  // Which life of an instance id the row is (a random token per join): a former life, paused and resumed, neither beats for nor removes the present one.
+  await client.query(`ALTER TABLE ${s}.members ADD COLUMN IF NOT EXISTS life TEXT`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${s}.leases (tenant_id TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)`);
   await client.query(`CREATE INDEX IF NOT EXISTS leases_by_owner ON ${s}.leases (owner)`);
   // Fencing tokens: every take draws a new one, never used before by any tenant (a released lease's row is deleted; its epoch does not start over).
