@@ -172,7 +172,8 @@ export class TenantPool implements AsyncDisposable {
         if ((await registry.routeOf(publicKey)) === session.tenantId) await registry.removeRoute(publicKey);
       },
       routeOf: async (publicKey) => registry.routeOf(publicKey),
-      leaseLost: (tenantId) => this.leaseLost(tenantId, 'fenced'),
+      isLeased: member === undefined ? () => true : (tenantId) => member.holds(tenantId),
+      leaseLost: (tenantId, reason) => this.leaseLost(tenantId, reason),
     };
     this.tenants = new Tenants({
       store: registry,

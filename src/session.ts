@@ -92,8 +92,10 @@ export interface SessionHost {
   unregisterRoute(session: Session, publicKey: string): Promise<void>;
   /** The tenant a public key routes to. */
   routeOf(publicKey: string): Promise<string | undefined>;
-  /** Cluster mode: a write of the session's tenant found its lease taken by another instance. */
-  leaseLost(tenantId: string): void;
+  /** Without a cluster, always; in cluster mode, whether the tenant's lease is surely still this instance's (the monotonic clock). */
+  isLeased(tenantId: string): boolean;
+  /** Cluster mode: the session's tenant lost its lease (`fenced`: a write found it taken; `expired`: it ran out before this instance noticed). */
+  leaseLost(tenantId: string, reason: 'fenced' | 'expired'): void;
 }
 
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
@@ -260,6 +262,12 @@ export class Session implements TenantSession {
   /** Calls a tenant-scoped worker method on this session's wallet. */
   async call<M extends WorkerMethod>(method: M, ...args: TenantArgs<M>): Promise<ReturnType<WorkerApi[M]>> {
     this.assertUsable();
+    if (!this.host.isLeased(this.tenantId)) {
+      // The lease ran out while this instance could not notice (its event loop held up): another
+      // instance may serve the tenant now, so not even a read is served here. This revokes the session.
+      this.host.leaseLost(this.tenantId, 'expired');
+      this.assertUsable();
+    }
     const worker = this.entry.worker as { call(m: M, ...a: unknown[]): Promise<ReturnType<WorkerApi[M]>> };
     if (method === 'runTask' || method === 'runInbound') return worker.call(method, this.tenantId, ...args);
     try {
@@ -267,7 +275,7 @@ export class Session implements TenantSession {
     } catch (error) {
       // A storage failure from the wallet (a full disk, say) comes as the error SQLite raised: give it its code.
       const failure = asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
-      if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId);
+      if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId, 'fenced');
       throw failure;
     }
   }

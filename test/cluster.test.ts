@@ -525,6 +525,25 @@ testWithPostgres('self-fencing: an instance whose leases cannot be renewed stops
   }
 });
 
+testWithPostgres('an event loop held up past the lease: the session\'s next call, even a read of a cached record, fails ERR_LEASE_LOST before any timer runs, and the session is revoked', async () => {
+  const { pools, close } = await instances(1, { leaseTtlMs: 1000 });
+  const [a] = pools as [TenantPool];
+  try {
+    await a.tenants.create({ tenantId: 't' });
+    const s = (await a.acquire('t')) as Session;
+    await s.records.save('c', 'r', 1);
+    assert.is((await s.records.get('c', 'r'))?.value, 1);
+    // The main thread stalls (a long synchronous task, a VM pause) past the lease's validity: no renewal, no fence timer runs.
+    const until = performance.now() + 1000;
+    while (performance.now() < until);
+    await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST', 'a read after the lease ran out');
+    assert.ok(s.isEnded, 'the session is revoked');
+    await s.release();
+  } finally {
+    await close();
+  }
+});
+
 testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the leases table locked) end the instance\'s sessions before its lease expires on the server', async () => {
   const { pools, schema, close } = await instances(1, { leaseTtlMs: 2000 });
   const [a] = pools as [TenantPool];
