@@ -274,7 +274,6 @@ export class Scheduler {
     return true;
   }
 
-  /** Starts closing every idle wallet now, as if its TTL had passed; returns the tenants whose wallet to close. */
   /** Closes the tenant's wallet if it is idle (open with no session); returns whether it does. */
   closeIdle(tenantId: string): boolean {
     const slot = this.#idle.get(tenantId);
@@ -288,6 +287,7 @@ export class Scheduler {
     return [...this.#idle.keys()];
   }
 
+  /** Starts closing every idle wallet now, as if its TTL had passed; returns the tenants whose wallet to close. */
   closeAllIdle(): string[] {
     const closing = [...this.#idle.values()];
     for (const slot of closing) this.#startClose(slot);
