@@ -15,7 +15,7 @@ import { createRouter } from '../src/router.js';
 import type { Session } from '../src/session.js';
 import { startChild, type Child } from './child.js';
 import { eventually, pgQuery, rejectsWith, tempDir } from './helpers.js';
-import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 
 /** The root key the instances of a test share. */
 const sharedKey = randomBytes(32).toString('hex');
@@ -41,7 +41,7 @@ async function instances(count: number, options: { leaseTtlMs?: number; walletId
     schema,
     close: async () => {
       await Promise.allSettled(pools.map(async (p) => p.close()));
-      await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await dropSchema(schema);
     },
   };
 }
@@ -152,7 +152,7 @@ testWithPostgres('members with different lease TTLs agree on who is live: each h
   } finally {
     await fast.close();
     await slow.close();
-    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await dropSchema(schema);
   }
 });
 
@@ -185,7 +185,7 @@ testWithPostgres('an instance id is one life at a time: refused while its holder
   } finally {
     await first.close();
     await second?.close();
-    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await dropSchema(schema);
   }
 });
 
@@ -668,7 +668,7 @@ testWithPostgres('exclusivity: one tenant incremented 1,000 times through 3 inst
     await sampler.catch(() => {});
     await observer.end();
     for (const c of children) c.kill('SIGKILL');
-    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await dropSchema(schema);
   }
 });
 
@@ -702,7 +702,7 @@ testWithPostgres('SIGKILL of the owner mid-write: another instance serves the te
     }
   } finally {
     owner.kill('SIGKILL');
-    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await dropSchema(schema);
   }
 });
 
@@ -733,8 +733,8 @@ testWithPostgres('SIGSTOP of the owner past its lease: another instance takes ov
     // The sleeper wakes up, holding what it thinks is its lease.
     const linesBefore = owner.lines.length;
     owner.kill('SIGCONT');
-    await owner.waitFor((lines) => lines.slice(linesBefore).some((l) => l === 'retry ERR_LEASE_LOST' || l === 'retry ERR_TENANT_ELSEWHERE'));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Twenty attempts of the old owner after it woke, every one refused.
+    await owner.waitFor((lines) => lines.slice(linesBefore).filter((l) => l === 'retry ERR_LEASE_LOST' || l === 'retry ERR_TENANT_ELSEWHERE').length >= 20);
     const afterWake = owner.lines.slice(linesBefore).filter((l) => l.startsWith('inc ')).map((l) => Number(l.slice(4)));
     assert.ok(afterWake.every((v) => v <= atTakeover), `no write of the old owner after the takeover was acknowledged: ${afterWake.join(', ')} (takeover at ${atTakeover})`);
     assert.is((await session.records.get('c', 'counter'))?.value, atTakeover + 20, 'none of its writes is visible');
@@ -744,7 +744,7 @@ testWithPostgres('SIGSTOP of the owner past its lease: another instance takes ov
     owner.kill('SIGCONT');
     owner.kill('SIGKILL');
     await pool.close();
-    await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await dropSchema(schema);
   }
 });
 

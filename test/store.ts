@@ -108,12 +108,5 @@ export async function placesHolding(options: { dataDir: string; postgres?: { sch
 
 /** Removes a schema and everything in it. */
 export async function dropSchema(schema: string): Promise<void> {
-  const pg = (await import('pg')).default;
-  const client = new pg.Client(postgresUrl);
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  } finally {
-    await client.end();
-  }
+  await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
 }
