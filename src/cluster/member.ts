@@ -147,7 +147,13 @@ export class ClusterMember {
         [tenantId, this.instanceId, this.leaseTtlMs],
       );
       const row = rows[0];
-      if (row !== undefined) return this.#took(tenantId, Number(row.epoch), sentAt);
+      if (row !== undefined) {
+        const epoch = Number(row.epoch);
+        const takenAt = performance.now();
+        this.#held.set(tenantId, { epoch, validUntil: sentAt + this.leaseTtlMs - this.#marginMs, takenAt });
+        this.#hooks.events.emit('tenant-pool:lease:take', () => ({ tenantId, epoch, takeMs: ms(takenAt - sentAt) }));
+        return { owner: this.instanceId, epoch };
+      }
       owner = await this.ownerOf(tenantId);
       if (owner !== null) break;
     }
@@ -159,13 +165,6 @@ export class ClusterMember {
       undefined,
       { tenantId, ...(owner === null ? {} : { owner }) },
     );
-  }
-
-  #took(tenantId: string, epoch: number, sentAt: number): Fence {
-    const takenAt = performance.now();
-    this.#held.set(tenantId, { epoch, validUntil: sentAt + this.leaseTtlMs - this.#marginMs, takenAt });
-    this.#hooks.events.emit('tenant-pool:lease:take', () => ({ tenantId, epoch, takeMs: ms(takenAt - sentAt) }));
-    return { owner: this.instanceId, epoch };
   }
 
   /** Whether the lease is surely still this instance's now (by the monotonic clock). */

@@ -117,17 +117,16 @@ export class PostgresRegistry implements TenantStore {
     const s = options.schema;
     let owner: PoolClient | undefined;
     try {
-      owner = await (ownerPool ?? pool).connect().catch((error: unknown) => {
-        throw pgError(error, 'cannot reach the registry database', false);
-      });
-      if (ownerPool === undefined) {
-        // Cluster mode: no lock to hold; the connection only showed the server can be reached.
-        owner.release();
-        owner = undefined;
-      } else if (!(await takeOwnership(owner, s))) {
-        const holder = await readHolder(owner, s);
-        const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
-        throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
+      // Cluster mode has no owner: the instances share the schema.
+      if (ownerPool !== undefined) {
+        owner = await ownerPool.connect().catch((error: unknown) => {
+          throw pgError(error, 'cannot reach the registry database', false);
+        });
+        if (!(await takeOwnership(owner, s))) {
+          const holder = await readHolder(owner, s);
+          const who = holder === undefined ? 'another pool' : `pid ${holder.pid} on host ${holder.host} (open since ${holder.since})`;
+          throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
+        }
       }
       const sealKey = await inTransaction(pool, 'opening the registry', async (client) => {
         await createSchema(client, s);
@@ -151,8 +150,9 @@ export class PostgresRegistry implements TenantStore {
           } else if (!timingSafeEqual(Buffer.from(check, 'hex'), Buffer.from(header.keyCheck, 'hex'))) {
             throw poolError('ERR_WALLET_KEY_INVALID', 'the root key does not open this registry (rootKey or TENANT_POOL_ROOT_KEY changed?)');
           }
-          // Wallets of creates that never reached their registry row (a kill in between). This pool
-          // owns the schema: no create of another pool can be under way.
+          // Wallets of creates that never reached their registry row (a kill in between). A pool that
+          // owns the schema has no create of another under way; in cluster mode, one may be, so only
+          // orphans older than any create are swept.
           const young = options.exclusive === false ? ` AND w.created_at < now() - interval '${ORPHAN_AGE_IN_CLUSTER}'` : '';
           const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)${young} RETURNING name`);
           if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
@@ -162,7 +162,7 @@ export class PostgresRegistry implements TenantStore {
         }
       });
       if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } } | undefined)?.connection?.stream?.unref?.();
-      return new PostgresRegistry(pool, ownerPool === undefined ? undefined : { pool: ownerPool, client: owner! }, options, sealKey);
+      return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined ? undefined : { pool: ownerPool, client: owner }, options, sealKey);
     } catch (error) {
       owner?.release(true);
       await Promise.allSettled([pool.end(), ownerPool?.end()]);
