@@ -276,6 +276,8 @@ export class Session implements TenantSession {
       // A storage failure from the wallet (a full disk, say) comes as the error SQLite raised: give it its code.
       const failure = asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
       if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId, 'fenced');
+      // The wallet closed under the call before it ran (the session was revoked meanwhile): the session's own end says why.
+      if (failure.code === 'ERR_SESSION_REVOKED' && failure.outcome === undefined) this.assertUsable();
       throw failure;
     }
   }

@@ -313,7 +313,14 @@ export class WorkerSlot {
       clearTimeout(timer);
     }
     this.#port = null;
-    for (const p of this.#pending.values()) p.reject(poolError('ERR_POOL_CLOSED', 'the pool closed before the call finished'));
+    // The worker did not finish in time and was stopped: a write it had begun may have committed.
+    for (const p of this.#pending.values()) {
+      p.reject(
+        READ_ONLY.has(p.method)
+          ? poolError('ERR_POOL_CLOSED', 'the pool closed before the call finished')
+          : poolError('ERR_POOL_CLOSED', `the pool closed before the call (${p.method}) finished; its outcome is unknown: it may have committed. Read back before retrying`, undefined, { outcome: 'unknown' }),
+      );
+    }
     this.#pending.clear();
     await this.#piscina.destroy();
   }

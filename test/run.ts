@@ -14,7 +14,7 @@ import { postgresUrl, storeUnderTest, TEST_SCHEMA_PREFIX } from './store.js';
 /** Suites about the pool's behaviour, which hold on either store; the others test one store, or no store at all. */
 const BOTH_STORES = [
   'admission', 'crash', 'host-api', 'hostile', 'input', 'kill', 'lifecycle', 'limits', 'metrics', 'model', 'modules',
-  'observability', 'ownership', 'queries', 'rekey', 'reliability', 'secrets', 'sessions', 'storm', 'transfer', 'wallet',
+  'observability', 'ownership', 'queries', 'rekey', 'reliability', 'secrets', 'sessions', 'shutdown', 'storm', 'transfer', 'wallet',
 ];
 
 const filters = process.argv.slice(2);

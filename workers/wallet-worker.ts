@@ -14,9 +14,10 @@ import { loadModules, TenantScope, type LoadedModules } from './modules.js';
 import { readExport, writeExport } from './transfer.js';
 import { verifySignature } from './ed25519.js';
 import { openBackend, type StoredWallet, type WalletBackend } from './store/backend.js';
+import { GuardedWallet } from './store/guarded-wallet.js';
 
 interface OpenWallet {
-  wallet: StoredWallet;
+  wallet: GuardedWallet;
   scope: TenantScope;
 }
 
@@ -42,16 +43,18 @@ async function derive(req: WalletKeyMaterial): Promise<{ key: Buffer; deriveMs: 
   return { key, deriveMs: performance.now() - started };
 }
 
+/** Ends a wallet: its modules' services are disposed, then its keys are forgotten once no call of it is under way. */
 async function close(open: OpenWallet): Promise<void> {
   try {
     await open.scope.dispose();
   } finally {
-    open.wallet.close();
+    await open.wallet.closed();
   }
 }
 
 /** Makes an opened wallet the tenant's, with its module scope. */
-function register(tenantId: string, wallet: StoredWallet): void {
+function register(tenantId: string, opened: StoredWallet): void {
+  const wallet = new GuardedWallet(opened, tenantId);
   try {
     wallets.set(tenantId, { wallet, scope: new TenantScope(tenantId, wallet, loaded, maxValueBytes) });
   } catch (error) {

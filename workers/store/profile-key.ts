@@ -62,6 +62,7 @@ export class ProfileKey {
   readonly #fieldKeys: ReadonlyMap<SearchableField, Buffer>;
   readonly #nonceKey: Buffer;
   readonly #valueKey: Buffer;
+  #isDestroyed = false;
 
   private constructor(raw: Buffer) {
     this.#raw = raw;
@@ -85,11 +86,13 @@ export class ProfileKey {
 
   /** The profile key sealed under the wallet key (random nonce), as the database keeps it. */
   wrap(walletKey: Uint8Array): Buffer {
+    this.#assertLive();
     return seal(walletKey, randomBytes(NONCE_BYTES), this.#raw, Buffer.from('tenant-pool profile key v1'));
   }
 
   /** Deterministic: the same plaintext always gives the same ciphertext, so `=` works on it in SQL. */
   encrypt(field: SearchableField, plaintext: string): Buffer {
+    this.#assertLive();
     const bytes = Buffer.from(plaintext, 'utf8');
     const aad = Buffer.from(field, 'utf8');
     const nonce = createHmac('sha256', this.#nonceKey).update(aad).update(Buffer.from([0])).update(bytes).digest().subarray(0, NONCE_BYTES);
@@ -97,6 +100,7 @@ export class ProfileKey {
   }
 
   decrypt(field: SearchableField, ciphertext: Uint8Array): string {
+    this.#assertLive();
     return open(this.#fieldKeys.get(field)!, ciphertext, Buffer.from(field, 'utf8'), field).toString('utf8');
   }
 
@@ -110,11 +114,21 @@ export class ProfileKey {
   }
 
   #valueKeyFor(category: string, name: string): Buffer {
+    this.#assertLive();
     return createHmac('sha256', this.#valueKey).update(framed(category, name)).digest();
   }
 
-  /** Forgets the keys (best effort: buffers are zeroed). */
+  /**
+   * A forgotten key is never used: zeroed buffers would still encrypt, and whatever they sealed
+   * anyone could open. A call that gets here after `destroy` fails before it writes anything.
+   */
+  #assertLive(): void {
+    if (this.#isDestroyed) throw poolError('ERR_INTERNAL', 'the wallet\'s keys were already forgotten (the wallet closed); nothing was written');
+  }
+
+  /** Forgets the keys (best effort: buffers are zeroed); any later use fails. */
   destroy(): void {
+    this.#isDestroyed = true;
     this.#raw.fill(0);
     for (const key of this.#fieldKeys.values()) key.fill(0);
     this.#nonceKey.fill(0);
