@@ -1,0 +1,63 @@
+/**
+ * Data written by earlier releases opens with this code, with nothing lost: fixtures made by the
+ * code of each release (with the script beside each, under test/fixtures/formats/).
+ */
+import { readFileSync } from 'node:fs';
+import * as assert from 'uvu/assert';
+import { test } from 'uvu';
+import { TenantPool } from '../src/pool.js';
+import { pgQuery, rejectsWith, tempDir } from './helpers.js';
+import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+
+/** What make-postgres-0.1.0.ts wrote the fixture with. */
+const FIXTURE_SCHEMA = 'tp_fixture_010';
+const FIXTURE_ROOT_KEY = '0f'.repeat(32);
+const FIXTURE_PASSPHRASE = 'fixture passphrase 0.1.0';
+
+/** Restores a pg_dump fixture into a schema of its own (psql's meta-commands left out: the dump is plain SQL otherwise). */
+async function restore(fixture: string, schema: string): Promise<void> {
+  const sql = readFileSync(new URL(`./fixtures/formats/${fixture}`, import.meta.url), 'utf8')
+    .split('\n')
+    .filter((line) => !line.startsWith('\\'))
+    .join('\n')
+    .replaceAll(FIXTURE_SCHEMA, schema);
+  await pgQuery(sql);
+}
+
+testWithPostgres('a schema written by 0.1.0 opens with this code: every record, tag, key, signature, route and passphrase reads back', async () => {
+  const facts = JSON.parse(readFileSync(new URL('./fixtures/formats/postgres-0.1.0.json', import.meta.url), 'utf8')) as {
+    managed: { routed: { kid: string; publicKey: string }; plain: { kid: string; publicKey: string }; signature: string };
+  };
+  const schema = testSchema();
+  await restore('postgres-0.1.0.sql', schema);
+  const pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
+  try {
+    const managed = await pool.tenants.get('managed');
+    assert.is(managed.label, 'Managed tenant');
+    assert.equal(managed.metadata, { plan: 'gold' });
+    assert.is((await pool.tenants.get('secret')).managed, false);
+    await pool.withSession('managed', async (s) => {
+      assert.equal(await s.records.get('note', 'n1'), { category: 'note', id: 'n1', value: { text: 'héllo ✓', n: 1 }, tags: { topic: 'greeting', lang: 'fr' } });
+      assert.equal((await s.records.find('note', { topic: 'list' })).map((r) => r.value), [[1, 2, 3]]);
+      assert.equal(await s.records.get('conn', 'c1'), { category: 'conn', id: 'c1', value: { did: 'did:example:1' }, tags: {} });
+      const keys = await s.keys.list();
+      assert.equal(
+        keys.map((k) => [k.kid, k.publicKey, k.routing]),
+        [
+          [facts.managed.routed.kid, facts.managed.routed.publicKey, true],
+          [facts.managed.plain.kid, facts.managed.plain.publicKey, false],
+        ],
+      );
+      const data = Buffer.from('fixture');
+      assert.ok(await s.keys.verify(facts.managed.routed.publicKey, data, Buffer.from(facts.managed.signature, 'base64')), 'the old signature verifies');
+      assert.ok(await s.keys.verify(facts.managed.routed.publicKey, data, await s.keys.sign(facts.managed.routed.kid, data)), 'the old key signs');
+    });
+    await rejectsWith(pool.acquire('secret', { passphrase: 'wrong' }), 'ERR_WALLET_KEY_INVALID');
+    assert.equal(await pool.withSession('secret', async (s) => (await s.records.get('vault', 'v1'))?.value, { passphrase: FIXTURE_PASSPHRASE }), { pin: '1234' });
+  } finally {
+    await pool.close();
+    await dropSchema(schema);
+  }
+});
+
+test.run();
