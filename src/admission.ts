@@ -188,14 +188,14 @@ export class Admission {
     this.#timer.unref();
   }
 
-  /** The pool is closing: waiting acquires get `ERR_POOL_CLOSED`, and no timer is set again. */
-  close(): void {
+  /** The pool is closing (or lost its store): waiting acquires get `error` (`ERR_POOL_CLOSED`), and no timer is set again. */
+  close(error: () => Error = () => poolError('ERR_POOL_CLOSED', 'the pool closed while this acquire was waiting')): void {
     this.#isClosed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const [waiter, pending] of [...this.#pending]) {
       this.#scheduler.cancel(waiter);
-      pending.reject(poolError('ERR_POOL_CLOSED', 'the pool closed while this acquire was waiting'));
+      pending.reject(error());
     }
     this.#pending.clear();
   }

@@ -9,7 +9,7 @@ import { channel, type Channel } from 'node:diagnostics_channel';
 import type { KdfMethod } from './protocol.js';
 
 /** Why a wallet closed: idle past its TTL, evicted for capacity, its tenant deleted, the pool closed, its worker died. */
-export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'close' | 'crash' | 'lease';
+export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'close' | 'crash' | 'lease' | 'ownership';
 
 /**
  * Why this instance stopped holding a tenant's lease before giving it up: `expired` by its own
@@ -19,7 +19,7 @@ export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'clos
 export type LeaseLossReason = 'expired' | 'taken' | 'fenced';
 
 /** Why the pool ended a session itself. */
-export type RevokeReason = 'maxSessionMs' | 'delete' | 'rekey' | 'close' | 'lease';
+export type RevokeReason = 'maxSessionMs' | 'delete' | 'rekey' | 'close' | 'lease' | 'ownership';
 
 /** Payload of each event, by channel name. Times are milliseconds, rounded to 0.01 ms. */
 export interface PoolEvents {
@@ -55,6 +55,12 @@ export interface PoolEvents {
   'tenant-pool:lease:lost': { tenantId: string; epoch: number; heldMs: number; reason: LeaseLossReason };
   /** At open, files of the wallet folder that no tenant owns were removed (`removed`), or could not be (`failed`, tried again next open). */
   'tenant-pool:pool:sweep': { dataDir: string; removed: string[]; failed: string[] };
+  /**
+   * PostgreSQL: this pool (or cluster instance) lost the schema: another pool or the cluster's
+   * instances took it while this one was cut off or paused. Its sessions were revoked; every call
+   * fails `ERR_OWNERSHIP_LOST` until it is closed.
+   */
+  'tenant-pool:schema:lost': { schema: string; instanceId: string | null; message: string };
 }
 
 export type EventName = keyof PoolEvents;
@@ -77,6 +83,7 @@ export const CHANNEL_NAMES = [
   'tenant-pool:lease:release',
   'tenant-pool:lease:lost',
   'tenant-pool:pool:sweep',
+  'tenant-pool:schema:lost',
 ] as const satisfies readonly EventName[];
 
 const channels = Object.fromEntries(CHANNEL_NAMES.map((name) => [name, channel(name)])) as Record<EventName, Channel>;

@@ -30,6 +30,7 @@ export const ErrorCodes = [
   'ERR_STORAGE_UNAVAILABLE',
   'ERR_TENANT_ELSEWHERE',
   'ERR_LEASE_LOST',
+  'ERR_OWNERSHIP_LOST',
   'ERR_INTERNAL',
 ] as const;
 
@@ -88,10 +89,10 @@ export class TenantPoolError extends Error {
   }
 }
 
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER', 'ERR_STORAGE_UNAVAILABLE', 'ERR_TENANT_ELSEWHERE', 'ERR_LEASE_LOST']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER', 'ERR_STORAGE_UNAVAILABLE', 'ERR_TENANT_ELSEWHERE', 'ERR_LEASE_LOST', 'ERR_OWNERSHIP_LOST']);
 
 /** Why the pool revoked a session (`ERR_SESSION_REVOKED`). */
-export type RevocationReason = 'maxSessionMs' | 'rekey' | 'close' | 'lease';
+export type RevocationReason = 'maxSessionMs' | 'rekey' | 'close' | 'lease' | 'ownership';
 
 /** An instance of a cluster, as `ERR_TENANT_ELSEWHERE` and `pool.cluster` name it. */
 export interface LeaseOwner {

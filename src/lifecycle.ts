@@ -258,7 +258,7 @@ export class WalletManager {
   }
 
   async #closeLocked(entry: WalletEntry, reason: CloseReason): Promise<void> {
-    const force = reason === 'delete' || reason === 'rekey' || reason === 'close' || reason === 'lease';
+    const force = reason === 'delete' || reason === 'rekey' || reason === 'close' || reason === 'lease' || reason === 'ownership';
     if (entry.state !== 'open' || (!force && entry.sessions.size > 0)) return;
     entry.state = 'closing';
     try {
@@ -291,7 +291,7 @@ export class WalletManager {
    * Ends a tenant's wallet for a delete or a rekey: revokes its sessions and closes it. Call it
    * inside the tenant's critical section (`exclusive`), so no open of it is under way or can start before.
    */
-  async closeForce(tenantId: string, reason: 'delete' | 'rekey' | 'lease', revoke: (session: Session) => void): Promise<void> {
+  async closeForce(tenantId: string, reason: 'delete' | 'rekey' | 'lease' | 'ownership', revoke: (session: Session) => void): Promise<void> {
     const entry = this.#entries.get(tenantId);
     if (entry === undefined) return;
     for (const session of [...entry.sessions]) revoke(session);

@@ -47,6 +47,7 @@ const LINES: { [K in EventName]: (p: PoolEvents[K]) => [Level, string] } = {
   'tenant-pool:lease:release': (p) => ['debug', `lease of ${p.tenantId} given up (epoch ${p.epoch}) after ${p.heldMs} ms`],
   'tenant-pool:lease:lost': (p) => ['warn', `lease of ${p.tenantId} lost (${p.reason}, epoch ${p.epoch}) after ${p.heldMs} ms: its sessions were revoked`],
   'tenant-pool:pool:sweep': (p) => ['warn', `removed ${p.removed.length} wallet file(s) no tenant owns${p.failed.length > 0 ? `; ${p.failed.length} could not be removed` : ''}: ${[...p.removed, ...p.failed].join(', ')}`],
+  'tenant-pool:schema:lost': (p) => ['error', `lost the PostgreSQL schema ${p.schema}: ${p.message}`],
 };
 
 /** A listener that writes each event to `logger`, its payload as context with an `event` key. */

@@ -68,6 +68,8 @@ export type { Clock } from './timers.js';
 
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
 export const kWorkers = Symbol('tenant-pool.workers');
+/** @internal The hook by which the store and the cluster membership tell the pool it lost its PostgreSQL schema. */
+const kOwnershipLost = Symbol('tenant-pool.ownershipLost');
 
 /** @internal Key of the pool's event hub, for `collectMetrics()` and the live view. */
 export const kEvents = Symbol('tenant-pool.events');
@@ -111,6 +113,9 @@ export class TenantPool implements AsyncDisposable {
   readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, revoked: 0 };
   #isClosed = false;
   #closed: Promise<void> | undefined;
+  /** PostgreSQL: the schema was taken from this pool; every call fails with this code until close. */
+  #ownershipLost: TenantPoolError | undefined;
+  readonly #warn: Warn;
 
   private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
@@ -128,6 +133,7 @@ export class TenantPool implements AsyncDisposable {
           });
     this.#clock = clock;
     this.#events = events;
+    this.#warn = warn;
     this.#registry = registry;
     this.#workers = workers;
     this.#ledger = new SessionLedger({
@@ -174,6 +180,7 @@ export class TenantPool implements AsyncDisposable {
       routeOf: async (publicKey) => registry.routeOf(publicKey),
       isLeased: member === undefined ? () => true : (tenantId) => member.holds(tenantId),
       leaseLost: (tenantId, reason) => this.leaseLost(tenantId, reason),
+      ownershipLost: (error) => this.#loseOwnership(error),
     };
     this.tenants = new Tenants({
       store: registry,
@@ -245,7 +252,8 @@ export class TenantPool implements AsyncDisposable {
     const events = new EventHub();
     if (logger !== undefined) events.on(logEvents(logger));
     // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
-    const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (removed, failed) => {
+    const ref: { pool?: TenantPool } = {};
+    const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (error) => ref.pool?.[kOwnershipLost](error), (removed, failed) => {
       if (logger === undefined) {
         warn(
           `tenant-pool removed ${removed.length} ${resolved.postgres === undefined ? 'file(s) of the wallet folder' : 'wallet(s) of the database'} that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
@@ -256,7 +264,6 @@ export class TenantPool implements AsyncDisposable {
     });
     let pool: TenantPool;
     let member: ClusterMember | undefined;
-    const ref: { pool?: TenantPool } = {};
     try {
       if (resolved.cluster !== undefined) {
         member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, {
@@ -265,6 +272,7 @@ export class TenantPool implements AsyncDisposable {
           handOff: (tenantId) => ref.pool?.handOff(tenantId),
           warn,
           events,
+          onOwnershipLost: (error) => ref.pool?.[kOwnershipLost](error),
         });
       }
       pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance);
@@ -517,6 +525,38 @@ export class TenantPool implements AsyncDisposable {
       });
   }
 
+  /** @internal PostgreSQL: the schema was taken from this pool (see `#loseOwnership`). */
+  [kOwnershipLost](error: TenantPoolError): void {
+    this.#loseOwnership(error);
+  }
+
+  /**
+   * Another pool, or the cluster's instances, took the PostgreSQL schema while this pool was cut off
+   * or paused (its writes were refused in the database). It stops serving: waiting acquires and
+   * every later call fail `ERR_OWNERSHIP_LOST`, live sessions are revoked (reason `ownership`) and
+   * every wallet is closed. Said once: a warning and `tenant-pool:schema:lost`. Close the
+   * pool; a new one may open once the schema is free.
+   */
+  #loseOwnership(error: TenantPoolError): void {
+    if (this.#ownershipLost !== undefined || this.#isClosed) return;
+    this.#ownershipLost = error;
+    this.#warn(`tenant-pool: ${error.message}`, 'TENANT_POOL_OWNERSHIP_LOST');
+    this.#events.emit('tenant-pool:schema:lost', () => ({ schema: this.options.postgres?.schema ?? '', instanceId: this.#member?.instanceId ?? null, message: error.message }));
+    this.#admission.close(() => this.#ownershipError());
+    const revoke = (session: Session): void => this.#revoke(session, 'ERR_SESSION_REVOKED', `this session was revoked: ${error.message}`, 'ownership');
+    for (const session of this.#ledger.sessions()) revoke(session);
+    for (const entry of [...this.#wallets.entries()]) {
+      void this.#wallets
+        .exclusive(entry.tenantId, async () => this.#wallets.closeForce(entry.tenantId, 'ownership', revoke))
+        .catch(() => {})
+        .finally(() => this.#scheduler.walletLost(entry.tenantId));
+    }
+  }
+
+  #ownershipError(): TenantPoolError {
+    return poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost!.message);
+  }
+
   /** @internal Cluster mode: tenants whose wallet is open with no session. */
   idleTenants(): string[] {
     return this.#isClosed ? [] : this.#scheduler.idleTenants();
@@ -581,6 +621,7 @@ export class TenantPool implements AsyncDisposable {
 
   #assertOpen(): void {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
+    if (this.#ownershipLost !== undefined) throw this.#ownershipError();
   }
 
   /** The tenant when the store knows it without a read (null when it does not). @throws ERR_TENANT_NOT_FOUND */

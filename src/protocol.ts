@@ -124,7 +124,11 @@ export interface CallMessage {
 export type ReplyMessage = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: EncodedError };
 
 /** Where the wallets are: SQLite files (the path comes with each call), or one PostgreSQL schema. */
-export type StoreConfig = { kind: 'sqlite' } | { kind: 'postgres'; connectionString: string; schema: string; connectionsPerWorker: number };
+/**
+ * The wallet store a worker opens. On PostgreSQL without cluster mode, `ownerEpoch` is the epoch of
+ * the pool's ownership of the schema: every wallet write checks it in its own transaction.
+ */
+export type StoreConfig = { kind: 'sqlite' } | { kind: 'postgres'; connectionString: string; schema: string; connectionsPerWorker: number; ownerEpoch?: number };
 
 /** The one task each worker runs under piscina: it hands the worker its port, and returns once the worker serves it. */
 export interface LifelineTask {

@@ -2,7 +2,7 @@
  * A session on one tenant: the handle host code uses to reach the tenant's wallet. Every call runs
  * on the worker that holds the wallet; after release or revocation every call rejects.
  */
-import { asPoolError, poolError, type ErrorCode, type ErrorDetails } from './errors.js';
+import { asPoolError, poolError, type ErrorCode, type ErrorDetails, type TenantPoolError } from './errors.js';
 import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
 import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from './query.js';
 import type { WalletEntry } from './lifecycle.js';
@@ -96,6 +96,8 @@ export interface SessionHost {
   isLeased(tenantId: string): boolean;
   /** Cluster mode: the session's tenant lost its lease (`fenced`: a write found it taken; `expired`: it ran out before this instance noticed). */
   leaseLost(tenantId: string, reason: 'fenced' | 'expired'): void;
+  /** PostgreSQL: a write found the schema taken from this pool. */
+  ownershipLost(error: TenantPoolError): void;
 }
 
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
@@ -276,6 +278,7 @@ export class Session implements TenantSession {
       // A storage failure from the wallet (a full disk, say) comes as the error SQLite raised: give it its code.
       const failure = asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
       if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId, 'fenced');
+      if (failure.code === 'ERR_OWNERSHIP_LOST') this.host.ownershipLost(failure);
       // The wallet closed under the call before it ran (the session was revoked meanwhile): the session's own end says why.
       if (failure.code === 'ERR_SESSION_REVOKED' && failure.outcome === undefined) this.assertUsable();
       throw failure;

@@ -26,10 +26,11 @@ const PAYLOAD_KEYS: Record<EventName, string[]> = {
   'tenant-pool:lease:release': ['epoch', 'heldMs', 'tenantId'],
   'tenant-pool:lease:lost': ['epoch', 'heldMs', 'reason', 'tenantId'],
   'tenant-pool:pool:sweep': ['dataDir', 'failed', 'removed'],
+  'tenant-pool:schema:lost': ['instanceId', 'message', 'schema'],
 };
 
-/** Events of cluster mode only, which test/cluster.test.ts sees fire. */
-const isClusterEvent = (name: EventName): boolean => name.startsWith('tenant-pool:lease:');
+/** Events of cluster mode (and of a lost PostgreSQL schema) only, which test/cluster.test.ts and test/ownership-fence.test.ts see fire. */
+const isClusterEvent = (name: EventName): boolean => name.startsWith('tenant-pool:lease:') || name === 'tenant-pool:schema:lost';
 
 interface Line {
   level: keyof Logger;

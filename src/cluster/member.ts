@@ -18,14 +18,20 @@
  *   are revoked, its wallet closed), whether or not the database can be reached.
  * - `close()` deletes its leases and its member row at once: others take its tenants without
  *   waiting for expiry.
+ * - Ownership of the schema (the `ownership` row) is 'cluster' while members serve it; a pool
+ *   without the cluster option takes it ('single', a new epoch) only when no member is live, and
+ *   then deletes every lease. A member is live while its heartbeat is: one whose heartbeat lapsed
+ *   (its process paused, the database away past the TTL) cannot come back by renewing. It loses
+ *   every lease and joins again; if a single pool owns the schema meanwhile, it stops serving
+ *   (`onOwnershipLost`). A lease is taken only by a live member of a schema in 'cluster' mode.
  */
 import { randomBytes } from 'node:crypto';
 import type { Pool as PgPool } from 'pg';
 import type { ResolvedClusterOptions } from '../config.js';
 import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
-import { poolError, type LeaseOwner } from '../errors.js';
+import { poolError, type LeaseOwner, type TenantPoolError } from '../errors.js';
 import { placeAmong } from '../placement.js';
-import { openPgPool, ownerLockName, pgError } from '../store/pg.js';
+import { inTransaction, openPgPool, ownerLockName, pgError } from '../store/pg.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';
@@ -54,6 +60,8 @@ export interface ClusterHooks {
   warn: (message: string, code: string) => void;
   /** The pool's events: each lease taken, given up or lost. */
   events: EventHub;
+  /** This instance's heartbeat lapsed and a pool without the cluster option owns the schema now: stop serving. */
+  onOwnershipLost: (error: TenantPoolError) => void;
 }
 
 export class ClusterMember {
@@ -70,6 +78,9 @@ export class ClusterMember {
   #fenceTimer: NodeJS.Timeout | undefined;
   #renewing = false;
   #isClosed = false;
+  /** The heartbeat lapsed: every lease is lost and the instance must join again before it takes one. */
+  #hasLapsed = false;
+  #ownershipLost: TenantPoolError | undefined;
   /** This life of the instance id: its member row's token, so a former life (paused, then resumed) neither beats for nor removes it. */
   readonly #life = randomBytes(8).toString('hex');
 
@@ -93,24 +104,7 @@ export class ClusterMember {
     const pool = await openPgPool(connectionString, schema, 2);
     const member = new ClusterMember(pool, schema, options, hooks);
     try {
-      const rows = await member.#query(
-        'joining the cluster',
-        `INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life) VALUES ($1, $2, now(), $3, $4)
-         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life
-         WHERE members.heartbeat_at < now() - COALESCE(members.lease_ttl_ms, $3) * interval '1 millisecond' RETURNING instance_id`,
-        [options.instanceId, options.address, options.leaseTtlMs, member.#life],
-      );
-      if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${options.instanceId}`);
-      // A single pool that owns the schema (no cluster option) opens wallets under no lease: this
-      // instance does not join it. Checked once its member row is in, as such a pool checks for
-      // members once it holds its lock: of the two starting together, at most one goes on.
-      const [free] = await member.#query<{ ok: boolean }>('checking that no single pool owns the schema', 'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [ownerLockName(schema)]);
-      if (free?.ok !== true) {
-        await member.#query('leaving the cluster', `DELETE FROM ${schema}.members WHERE instance_id = $1 AND life = $2`, [options.instanceId, member.#life]);
-        throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${schema} is owned by a single pool (opened without the cluster option); close it, then start the cluster's instances`);
-      }
-      // Leases of an earlier life of this instance id (a crash) are not this life's.
-      await member.#query('clearing leases of an earlier run', `DELETE FROM ${schema}.leases WHERE owner = $1`, [options.instanceId]);
+      await member.#join();
     } catch (error) {
       await pool.end().catch(() => {});
       throw error;
@@ -119,6 +113,34 @@ export class ClusterMember {
     member.#fenceTimer = setInterval(() => member.#selfFence(), Math.max(50, Math.floor(options.leaseTtlMs / 20))).unref();
     member.#rebalanceTimer = setInterval(() => void member.rebalance(), options.leaseTtlMs).unref();
     return member;
+  }
+
+  /**
+   * Records this instance as a live member, in one transaction with the ownership row locked: a
+   * schema a single pool owns (its lock held) is refused; one it owned and left becomes the
+   * cluster's under a new epoch, which fences out any write that pool might still try.
+   */
+  async #join(): Promise<void> {
+    const s = this.#s;
+    await inTransaction(this.#pool, 'joining the cluster', async (client) => {
+      const [owned] = (await client.query<{ mode: string }>(`SELECT mode FROM ${s}.ownership FOR UPDATE`)).rows;
+      if (owned?.mode === 'single') {
+        // Checked with the ownership row locked, as such a pool checks for live members with the row
+        // locked: of the two starting together, at most one goes on.
+        const [free] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [ownerLockName(s)])).rows;
+        if (free?.ok !== true) throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is owned by a single pool (opened without the cluster option); close it, then start the cluster's instances`);
+      }
+      if (owned?.mode !== 'cluster') await client.query(`UPDATE ${s}.ownership SET mode = 'cluster', epoch = nextval('${s}.lease_epochs')`);
+      const { rows } = await client.query(
+        `INSERT INTO ${s}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life) VALUES ($1, $2, now(), $3, $4)
+         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life
+         WHERE members.heartbeat_at < now() - COALESCE(members.lease_ttl_ms, $3) * interval '1 millisecond' OR members.life = EXCLUDED.life RETURNING instance_id`,
+        [this.instanceId, this.address, this.leaseTtlMs, this.#life],
+      );
+      if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${this.instanceId}`);
+      // Leases of an earlier life of this instance id (a crash), or of this life before its heartbeat lapsed, are not held now.
+      await client.query(`DELETE FROM ${s}.leases WHERE owner = $1`, [this.instanceId]);
+    });
   }
 
   async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[]): Promise<R[]> {
@@ -135,16 +157,25 @@ export class ClusterMember {
    */
   async take(tenantId: string): Promise<Fence> {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
+    if (this.#ownershipLost !== undefined) throw this.#ownershipLost;
+    if (this.#hasLapsed) throw poolError('ERR_LEASE_LOST', `instance ${this.instanceId} is joining the cluster again (its heartbeat lapsed); try again`, undefined, { tenantId });
     let owner: LeaseOwner | null = null;
     // A lease given up or run out between the upsert and the look at its owner is taken on the next try.
     for (let attempt = 0; attempt < 3; attempt++) {
       const sentAt = performance.now();
+      // Only a live member takes a lease, and only while the schema is the cluster's: a process that
+      // resumes after a pause past its heartbeat takes nothing before it has joined again. The
+      // ownership row is read FOR SHARE, so a single pool's takeover (which deletes every lease)
+      // waits for this take and then deletes its lease too.
       const rows = await this.#query<{ epoch: string }>(
         `taking the lease of tenant ${tenantId}`,
-        `INSERT INTO ${this.#s}.leases (tenant_id, owner, epoch, expires_at) VALUES ($1, $2, nextval('${this.#s}.lease_epochs'), now() + $3 * interval '1 millisecond')
+        `INSERT INTO ${this.#s}.leases (tenant_id, owner, epoch, expires_at)
+         SELECT $1, $2, nextval('${this.#s}.lease_epochs'), now() + $3 * interval '1 millisecond'
+         WHERE EXISTS (SELECT 1 FROM ${this.#s}.ownership WHERE mode = 'cluster' FOR SHARE)
+           AND EXISTS (SELECT 1 FROM ${this.#s}.members WHERE instance_id = $2 AND life = $4 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $3) * interval '1 millisecond')
          ON CONFLICT (tenant_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at
          WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() RETURNING epoch`,
-        [tenantId, this.instanceId, this.leaseTtlMs],
+        [tenantId, this.instanceId, this.leaseTtlMs, this.#life],
       );
       const row = rows[0];
       if (row !== undefined) {
@@ -154,6 +185,7 @@ export class ClusterMember {
         this.#hooks.events.emit('tenant-pool:lease:take', () => ({ tenantId, epoch, takeMs: ms(takenAt - sentAt) }));
         return { owner: this.instanceId, epoch };
       }
+      await this.#assertMember(tenantId);
       owner = await this.ownerOf(tenantId);
       if (owner !== null) break;
     }
@@ -165,6 +197,22 @@ export class ClusterMember {
       undefined,
       { tenantId, ...(owner === null ? {} : { owner }) },
     );
+  }
+
+  /** After a refused take: whether it was refused because this instance may not take leases now (not a live member, or the schema not the cluster's). */
+  async #assertMember(tenantId: string): Promise<void> {
+    const [state] = await this.#query<{ mode: string | null; live: boolean }>(
+      'reading the membership of this instance',
+      `SELECT (SELECT mode FROM ${this.#s}.ownership) AS mode,
+              EXISTS (SELECT 1 FROM ${this.#s}.members WHERE instance_id = $1 AND life = $2 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $3) * interval '1 millisecond') AS live`,
+      [this.instanceId, this.#life, this.leaseTtlMs],
+    );
+    if (state?.live !== true) {
+      this.#lapse();
+      void this.#renew();
+      throw poolError('ERR_LEASE_LOST', `instance ${this.instanceId} is joining the cluster again (its heartbeat lapsed); try again`, undefined, { tenantId });
+    }
+    if (state.mode !== 'cluster') throw this.#loseOwnership();
   }
 
   /** Whether the lease is surely still this instance's now (by the monotonic clock). */
@@ -192,22 +240,39 @@ export class ClusterMember {
     this.#hooks.events.emit('tenant-pool:lease:lost', () => ({ tenantId, epoch: held.epoch, heldMs: ms(performance.now() - held.takenAt), reason }));
   }
 
-  /** Renews every lease (and the heartbeat) in one statement; a lease missing from the answer is lost. */
+  /**
+   * Renews every lease (and the heartbeat) in one statement; a lease missing from the answer is lost.
+   * A heartbeat that had lapsed is not renewed: the instance loses every lease and joins again.
+   */
   async #renew(): Promise<void> {
-    if (this.#renewing || this.#isClosed) return;
+    if (this.#renewing || this.#isClosed || this.#ownershipLost !== undefined) return;
     this.#renewing = true;
     const sentAt = performance.now();
     const asked = [...this.#held.entries()].map(([tenantId, h]) => ({ tenantId, epoch: h.epoch }));
     try {
-      const rows = await this.#query<{ tenant_id: string }>(
+      if (this.#hasLapsed) {
+        await this.#join();
+        this.#hasLapsed = false;
+        this.#hooks.warn(`tenant-pool instance ${this.instanceId} joined the cluster again after its heartbeat lapsed; its tenants were given up`, 'TENANT_POOL_CLUSTER_REJOINED');
+        return;
+      }
+      const [row] = await this.#query<{ live: boolean; renewed: string[] }>(
         'renewing leases',
-        `WITH beat AS (UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4 WHERE instance_id = $1 AND life = $6)
-         UPDATE ${this.#s}.leases l SET expires_at = now() + $3 * interval '1 millisecond'
-         FROM unnest($2::text[], $5::bigint[]) AS h(tenant_id, epoch)
-         WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 RETURNING l.tenant_id`,
+        `WITH beat AS (
+           UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4
+           WHERE instance_id = $1 AND life = $6 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $3) * interval '1 millisecond' RETURNING 1),
+         renewed AS (
+           UPDATE ${this.#s}.leases l SET expires_at = now() + $3 * interval '1 millisecond'
+           FROM unnest($2::text[], $5::bigint[]) AS h(tenant_id, epoch)
+           WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat) RETURNING l.tenant_id)
+         SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed`,
         [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch), this.#life],
       );
-      const renewed = new Set(rows.map((r) => r.tenant_id));
+      if (row?.live !== true) {
+        this.#lapse();
+        return;
+      }
+      const renewed = new Set(row.renewed);
       for (const { tenantId, epoch } of asked) {
         const held = this.#held.get(tenantId);
         if (held === undefined || held.epoch !== epoch) continue;
@@ -215,11 +280,33 @@ export class ClusterMember {
         else this.#lose(tenantId, 'taken');
       }
     } catch (error) {
+      if ((error as TenantPoolError).code === 'ERR_DATA_DIR_LOCKED') {
+        this.#loseOwnership();
+        return;
+      }
       // The database is away: the leases run out on the monotonic clock (#selfFence).
       this.#hooks.warn(`tenant-pool could not renew its leases (${(error as Error).message}); tenants are served until their leases would expire`, 'TENANT_POOL_LEASE_RENEWAL_FAILED');
     } finally {
       this.#renewing = false;
     }
+  }
+
+  /** The heartbeat lapsed on the server: every lease is lost now (others may hold them already), and the next renewal joins again. */
+  #lapse(): void {
+    if (this.#hasLapsed) return;
+    this.#hasLapsed = true;
+    this.#hooks.warn(`tenant-pool instance ${this.instanceId} was not heard from within its lease TTL (paused, or cut off from the database): it gave up its tenants and joins the cluster again`, 'TENANT_POOL_CLUSTER_LAPSED');
+    for (const tenantId of [...this.#held.keys()]) this.#lose(tenantId, 'expired');
+  }
+
+  /** A pool without the cluster option owns the schema now: this instance stops serving for good. */
+  #loseOwnership(): TenantPoolError {
+    if (this.#ownershipLost === undefined) {
+      this.#ownershipLost = poolError('ERR_OWNERSHIP_LOST', `the PostgreSQL schema ${this.#s} was taken by a pool without the cluster option while instance ${this.instanceId} was not heard from; it stopped serving`);
+      for (const tenantId of [...this.#held.keys()]) this.#lose(tenantId, 'expired');
+      this.#hooks.onOwnershipLost(this.#ownershipLost);
+    }
+    return this.#ownershipLost;
   }
 
   #selfFence(): void {

@@ -1,6 +1,6 @@
 /** Opens the tenants' store the options name: one PostgreSQL schema, or SQLite files in `dataDir` (the default). */
 import type { ResolvedOptions } from '../config.js';
-import { poolError } from '../errors.js';
+import { poolError, type TenantPoolError } from '../errors.js';
 import { PostgresRegistry } from './postgres-registry.js';
 import type { Warn } from './registry.js';
 import { SqliteTenantStore } from './sqlite-store.js';
@@ -11,6 +11,7 @@ export async function openTenantStore(
   rootKey: string | undefined,
   postgresUrl: string | undefined,
   warn: Warn,
+  onOwnershipLost: (error: TenantPoolError) => void,
   onSwept: (removed: string[], failed: string[]) => void,
 ): Promise<TenantStore> {
   const pg = options.postgres;
@@ -27,6 +28,7 @@ export async function openTenantStore(
     connectionsPerWorker: pg.connectionsPerWorker,
     allowExitOnIdle: options.allowExitOnIdle,
     warn,
+    onOwnershipLost,
     onSwept: (removed) => onSwept(removed, []),
     exclusive: options.cluster === undefined,
   });

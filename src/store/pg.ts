@@ -153,6 +153,11 @@ export async function createSchema(client: PoolClient, s: string): Promise<void>
   await client.query(`CREATE INDEX IF NOT EXISTS leases_by_owner ON ${s}.leases (owner)`);
   // Fencing tokens: every take draws a new one, never used before by any tenant (a released lease's row is deleted; its epoch does not start over).
   await client.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.lease_epochs AS BIGINT`);
+  // Who may write the schema: one pool alone ('single', fenced by this epoch), the cluster's
+  // members ('cluster', each tenant fenced by its lease), or nobody yet ('none'). One row; a
+  // change of owner draws a new epoch from the same sequence, so a token is never used twice.
+  await client.query(`CREATE TABLE IF NOT EXISTS ${s}.ownership (singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton), mode TEXT NOT NULL, epoch BIGINT NOT NULL)`);
+  await client.query(`INSERT INTO ${s}.ownership (singleton, mode, epoch) VALUES (true, 'none', 0) ON CONFLICT DO NOTHING`);
   await client.query(
     `CREATE TABLE IF NOT EXISTS ${s}.wallet_keys (wallet_id BIGINT NOT NULL REFERENCES ${s}.wallets (id) ON DELETE CASCADE,
        kid BYTEA NOT NULL, id BIGSERIAL, public_key BYTEA NOT NULL, private_key BYTEA NOT NULL, created_at BYTEA NOT NULL, PRIMARY KEY (wallet_id, kid))`,

@@ -11,15 +11,19 @@
  * the tenant's row and its wallet's rows in one transaction, and a rekey writes the tenant's new
  * key and its wallet's rewrapped profile key in one transaction.
  *
- * One pool owns a schema at a time: it holds a session advisory lock on a connection of its own
- * while it is open (a second pool gets `ERR_DATA_DIR_LOCKED` naming the holder).
+ * One pool owns a schema at a time. It holds a session advisory lock on a connection of its own
+ * while it is open (a second pool gets `ERR_DATA_DIR_LOCKED` naming the holder), and its ownership
+ * is recorded with an epoch (the `ownership` row) that every write it makes, here and in the
+ * workers, checks in its own transaction: a lock can be lost with its connection (a server restart)
+ * while the pool goes on, but once anyone else took the schema the epoch changed, and the pool's
+ * writes fail `ERR_OWNERSHIP_LOST` and change nothing. On reconnect it checks the epoch too.
  *
  * `pg` is loaded only when this registry is opened.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Pool as PgPool, PoolClient } from 'pg';
-import { asPoolError, poolError } from '../errors.js';
+import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
 import type { KdfMethod, StoreConfig } from '../protocol.js';
 import { createSchema, inTransaction, openPgPool, ownerLockName, pgError } from './pg.js';
 import { rootKeyFrom, type TenantRecord, type TenantWeights } from './registry.js';
@@ -65,6 +69,8 @@ export interface PostgresRegistryOptions {
   allowExitOnIdle?: boolean;
   /** Where a lost ownership is reported. */
   warn?: (message: string, code: string) => void;
+  /** The schema was taken by another pool or the cluster's instances (seen on reconnect, or by a fenced write): stop serving. */
+  onOwnershipLost?: (error: TenantPoolError) => void;
   /** The wallets the sweep at open removed: rows no tenant names (a create killed before its registry row). */
   onSwept?: (removed: string[]) => void;
   /**
@@ -93,17 +99,27 @@ export class PostgresRegistry implements TenantStore {
   /** Least recently used first (a Map keeps insertion order; a hit moves the tenant to the end). */
   readonly #cache = new Map<string, TenantRecord>();
   #isClosed = false;
+  /** Without cluster mode: the epoch of this pool's ownership of the schema, which its writes check. */
+  readonly #ownerEpoch: number | undefined;
+  #ownershipLost: TenantPoolError | undefined;
 
-  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient } | undefined, options: PostgresRegistryOptions, sealKey: Buffer) {
+  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient; epoch: number } | undefined, options: PostgresRegistryOptions, sealKey: Buffer) {
     this.#pool = pool;
     this.#owner = owner;
+    this.#ownerEpoch = owner?.epoch;
     this.#options = options;
     if (owner !== undefined) this.#watchOwner(owner.client);
     this.#s = options.schema;
     this.#sealKey = sealKey;
     this.#indexKey = Buffer.from(hkdfSync('sha256', sealKey, Buffer.alloc(0), 'tenant-pool registry index v1', 32));
     this.#cacheSize = options.cacheSize;
-    this.workerStore = { kind: 'postgres', connectionString: options.connectionString, schema: options.schema, connectionsPerWorker: options.connectionsPerWorker };
+    this.workerStore = {
+      kind: 'postgres',
+      connectionString: options.connectionString,
+      schema: options.schema,
+      connectionsPerWorker: options.connectionsPerWorker,
+      ...(owner === undefined ? {} : { ownerEpoch: owner.epoch }),
+    };
   }
 
   /**
@@ -128,16 +144,23 @@ export class PostgresRegistry implements TenantStore {
           throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by ${who}; one pool owns a schema at a time`, undefined, holder === undefined ? undefined : { holder });
         }
       }
+      let epoch: number | undefined;
       const sealKey = await inTransaction(pool, 'opening the registry', async (client) => {
         await createSchema(client, s);
         // A single pool next to live cluster instances would open wallets under no lease. Checked
-        // after the owner's lock was taken, as an instance checks the lock after its member row is
-        // in: of a pool and an instance starting together, at most one goes on.
+        // after the owner's lock was taken and with the ownership row locked, as an instance checks
+        // the lock with that row locked when it joins: of a pool and an instance starting together,
+        // at most one goes on.
         if (options.exclusive !== false) {
+          await client.query(`SELECT epoch FROM ${s}.ownership FOR UPDATE`);
           const live = (await client.query<{ instance_id: string }>(`SELECT instance_id FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' ORDER BY instance_id`)).rows.map((r) => r.instance_id);
           if (live.length > 0) {
             throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is in use by cluster instances (${live.join(', ')}); open this pool with the cluster option to join them, or stop them first`, undefined, { instances: live });
           }
+          // The schema is this pool's from now on, under a new epoch. Leases of instances gone quiet
+          // go: a paused instance that wakes up finds its tenants' leases gone, so its writes fail.
+          epoch = Number((await client.query<{ epoch: string }>(`UPDATE ${s}.ownership SET mode = 'single', epoch = nextval('${s}.lease_epochs') RETURNING epoch`)).rows[0]!.epoch);
+          await client.query(`DELETE FROM ${s}.leases`);
         }
         const rows = (await client.query<{ name: string; value: string }>(`SELECT name, value FROM ${s}.registry_config WHERE name IN ('salt', 'keyCheck')`)).rows;
         const stored = Object.fromEntries(rows.map((r) => [r.name, r.value]));
@@ -162,7 +185,7 @@ export class PostgresRegistry implements TenantStore {
         }
       });
       if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } } | undefined)?.connection?.stream?.unref?.();
-      return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined ? undefined : { pool: ownerPool, client: owner }, options, sealKey);
+      return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined || epoch === undefined ? undefined : { pool: ownerPool, client: owner, epoch }, options, sealKey);
     } catch (error) {
       owner?.release(true);
       await Promise.allSettled([pool.end(), ownerPool?.end()]);
@@ -178,6 +201,31 @@ export class PostgresRegistry implements TenantStore {
       if (code === '23505') throw poolError('ERR_TENANT_EXISTS', `${what}: it exists already`, error);
       throw pgError(error, `the registry could not record ${what}`, !sql.startsWith('SELECT'));
     }
+  }
+
+  /**
+   * A write of the registry, in one transaction that first checks (without cluster mode) that the
+   * schema is still this pool's: its ownership row `FOR SHARE` with this pool's epoch. A pool that
+   * lost the schema writes nothing.
+   */
+  async #write<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    if (this.#ownershipLost !== undefined) throw this.#ownershipLost;
+    return inTransaction(this.#pool, what, async (client) => {
+      if (this.#ownerEpoch !== undefined) {
+        const { rowCount } = await client.query(`SELECT 1 FROM ${this.#s}.ownership WHERE mode = 'single' AND epoch = $1 FOR SHARE`, [this.#ownerEpoch]);
+        if (rowCount === 0) throw this.#lost(`${what}: the PostgreSQL schema ${this.#s} was taken by another pool or by cluster instances; nothing was written`);
+      }
+      return fn(client);
+    });
+  }
+
+  /** This pool no longer owns the schema: said once (the pool stops serving), the same error after. */
+  #lost(message: string): TenantPoolError {
+    if (this.#ownershipLost === undefined) {
+      this.#ownershipLost = poolError('ERR_OWNERSHIP_LOST', message);
+      this.#options.onOwnershipLost?.(this.#ownershipLost);
+    }
+    return this.#ownershipLost;
   }
 
   /** Sealed under the registry key, bound to the tenant and the column (`what`): a value moved to another row or column fails its check. */
@@ -285,7 +333,7 @@ export class PostgresRegistry implements TenantStore {
   }
 
   async insert(record: TenantRecord, routes: readonly string[] = []): Promise<string[]> {
-    const taken = await inTransaction(this.#pool, `creating tenant ${record.tenantId}`, async (client) => {
+    const taken = await this.#write(`creating tenant ${record.tenantId}`, async (client) => {
       try {
         await this.#insertRow(client, record);
       } catch (error) {
@@ -305,7 +353,7 @@ export class PostgresRegistry implements TenantStore {
 
   /** Inserts many tenants, a thousand rows a statement, in one transaction (a bulk load: the bench, a restore). Not cached. */
   async insertMany(records: readonly TenantRecord[]): Promise<void> {
-    await inTransaction(this.#pool, `creating ${records.length} tenants`, async (client) => {
+    await this.#write(`creating ${records.length} tenants`, async (client) => {
       for (let i = 0; i < records.length; i += 1000) {
         const chunk = records.slice(i, i + 1000);
         await client.query(
@@ -347,21 +395,23 @@ export class PostgresRegistry implements TenantStore {
   }
 
   async update(record: TenantRecord): Promise<void> {
-    await this.#query(`an update of tenant ${record.tenantId}`, `UPDATE ${this.#s}.tenants SET label = $2, max_sessions = $3, weights = $4, metadata = $5, settings = $6 WHERE tenant_id = $1`, [
-      record.tenantId,
-      this.#labelIndex(record.label),
-      record.maxSessions ?? null,
-      record.weights ?? null,
-      this.#metadataIndex(record.metadata),
-      this.#seal(record.tenantId, 'settings', settingsOf(record)),
-    ]);
+    await this.#write(`an update of tenant ${record.tenantId}`, async (client) =>
+      client.query(`UPDATE ${this.#s}.tenants SET label = $2, max_sessions = $3, weights = $4, metadata = $5, settings = $6 WHERE tenant_id = $1`, [
+        record.tenantId,
+        this.#labelIndex(record.label),
+        record.maxSessions ?? null,
+        record.weights ?? null,
+        this.#metadataIndex(record.metadata),
+        this.#seal(record.tenantId, 'settings', settingsOf(record)),
+      ]),
+    );
     this.#cache.delete(record.tenantId);
   }
 
   /** The commit point of a rekey: the tenant's new key material, sealed, and its wallet's profile key wrapped by the new key, in one transaction. */
   async replaceKey(tenantId: string, key: TenantKey, profileKey?: Uint8Array): Promise<TenantRecord> {
     this.#cache.delete(tenantId);
-    const row = await inTransaction(this.#pool, `recording the new key of tenant ${tenantId}`, async (client) => {
+    const row = await this.#write(`recording the new key of tenant ${tenantId}`, async (client) => {
       const { rows } = await client.query<TenantRow>(`UPDATE ${this.#s}.tenants SET kdf = $2, sealed = $3, wallet_name = $4 WHERE tenant_id = $1 RETURNING *`, [
         tenantId,
         key.kdf,
@@ -383,7 +433,7 @@ export class PostgresRegistry implements TenantStore {
   /** Deletes the tenant, its routes and its wallet (records, tags and keys by cascade) in one transaction. */
   async delete(tenantId: string): Promise<void> {
     this.#cache.delete(tenantId);
-    await inTransaction(this.#pool, `deleting tenant ${tenantId}`, async (client) => {
+    await this.#write(`deleting tenant ${tenantId}`, async (client) => {
       await client.query(`DELETE FROM ${this.#s}.tenants WHERE tenant_id = $1`, [tenantId]);
       await client.query(`DELETE FROM ${this.#s}.wallets WHERE tenant_id = $1`, [tenantId]);
       // Cluster mode: the deleting instance held the lease; it goes with the tenant.
@@ -394,10 +444,8 @@ export class PostgresRegistry implements TenantStore {
 
   /** Removes a wallet no tenant row names (a failed create or import). */
   async removeWallet(record: Pick<TenantRecord, 'walletFile'>): Promise<void> {
-    await this.#query(
-      'the removal of an unused wallet',
-      `DELETE FROM ${this.#s}.wallets w WHERE w.name = $1 AND NOT EXISTS (SELECT 1 FROM ${this.#s}.tenants t WHERE t.wallet_name = w.name)`,
-      [record.walletFile],
+    await this.#write('the removal of an unused wallet', async (client) =>
+      client.query(`DELETE FROM ${this.#s}.wallets w WHERE w.name = $1 AND NOT EXISTS (SELECT 1 FROM ${this.#s}.tenants t WHERE t.wallet_name = w.name)`, [record.walletFile]),
     );
   }
 
@@ -423,11 +471,13 @@ export class PostgresRegistry implements TenantStore {
   }
 
   async addRoute(recipientKey: string, tenantId: string): Promise<void> {
-    await this.#query(`a route of tenant ${tenantId}`, `INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) VALUES ($1, $2) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = EXCLUDED.tenant_id`, [recipientKey, tenantId]);
+    await this.#write(`a route of tenant ${tenantId}`, async (client) =>
+      client.query(`INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) VALUES ($1, $2) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = EXCLUDED.tenant_id`, [recipientKey, tenantId]),
+    );
   }
 
   async removeRoute(recipientKey: string): Promise<boolean> {
-    return (await this.#query('the removal of a route', `DELETE FROM ${this.#s}.routes WHERE recipient_key = $1 RETURNING tenant_id`, [recipientKey])).length > 0;
+    return (await this.#write('the removal of a route', async (client) => client.query(`DELETE FROM ${this.#s}.routes WHERE recipient_key = $1 RETURNING tenant_id`, [recipientKey]))).rows.length > 0;
   }
 
   async routeOf(recipientKey: string): Promise<string | undefined> {
@@ -441,9 +491,10 @@ export class PostgresRegistry implements TenantStore {
 
   /**
    * The owner's connection ended (the server restarted, an operator terminated it): its lock went
-   * with it. Takes the lock again on a new connection, retrying each second until the pool closes;
-   * if another pool took the schema meanwhile, says so — two pools on one schema is what the lock
-   * exists to prevent.
+   * with it. Takes the lock again on a new connection, retrying each second until the pool closes,
+   * and checks that the ownership row still carries this pool's epoch: if another pool or the
+   * cluster's instances took the schema meanwhile, this pool has lost it (`onOwnershipLost`) and
+   * gives the lock up. Its writes were fenced by the epoch all along.
    */
   #watchOwner(client: PoolClient): void {
     client.on('error', () => {
@@ -459,6 +510,13 @@ export class PostgresRegistry implements TenantStore {
         const { pool } = this.#owner!;
         const client = await pool.connect();
         const [lock] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [ownerLockName(this.#s)])).rows;
+        // FOR SHARE: an instance joining right now holds the row; its change is seen once it commits.
+        const [row] = (await client.query<{ mode: string; epoch: string }>(`SELECT mode, epoch FROM ${this.#s}.ownership FOR SHARE`)).rows;
+        if (row === undefined || row.mode !== 'single' || Number(row.epoch) !== this.#ownerEpoch) {
+          client.release(true);
+          this.#lost(`the PostgreSQL schema ${this.#s} was taken by ${row?.mode === 'cluster' ? 'cluster instances' : 'another pool'} while this pool was disconnected; it stopped serving`);
+          return;
+        }
         if (lock?.ok === true && !this.#isClosed) {
           if (this.#options.allowExitOnIdle === true) (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
           this.#owner = { pool, client };
@@ -481,7 +539,9 @@ export class PostgresRegistry implements TenantStore {
   async opened(): Promise<void> {
     if (this.#options.exclusive === false) return;
     const holder = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
-    await this.#query('the holder of the schema', `INSERT INTO ${this.#s}.registry_config (name, value) VALUES ('holder', $1) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, [holder]);
+    await this.#write('the holder of the schema', async (client) =>
+      client.query(`INSERT INTO ${this.#s}.registry_config (name, value) VALUES ('holder', $1) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, [holder]),
+    );
   }
 
   async close(): Promise<void> {

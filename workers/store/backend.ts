@@ -86,5 +86,5 @@ function postgresBackend(store: PostgresWalletStore): WalletBackend {
 /** The worker's store: SQLite needs nothing opened; PostgreSQL gets this worker's connections (opened as they are needed). */
 export async function openBackend(config: StoreConfig): Promise<WalletBackend> {
   if (config.kind === 'sqlite') return sqliteBackend;
-  return postgresBackend(await PostgresWalletStore.connect(config.connectionString, config.schema, config.connectionsPerWorker));
+  return postgresBackend(await PostgresWalletStore.connect(config.connectionString, config.schema, config.connectionsPerWorker, config.ownerEpoch === undefined ? {} : { ownerEpoch: config.ownerEpoch }));
 }

@@ -40,19 +40,22 @@ const sizeOf = (r: RawRecord | null): number => (r === null ? 64 : 2 * (r.catego
 export class PostgresWalletStore {
   readonly #pool: PgPool;
   readonly #schema: string;
+  readonly #ownerEpoch: number | undefined;
 
-  private constructor(pool: PgPool, schema: string) {
+  private constructor(pool: PgPool, schema: string, ownerEpoch: number | undefined) {
     this.#pool = pool;
     this.#schema = schema;
+    this.#ownerEpoch = ownerEpoch;
   }
 
   /**
    * A store on at most `maxConnections` connections, opened as they are needed. With
    * `createTables`, the schema and its tables are created now if missing (the pool's registry
-   * does this when it opens; a worker's store does not).
+   * does this when it opens; a worker's store does not). With `ownerEpoch` (a pool that owns the
+   * schema alone), every write first checks that the schema is still owned under that epoch.
    * @throws ERR_INVALID_CONFIG for a bad schema name or a missing `pg` package
    */
-  static async connect(connectionString: string, schema: string, maxConnections: number, options: { createTables?: boolean } = {}): Promise<PostgresWalletStore> {
+  static async connect(connectionString: string, schema: string, maxConnections: number, options: { createTables?: boolean; ownerEpoch?: number } = {}): Promise<PostgresWalletStore> {
     const pool = await openPgPool(connectionString, schema, maxConnections);
     if (options.createTables === true) {
       try {
@@ -62,7 +65,22 @@ export class PostgresWalletStore {
         throw error;
       }
     }
-    return new PostgresWalletStore(pool, schema);
+    return new PostgresWalletStore(pool, schema, options.ownerEpoch);
+  }
+
+  /**
+   * @internal Without cluster mode: reads the ownership row `FOR SHARE` with the pool's epoch, in the
+   * write's transaction. A pool that lost the schema (another pool or cluster instances took it while
+   * its lock was gone) finds none and writes nothing; a takeover waits until this transaction ends.
+   */
+  async checkOwner(client: PoolClient, what: string): Promise<void> {
+    if (this.#ownerEpoch === undefined) return;
+    const { rowCount } = await client.query({
+      name: `tp-owner-${this.#schema}`,
+      text: `SELECT 1 FROM ${this.#schema}.ownership WHERE mode = 'single' AND epoch = $1 FOR SHARE`,
+      values: [this.#ownerEpoch],
+    });
+    if (rowCount === 0) throw poolError('ERR_OWNERSHIP_LOST', `${what}: the PostgreSQL schema ${this.#schema} was taken by another pool or by cluster instances; nothing was written`);
   }
 
   /** One statement; with a `name`, prepared once per connection (the hot statements: a get, a delete). */
@@ -86,7 +104,10 @@ export class PostgresWalletStore {
   async create(name: string, tenantId: string, walletKey: Uint8Array): Promise<PostgresWallet> {
     const profile = ProfileKey.generate();
     try {
-      const walletId = await this.transaction('creating a wallet', async (client) => this.#insertWallet(client, name, tenantId, profile, walletKey));
+      const walletId = await this.transaction('creating a wallet', async (client) => {
+        await this.checkOwner(client, 'creating a wallet');
+        return this.#insertWallet(client, name, tenantId, profile, walletKey);
+      });
       return new PostgresWallet(this, this.#schema, walletId, profile);
     } catch (error) {
       profile.destroy();
@@ -108,6 +129,7 @@ export class PostgresWalletStore {
     const profile = ProfileKey.generate();
     try {
       await this.transaction('writing the imported wallet', async (client) => {
+        await this.checkOwner(client, 'writing the imported wallet');
         const wallet = new PostgresWallet(this, this.#schema, await this.#insertWallet(client, name, tenantId, profile, walletKey), profile);
         for (const [category, id, value, tags] of snapshot.records) await wallet.saveOn(client, category, id, value, JSON.parse(tags) as Record<string, string>);
         for (const k of snapshot.keys) {
@@ -211,7 +233,8 @@ export class PostgresWallet {
   /**
    * A write transaction. In cluster mode it first reads the tenant's lease row `FOR SHARE` with the
    * owner and epoch this wallet was opened under: a stale owner finds none and changes nothing
-   * (`ERR_LEASE_LOST`), and a takeover waits until this transaction ends. The fence is in the
+   * (`ERR_LEASE_LOST`), and a takeover waits until this transaction ends. A pool that owns the
+   * schema alone reads its ownership row so instead (`ERR_OWNERSHIP_LOST`). The fence is in the
    * database, not in this process.
    */
   async #transact<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
@@ -224,6 +247,8 @@ export class PostgresWallet {
           values: [fence.tenantId, fence.owner, fence.epoch],
         });
         if (rowCount === 0) throw poolError('ERR_LEASE_LOST', `${what}: this instance no longer holds the lease of tenant ${fence.tenantId} (epoch ${fence.epoch}); nothing was written`, undefined, { tenantId: fence.tenantId });
+      } else {
+        await this.#store.checkOwner(client, what);
       }
       return fn(client);
     });
