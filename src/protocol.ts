@@ -88,7 +88,9 @@ export interface WorkerApi {
   rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string }): CreateWalletResult & { profileKey?: Uint8Array };
   closeWallet(tenantId: string): void;
   /** Writes the open wallet, with `tenant`'s settings, to an export file sealed under `exportKey`. */
-  exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number };
+  exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number; digest: string };
+  /** The open wallet's content digest (see `walletDigest`), from one consistent read. */
+  digestWallet(tenantId: string): { digest: string; records: number; keys: number };
   /** Opens an export file and creates a wallet from it at `path` under the key material given; the export's settings come back. */
   importWallet(req: WalletKeyMaterial & { file: string; exportKey: Uint8Array | string }): CreateWalletResult & { tenant: ExportedTenant; records: number; keys: number };
   recordsSave(tenantId: string, category: string, id: string, valueJson: string, tags: Record<string, string>): void;

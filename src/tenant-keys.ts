@@ -168,7 +168,7 @@ export class TenantKeys {
    * sessions go on writing. A passphrase tenant needs its `passphrase` (or the pool's provider).
    * The file is written atomically, mode 0600; it holds private keys, sealed: keep `exportKey` apart.
    */
-  async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number }> {
+  async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number; digest: string }> {
     const ctx = this.#ctx;
     const record = await this.#helpers.record(tenantId);
     const opts = checkOptionalObject(options, 'options');
@@ -190,6 +190,20 @@ export class TenantKeys {
       return session.call('exportWallet', file, exportKey, tenant);
     });
     return { file, ...result };
+  }
+
+  /**
+   * A digest of the tenant's wallet content — every record (category, id, value, tags) and every key —
+   * with its counts, from one consistent read on the tenant's worker: equal content gives an equal
+   * digest on any store. What `migrateTenants` compares between source and target; nothing of the
+   * content can be learned from it. A passphrase tenant needs its `passphrase`.
+   */
+  async digest(tenantId: string, options: { passphrase?: string } = {}): Promise<{ digest: string; records: number; keys: number }> {
+    const record = await this.#helpers.record(tenantId);
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (key !== 'passphrase') invalid(`Unknown option \`${key}\` for tenants.digest; known: passphrase`);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    return this.#ctx.withSession(record.tenantId, passphrase, async (session) => session.call('digestWallet'));
   }
 
   /**

@@ -243,8 +243,13 @@ export class Tenants {
   }
 
   /** Writes the tenant to one sealed, self-contained file. See {@link TenantKeys.export}. */
-  async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number }> {
+  async export(tenantId: string, options: ExportOptions): Promise<{ file: string; bytes: number; records: number; keys: number; digest: string }> {
     return this.#keys.export(tenantId, options);
+  }
+
+  /** A digest of the tenant's records and keys, equal for equal content on any store. See {@link TenantKeys.digest}. */
+  async digest(tenantId: string, options?: { passphrase?: string }): Promise<{ digest: string; records: number; keys: number }> {
+    return this.#keys.digest(tenantId, options);
   }
 
   /** Recreates an exported tenant in this pool. See {@link TenantKeys.import}. @throws ERR_TENANT_EXISTS, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT */

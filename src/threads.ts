@@ -29,7 +29,7 @@ interface Pending {
 }
 
 /** Calls that change nothing stored: when their worker dies, nothing was written either way. */
-const READ_ONLY: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'importWallet']);
+const READ_ONLY: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'digestWallet', 'importWallet']);
 
 /** Settles when the worker's lifeline task ends, with the reason it ended. */
 type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };

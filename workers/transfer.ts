@@ -8,7 +8,7 @@
  * associated data and the 16-byte tag last. A wrong key fails the check value
  * (`ERR_WALLET_KEY_INVALID`); any changed or missing byte fails the tag (`ERR_WALLET_CORRUPT`).
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { asPoolError, poolError } from '../src/errors.js';
@@ -37,6 +37,41 @@ export interface WalletSnapshot {
   records: Array<[category: string, id: string, value: string, tags: string]>;
   /** Private keys as PKCS#8 DER, base64. */
   keys: Array<{ kid: string; publicKey: string; privateKey: string; createdAt: string }>;
+}
+
+/** A tenant's wallet content as a digest (see {@link walletDigest}), with its counts. */
+export interface WalletDigest {
+  digest: string;
+  records: number;
+  keys: number;
+}
+
+/** A JSON value with every object's keys sorted: equal content, equal text. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+  );
+}
+
+/**
+ * SHA-256 over every record (category, id, value, tags) and every key (kid, public key, private
+ * key, creation time) of a wallet, in a canonical order and encoding: two wallets with the same
+ * content have the same digest, whichever store holds them and in whatever order they were
+ * written. It says nothing of the content but whether it is equal.
+ */
+export function walletDigest(snapshot: WalletSnapshot): WalletDigest {
+  const hash = createHash('sha256').update('tenant-pool wallet digest v1\n');
+  const records = snapshot.records
+    .map(([category, id, value, tags]) => JSON.stringify([category, id, canonical(JSON.parse(value)), canonical(JSON.parse(tags))]))
+    .sort();
+  for (const line of records) hash.update(`r${line}\n`);
+  const keys = snapshot.keys.map((k) => JSON.stringify([k.kid, k.publicKey, k.privateKey, k.createdAt])).sort();
+  for (const line of keys) hash.update(`k${line}\n`);
+  return { digest: hash.digest('hex'), records: records.length, keys: keys.length };
 }
 
 export interface ExportPayload {

@@ -11,7 +11,7 @@ import { Outbox, unbatch } from '../src/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
 import { deriveKey, keyVerifier } from './kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
-import { readExport, writeExport } from './transfer.js';
+import { readExport, walletDigest, writeExport } from './transfer.js';
 import { verifySignature } from './ed25519.js';
 import { openBackend, type StoredWallet, type WalletBackend } from './store/backend.js';
 import { GuardedWallet } from './store/guarded-wallet.js';
@@ -117,8 +117,9 @@ const handlers: Handlers = {
     // One consistent read: synchronous on SQLite (no call of this worker writes in between), one repeatable-read transaction on PostgreSQL.
     const wallet = await walletOf(tenantId).snapshot();
     const { bytes } = await writeExport(file, exportKey, { tenant, wallet });
-    return { bytes, records: wallet.records.length, keys: wallet.keys.length };
+    return { bytes, ...walletDigest(wallet) };
   },
+  digestWallet: async (tenantId) => walletDigest(await walletOf(tenantId).snapshot()),
   async importWallet(req) {
     if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
     const payload = await readExport(req.file, req.exportKey);
