@@ -3,6 +3,7 @@
  * scheduler (weighted admission) and the wallet lifecycle, and drives the scheduler's effects:
  * settling waiters, closing wallets, and one timer for the next deadline or idle expiry.
  */
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type LeaseLossReason, type RevokeReason } from './diagnostics.js';
@@ -172,6 +173,7 @@ export class TenantPool implements AsyncDisposable {
     this.#admission = new Admission({ scheduler: this.#scheduler, wallets: this.#wallets, clock, events });
     this.#host = {
       maxValueBytes: options.maxValueBytes,
+      cursorKey: randomBytes(32),
       release: (session) => this.#release(session),
       registerRoute: async (session, publicKey) => registry.addRoute(publicKey, session.tenantId),
       unregisterRoute: async (session, publicKey) => {

@@ -10,7 +10,7 @@
  * `$neq`, `$like`, `$gt`, `$gte`, `$lt` and `$lte` match a record only if it has the tag. Values
  * compare as strings (so zero-pad numbers); `$like` takes SQL patterns (`%`, `_`).
  */
-import { createHash } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { poolError } from './errors.js';
 import { checkName, isPlainObject, MAX_NAME_LENGTH } from './validate.js';
 
@@ -131,27 +131,39 @@ export interface PagePosition {
   upTo: number;
 }
 
-function fingerprint(category: string, node: QueryNode | null): string {
-  return createHash('sha256').update(JSON.stringify([category, node])).digest('base64url').slice(0, 16);
+/**
+ * What a cursor is bound to, as a MAC under a key of the pool: the tenant, the category, the query
+ * and the position. A cursor of another tenant, category or query, or one changed by hand, does not
+ * verify. The key is random per pool: a cursor serves the pool that gave it, until it closes.
+ */
+function cursorMac(key: Uint8Array, tenantId: string, category: string, node: QueryNode | null, position: PagePosition): string {
+  return createHmac('sha256', key).update(JSON.stringify(['tenant-pool cursor v2', tenantId, category, node, position.after, position.upTo])).digest('base64url');
 }
 
-/** An opaque cursor for the next page of this category and query. */
-export function encodeCursor(category: string, node: QueryNode | null, position: PagePosition): string {
-  return Buffer.from(JSON.stringify({ v: 1, a: position.after, u: position.upTo, q: fingerprint(category, node) }), 'utf8').toString('base64url');
+/** An opaque cursor for the next page of this tenant, category and query. */
+export function encodeCursor(key: Uint8Array, tenantId: string, category: string, node: QueryNode | null, position: PagePosition): string {
+  return Buffer.from(JSON.stringify({ v: 2, a: position.after, u: position.upTo, m: cursorMac(key, tenantId, category, node, position) }), 'utf8').toString('base64url');
 }
 
-/** Reads a cursor; one made for another category or query, or damaged, is `ERR_INVALID_ARGUMENT`. */
-export function decodeCursor(cursor: unknown, category: string, node: QueryNode | null): PagePosition {
+/** Reads a cursor; one made for another tenant, category or query, by another pool, or damaged, is `ERR_INVALID_ARGUMENT`. */
+export function decodeCursor(key: Uint8Array, cursor: unknown, tenantId: string, category: string, node: QueryNode | null): PagePosition {
   if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 512) throw poolError('ERR_INVALID_ARGUMENT', 'Expected `cursor` to be a cursor string from an earlier page');
-  let parsed: { v?: unknown; a?: unknown; u?: unknown; q?: unknown };
+  let parsed: { v?: unknown; a?: unknown; u?: unknown; m?: unknown };
   try {
     parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as typeof parsed;
   } catch {
     throw poolError('ERR_INVALID_ARGUMENT', 'Expected `cursor` to be a cursor string from an earlier page');
   }
-  if (parsed.v !== 1 || !Number.isSafeInteger(parsed.a) || !Number.isSafeInteger(parsed.u)) throw poolError('ERR_INVALID_ARGUMENT', 'Expected `cursor` to be a cursor string from an earlier page');
-  if (parsed.q !== fingerprint(category, node)) throw poolError('ERR_INVALID_ARGUMENT', 'This `cursor` belongs to another category or query');
-  return { after: parsed.a as number, upTo: parsed.u as number };
+  if (parsed === null || typeof parsed !== 'object' || parsed.v !== 2 || !Number.isSafeInteger(parsed.a) || !Number.isSafeInteger(parsed.u) || typeof parsed.m !== 'string') {
+    throw poolError('ERR_INVALID_ARGUMENT', 'Expected `cursor` to be a cursor string from an earlier page');
+  }
+  const position = { after: parsed.a as number, upTo: parsed.u as number };
+  const expected = Buffer.from(cursorMac(key, tenantId, category, node, position), 'utf8');
+  const given = Buffer.from(parsed.m, 'utf8');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw poolError('ERR_INVALID_ARGUMENT', 'This `cursor` was not given for this tenant, category and query (or by this pool)', undefined, { tenantId });
+  }
+  return position;
 }
 
 /** Whether every condition of the query compares for equality (`$eq`, `$neq`, `$in`): those run on deterministic ciphertext. */

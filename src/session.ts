@@ -86,6 +86,8 @@ export interface TenantSession {
 /** What a session needs from the pool, kept narrow so the session holds no reference to pool internals beyond it. */
 export interface SessionHost {
   readonly maxValueBytes: number;
+  /** The pool's key for paging cursors (random per pool): a cursor is bound to its tenant, category and query. */
+  readonly cursorKey: Uint8Array;
   release(session: Session): void;
   registerRoute(session: Session, publicKey: string): Promise<void>;
   /** Removes the route of `publicKey` if it goes to the session's tenant. */
@@ -139,7 +141,7 @@ class Records implements SessionRecords {
       const rows = tags === undefined ? (await this.#session.call('recordsQuery', cat, node, 0, -1, limit)).rows : await this.#session.call('recordsFind', cat, tags, limit);
       return rows.map((r) => parseRecord<T>(r));
     }
-    const at = decodeCursor(opts['cursor'], cat, node);
+    const at = decodeCursor(this.#session.host.cursorKey, opts['cursor'], this.#session.tenantId, cat, node);
     return (await this.#session.call('recordsQuery', cat, node, at.after, at.upTo, limit)).rows.map((r) => parseRecord<T>(r));
   }
 
@@ -149,9 +151,10 @@ class Records implements SessionRecords {
     if (limit < 0 || limit > MAX_PAGE_LIMIT) invalid(`Expected \`limit\` to be an integer from 1 to ${MAX_PAGE_LIMIT}`);
     const cat = checkName(category, 'category');
     const node = checkRecordQuery(query);
-    const at = opts['cursor'] === undefined || opts['cursor'] === null ? { after: 0, upTo: -1 } : decodeCursor(opts['cursor'], cat, node);
-    const page = await this.#session.call('recordsQuery', cat, node, at.after, at.upTo, limit);
-    return { records: page.rows.map((r) => parseRecord<T>(r)), cursor: page.hasMore ? encodeCursor(cat, node, { after: page.lastRid, upTo: page.upTo }) : null };
+    const s = this.#session;
+    const at = opts['cursor'] === undefined || opts['cursor'] === null ? { after: 0, upTo: -1 } : decodeCursor(s.host.cursorKey, opts['cursor'], s.tenantId, cat, node);
+    const page = await s.call('recordsQuery', cat, node, at.after, at.upTo, limit);
+    return { records: page.rows.map((r) => parseRecord<T>(r)), cursor: page.hasMore ? encodeCursor(s.host.cursorKey, s.tenantId, cat, node, { after: page.lastRid, upTo: page.upTo }) : null };
   }
 
   async count(category: string, query?: TagQuery): Promise<number> {

@@ -146,6 +146,45 @@ test('paging sees every record that existed when it began exactly once, under co
   }
 });
 
+test('a paging cursor is bound to its tenant: tenant A\'s cursor on tenant B (same category and query), one edited by hand, or one of another pool is ERR_INVALID_ARGUMENT, and B\'s own paging is whole', async () => {
+  const pool = await openPool();
+  const other = await openPool();
+  try {
+    for (const p of [pool, other]) for (const tenantId of ['a', 'b']) await p.tenants.create({ tenantId });
+    for (const tenantId of ['a', 'b']) {
+      await pool.withSession(tenantId, async (s) => {
+        for (let i = 0; i < 10; i++) await s.records.save('c', `${tenantId}${i}`, i, { k: 'v' });
+      });
+    }
+    await other.withSession('a', async (s) => s.records.save('c', 'x', 1, { k: 'v' }));
+    const fromA = await pool.withSession('a', async (s) => s.records.page('c', { k: 'v' }, { limit: 3 }));
+    assert.ok(fromA.cursor !== null);
+    await pool.withSession('b', async (s) => {
+      await rejectsWith(s.records.page('c', { k: 'v' }, { limit: 3, cursor: fromA.cursor }), 'ERR_INVALID_ARGUMENT', 'a cursor of tenant a on tenant b');
+      await rejectsWith(s.records.find('c', { k: 'v' }, { cursor: fromA.cursor! }), 'ERR_INVALID_ARGUMENT', 'find with it too');
+      // B's own paging sees all ten of its records.
+      const ids: string[] = [];
+      for (let cursor: string | null = null; ; ) {
+        const page: { records: Array<{ id: string }>; cursor: string | null } = await s.records.page('c', { k: 'v' }, { limit: 3, cursor });
+        ids.push(...page.records.map((r) => r.id));
+        if ((cursor = page.cursor) === null) break;
+      }
+      assert.equal(ids, Array.from({ length: 10 }, (_, i) => `b${i}`));
+    });
+    // The position edited by hand (start over from the first record) does not verify.
+    const decoded = JSON.parse(Buffer.from(fromA.cursor, 'base64url').toString('utf8')) as { a: number };
+    const forged = Buffer.from(JSON.stringify({ ...decoded, a: 0 }), 'utf8').toString('base64url');
+    await pool.withSession('a', async (s) => rejectsWith(s.records.page('c', { k: 'v' }, { limit: 3, cursor: forged }), 'ERR_INVALID_ARGUMENT', 'an edited cursor'));
+    // Another pool, even for a tenant of the same id, does not take it.
+    await other.withSession('a', async (s) => rejectsWith(s.records.page('c', { k: 'v' }, { limit: 3, cursor: fromA.cursor }), 'ERR_INVALID_ARGUMENT', 'another pool'));
+    // The cursor still serves its own tenant.
+    assert.is((await pool.withSession('a', async (s) => s.records.page('c', { k: 'v' }, { limit: 3, cursor: fromA.cursor }))).records.length, 3);
+  } finally {
+    await disposePool(pool);
+    await disposePool(other);
+  }
+});
+
 test('tenants.page and tenants.find: by label and metadata, in id order, no repeats or skips while tenants come and go', async () => {
   const pool = await openPool();
   try {
