@@ -25,7 +25,8 @@ export interface PoolOptions {
    * Keep the registry and every wallet in one PostgreSQL database instead of SQLite files in
    * `dataDir`. Wallets are encrypted record by record on the workers; the database sees ciphertext
    * only. Needs the `pg` package and a root key. @default env `TENANT_POOL_POSTGRES_URL` as the
-   * connection string, else none (SQLite files)
+   * connection string when neither `postgres` nor `dataDir` is given (in the options or the config
+   * file), else none (SQLite files): an explicit option always wins over the environment
    */
   postgres?: PostgresOptions;
   /**
@@ -139,6 +140,11 @@ export interface ResolvedOptions {
   readonly dataDir: string;
   /** The PostgreSQL store, or undefined for SQLite files in `dataDir`. */
   readonly postgres: ResolvedPostgresOptions | undefined;
+  /**
+   * What chose the store: the options (or config file) named `postgres` or `dataDir`, the environment
+   * (`TENANT_POOL_POSTGRES_URL`, with neither named), or nothing (SQLite in the default folder).
+   */
+  readonly storeChosenBy: 'options' | 'environment' | 'default';
   /** Cluster mode, or undefined when one pool owns the schema (or the data folder). */
   readonly cluster: ResolvedClusterOptions | undefined;
   readonly workers: number;
@@ -346,7 +352,10 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     );
   }
   const workers = merged.workers ?? cores;
-  const pg = merged.postgres ?? (env['TENANT_POOL_POSTGRES_URL'] ? {} : undefined);
+  // Explicit options win: the environment chooses PostgreSQL only for a pool that named no store at all.
+  const isNamed = merged.postgres !== undefined || merged.dataDir !== undefined;
+  const isFromEnv = !isNamed && Boolean(env['TENANT_POOL_POSTGRES_URL']);
+  const pg = merged.postgres ?? (isFromEnv ? {} : undefined);
   const postgresUrl = pg === undefined ? undefined : (pg.connectionString ?? (env['TENANT_POOL_POSTGRES_URL'] || undefined));
   if (pg !== undefined && postgresUrl === undefined) throw poolError('ERR_INVALID_CONFIG', 'Expected `postgres.connectionString` (or env TENANT_POOL_POSTGRES_URL) to be a PostgreSQL connection string');
   const postgres: ResolvedPostgresOptions | undefined =
@@ -373,6 +382,7 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
   const resolved: ResolvedOptions = Object.freeze({
     dataDir: merged.dataDir ?? resolve(DEFAULTS.dataDir),
     postgres,
+    storeChosenBy: isNamed ? 'options' : isFromEnv ? 'environment' : 'default',
     cluster,
     workers,
     capacity,

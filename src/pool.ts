@@ -62,7 +62,8 @@ export interface PoolStats {
   workers: Array<{ index: number; tenants: number; sessions: number; weight: number; alive: boolean }>;
   totals: PoolTotals;
   /** Where the tenants are: SQLite files, or PostgreSQL with the most connections this pool opens. */
-  store: { kind: 'sqlite' } | { kind: 'postgres'; connectionBudget: number };
+  /** The store, and what chose it (see `ResolvedOptions.storeChosenBy`). */
+  store: { kind: 'sqlite'; chosenBy: 'options' | 'environment' | 'default' } | { kind: 'postgres'; connectionBudget: number; chosenBy: 'options' | 'environment' | 'default' };
 }
 
 export type { Clock } from './timers.js';
@@ -251,6 +252,12 @@ export class TenantPool implements AsyncDisposable {
     const { options: resolved, rootKey, postgresUrl } = resolveConfig(options);
     const { logger } = resolved;
     const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
+    if (resolved.storeChosenBy === 'environment') {
+      // Said once, at open: a pool that named no store is on PostgreSQL because the environment said so.
+      const message = `tenant-pool: TENANT_POOL_POSTGRES_URL chose the PostgreSQL store (schema ${resolved.postgres!.schema}): no \`postgres\` or \`dataDir\` option was given`;
+      if (logger === undefined) process.emitWarning(message, { code: 'TENANT_POOL_STORE_FROM_ENV' });
+      else logger.info({ event: 'tenant-pool:pool:store', code: 'TENANT_POOL_STORE_FROM_ENV', store: 'postgres', chosenBy: 'environment' }, message);
+    }
     const events = new EventHub();
     if (logger !== undefined) events.on(logEvents(logger));
     // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
@@ -478,7 +485,10 @@ export class TenantPool implements AsyncDisposable {
         keyDerivations: this.#wallets.counters.keyDerivations,
         workerCrashes: this.#workers.reduce((sum, w) => sum + w.crashes, 0),
       },
-      store: this.options.postgres === undefined ? { kind: 'sqlite' } : { kind: 'postgres', connectionBudget: this.options.postgres.connectionBudget },
+      store:
+        this.options.postgres === undefined
+          ? { kind: 'sqlite', chosenBy: this.options.storeChosenBy }
+          : { kind: 'postgres', connectionBudget: this.options.postgres.connectionBudget, chosenBy: this.options.storeChosenBy },
     };
   }
 

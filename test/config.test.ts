@@ -1,10 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config.js';
 import { TenantPoolError } from '../src/errors.js';
-import { tempDir } from './helpers.js';
+import { rejectsWith, rootKey, tempDir } from './helpers.js';
+import { TenantPool } from '../src/pool.js';
 
 function configError(fn: () => unknown): TenantPoolError {
   try {
@@ -55,6 +56,48 @@ test('unknown keys, wrong types and out-of-range values name the key', () => {
   assert.match(configError(() => resolveOptions({ weights: { wallet: 4, sesion: 1 } as never }, {})).message, 'weights.sesion');
   assert.match(configError(() => resolveOptions({ workers: 0 }, {})).message, '`workers`');
   assert.match(configError(() => resolveOptions({ tenantLimit: 'drop' as never }, {})).message, '`tenantLimit`');
+});
+
+test('explicit options win over TENANT_POOL_POSTGRES_URL: a dataDir given (to open() or in the config file) keeps the pool on SQLite files; the environment chooses only where no store is named, and the pool says so once (a warning, stats().store.chosenBy)', async () => {
+  const url = 'postgres://app:S3CRET@db.internal:5432/agents';
+  const env = { TENANT_POOL_POSTGRES_URL: url };
+  const given = resolveConfig({ dataDir: tempDir() }, env);
+  assert.equal([given.options.postgres, given.postgresUrl, given.options.storeChosenBy], [undefined, undefined, 'options']);
+  const dir = tempDir();
+  const file = join(dir, 'pool.json');
+  writeFileSync(file, JSON.stringify({ dataDir: './data' }));
+  const fromFile = resolveConfig({ configFile: file }, env);
+  assert.equal([fromFile.options.postgres, fromFile.options.storeChosenBy], [undefined, 'options'], 'a dataDir in the config file is explicit too');
+  const chosen = resolveConfig({}, env);
+  assert.equal([chosen.options.postgres?.schema, chosen.postgresUrl, chosen.options.storeChosenBy], ['tenant_pool', url, 'environment']);
+  assert.is(resolveConfig({}, {}).options.storeChosenBy, 'default');
+  // A real pool: with the variable set and a dataDir given, it opens SQLite files there (the URL points nowhere).
+  const saved = process.env['TENANT_POOL_POSTGRES_URL'];
+  process.env['TENANT_POOL_POSTGRES_URL'] = 'postgres://nobody@127.0.0.1:1/none';
+  const warnings: string[] = [];
+  const onWarning = (w: Error & { code?: string }): void => void warnings.push(String(w.code));
+  process.on('warning', onWarning);
+  try {
+    const dataDir = tempDir();
+    const pool = await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 1 });
+    try {
+      assert.equal(pool.stats().store, { kind: 'sqlite', chosenBy: 'options' });
+      await pool.tenants.create({ tenantId: 't' });
+      assert.ok(existsSync(join(dataDir, 'registry.json')) || readdirSync(dataDir).length > 0, 'the data folder holds the registry');
+    } finally {
+      await pool.close();
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.not.ok(warnings.includes('TENANT_POOL_STORE_FROM_ENV'), 'no word of the environment: it chose nothing');
+    // With no store named, the environment chooses, and the pool says so (here the server is unreachable: the open fails, after saying it).
+    await rejectsWith(TenantPool.open({ rootKey: rootKey(), workers: 1 }), 'ERR_STORAGE_UNAVAILABLE');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(warnings.filter((w) => w === 'TENANT_POOL_STORE_FROM_ENV'), ['TENANT_POOL_STORE_FROM_ENV']);
+  } finally {
+    process.off('warning', onWarning);
+    if (saved === undefined) delete process.env['TENANT_POOL_POSTGRES_URL'];
+    else process.env['TENANT_POOL_POSTGRES_URL'] = saved;
+  }
 });
 
 test('postgres: defaults, the connection budget, the URL from the environment, kept off the options; bad values name the key and never echo the URL', () => {

@@ -16,7 +16,7 @@ const stats: PoolStats = {
     { index: 1, tenants: 0, sessions: 0, weight: 0, alive: false },
   ],
   totals: { acquired: 0, released: 0, timedOut: 0, rejected: 0, walletOpens: 0, walletCloses: 0, evictions: 0, revoked: 0, workerCrashes: 0, keyDerivations: 0 },
-  store: { kind: 'sqlite' },
+  store: { kind: 'sqlite', chosenBy: 'options' },
 };
 
 test('the panel shows queue, weight against capacity, sessions, rates, hit ratio, wait p99 and a bar per worker', () => {
