@@ -183,10 +183,23 @@ export function isEqualityOnly(node: QueryNode | null): boolean {
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
 const asciiLower = (s: string): string => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
-/** SQLite's LIKE: `%` any run, `_` one character, case-insensitive for ASCII letters only. */
-function like(value: string, pattern: string): boolean {
-  const source = [...asciiLower(pattern)].map((c) => (c === '%' ? '.*' : c === '_' ? '.' : c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))).join('');
-  return new RegExp(`^${source}$`, 'su').test(asciiLower(value));
+/** Compiled `$like` patterns, most recent last: a query tests one pattern against many values. */
+const likePatterns = new Map<string, RegExp>();
+
+/**
+ * `$like` on both stores (SQLite runs it as a function of its own): `%` any run, `_` one character,
+ * case-insensitive for ASCII letters only, as SQLite's LIKE; unlike it, every character of the value
+ * counts, U+0000 included.
+ */
+export function like(value: string, pattern: string): boolean {
+  let compiled = likePatterns.get(pattern);
+  if (compiled === undefined) {
+    const source = [...asciiLower(pattern)].map((c) => (c === '%' ? '.*' : c === '_' ? '.' : c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'))).join('');
+    compiled = new RegExp(`^${source}$`, 'su');
+    if (likePatterns.size >= 256) likePatterns.delete(likePatterns.keys().next().value!);
+    likePatterns.set(pattern, compiled);
+  }
+  return compiled.test(asciiLower(value));
 }
 
 /**

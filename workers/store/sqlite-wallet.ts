@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import { asPoolError, poolError, storageCode } from '../../src/errors.js';
 import { fsyncDir } from '../../src/store/data-dir.js';
 import type { RawRecord } from '../../src/protocol.js';
-import type { QueryNode } from '../../src/query.js';
+import { like, type QueryNode } from '../../src/query.js';
 import { generateEd25519, isKeyPair } from '../ed25519.js';
 import type { WalletSnapshot } from '../transfer.js';
 
@@ -73,6 +73,8 @@ function openKeyed(path: string, key: Uint8Array): Db {
     // FULL: a commit is on disk before save()/delete() resolve, also across power loss.
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
+    // `$like` through the one matcher both stores use (SQLite's own LIKE stops at a U+0000 in the value).
+    db.function('tp_like', { deterministic: true }, (value: unknown, pattern: unknown) => (typeof value === 'string' && typeof pattern === 'string' && like(value, pattern) ? 1 : 0));
     return db;
   } catch (error) {
     db?.close();
@@ -108,7 +110,7 @@ function guard<T>(what: string, fn: () => T): T {
   }
 }
 
-const COMPARE_SQL = { eq: '=', neq: '<>', like: 'LIKE', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+const COMPARE_SQL = { eq: '=', neq: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
 
 /** SQL for a query tree over `records r`, its parameters pushed to `params`. Each tag condition is checked by primary key (rid, name). */
 function conditionSql(node: QueryNode, params: unknown[]): string {
@@ -122,6 +124,9 @@ function conditionSql(node: QueryNode, params: unknown[]): string {
     case 'in':
       params.push(node.name, ...node.values);
       return `EXISTS (SELECT 1 FROM tags t WHERE t.rid = r.rid AND t.name = ? AND t.value IN (${node.values.map(() => '?').join(', ')}))`;
+    case 'like':
+      params.push(node.name, node.value);
+      return `EXISTS (SELECT 1 FROM tags t WHERE t.rid = r.rid AND t.name = ? AND tp_like(t.value, ?))`;
     default:
       params.push(node.name, node.value);
       return `EXISTS (SELECT 1 FROM tags t WHERE t.rid = r.rid AND t.name = ? AND t.value ${COMPARE_SQL[node.op]} ?)`;
