@@ -208,7 +208,7 @@ export class TenantKeys {
 
   /**
    * Recreates an exported tenant in this pool: its records, keys (which still sign for their public
-   * keys), settings and routes (those no other tenant here routes). It becomes `tenantId` (default:
+   * keys), settings and routes (only of keys its wallet holds, and none another tenant here routes: that is `ERR_ROUTE_CONFLICT`, and nothing is imported). It becomes `tenantId` (default:
    * the exported id), a passphrase tenant if `passphrase` is given (Argon2, `kdf` default
    * `argon2i-mod`), else a managed one. A wrong `exportKey` is `ERR_WALLET_KEY_INVALID`, a damaged or
    * truncated file `ERR_WALLET_CORRUPT`; either way nothing is imported.
@@ -259,7 +259,7 @@ export class TenantKeys {
           createdAt: typeof settings.createdAt === 'string' && settings.createdAt.length <= 64 && !Number.isNaN(Date.parse(settings.createdAt)) ? settings.createdAt : new Date().toISOString(),
           };
         ctx.assertOpen();
-        // Routes another tenant of this pool already has stay with it.
+        // Its routes are the keys its wallet holds (checked on the worker); one another tenant here routes refuses the import (ERR_ROUTE_CONFLICT).
         await ctx.store.insert(record, Array.isArray(settings.routes) ? settings.routes.map((k, i) => checkName(k, `routes[${i}]`)) : []);
       } catch (error) {
         await this.#helpers.removeWallet({ tenantId, walletFile }, true);

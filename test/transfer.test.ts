@@ -7,6 +7,7 @@ import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readExport, writeExport } from '../workers/transfer.js';
 import { disposePool, filesContaining, modeOf, openPool, rejectsWith, tempDir, walletNames } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
@@ -54,14 +55,58 @@ test('export then import into a fresh pool: every record, tag, route and setting
     const data = new TextEncoder().encode('signed by the imported key');
     const signature = await target.withSession('alice', async (s) => s.keys.sign(kid, data));
     assert.ok(await source.withSession('alice', async (s) => s.keys.verify(publicKey, data, signature), { passphrase: 'alice pass' }), 'the original public key verifies');
-    // Into the same pool under another id, as a passphrase tenant: routes already taken stay where they are.
-    const copy = await source.tenants.import(file, { exportKey, tenantId: 'alice-copy', passphrase: 'copy pass' });
-    assert.equal([copy.managed, copy.kdf], [false, 'argon2i-mod']);
+    // Into the same pool under another id: its route is alice's, so the import is refused whole; the route stays with alice.
+    const before = await walletNames(source.options);
+    await rejectsWith(source.tenants.import(file, { exportKey, tenantId: 'alice-copy', passphrase: 'copy pass' }), 'ERR_ROUTE_CONFLICT');
+    await rejectsWith(source.tenants.get('alice-copy'), 'ERR_TENANT_NOT_FOUND', 'nothing imported');
+    assert.equal(await walletNames(source.options), before, 'no wallet left behind');
     assert.is(await source.tenants.byRoutingKey(publicKey), 'alice');
     await rejectsWith(source.tenants.import(file, { exportKey }), 'ERR_TENANT_EXISTS');
   } finally {
     await disposePool(source);
     await disposePool(target);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an import routes only keys its wallet holds, and never takes a route from another tenant: an export naming the victim\'s key is refused (ERR_INVALID_ARGUMENT), one whose route another tenant holds is refused (ERR_ROUTE_CONFLICT), nothing imported; setRouting never steals a route', async () => {
+  const dir = tempDir('tp-export-');
+  const exportKey = randomBytes(32);
+  const pool = await openPool({ workers: 1 });
+  try {
+    await pool.tenants.create({ tenantId: 'victim' });
+    await pool.tenants.create({ tenantId: 'mallory' });
+    const victimKey = await pool.withSession('victim', async (s) => s.keys.create({ routing: true }));
+    await pool.withSession('mallory', async (s) => s.records.save('c', 'r', 1));
+    // Mallory's own export, rewritten under the key she chose, to name the victim's routing key.
+    const file = join(dir, 'mallory.tpx');
+    await pool.tenants.export('mallory', { file, exportKey });
+    const payload = await readExport(file, exportKey);
+    const forged = join(dir, 'forged.tpx');
+    await writeExport(forged, exportKey, { ...payload, tenant: { ...payload.tenant, tenantId: 'mallory2', routes: [victimKey.publicKey] } });
+    const before = await walletNames(pool.options);
+    await rejectsWith(pool.tenants.import(forged, { exportKey }), 'ERR_INVALID_ARGUMENT', 'a route for a key the wallet does not hold');
+    await rejectsWith(pool.tenants.get('mallory2'), 'ERR_TENANT_NOT_FOUND');
+    assert.equal(await walletNames(pool.options), before, 'no wallet left behind');
+    assert.is(await pool.tenants.byRoutingKey(victimKey.publicKey), 'victim', 'the route stays the victim\'s');
+    // A copy of the victim (its export holds the key and routes it) under another id: the route is the victim's, so nothing is imported.
+    const copyFile = join(dir, 'victim.tpx');
+    await pool.tenants.export('victim', { file: copyFile, exportKey });
+    await rejectsWith(pool.tenants.import(copyFile, { exportKey, tenantId: 'copy' }), 'ERR_ROUTE_CONFLICT');
+    await rejectsWith(pool.tenants.get('copy'), 'ERR_TENANT_NOT_FOUND');
+    // Once the victim stops routing the key, the copy may take it; then the victim cannot take it back by setRouting.
+    await pool.withSession('victim', async (s) => s.keys.setRouting(victimKey.kid, false));
+    await pool.tenants.import(copyFile, { exportKey, tenantId: 'copy' });
+    assert.is(await pool.tenants.byRoutingKey(victimKey.publicKey), 'copy');
+    await pool.withSession('victim', async (s) => {
+      await rejectsWith(s.keys.setRouting(victimKey.kid, true), 'ERR_ROUTE_CONFLICT', 'setRouting does not steal');
+      assert.equal((await s.keys.list()).map((k) => k.routing), [false]);
+    });
+    assert.is(await pool.tenants.byRoutingKey(victimKey.publicKey), 'copy');
+    // Its own route again is no change, and no error.
+    await pool.withSession('copy', async (s) => s.keys.setRouting(victimKey.kid, true));
+  } finally {
+    await disposePool(pool);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -123,6 +123,11 @@ const handlers: Handlers = {
   async importWallet(req) {
     if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
     const payload = await readExport(req.file, req.exportKey);
+    // An import routes only keys its wallet holds: an export naming another key (another tenant's) is refused before anything is written.
+    const held = new Set(payload.wallet.keys.map((k) => k.publicKey));
+    const routes: unknown = payload.tenant.routes;
+    const foreign = Array.isArray(routes) ? routes.filter((r) => typeof r !== 'string' || !held.has(r)).length : 0;
+    if (foreign > 0) throw poolError('ERR_INVALID_ARGUMENT', `the export routes ${foreign} public key(s) its wallet does not hold; nothing was imported`);
     const { key, deriveMs } = await derive(req);
     try {
       const started = performance.now();

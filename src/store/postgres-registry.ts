@@ -26,7 +26,7 @@ import type { Pool as PgPool, PoolClient } from 'pg';
 import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
 import type { KdfMethod, StoreConfig } from '../protocol.js';
 import { createSchema, inTransaction, openPgPool, ownerLockName, pgError } from './pg.js';
-import { rootKeyFrom, type TenantRecord, type TenantWeights } from './registry.js';
+import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights } from './registry.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 
 const NONCE_BYTES = 12;
@@ -340,11 +340,14 @@ export class PostgresRegistry implements TenantStore {
         if ((error as { code?: unknown }).code === '23505') throw poolError('ERR_TENANT_EXISTS', `tenant ${record.tenantId} already exists`, error, { tenantId: record.tenantId });
         throw error;
       }
-      if (routes.length === 0) return [];
+      const wanted = [...new Set(routes)];
+      if (wanted.length === 0) return [];
       const { rows } = await client.query<{ recipient_key: string }>(
-        `INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) SELECT DISTINCT unnest($1::text[]), $2 ON CONFLICT (recipient_key) DO NOTHING RETURNING recipient_key`,
-        [routes, record.tenantId],
+        `INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) SELECT unnest($1::text[]), $2 ON CONFLICT (recipient_key) DO NOTHING RETURNING recipient_key`,
+        [wanted, record.tenantId],
       );
+      // A route another tenant holds: the whole insert is refused (the transaction rolls back).
+      if (rows.length < wanted.length) throw routeConflict(record.tenantId, wanted.length - rows.length);
       return rows.map((r) => r.recipient_key);
     });
     this.#remember(record);
@@ -471,9 +474,14 @@ export class PostgresRegistry implements TenantStore {
   }
 
   async addRoute(recipientKey: string, tenantId: string): Promise<void> {
-    await this.#write(`a route of tenant ${tenantId}`, async (client) =>
-      client.query(`INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) VALUES ($1, $2) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = EXCLUDED.tenant_id`, [recipientKey, tenantId]),
-    );
+    await this.#write(`a route of tenant ${tenantId}`, async (client) => {
+      const { rows } = await client.query<{ tenant_id: string }>(
+        `WITH added AS (INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) VALUES ($1, $2) ON CONFLICT (recipient_key) DO NOTHING RETURNING tenant_id)
+         SELECT tenant_id FROM added UNION ALL SELECT tenant_id FROM ${this.#s}.routes WHERE recipient_key = $1 AND NOT EXISTS (SELECT 1 FROM added)`,
+        [recipientKey, tenantId],
+      );
+      if (rows[0]?.tenant_id !== tenantId) throw routeConflict(tenantId, 1);
+    });
   }
 
   async removeRoute(recipientKey: string): Promise<boolean> {

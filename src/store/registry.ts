@@ -15,7 +15,7 @@ import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
 import { deriveKey } from '../../workers/kdf.js';
-import { asPoolError, poolError } from '../errors.js';
+import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
 import type { KdfMethod } from '../protocol.js';
 import { fsyncDir, hasWallets, writeFileAtomic } from './data-dir.js';
 
@@ -190,11 +190,12 @@ export class Registry {
     keys.add(recipientKey);
   }
 
-  /** Records that messages for `recipientKey` go to `tenantId`. */
+  /** Records that messages for `recipientKey` go to `tenantId`. @throws ERR_ROUTE_CONFLICT when another tenant routes it: a route is never taken from its tenant */
   addRoute(recipientKey: string, tenantId: string): void {
-    this.#write(`a route of tenant ${tenantId}`, (db) => db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?) ON CONFLICT (recipient_key) DO UPDATE SET tenant_id = excluded.tenant_id').run(recipientKey, tenantId));
     const previous = this.#routes.get(recipientKey);
-    if (previous !== undefined) this.#routesOf.get(previous)?.delete(recipientKey);
+    if (previous === tenantId) return;
+    if (previous !== undefined) throw routeConflict(tenantId, 1);
+    this.#write(`a route of tenant ${tenantId}`, (db) => db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?)').run(recipientKey, tenantId));
     this.#remember(recipientKey, tenantId);
   }
 
@@ -319,7 +320,9 @@ export class Registry {
 
   /** Inserts the tenant and, in the same transaction, routes of `routes` that no tenant has yet (an import's). Returns the routes taken. */
   insert(record: TenantRecord, routes: readonly string[] = []): string[] {
-    const taken = routes.filter((key, i) => !this.#routes.has(key) && routes.indexOf(key) === i);
+    const taken = [...new Set(routes)];
+    const held = taken.filter((key) => this.#routes.has(key)).length;
+    if (held > 0) throw routeConflict(record.tenantId, held);
     this.#write(`creating tenant ${record.tenantId}`, (db) => db.transaction(() => {
       this.#insertRow(db, record);
       const route = db.prepare('INSERT INTO routes (recipient_key, tenant_id) VALUES (?, ?)');
@@ -434,4 +437,9 @@ function createRegistryFile(temp: string, key: Uint8Array, path: string): void {
   rmSync(path, { force: true });
   renameSync(temp, path);
   fsyncDir(path.slice(0, path.lastIndexOf('/')));
+}
+
+/** A route another tenant holds: refused, never taken over. */
+export function routeConflict(tenantId: string, count: number): TenantPoolError {
+  return poolError('ERR_ROUTE_CONFLICT', `${count === 1 ? 'a public key' : `${count} public keys`} that tenant ${tenantId} would route ${count === 1 ? 'is' : 'are'} routed to another tenant already; a route is never taken from its tenant, and nothing was changed`, undefined, { tenantId });
 }

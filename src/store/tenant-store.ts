@@ -31,9 +31,9 @@ export interface TenantStore {
    */
   peek(tenantId: string): TenantRecord | undefined | null;
   /**
-   * Inserts the tenant and, in the same transaction, those of `routes` no tenant has yet (an
-   * import's): a kill leaves the tenant with its routes, or neither. Returns the routes taken.
-   * @throws ERR_TENANT_EXISTS
+   * Inserts the tenant and, in the same transaction, its `routes` (an import's): a kill leaves the
+   * tenant with its routes, or neither. Returns the routes taken.
+   * @throws ERR_TENANT_EXISTS; ERR_ROUTE_CONFLICT when another tenant routes one of them (nothing is inserted)
    */
   insert(record: TenantRecord, routes?: readonly string[]): Promise<string[]>;
   /** Changes the settings (label, limits, weights, metadata), never the key. */
@@ -49,6 +49,7 @@ export interface TenantStore {
   removeWallet(record: Pick<TenantRecord, 'tenantId' | 'walletFile'>): Promise<void>;
   /** Tenants in id order after `after`, at most `limit`, filtered by label and metadata (every entry equal). */
   page(options: { after: string; limit: number; label?: string; metadata?: Record<string, string> }): Promise<TenantRecord[]>;
+  /** @throws ERR_ROUTE_CONFLICT when another tenant routes `recipientKey`: a route is never taken from its tenant */
   addRoute(recipientKey: string, tenantId: string): Promise<void>;
   removeRoute(recipientKey: string): Promise<boolean>;
   routeOf(recipientKey: string): Promise<string | undefined>;
