@@ -178,6 +178,9 @@ export class TenantKeys {
     const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
     const result = await ctx.withSession(record.tenantId, passphrase, async (session) => {
       const current = await this.#helpers.record(tenantId);
+      // The keys of its wallet that route to it (a store may keep only a hash of each routed key).
+      const keys = await session.call('keysList');
+      const routeOwners = await Promise.all(keys.map(async (k) => ctx.store.routeOf(k.publicKey)));
       const tenant: ExportedTenant = {
         tenantId: current.tenantId,
         ...(current.label === undefined ? {} : { label: current.label }),
@@ -185,7 +188,7 @@ export class TenantKeys {
         ...(current.weights === undefined ? {} : { weights: current.weights }),
         metadata: current.metadata,
         createdAt: current.createdAt,
-        routes: await ctx.store.routesOf(current.tenantId),
+        routes: keys.filter((_, i) => routeOwners[i] === current.tenantId).map((k) => k.publicKey),
       };
       return session.call('exportWallet', file, exportKey, tenant);
     });

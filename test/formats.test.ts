@@ -32,6 +32,11 @@ testWithPostgres('a schema written by 0.1.0 opens with this code: every record, 
   await restore('postgres-0.1.0.sql', schema);
   const pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
   try {
+    // Routes of 0.1.0 held the public key itself: the open replaced each with its keyed hash.
+    const routes = await pgQuery<{ recipient_key: string }>(`SELECT recipient_key FROM ${schema}.routes`);
+    assert.is(routes.length, 1);
+    assert.ok(routes[0]!.recipient_key.startsWith('h1:') && !routes[0]!.recipient_key.includes(facts.managed.routed.publicKey), 'the route is hashed');
+    assert.is(await pool.tenants.byRoutingKey(facts.managed.routed.publicKey), 'managed');
     const managed = await pool.tenants.get('managed');
     assert.is(managed.label, 'Managed tenant');
     assert.equal(managed.metadata, { plan: 'gold' });
@@ -56,6 +61,13 @@ testWithPostgres('a schema written by 0.1.0 opens with this code: every record, 
     assert.equal(await pool.withSession('secret', async (s) => (await s.records.get('vault', 'v1'))?.value, { passphrase: FIXTURE_PASSPHRASE }), { pin: '1234' });
   } finally {
     await pool.close();
+  }
+  // Opened again: nothing is hashed twice.
+  const again = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
+  try {
+    assert.is(await again.tenants.byRoutingKey(facts.managed.routed.publicKey), 'managed');
+  } finally {
+    await again.close();
     await dropSchema(schema);
   }
 });

@@ -27,7 +27,7 @@ async function connectionsOf(pool: TenantPool): Promise<number> {
 testWithPostgres('the connection budget: stats() names it, and under 400 concurrent sessions the server never sees more connections from the pool', async () => {
   const pool = await openPgPool({ workers: 3, postgres: { connectionString: postgresUrl!, schema: testSchema(), connectionsPerWorker: 2, registryConnections: 1 }, maxSessionsPerTenant: Infinity });
   try {
-    assert.equal(pool.stats().store, { kind: 'postgres', connectionBudget: 3 * 2 + 1 + 1 });
+    assert.equal(pool.stats().store, { kind: 'postgres', connectionBudget: 3 * 2 + 1 + 1, chosenBy: 'options' });
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) ids.push((await pool.tenants.create({ tenantId: `b${i}` })).tenantId);
     let most = 0;
@@ -163,26 +163,29 @@ testWithPostgres('one tenant\'s damaged rows fail only that tenant, and only the
   }
 });
 
-testWithPostgres('a dump of every table holds none of the saved values, ids, categories, tag names and values, labels, metadata or passphrases', async () => {
+testWithPostgres('a dump of every table holds none of the saved values, ids, categories, tag names and values, labels, metadata, passphrases or routing public keys', async () => {
   const marker = `M${randomBytes(5).toString('hex')}`;
   const rootKey = randomBytes(32).toString('hex');
   const pool = await openPgPool({ rootKey });
   try {
     await pool.tenants.create({ tenantId: 'managed', label: `${marker}-label`, metadata: { [`${marker}-mk`]: `${marker}-mv` } });
     await pool.tenants.create({ tenantId: 'locked', passphrase: `${marker}-passphrase`, kdf: 'argon2i-int' });
+    const routed: string[] = [];
     for (const [id, options] of [['managed', undefined], ['locked', { passphrase: `${marker}-passphrase` }]] as const) {
       await pool.withSession(
         id,
         async (s) => {
           await s.records.save(`${marker}-category`, `${marker}-id`, { secret: `${marker}-value` }, { [`${marker}-tagname`]: `${marker}-tagvalue` });
-          await s.keys.create({ routing: true });
+          routed.push((await s.keys.create({ routing: true })).publicKey);
         },
         options,
       );
     }
     const dump = await dumpSchema(pool.options.postgres!.schema);
     assert.ok(dump.includes('INSERT INTO'), 'the dump has rows');
-    for (const needle of [marker, Buffer.from(marker).toString('hex'), rootKey]) assert.not.ok(dump.includes(needle), `${needle} appears in the dump`);
+    for (const needle of [marker, Buffer.from(marker).toString('hex'), rootKey, ...routed]) assert.not.ok(dump.includes(needle), `${needle} appears in the dump`);
+    // Dispatch still finds each key's tenant through its hash.
+    assert.equal(await Promise.all(routed.map(async (k) => pool.tenants.byRoutingKey(k))), ['managed', 'locked']);
     // Still all there, through the pool.
     assert.is((await pool.tenants.find({ label: `${marker}-label`, metadata: { [`${marker}-mk`]: `${marker}-mv` } })).length, 1);
     assert.is(await pool.withSession('managed', async (s) => (await s.records.get(`${marker}-category`, `${marker}-id`))?.tags[`${marker}-tagname`]), `${marker}-tagvalue`);

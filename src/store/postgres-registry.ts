@@ -5,7 +5,9 @@
  * derived from the root key, bound to the tenant id, so rows cannot be swapped. For
  * `tenants.find` and `tenants.page` to filter in SQL, the label and each metadata entry are also
  * kept as keyed hashes (HMAC): equal values compare equal, and the database learns nothing else.
- * Limits, weights, KDF and creation time are plain.
+ * So are the routes' public keys (`h1:` and the hash): dispatch finds the tenant of a key, and the
+ * database cannot tell which public keys a tenant has. Limits, weights, KDF and creation time are
+ * plain.
  *
  * The wallets live in the same schema (see `workers/store/postgres-wallet.ts`); a delete removes
  * the tenant's row and its wallet's rows in one transaction, and a rekey writes the tenant's new
@@ -111,7 +113,7 @@ export class PostgresRegistry implements TenantStore {
     if (owner !== undefined) this.#watchOwner(owner.client);
     this.#s = options.schema;
     this.#sealKey = sealKey;
-    this.#indexKey = Buffer.from(hkdfSync('sha256', sealKey, Buffer.alloc(0), 'tenant-pool registry index v1', 32));
+    this.#indexKey = indexKeyOf(sealKey);
     this.#cacheSize = options.cacheSize;
     this.workerStore = {
       kind: 'postgres',
@@ -177,9 +179,15 @@ export class PostgresRegistry implements TenantStore {
           // owns the schema has no create of another under way; in cluster mode, one may be, so only
           // orphans older than any create are swept.
           const young = options.exclusive === false ? ` AND w.created_at < now() - interval '${ORPHAN_AGE_IN_CLUSTER}'` : '';
+          const indexKey = indexKeyOf(sealKeyOf(key));
+          try {
+            await hashPlainRoutes(client, s, indexKey);
+          } finally {
+            indexKey.fill(0);
+          }
           const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)${young} RETURNING name`);
           if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
-          return Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'tenant-pool registry seal v1', 32));
+          return sealKeyOf(key);
         } finally {
           key.fill(0);
         }
@@ -340,7 +348,7 @@ export class PostgresRegistry implements TenantStore {
         if ((error as { code?: unknown }).code === '23505') throw poolError('ERR_TENANT_EXISTS', `tenant ${record.tenantId} already exists`, error, { tenantId: record.tenantId });
         throw error;
       }
-      const wanted = [...new Set(routes)];
+      const wanted = [...new Set(routes.map((r) => routeIndex(this.#indexKey, r)))];
       if (wanted.length === 0) return [];
       const { rows } = await client.query<{ recipient_key: string }>(
         `INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) SELECT unnest($1::text[]), $2 ON CONFLICT (recipient_key) DO NOTHING RETURNING recipient_key`,
@@ -478,24 +486,22 @@ export class PostgresRegistry implements TenantStore {
       const { rows } = await client.query<{ tenant_id: string }>(
         `WITH added AS (INSERT INTO ${this.#s}.routes (recipient_key, tenant_id) VALUES ($1, $2) ON CONFLICT (recipient_key) DO NOTHING RETURNING tenant_id)
          SELECT tenant_id FROM added UNION ALL SELECT tenant_id FROM ${this.#s}.routes WHERE recipient_key = $1 AND NOT EXISTS (SELECT 1 FROM added)`,
-        [recipientKey, tenantId],
+        [routeIndex(this.#indexKey, recipientKey), tenantId],
       );
       if (rows[0]?.tenant_id !== tenantId) throw routeConflict(tenantId, 1);
     });
   }
 
   async removeRoute(recipientKey: string): Promise<boolean> {
-    return (await this.#write('the removal of a route', async (client) => client.query(`DELETE FROM ${this.#s}.routes WHERE recipient_key = $1 RETURNING tenant_id`, [recipientKey]))).rows.length > 0;
+    return (await this.#write('the removal of a route', async (client) => client.query(`DELETE FROM ${this.#s}.routes WHERE recipient_key = $1 RETURNING tenant_id`, [routeIndex(this.#indexKey, recipientKey)]))).rows.length > 0;
   }
 
   async routeOf(recipientKey: string): Promise<string | undefined> {
-    const [row] = await this.#query<{ tenant_id: string }>('a route', `SELECT tenant_id FROM ${this.#s}.routes WHERE recipient_key = $1`, [recipientKey]);
+    const [row] = await this.#query<{ tenant_id: string }>('a route', `SELECT tenant_id FROM ${this.#s}.routes WHERE recipient_key = $1`, [routeIndex(this.#indexKey, recipientKey)]);
     return row?.tenant_id;
   }
 
-  async routesOf(tenantId: string): Promise<string[]> {
-    return (await this.#query<{ recipient_key: string }>(`the routes of tenant ${tenantId}`, `SELECT recipient_key FROM ${this.#s}.routes WHERE tenant_id = $1 ORDER BY recipient_key`, [tenantId])).map((r) => r.recipient_key);
-  }
+
 
   /**
    * The owner's connection ended (the server restarted, an operator terminated it): its lock went
@@ -608,4 +614,33 @@ function settingsOf(record: Pick<TenantRecord, 'label' | 'metadata'>): Settings 
 
 function secretsOf(record: Pick<TenantRecord, 'salt' | 'secret' | 'verifier'>): Secrets {
   return { salt: record.salt.toString('hex'), secret: record.secret === null ? null : record.secret.toString('hex'), verifier: record.verifier.toString('hex') };
+}
+
+function sealKeyOf(rootKey: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), 'tenant-pool registry seal v1', 32));
+}
+
+function indexKeyOf(sealKey: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', sealKey, Buffer.alloc(0), 'tenant-pool registry index v1', 32));
+}
+
+/** What the routes table keeps of a routing public key: a keyed hash, marked `h1:` (0.1.0 kept the key itself). */
+function routeIndex(indexKey: Buffer, publicKey: string): string {
+  return `h1:${createHmac('sha256', indexKey).update('route\0').update(publicKey, 'utf8').digest('base64url')}`;
+}
+
+/**
+ * Routes written by 0.1.0 hold the public key itself: each becomes its keyed hash, in the open's
+ * transaction (under the schema lock), so a kill leaves every route as it was or every one hashed.
+ * A marker in `registry_config` says it is done.
+ */
+async function hashPlainRoutes(client: PoolClient, s: string, indexKey: Buffer): Promise<void> {
+  const { rowCount } = await client.query(`SELECT 1 FROM ${s}.registry_config WHERE name = 'routes' AND value = 'hashed'`);
+  if (rowCount !== 0) return;
+  const plain = (await client.query<{ recipient_key: string }>(`SELECT recipient_key FROM ${s}.routes WHERE recipient_key NOT LIKE 'h1:%'`)).rows.map((r) => r.recipient_key);
+  for (let i = 0; i < plain.length; i += 1000) {
+    const chunk = plain.slice(i, i + 1000);
+    await client.query(`UPDATE ${s}.routes r SET recipient_key = h.hashed FROM unnest($1::text[], $2::text[]) AS h(plain, hashed) WHERE r.recipient_key = h.plain`, [chunk, chunk.map((k) => routeIndex(indexKey, k))]);
+  }
+  await client.query(`INSERT INTO ${s}.registry_config (name, value) VALUES ('routes', 'hashed') ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`);
 }

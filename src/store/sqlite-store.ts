@@ -134,10 +134,6 @@ export class SqliteTenantStore implements TenantStore {
     return this.#registry.routeOf(recipientKey);
   }
 
-  async routesOf(tenantId: string): Promise<string[]> {
-    return this.#registry.routesOf(tenantId);
-  }
-
   async opened(): Promise<void> {
     this.#lock.recordHolder();
   }

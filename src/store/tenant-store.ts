@@ -53,7 +53,6 @@ export interface TenantStore {
   addRoute(recipientKey: string, tenantId: string): Promise<void>;
   removeRoute(recipientKey: string): Promise<boolean>;
   routeOf(recipientKey: string): Promise<string | undefined>;
-  routesOf(tenantId: string): Promise<string[]>;
   /** The pool serves: the store may record its holder. */
   opened(): Promise<void>;
   close(): Promise<void>;
