@@ -17,6 +17,7 @@ import { DataDirLock } from '../src/store/data-dir.js';
 import { PostgresRegistry } from '../src/store/postgres-registry.js';
 import { Registry as TenantRegistry } from '../src/store/registry.js';
 import type { Session } from '../src/session.js';
+import { writeExport } from '../workers/transfer.js';
 import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
@@ -266,6 +267,45 @@ export const extraScenarios: Scenario[] = [
     options: () => options(),
     async run({ quick }) {
       return clusterFigures(quick);
+    },
+  },
+  {
+    name: 'rekey-10k',
+    describe: 'a rekey of a tenant holding 10,000 records with 2 tags each and 10 keys: the default (PostgreSQL rewraps the profile key; SQLite writes the file anew) against one that rotates the data key (every row encrypted again), ms',
+    systems: ['tenant-pool'],
+    options: () => options({ workers: 1 }),
+    async run({ pool, quick }) {
+      const records = quick ? 1_000 : 10_000;
+      const dir = join(tmpdir(), `tp-bench-rekey-${process.pid}`);
+      mkdirSync(dir, { recursive: true });
+      try {
+        // Loaded through an import (one transaction), not 10,000 sessions' saves.
+        const { generateEd25519 } = await import('../workers/ed25519.js');
+        const bs58 = (await import('bs58')).default;
+        const keys = Array.from({ length: 10 }, (_, i) => {
+          const pair = generateEd25519();
+          return { kid: `k${i}`, publicKey: bs58.encode(pair.rawPublic), privateKey: pair.pkcs8.toString('base64'), createdAt: new Date().toISOString() };
+        });
+        const file = join(dir, 'big.tpx');
+        const exportKey = randomBytes(32);
+        await writeExport(file, exportKey, {
+          tenant: { tenantId: 'big', metadata: {}, createdAt: new Date().toISOString(), routes: [] },
+          wallet: { records: Array.from({ length: records }, (_, i) => ['cred', `id${i}`, JSON.stringify({ i, text: 'x'.repeat(64) }), JSON.stringify({ bucket: String(i % 100), type: 'degree' })] as [string, string, string, string]), keys },
+        });
+        await pool!.tenants.import(file, { exportKey });
+        const timed = async (fn: () => Promise<unknown>): Promise<number> => {
+          const started = performance.now();
+          await fn();
+          return round(performance.now() - started, 1);
+        };
+        const rekeyMs = await timed(async () => pool!.tenants.rekey('big'));
+        const rotateMs = await timed(async () => pool!.tenants.rekey('big', { rotateDataKey: true }));
+        const count = await pool!.withSession('big', async (s) => s.records.count('cred'));
+        if (count !== records) throw new Error(`after the rekeys the wallet holds ${count} records, not ${records}`);
+        return { records, rekeyMs, rotateDataKeyMs: rotateMs, rotatePerRecordUs: round((rotateMs * 1000) / records, 1) };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   },
   {

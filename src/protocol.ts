@@ -85,7 +85,7 @@ export interface WorkerApi {
   createWallet(req: WalletKeyMaterial): CreateWalletResult;
   openWallet(req: OpenWalletRequest): WalletTimings;
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
-  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string }): CreateWalletResult & { profileKey?: Uint8Array };
+  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string; rotateDataKey?: boolean }): CreateWalletResult & { profileKey?: Uint8Array };
   closeWallet(tenantId: string): void;
   /** Writes the open wallet, with `tenant`'s settings, to an export file sealed under `exportKey`. */
   exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number; digest: string };

@@ -58,6 +58,13 @@ export interface RekeyOptions {
   newPassphrase?: string;
   /** The new KDF. @default the tenant's own (`argon2i-mod` for a passphrase tenant that had `raw`) */
   kdf?: KdfMethod;
+  /**
+   * PostgreSQL: also rotate the data key — the wallet is written anew under a new profile key, every
+   * row encrypted again, so the old secret with an old backup of the database opens nothing written
+   * after the rekey. Without it, a PostgreSQL rekey rewraps the profile key only (fast; the rows are
+   * not touched). SQLite always writes the wallet anew under the new key. @default false
+   */
+  rotateDataKey?: boolean;
 }
 
 /** What the key operations need of `pool.tenants`. */
@@ -94,7 +101,9 @@ export class TenantKeys {
     ctx.assertOpen();
     checkTenantId(tenantId);
     const opts = checkOptionalObject(options, 'options');
-    for (const key of Object.keys(opts)) if (!['passphrase', 'newPassphrase', 'kdf'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.rekey; known: passphrase, newPassphrase, kdf`);
+    for (const key of Object.keys(opts)) if (!['passphrase', 'newPassphrase', 'kdf', 'rotateDataKey'].includes(key)) invalid(`Unknown option \`${key}\` for tenants.rekey; known: passphrase, newPassphrase, kdf, rotateDataKey`);
+    if (opts['rotateDataKey'] !== undefined && typeof opts['rotateDataKey'] !== 'boolean') invalid('Expected `rotateDataKey` to be a boolean');
+    const rotateDataKey = opts['rotateDataKey'] === true;
     const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
     const given = opts['newPassphrase'] === undefined ? undefined : checkPassphrase(opts['newPassphrase']);
     if (opts['kdf'] !== undefined && !KDF_METHODS.includes(opts['kdf'] as KdfMethod)) invalid(`Expected \`kdf\` to be one of ${KDF_METHODS.join(', ')}, got ${JSON.stringify(opts['kdf'])}`);
@@ -110,7 +119,7 @@ export class TenantKeys {
       ctx.assertOpen();
       const unclaim = await ctx.claim?.(tenantId);
       try {
-        return await this.#rekeyClaimed(record, kdf, newPassphrase, passphrase);
+        return await this.#rekeyClaimed(record, kdf, newPassphrase, passphrase, rotateDataKey);
       } finally {
         await unclaim?.();
       }
@@ -118,15 +127,16 @@ export class TenantKeys {
   }
 
   /** The rekey itself, with the tenant's critical section (and, in cluster mode, its lease) held. */
-  async #rekeyClaimed(record: TenantRecord, kdf: KdfMethod, newPassphrase: string | undefined, passphrase: string | undefined): Promise<TenantInfo> {
+  async #rekeyClaimed(record: TenantRecord, kdf: KdfMethod, newPassphrase: string | undefined, passphrase: string | undefined, rotateDataKey: boolean): Promise<TenantInfo> {
     const ctx = this.#ctx;
     const tenantId = record.tenantId;
     await ctx.wallets.closeForce(tenantId, 'rekey', ctx.revokeForRekey);
     ctx.onRekeyed(tenantId);
     const salt = randomBytes(16);
     const secret = newPassphrase === undefined ? randomBytes(32) : null;
-    // SQLite writes the wallet anew to a new file; PostgreSQL keeps it and rewraps its profile key.
-    const inPlace = ctx.store.rekeysInPlace;
+    // SQLite writes the wallet anew to a new file; PostgreSQL keeps it and rewraps its profile key, or
+    // (rotating the data key) writes it anew as a new wallet, as SQLite does.
+    const inPlace = ctx.store.rekeysInPlace && !rotateDataKey;
     const walletFile = inPlace ? record.walletFile : ctx.store.newWalletName(tenantId);
     const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
     const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
@@ -146,6 +156,7 @@ export class TenantKeys {
             newKdf: kdf,
             newSalt: salt,
             newSecret: secret ?? newPassphrase ?? '',
+            ...(rotateDataKey ? { rotateDataKey } : {}),
           }),
         2,
       );

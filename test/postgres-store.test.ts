@@ -163,6 +163,57 @@ testWithPostgres('one tenant\'s damaged rows fail only that tenant, and only the
   }
 });
 
+testWithPostgres('a rekey rewraps the profile key only (every row\'s ciphertext unchanged); with rotateDataKey the wallet is written anew under a new profile key (every ciphertext differs, the old wallet row is gone) and everything reads back', async () => {
+  const pool = await openPgPool();
+  const s = pool.options.postgres!.schema;
+  const rows = async (): Promise<{ wallet: string; cells: string[] }> => {
+    const [wallet] = await pgQuery<{ id: string }>(`SELECT id FROM ${s}.wallets WHERE tenant_id = 't'`);
+    const cells = await pgQuery<{ c: string }>(
+      `SELECT encode(i.category, 'hex') || encode(i.name, 'hex') AS c FROM ${s}.items i WHERE i.wallet_id = $1
+       UNION ALL SELECT encode(t.name, 'hex') || encode(t.value, 'hex') FROM ${s}.item_tags t JOIN ${s}.items i ON i.id = t.item_id WHERE i.wallet_id = $1
+       UNION ALL SELECT encode(kid, 'hex') FROM ${s}.wallet_keys WHERE wallet_id = $1`,
+      [wallet!.id],
+    );
+    return { wallet: wallet!.id, cells: cells.map((r) => r.c).sort() };
+  };
+  try {
+    await pool.tenants.create({ tenantId: 't', passphrase: 'one', kdf: 'argon2i-int' });
+    const key = await pool.withSession(
+      't',
+      async (session) => {
+        for (let i = 0; i < 50; i++) await session.records.save('c', `r${i}`, { i }, { n: String(i % 3) });
+        return session.keys.create({ routing: true });
+      },
+      { passphrase: 'one' },
+    );
+    const before = await rows();
+    assert.is(before.cells.length, 50 + 50 + 1);
+    await pool.tenants.rekey('t', { passphrase: 'one', newPassphrase: 'two' });
+    assert.equal(await rows(), before, 'a plain rekey leaves every row as it was (the old secret and an old backup still open them)');
+    await pool.tenants.rekey('t', { passphrase: 'two', newPassphrase: 'three', rotateDataKey: true });
+    const after = await rows();
+    assert.is.not(after.wallet, before.wallet, 'a new wallet');
+    assert.is(after.cells.length, before.cells.length);
+    assert.equal(after.cells.filter((c) => before.cells.includes(c)), [], 'no ciphertext of the old profile key is left');
+    const [left] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${s}.wallets`);
+    assert.is(left!.n, 1, 'the old wallet is gone');
+    await pool.withSession(
+      't',
+      async (session) => {
+        assert.equal((await session.records.find('c', { n: '1' })).map((r) => r.id), Array.from({ length: 50 }, (_, i) => `r${i}`).filter((_, i) => i % 3 === 1));
+        const data = Buffer.from('x');
+        assert.ok(await session.keys.verify(key.publicKey, data, await session.keys.sign(key.kid, data)));
+      },
+      { passphrase: 'three' },
+    );
+    assert.is(await pool.tenants.byRoutingKey(key.publicKey), 't', 'the route stays');
+    await rejectsWith(pool.acquire('t', { passphrase: 'two' }), 'ERR_WALLET_KEY_INVALID');
+    await rejectsWith(pool.tenants.rekey('t', { passphrase: 'three', rotateDataKey: 'yes' as never }), 'ERR_INVALID_ARGUMENT');
+  } finally {
+    await disposePool(pool);
+  }
+});
+
 testWithPostgres('a dump of every table holds none of the saved values, ids, categories, tag names and values, labels, metadata, passphrases or routing public keys', async () => {
   const marker = `M${randomBytes(5).toString('hex')}`;
   const rootKey = randomBytes(32).toString('hex');

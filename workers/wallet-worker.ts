@@ -104,7 +104,7 @@ const handlers: Handlers = {
       const fresh = await derive({ tenantId: req.tenantId, path: req.newPath, kdf: req.newKdf, salt: req.newSalt, secret: req.newSecret });
       try {
         const started = performance.now();
-        const { profileKey } = await backend.rekey(req, old.key, { tenantId: req.tenantId, path: req.newPath }, fresh.key);
+        const { profileKey } = await backend.rekey(req, old.key, { tenantId: req.tenantId, path: req.newPath }, fresh.key, req.rotateDataKey);
         return { verifier: keyVerifier(fresh.key), deriveMs: old.deriveMs + fresh.deriveMs, openMs: performance.now() - started, ...(profileKey === undefined ? {} : { profileKey }) };
       } finally {
         fresh.key.fill(0);

@@ -51,9 +51,10 @@ export interface WalletBackend {
   /**
    * Prepares the wallet under `newKey`: SQLite writes a whole new file at `newRef`; PostgreSQL
    * returns the profile key wrapped by the new key, which the registry writes together with the
-   * tenant's new key (the commit point). Nothing the tenant opens today changes.
+   * tenant's new key (the commit point) — or, with `rotateDataKey`, writes a whole new wallet at
+   * `newRef` under a new profile key, every row encrypted anew. Nothing the tenant opens today changes.
    */
-  rekey(ref: WalletRef, oldKey: Uint8Array, newRef: WalletRef, newKey: Uint8Array): Promise<{ profileKey?: Uint8Array }>;
+  rekey(ref: WalletRef, oldKey: Uint8Array, newRef: WalletRef, newKey: Uint8Array, rotateDataKey?: boolean): Promise<{ profileKey?: Uint8Array }>;
   /** Creates a wallet holding what a snapshot gave (an import), all or nothing. */
   createFrom(ref: WalletRef, key: Uint8Array, snapshot: WalletSnapshot): Promise<void>;
   close(): Promise<void>;
@@ -77,7 +78,11 @@ function postgresBackend(store: PostgresWalletStore): WalletBackend {
   return {
     create: async (ref, key) => store.create(ref.path, ref.tenantId, key),
     open: async (ref, key, fence) => store.open(ref.path, key, fence === undefined ? undefined : { tenantId: ref.tenantId, ...fence }),
-    rekey: async (ref, oldKey, _newRef, newKey) => ({ profileKey: await store.rewrap(ref.path, oldKey, newKey) }),
+    rekey: async (ref, oldKey, newRef, newKey, rotateDataKey) => {
+      if (rotateDataKey !== true) return { profileKey: await store.rewrap(ref.path, oldKey, newKey) };
+      await store.copyUnder(ref.path, oldKey, newRef.path, newRef.tenantId, newKey);
+      return {};
+    },
     createFrom: async (ref, key, snapshot) => store.createFrom(ref.path, ref.tenantId, key, snapshot),
     close: async () => store.close(),
   };

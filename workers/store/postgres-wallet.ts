@@ -177,6 +177,22 @@ export class PostgresWalletStore {
     }
   }
 
+  /**
+   * A rekey that rotates the data key: the wallet `name`, read in one consistent snapshot under
+   * `oldKey`, is written whole as the new wallet `newName` under a new random profile key wrapped
+   * by `newKey` (every record, tag and key encrypted anew), in one transaction. The old wallet is
+   * not touched: the registry's switch to `newName` is the commit point, and whichever wallet the
+   * registry does not name afterwards is removed (or swept at the next open).
+   */
+  async copyUnder(name: string, oldKey: Uint8Array, newName: string, tenantId: string, newKey: Uint8Array): Promise<void> {
+    const old = await this.open(name, oldKey);
+    try {
+      await this.createFrom(newName, tenantId, newKey, await old.snapshot());
+    } finally {
+      old.close();
+    }
+  }
+
   /** Removes the wallet `name` and, by cascade, its records, tags and keys. Returns whether there was one. */
   async drop(name: string): Promise<boolean> {
     return (await this.query('deleting a wallet', `DELETE FROM ${this.#schema}.wallets WHERE name = $1 RETURNING id`, [name], true)).length > 0;
