@@ -25,6 +25,9 @@ export interface WriteFence {
   epoch: number;
 }
 
+/** Records written per statement by an import (or a rekey that rotates the data key). */
+const IMPORT_BATCH = 500;
+
 /** Candidates read at a time by a query SQL cannot decide alone (`$like`, ranges). */
 const FILTER_BATCH = 500;
 
@@ -131,7 +134,7 @@ export class PostgresWalletStore {
       await this.transaction('writing the imported wallet', async (client) => {
         await this.checkOwner(client, 'writing the imported wallet');
         const wallet = new PostgresWallet(this, this.#schema, await this.#insertWallet(client, name, tenantId, profile, walletKey), profile);
-        for (const [category, id, value, tags] of snapshot.records) await wallet.saveOn(client, category, id, value, JSON.parse(tags) as Record<string, string>);
+        await wallet.insertAllOn(client, snapshot.records);
         for (const k of snapshot.keys) {
           const pkcs8 = Buffer.from(k.privateKey, 'base64');
           try {
@@ -328,6 +331,39 @@ export class PostgresWallet {
         entries.map(([name]) => p.encrypt('tagName', name)),
         entries.map(([, value]) => p.encrypt('tagValue', value)),
       ]);
+    }
+  }
+
+  /**
+   * @internal Records into this new, empty wallet (an import, a rekey that rotates the data key), in
+   * the caller's transaction: 500 at a time, a statement for their rows and one for their tags.
+   */
+  async insertAllOn(client: PoolClient, records: WalletSnapshot['records']): Promise<void> {
+    const p = this.#profile;
+    for (let start = 0; start < records.length; start += IMPORT_BATCH) {
+      const chunk = records.slice(start, start + IMPORT_BATCH);
+      const categories = chunk.map(([category]) => p.encrypt('category', category));
+      const names = chunk.map(([, id]) => p.encrypt('name', id));
+      const { rows } = await client.query<{ id: string; category: Buffer; name: Buffer }>(
+        `INSERT INTO ${this.#s}.items (wallet_id, category, name, value) SELECT $1, unnest($2::bytea[]), unnest($3::bytea[]), unnest($4::bytea[]) RETURNING id, category, name`,
+        [this.#walletId, categories, names, chunk.map(([category, id, value, tags]) => p.encryptValue(category, id, JSON.stringify([value, JSON.stringify(JSON.parse(tags))])))],
+      );
+      // Rows come back in no promised order: each is matched by its (unique) category and name.
+      const idOf = new Map(rows.map((r) => [`${r.category.toString('hex')}:${r.name.toString('hex')}`, r.id]));
+      const tagItems: string[] = [];
+      const tagNames: Buffer[] = [];
+      const tagValues: Buffer[] = [];
+      chunk.forEach(([, , , tags], i) => {
+        const itemId = idOf.get(`${categories[i]!.toString('hex')}:${names[i]!.toString('hex')}`)!;
+        for (const [name, value] of Object.entries(JSON.parse(tags) as Record<string, string>)) {
+          tagItems.push(itemId);
+          tagNames.push(p.encrypt('tagName', name));
+          tagValues.push(p.encrypt('tagValue', value));
+        }
+      });
+      if (tagItems.length > 0) {
+        await client.query(`INSERT INTO ${this.#s}.item_tags (item_id, name, value) SELECT unnest($1::bigint[]), unnest($2::bytea[]), unnest($3::bytea[])`, [tagItems, tagNames, tagValues]);
+      }
     }
   }
 
