@@ -4,7 +4,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
@@ -15,7 +14,7 @@ import { createRouter } from '../src/router.js';
 import type { Session } from '../src/session.js';
 import { startChild, type Child } from './child.js';
 import { eventually, pgQuery, rejectsWith, tempDir } from './helpers.js';
-import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { dropSchema, postgresUrl, restartPostgres, testSchema, testWithPostgres, testWithRestart } from './postgres.js';
 
 /** The root key the instances of a test share. */
 const sharedKey = randomBytes(32).toString('hex');
@@ -351,29 +350,14 @@ testWithPostgres('delete and rekey take the lease first: while another instance 
   }
 });
 
-/** pg_ctl of the tests' server, where `.ci/postgres` started it: the restart test needs it. */
-const postgresCtl = process.env['TENANT_POOL_TEST_POSTGRES_CTL'] || undefined;
-
-/** Where the server cannot be restarted from here (no pg_ctl given), the restart test is skipped and counted; with CI=true it must run. */
-const testWithRestart = (name: string, fn: () => Promise<void>): void => {
-  if (postgresCtl === undefined && process.env['CI'] !== 'true') test.skip(`[postgres] ${name}`, fn);
-  else testWithPostgres(name, fn);
-};
-
 testWithRestart('PostgreSQL restarted under a held tenant: the owner fences itself or keeps its lease, the tenant is served again after, and never by two instances', async () => {
   const { pools, schema, close } = await instances(2, { leaseTtlMs: 2000, walletIdleTtlMs: 600_000 });
   const [a, b] = pools as [TenantPool, TenantPool];
   try {
-    assert.ok(postgresCtl !== undefined, 'CI=true: TENANT_POOL_TEST_POSTGRES_CTL names the server to restart (.ci/postgres)');
     await a.tenants.create({ tenantId: 't' });
     const s = (await a.acquire('t')) as Session;
     await s.records.save('c', 'r', 1);
-    // pg_ctl's output goes to a file: without `-l`, the restarted server inherits it and would hold a pipe open.
-    const log = join(tempDir(), 'pg_ctl.log');
-    const fd = openSync(log, 'w');
-    const restart = spawnSync('sh', ['-c', `${postgresCtl} restart -m fast -w -t 60`], { stdio: ['ignore', fd, fd], timeout: 90_000 });
-    closeSync(fd);
-    assert.is(restart.status, 0, readFileSync(log, 'utf8'));
+    restartPostgres();
     // After the restart: whoever serves the tenant, only one instance does, and the write made before is there.
     let served: TenantPool | undefined;
     for (let i = 0; served === undefined; i++) {

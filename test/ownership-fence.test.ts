@@ -8,18 +8,15 @@
  * same session, so a second writer shows as an acknowledged increment of the loser after the
  * takeover, or as a counter that does not match the winner's own count.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync } from 'node:fs';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
 import type { TenantSession } from '../src/session.js';
 import { startChild, type Child } from './child.js';
 import { pgQuery, rejectsWith, tempDir } from './helpers.js';
-import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { dropSchema, postgresUrl, restartPostgres, testSchema, testWithPostgres, testWithRestart } from './postgres.js';
 
 const TTL = 2000;
 
@@ -99,22 +96,6 @@ testWithPostgres('a cluster instance paused past its heartbeat, a single pool ta
     await dropSchema(schema);
   }
 });
-
-/** pg_ctl of the tests' server, where `.ci/postgres` started it. */
-const postgresCtl = process.env['TENANT_POOL_TEST_POSTGRES_CTL'] || undefined;
-const testWithRestart = (name: string, fn: () => Promise<void>): void => {
-  if (postgresCtl === undefined && process.env['CI'] !== 'true') test.skip(`[postgres] ${name}`, fn);
-  else testWithPostgres(name, fn);
-};
-
-function restartPostgres(): void {
-  assert.ok(postgresCtl !== undefined, 'CI=true: TENANT_POOL_TEST_POSTGRES_CTL names the server to restart (.ci/postgres)');
-  const log = join(tempDir(), 'pg_ctl.log');
-  const fd = openSync(log, 'w');
-  const restart = spawnSync('sh', ['-c', `${postgresCtl} restart -m fast -w -t 60`], { stdio: ['ignore', fd, fd], timeout: 90_000 });
-  closeSync(fd);
-  assert.is(restart.status, 0, readFileSync(log, 'utf8'));
-}
 
 testWithRestart('a single pool loses its lock in a PostgreSQL restart and a cluster instance joins meanwhile: the pool\'s writes are refused in the database, it sees the schema taken on reconnect and stops serving; the instance alone writes', async () => {
   const { schema, rootKey } = await counterSchema();

@@ -3,7 +3,11 @@
  * `source .ci/postgres; start_postgres`). Without one, these tests are skipped and counted as
  * skipped; with `CI=true` they must run, and fail when no server is given.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -20,4 +24,24 @@ export function testWithPostgres(name: string, fn: () => Promise<void>): void {
 /** A schema of its own for one test, so tests never see each other's rows. */
 export function testSchema(): string {
   return `${TEST_SCHEMA_PREFIX}${randomBytes(6).toString('hex')}`;
+}
+
+/** pg_ctl of the tests' server, where `.ci/postgres` started it: the tests that restart the server need it. */
+const postgresCtl = process.env['TENANT_POOL_TEST_POSTGRES_CTL'] || undefined;
+
+/** A test that restarts the server: where it cannot be restarted from here (no pg_ctl given), skipped and counted; with CI=true it must run. */
+export function testWithRestart(name: string, fn: () => Promise<void>): void {
+  if (postgresCtl === undefined && process.env['CI'] !== 'true') test.skip(`[postgres] ${name}`, fn);
+  else testWithPostgres(name, fn);
+}
+
+/** Restarts the tests' server (fast shutdown) and waits until it accepts connections again. */
+export function restartPostgres(): void {
+  assert.ok(postgresCtl !== undefined, 'CI=true: TENANT_POOL_TEST_POSTGRES_CTL names the server to restart (.ci/postgres)');
+  // pg_ctl's output goes to a file: without `-l`, the restarted server inherits it and would hold a pipe open.
+  const log = join(mkdtempSync(join(tmpdir(), 'tp-pgctl-')), 'pg_ctl.log');
+  const fd = openSync(log, 'w');
+  const restart = spawnSync('sh', ['-c', `${postgresCtl} restart -m fast -w -t 60`], { stdio: ['ignore', fd, fd], timeout: 90_000 });
+  closeSync(fd);
+  assert.is(restart.status, 0, readFileSync(log, 'utf8'));
 }
