@@ -362,6 +362,18 @@ export const extraScenarios: Scenario[] = [
         const p50 = async (fn: () => Promise<unknown>): Promise<number> => round(percentile(await sample(rounds, fn), 50) * 1000);
         const figures = {
           pgSaveP50Us: await p50(async () => pgWallet.save('c', `r${n++ % 500}`, value, tags)),
+          // The same save by a pool that owns the schema alone: its write checks the ownership epoch first.
+          pgOwnedSaveP50Us: await (async () => {
+            await store.query('owning the bench schema', `UPDATE ${schema}.ownership SET mode = 'single', epoch = 1`, [], true);
+            const owned = await PostgresWalletStore.connect(url, schema, 2, { ownerEpoch: 1 });
+            const writer = await owned.open('bench', key);
+            try {
+              return await p50(async () => writer.save('c', `r${n++ % 500}`, value, tags));
+            } finally {
+              writer.close();
+              await owned.close();
+            }
+          })(),
           sqliteSaveP50Us: await p50(async () => sqlite.save('c', `r${n++ % 500}`, value, tags)),
           // The records were just written, so this wallet holds them decrypted: a get served from memory.
           pgCachedGetP50Us: await p50(async () => pgWallet.get('c', `r${n++ % 500}`)),

@@ -134,6 +134,49 @@ testWithRestart('a single pool loses its lock in a PostgreSQL restart and a clus
   }
 });
 
+testWithPostgres('a takeover waits for the write under way of the pool that owned the schema: an instance joining blocks on the ownership fence until that write commits, and the next write of that pool is refused', async () => {
+  const { schema, rootKey } = await counterSchema();
+  const pg = (await import('pg')).default;
+  // The owner's writes as its wallet makes them: the fence first (a shared lock and the epoch), then the rows.
+  const pool = await TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
+  const [{ epoch }] = (await pgQuery<{ epoch: string }>(`SELECT epoch FROM ${schema}.ownership`)) as [{ epoch: string }];
+  await pool.close();
+  const writer = new pg.Client(postgresUrl);
+  await writer.connect();
+  let instance: TenantPool | undefined;
+  try {
+    await writer.query('BEGIN');
+    await writer.query(`SELECT pg_advisory_xact_lock_shared(hashtext('tenant-pool ownership ${schema}'))`);
+    const owned = (await writer.query<{ one: number }>(`SELECT 1 AS one FROM ${schema}.ownership WHERE mode = 'single' AND epoch = $1`, [epoch])).rows[0];
+    assert.ok(owned !== undefined, 'the write found the schema owned');
+    let hasJoined = false;
+    const joining = TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'joiner', leaseTtlMs: TTL } }).then((p) => {
+      hasJoined = true;
+      return p;
+    });
+    // The joiner waits on the fence (the server says so), not on anything else.
+    for (let i = 0; ; i++) {
+      const [waiting] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+      if (waiting!.n > 0) break;
+      assert.ok(i < 2000, 'the joiner waits for the advisory fence');
+      await pause(5);
+    }
+    assert.not.ok(hasJoined, 'not joined while the write is under way');
+    await writer.query(`INSERT INTO ${schema}.registry_config (name, value) VALUES ('written under the old epoch', 'x')`);
+    await writer.query('COMMIT');
+    instance = await joining;
+    // A write of the old owner that starts now finds the schema the cluster's.
+    await writer.query('BEGIN');
+    await writer.query(`SELECT pg_advisory_xact_lock_shared(hashtext('tenant-pool ownership ${schema}'))`);
+    assert.equal((await writer.query(`SELECT 1 FROM ${schema}.ownership WHERE mode = 'single' AND epoch = $1`, [epoch])).rows, [], 'the old epoch is gone');
+    await writer.query('ROLLBACK');
+  } finally {
+    await writer.end();
+    await instance?.close();
+    await dropSchema(schema);
+  }
+});
+
 testWithPostgres('in one process: a write that finds the schema taken revokes every session, fails waiting and later acquires ERR_OWNERSHIP_LOST, warns once and publishes tenant-pool:schema:lost', async () => {
   const { schema, rootKey } = await counterSchema();
   const warnings: string[] = [];

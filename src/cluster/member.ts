@@ -31,7 +31,7 @@ import type { ResolvedClusterOptions } from '../config.js';
 import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
 import { poolError, type LeaseOwner, type TenantPoolError } from '../errors.js';
 import { placeAmong } from '../placement.js';
-import { inTransaction, openPgPool, ownerLockName, pgError } from '../store/pg.js';
+import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../store/pg.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';
@@ -130,7 +130,11 @@ export class ClusterMember {
         const [free] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [ownerLockName(s)])).rows;
         if (free?.ok !== true) throw poolError('ERR_DATA_DIR_LOCKED', `the PostgreSQL schema ${s} is owned by a single pool (opened without the cluster option); close it, then start the cluster's instances`);
       }
-      if (owned?.mode !== 'cluster') await client.query(`UPDATE ${s}.ownership SET mode = 'cluster', epoch = nextval('${s}.lease_epochs')`);
+      if (owned?.mode !== 'cluster') {
+        // Waits for the writes under way of the pool that owned it; its later ones find the new epoch.
+        await lockOwnershipChange(client, s);
+        await client.query(`UPDATE ${s}.ownership SET mode = 'cluster', epoch = nextval('${s}.lease_epochs')`);
+      }
       const { rows } = await client.query(
         `INSERT INTO ${s}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life) VALUES ($1, $2, now(), $3, $4)
          ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life

@@ -27,7 +27,7 @@ import { hostname } from 'node:os';
 import type { Pool as PgPool, PoolClient } from 'pg';
 import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
 import type { KdfMethod, StoreConfig } from '../protocol.js';
-import { createSchema, inTransaction, openPgPool, ownerLockName, pgError } from './pg.js';
+import { checkOwnerEpoch, createSchema, inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from './pg.js';
 import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights } from './registry.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 
@@ -161,6 +161,7 @@ export class PostgresRegistry implements TenantStore {
           }
           // The schema is this pool's from now on, under a new epoch. Leases of instances gone quiet
           // go: a paused instance that wakes up finds its tenants' leases gone, so its writes fail.
+          await lockOwnershipChange(client, s);
           epoch = Number((await client.query<{ epoch: string }>(`UPDATE ${s}.ownership SET mode = 'single', epoch = nextval('${s}.lease_epochs') RETURNING epoch`)).rows[0]!.epoch);
           await client.query(`DELETE FROM ${s}.leases`);
         }
@@ -213,15 +214,14 @@ export class PostgresRegistry implements TenantStore {
 
   /**
    * A write of the registry, in one transaction that first checks (without cluster mode) that the
-   * schema is still this pool's: its ownership row `FOR SHARE` with this pool's epoch. A pool that
+   * schema is still this pool's: its ownership row with this pool's epoch, under the ownership fence. A pool that
    * lost the schema writes nothing.
    */
   async #write<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
     if (this.#ownershipLost !== undefined) throw this.#ownershipLost;
     return inTransaction(this.#pool, what, async (client) => {
       if (this.#ownerEpoch !== undefined) {
-        const { rowCount } = await client.query(`SELECT 1 FROM ${this.#s}.ownership WHERE mode = 'single' AND epoch = $1 FOR SHARE`, [this.#ownerEpoch]);
-        if (rowCount === 0) throw this.#lost(`${what}: the PostgreSQL schema ${this.#s} was taken by another pool or by cluster instances; nothing was written`);
+        if (!(await checkOwnerEpoch(client, this.#s, this.#ownerEpoch))) throw this.#lost(`${what}: the PostgreSQL schema ${this.#s} was taken by another pool or by cluster instances; nothing was written`);
       }
       return fn(client);
     });

@@ -13,7 +13,7 @@ import bs58 from 'bs58';
 import { poolError } from '../../src/errors.js';
 import type { RawRecord } from '../../src/protocol.js';
 import { isEqualityOnly, matchesQuery, type QueryNode } from '../../src/query.js';
-import { createSchema, inTransaction, openPgPool, pgError } from '../../src/store/pg.js';
+import { checkOwnerEpoch, createSchema, inTransaction, openPgPool, pgError } from '../../src/store/pg.js';
 import { generateEd25519, isKeyPair } from '../ed25519.js';
 import type { WalletSnapshot } from '../transfer.js';
 import { ProfileKey } from './profile-key.js';
@@ -72,18 +72,13 @@ export class PostgresWalletStore {
   }
 
   /**
-   * @internal Without cluster mode: reads the ownership row `FOR SHARE` with the pool's epoch, in the
-   * write's transaction. A pool that lost the schema (another pool or cluster instances took it while
+   * @internal Without cluster mode: checks the ownership row for the pool's epoch, under the
+   * ownership fence (`checkOwnerEpoch`), in the write's transaction. A pool that lost the schema (another pool or cluster instances took it while
    * its lock was gone) finds none and writes nothing; a takeover waits until this transaction ends.
    */
   async checkOwner(client: PoolClient, what: string): Promise<void> {
     if (this.#ownerEpoch === undefined) return;
-    const { rowCount } = await client.query({
-      name: `tp-owner-${this.#schema}`,
-      text: `SELECT 1 FROM ${this.#schema}.ownership WHERE mode = 'single' AND epoch = $1 FOR SHARE`,
-      values: [this.#ownerEpoch],
-    });
-    if (rowCount === 0) throw poolError('ERR_OWNERSHIP_LOST', `${what}: the PostgreSQL schema ${this.#schema} was taken by another pool or by cluster instances; nothing was written`);
+    if (!(await checkOwnerEpoch(client, this.#schema, this.#ownerEpoch))) throw poolError('ERR_OWNERSHIP_LOST', `${what}: the PostgreSQL schema ${this.#schema} was taken by another pool or by cluster instances; nothing was written`);
   }
 
   /** One statement; with a `name`, prepared once per connection (the hot statements: a get, a delete). */
