@@ -4,7 +4,7 @@
  * Every worker thread imports it; `npm start` uses it.
  */
 import type { DependencyContainer } from 'tsyringe';
-import { defineModule, type TenantContext } from '../src/worker.js';
+import { defineModule, type TenantContext } from 'tenant-pool/worker';
 
 /** Counts what one tenant received while its wallet was open; disposed when the wallet closes. */
 class InboxStats {

@@ -11,8 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TenantPool, TenantPoolError } from '../src/index.js';
-import { createRouter } from '../src/router.js';
+import { TenantPool, TenantPoolError } from 'tenant-pool';
+import { createRouter } from 'tenant-pool/router';
 
 const url = process.env['TENANT_POOL_POSTGRES_URL'];
 if (url === undefined) {

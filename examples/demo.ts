@@ -10,8 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { TenantPool } from '../src/index.js';
-import { startLiveView } from '../src/live.js';
+import { TenantPool } from 'tenant-pool';
+import { startLiveView } from 'tenant-pool/live';
 
 const TENANTS = 32;
 const SESSIONS = 2_000;

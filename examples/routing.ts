@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { TenantPool } from '../src/index.js';
+import { TenantPool } from 'tenant-pool';
 
 /** Stands in for a real secret store (Vault, a KMS, a sealed database column...). */
 const secretStore = new Map<string, string>();
