@@ -41,42 +41,82 @@ export type ErrorCode = (typeof ErrorCodes)[number];
 const knownCodes: ReadonlySet<string> = new Set(ErrorCodes);
 
 /**
- * The one error class the pool raises. Branch on `code`, never on `message`.
+ * The fields an error carries besides its code, by code: after `e.code === 'ERR_TENANT_ELSEWHERE'`
+ * the type has `e.owner`, after `'ERR_ACQUIRE_TIMEOUT'` `e.stage`, `e.waitMs`, ... Every error may
+ * carry `tenantId`.
+ */
+export interface ErrorFieldsByCode {
+  ERR_ACQUIRE_TIMEOUT: {
+    /** Whether the acquire waited for admission (capacity) or for its wallet to open. */
+    readonly stage: 'admission' | 'open';
+    /** How long the acquire waited, in ms. */
+    readonly waitMs: number;
+    /** Acquires still waiting when it gave up. */
+    readonly queued: number;
+    /** Weight in use when it gave up. */
+    readonly weightInUse: number;
+  };
+  ERR_TENANT_ELSEWHERE: {
+    /** The instance that holds the tenant's lease, where a host can forward the request; null when it gave up its lease meanwhile (try again). */
+    readonly owner: LeaseOwner | null;
+  };
+  ERR_DATA_DIR_LOCKED: {
+    /** The process that holds the data folder or schema, as it recorded itself (absent when it did not). */
+    readonly holder?: DataDirHolder;
+    /** The live cluster instances on the PostgreSQL schema that a pool without the cluster option would open. */
+    readonly instances?: string[];
+  };
+  ERR_SESSION_REVOKED: {
+    /** Why the pool ended the session. */
+    readonly reason?: RevocationReason;
+  };
+  ERR_LEASE_LOST: { readonly reason?: RevocationReason };
+  ERR_WORKER_CRASHED: OutcomeField;
+  ERR_STORAGE_UNAVAILABLE: OutcomeField;
+  ERR_POOL_CLOSED: OutcomeField;
+}
+
+interface OutcomeField {
+  /**
+   * `'unknown'` when a write was sent and could not be answered (its worker died or was stopped,
+   * or the database connection was lost at commit): it may or may not have committed. Read it
+   * back before retrying. Absent: the call did not commit.
+   */
+  readonly outcome?: 'unknown';
+}
+
+/**
+ * The error the pool raises, typed by its code: a union that narrows on `code`. Branch on `code`,
+ * never on `message`. `TenantPoolError<'ERR_TENANT_ELSEWHERE'>` is one member.
  *
  * @example
  * try { await pool.acquire(id) } catch (e) {
- *   if (e instanceof TenantPoolError && e.code === 'ERR_ACQUIRE_TIMEOUT') retryLater()
+ *   if (e instanceof TenantPoolError && e.code === 'ERR_TENANT_ELSEWHERE') forwardTo(e.owner?.address)
  * }
  */
-export class TenantPoolError extends Error {
+export type TenantPoolError<C extends ErrorCode = ErrorCode> = C extends ErrorCode
+  ? Error & {
+      readonly name: 'TenantPoolError';
+      readonly code: C;
+      /**
+       * Whether the same call, made again a little later (or on another instance), may succeed: true
+       * for timeouts, a full queue, a tenant at its limit, a closing pool and a crashed worker.
+       */
+      readonly retryable: boolean;
+      /** The tenant the error is about, where there is one. */
+      readonly tenantId?: string;
+    } & (C extends keyof ErrorFieldsByCode ? ErrorFieldsByCode[C] : unknown)
+  : never;
+
+/** The constructor: `new TenantPoolError(code, message, options)`, and `instanceof TenantPoolError` narrows to the union. */
+export interface TenantPoolErrorConstructor {
+  new <C extends ErrorCode>(code: C, message: string, options?: { cause?: unknown } & ErrorDetails): TenantPoolError<C>;
+  readonly prototype: TenantPoolError;
+}
+
+/** The one error class the pool raises (see the {@link TenantPoolError} type). */
+class PoolError extends Error {
   readonly code: ErrorCode;
-  /** The tenant the error is about, where there is one. */
-  declare readonly tenantId?: string;
-  /** `ERR_SESSION_REVOKED`: why the pool ended the session. */
-  declare readonly reason?: RevocationReason;
-  /**
-   * `'unknown'` when a write was sent and its worker died before answering: it may or may not have
-   * committed, as with a database connection lost at commit. Read it back before retrying.
-   */
-  declare readonly outcome?: 'unknown';
-  /** `ERR_DATA_DIR_LOCKED`: the process that holds the data folder, as it recorded itself. */
-  declare readonly holder?: DataDirHolder;
-  /** `ERR_TENANT_ELSEWHERE`: the instance that holds the tenant's lease, where a host can forward the request. */
-  declare readonly owner?: LeaseOwner;
-  /** `ERR_DATA_DIR_LOCKED`: the live cluster instances on the PostgreSQL schema that a pool without the cluster option would open. */
-  declare readonly instances?: string[];
-  /** `ERR_ACQUIRE_TIMEOUT`: whether the acquire waited for admission (capacity) or for its wallet to open. */
-  declare readonly stage?: 'admission' | 'open';
-  /** `ERR_ACQUIRE_TIMEOUT`: how long the acquire waited, in ms. */
-  declare readonly waitMs?: number;
-  /** `ERR_ACQUIRE_TIMEOUT`: acquires still waiting when it gave up. */
-  declare readonly queued?: number;
-  /** `ERR_ACQUIRE_TIMEOUT`: weight in use when it gave up. */
-  declare readonly weightInUse?: number;
-  /**
-   * Whether the same call, made again a little later (or on another instance), may succeed: true
-   * for timeouts, a full queue, a tenant at its limit, a closing pool and a crashed worker.
-   */
   readonly retryable: boolean;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown } & ErrorDetails) {
@@ -89,6 +129,10 @@ export class TenantPoolError extends Error {
     }
   }
 }
+
+Object.defineProperty(PoolError, 'name', { value: 'TenantPoolError' });
+
+export const TenantPoolError = PoolError as unknown as TenantPoolErrorConstructor;
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_ACQUIRE_TIMEOUT', 'ERR_QUEUE_FULL', 'ERR_TENANT_LIMIT', 'ERR_POOL_CLOSED', 'ERR_WORKER_CRASHED', 'ERR_PASSPHRASE_PROVIDER', 'ERR_STORAGE_UNAVAILABLE', 'ERR_TENANT_ELSEWHERE', 'ERR_LEASE_LOST', 'ERR_OWNERSHIP_LOST']);
 
@@ -109,13 +153,13 @@ export interface DataDirHolder {
   since: string;
 }
 
-/** Structured fields an error may carry besides its code. */
+/** Structured fields an error may carry besides its code (which of them, by code: {@link ErrorFieldsByCode}). */
 export interface ErrorDetails {
   tenantId?: string;
   reason?: RevocationReason;
   outcome?: 'unknown';
   holder?: DataDirHolder;
-  owner?: LeaseOwner;
+  owner?: LeaseOwner | null;
   instances?: string[];
   stage?: 'admission' | 'open';
   waitMs?: number;
@@ -129,19 +173,21 @@ const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'owner', 'instan
  * Adds fields to an error already made (no second error, so no second stack capture on a hot path
  * such as an acquire timeout under overload). Returns the same error.
  */
-export function withDetails(error: TenantPoolError, details: ErrorDetails): TenantPoolError {
+export function withDetails<E extends TenantPoolError>(error: E, details: ErrorDetails): E {
   for (const key of DETAIL_KEYS) if (details[key] !== undefined) Object.defineProperty(error, key, { value: details[key], enumerable: true, configurable: true });
   return error;
 }
 
-function detailsOf(error: TenantPoolError): ErrorDetails {
+/** Every field the error carries besides its code, whatever the code. */
+export function detailsOf(error: TenantPoolError): ErrorDetails {
+  const fields = error as unknown as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const key of DETAIL_KEYS) if (error[key] !== undefined) out[key] = error[key];
+  for (const key of DETAIL_KEYS) if (fields[key] !== undefined) out[key] = fields[key];
   return out;
 }
 
 /** Shorthand for `new TenantPoolError(...)`, so throw sites stay on one line. */
-export function poolError(code: ErrorCode, message: string, cause?: unknown, details?: ErrorDetails): TenantPoolError {
+export function poolError<C extends ErrorCode>(code: C, message: string, cause?: unknown, details?: ErrorDetails): TenantPoolError<C> {
   return new TenantPoolError(code, message, cause === undefined && details === undefined ? undefined : { cause, ...details });
 }
 
@@ -207,8 +253,9 @@ export function encodeError(error: unknown): EncodedError {
 export function decodeError(encoded: EncodedError): Error {
   let error: Error;
   if (encoded.isPoolError && encoded.code !== undefined && knownCodes.has(encoded.code)) {
-    error = new TenantPoolError(encoded.code as ErrorCode, encoded.message);
-    if (encoded.details !== undefined) withDetails(error as TenantPoolError, encoded.details);
+    const rebuilt = new TenantPoolError(encoded.code as ErrorCode, encoded.message);
+    if (encoded.details !== undefined) withDetails(rebuilt, encoded.details);
+    error = rebuilt;
   } else {
     error = new Error(encoded.message);
     error.name = encoded.name;

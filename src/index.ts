@@ -1,11 +1,13 @@
 export { TenantPool } from './pool.js';
-export type { AcquireOptions, Clock, DispatchMessage, PoolStats, PoolTotals } from './pool.js';
+export type { AcquireOptions, Clock, ClusterOf, DispatchMessage, PoolCluster, PoolStats, PoolTotals } from './pool.js';
 export { TenantPoolError, ErrorCodes } from './errors.js';
-export type { ErrorCode } from './errors.js';
+export type { DataDirHolder, ErrorCode, ErrorDetails, ErrorFieldsByCode, LeaseOwner, RevocationReason, TenantPoolErrorConstructor } from './errors.js';
 export { DEFAULTS } from './config.js';
-export type { PassphraseProvider, PoolOptions, PostgresOptions, ResolvedOptions, ResolvedPostgresOptions } from './config.js';
+export type { ClusterOptions, PassphraseProvider, PoolOptions, PostgresOptions, ResolvedClusterOptions, ResolvedOptions, ResolvedPostgresOptions } from './config.js';
 export type { TenantSession, SessionRecords, SessionKeys, KeyInfo, RunOptions } from './session.js';
 export type { TenantInfo, CreateTenantOptions, UpdateTenantOptions, TenantFilter, Tenants } from './tenants.js';
+export type { ExportOptions, ImportOptions, RekeyOptions } from './tenant-keys.js';
+export type { ClusterMemberInfo } from './cluster/routing.js';
 export type { TenantWeights } from './store/registry.js';
 export type { JsonCompatible, JsonValue, KdfMethod, RecordPage, StoredRecord } from './protocol.js';
 export type { TagCondition, TagQuery } from './query.js';

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config.js';
+import { resolveConfig, type ClusterOptions, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type LeaseLossReason, type RevokeReason } from './diagnostics.js';
 import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails, type LeaseOwner } from './errors.js';
 import { Admission } from './admission.js';
@@ -70,8 +70,6 @@ export type { Clock } from './timers.js';
 
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
 export const kWorkers = Symbol('tenant-pool.workers');
-/** @internal The hook by which the store and the cluster membership tell the pool it lost its PostgreSQL schema. */
-const kOwnershipLost = Symbol('tenant-pool.ownershipLost');
 
 /** @internal Key of the pool's event hub, for `collectMetrics()` and the live view. */
 export const kEvents = Symbol('tenant-pool.events');
@@ -96,12 +94,22 @@ export interface PoolCluster {
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
-export class TenantPool implements AsyncDisposable {
+/**
+ * The type of `pool.cluster` for a pool opened with options `O`: present when `O` has a `cluster`
+ * option; possibly undefined otherwise (a config file may still give one).
+ */
+export type ClusterOf<O extends PoolOptions> = O extends { cluster: ClusterOptions } ? PoolCluster : PoolCluster | undefined;
+
+/**
+ * The pool. `TenantPool.open(options)` types it by the options given: opened with `cluster`,
+ * `pool.cluster` is typed present.
+ */
+export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDisposable {
   /** Create, read, update and delete tenants. */
   readonly tenants: Tenants;
   readonly options: ResolvedOptions;
   /** Cluster mode (the `cluster` option): owners and routes of tenants. Undefined otherwise. */
-  readonly cluster: PoolCluster | undefined;
+  readonly cluster: ClusterOf<O>;
   readonly #member: ClusterMember | undefined;
   readonly #clock: Clock;
   readonly #registry: TenantStore;
@@ -122,7 +130,7 @@ export class TenantPool implements AsyncDisposable {
   private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
     this.#member = member;
-    this.cluster =
+    const cluster: PoolCluster | undefined =
       member === undefined
         ? undefined
         : Object.freeze({
@@ -133,6 +141,8 @@ export class TenantPool implements AsyncDisposable {
             members: async () => member.members(),
             rebalance: async () => member.rebalance(),
           });
+    // A pool opened with `cluster` has a member (the config file may give one too: then the type says "maybe").
+    this.cluster = cluster as ClusterOf<O>;
     this.#clock = clock;
     this.#events = events;
     this.#warn = warn;
@@ -167,7 +177,7 @@ export class TenantPool implements AsyncDisposable {
               take: async (tenantId: string) => member.take(tenantId),
               release: async (tenantId: string) => member.release(tenantId),
               holds: (tenantId: string) => member.holds(tenantId),
-              expired: (tenantId: string) => this.leaseLost(tenantId, 'expired'),
+              expired: (tenantId: string) => this.#leaseLost(tenantId, 'expired'),
             },
           }),
     });
@@ -182,7 +192,7 @@ export class TenantPool implements AsyncDisposable {
       },
       routeOf: async (publicKey) => registry.routeOf(publicKey),
       isLeased: member === undefined ? () => true : (tenantId) => member.holds(tenantId),
-      leaseLost: (tenantId, reason) => this.leaseLost(tenantId, reason),
+      leaseLost: (tenantId, reason) => this.#leaseLost(tenantId, reason),
       ownershipLost: (error) => this.#loseOwnership(error),
     };
     this.tenants = new Tenants({
@@ -240,9 +250,9 @@ export class TenantPool implements AsyncDisposable {
    * @example
    * await using pool = await TenantPool.open({ dataDir: './data' })
    */
-  static async open(options: PoolOptions = {}, internals: { clock?: Clock } = {}): Promise<TenantPool> {
+  static async open<O extends PoolOptions = PoolOptions>(options: O = {} as O, internals: { clock?: Clock } = {}): Promise<TenantPool<O>> {
     try {
-      return await TenantPool.#openIn(options, internals);
+      return (await TenantPool.#openIn(options, internals));
     } catch (error) {
       throw asPoolError(error, 'the pool could not open');
     }
@@ -262,7 +272,9 @@ export class TenantPool implements AsyncDisposable {
     if (logger !== undefined) events.on(logEvents(logger));
     // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
     const ref: { pool?: TenantPool } = {};
-    const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (error) => ref.pool?.[kOwnershipLost](error), (removed, failed) => {
+    const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (error) => {
+      if (ref.pool !== undefined) ref.pool.#loseOwnership(error);
+    }, (removed, failed) => {
       if (logger === undefined) {
         warn(
           `tenant-pool removed ${removed.length} ${resolved.postgres === undefined ? 'file(s) of the wallet folder' : 'wallet(s) of the database'} that no tenant owns${removed.length > 0 ? ` (${removed.join(', ')})` : ''}${failed.length > 0 ? `; ${failed.length} could not be removed and are tried again at the next open (${failed.join(', ')})` : ''}`,
@@ -276,12 +288,18 @@ export class TenantPool implements AsyncDisposable {
     try {
       if (resolved.cluster !== undefined) {
         member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, {
-          onLost: (tenantId, reason) => ref.pool?.leaseLost(tenantId, reason),
-          idleTenants: () => ref.pool?.idleTenants() ?? [],
-          handOff: (tenantId) => ref.pool?.handOff(tenantId),
+          onLost: (tenantId, reason) => {
+            if (ref.pool !== undefined) ref.pool.#leaseLost(tenantId, reason);
+          },
+          idleTenants: () => (ref.pool === undefined ? [] : ref.pool.#idleTenants()),
+          handOff: (tenantId) => {
+            if (ref.pool !== undefined) ref.pool.#handOff(tenantId);
+          },
           warn,
           events,
-          onOwnershipLost: (error) => ref.pool?.[kOwnershipLost](error),
+          onOwnershipLost: (error) => {
+            if (ref.pool !== undefined) ref.pool.#loseOwnership(error);
+          },
         });
       }
       pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance);
@@ -308,7 +326,9 @@ export class TenantPool implements AsyncDisposable {
       (_, index) =>
         new WorkerSlot({
           index,
-          onCrash: (i, error) => ref.pool?.workerCrashed(i, error),
+          onCrash: (i, error) => {
+            if (ref.pool !== undefined) ref.pool.#workerCrashed(i, error);
+          },
           onSpawn: (worker, startMs, isReplacement) => events.emit('tenant-pool:worker:spawn', () => ({ worker, startMs: ms(startMs), isReplacement })),
           modules: resolved.modules,
           maxValueBytes: resolved.maxValueBytes,
@@ -524,7 +544,7 @@ export class TenantPool implements AsyncDisposable {
    * @internal Cluster mode: the tenant's lease is no longer this instance's (not renewed in time, or
    * a write found it taken). Its sessions are revoked (`ERR_LEASE_LOST`) and its wallet closed.
    */
-  leaseLost(tenantId: string, reason: LeaseLossReason): void {
+  #leaseLost(tenantId: string, reason: LeaseLossReason): void {
     this.#member?.forget(tenantId, reason);
     const revoke = (session: Session): void => this.#revoke(session, 'ERR_LEASE_LOST', `this session was revoked: instance ${this.#member?.instanceId ?? ''} no longer holds the lease of tenant ${tenantId}`, 'lease');
     for (const session of this.#ledger.sessions()) if (session.tenantId === tenantId) revoke(session);
@@ -535,11 +555,6 @@ export class TenantPool implements AsyncDisposable {
         this.#scheduler.walletLost(tenantId);
         this.#admission.pump();
       });
-  }
-
-  /** @internal PostgreSQL: the schema was taken from this pool (see `#loseOwnership`). */
-  [kOwnershipLost](error: TenantPoolError): void {
-    this.#loseOwnership(error);
   }
 
   /**
@@ -570,18 +585,18 @@ export class TenantPool implements AsyncDisposable {
   }
 
   /** @internal Cluster mode: tenants whose wallet is open with no session. */
-  idleTenants(): string[] {
+  #idleTenants(): string[] {
     return this.#isClosed ? [] : this.#scheduler.idleTenants();
   }
 
   /** @internal Cluster mode: closes an idle wallet so the tenant can move to the member its route points to. */
-  handOff(tenantId: string): void {
+  #handOff(tenantId: string): void {
     if (this.#isClosed || !this.#scheduler.closeIdle(tenantId)) return;
     void this.#admission.closeWallet(tenantId, 'idle');
   }
 
   /** @internal Called by a worker slot when its worker died. */
-  workerCrashed(index: number, error: Error): void {
+  #workerCrashed(index: number, error: Error): void {
     const lost = this.#wallets.workerCrashed(index);
     for (const tenantId of lost) this.#scheduler.walletLost(tenantId);
     this.#events.emit('tenant-pool:worker:crash', () => ({ worker: index, message: error.message, walletsLost: lost.length, crashes: this.#workers[index]!.crashes }));

@@ -283,7 +283,7 @@ export class Session implements TenantSession {
       if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId, 'fenced');
       if (failure.code === 'ERR_OWNERSHIP_LOST') this.host.ownershipLost(failure);
       // The wallet closed under the call before it ran (the session was revoked meanwhile): the session's own end says why.
-      if (failure.code === 'ERR_SESSION_REVOKED' && failure.outcome === undefined) this.assertUsable();
+      if (failure.code === 'ERR_SESSION_REVOKED') this.assertUsable();
       throw failure;
     }
   }

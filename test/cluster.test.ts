@@ -723,11 +723,11 @@ testWithPostgres('SIGSTOP of the owner past its lease: another instance takes ov
     assert.ok(afterWake.every((v) => v <= atTakeover), `no write of the old owner after the takeover was acknowledged: ${afterWake.join(', ')} (takeover at ${atTakeover})`);
     assert.is((await session.records.get('c', 'counter'))?.value, atTakeover + 20, 'none of its writes is visible');
     // Its heartbeat had lapsed: it did not come back by renewing, it joined again (a live member once more, holding nothing it held before).
-    for (let i = 0; !(await pool.cluster!.members()).some((m) => m.instanceId === 'sleeper'); i++) {
+    for (let i = 0; !(await pool.cluster.members()).some((m) => m.instanceId === 'sleeper'); i++) {
       assert.ok(i < 400, 'the sleeper joins the cluster again');
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
-    assert.equal(await pool.cluster!.ownerOf('counter'), { instanceId: 'heir', address: null }, 'the tenant stays with the heir');
+    assert.equal(await pool.cluster.ownerOf('counter'), { instanceId: 'heir', address: null }, 'the tenant stays with the heir');
     await session.release();
     assert.ok(tookMs < ttl + 5000 + 1000, `taken over ${Math.round(tookMs)} ms after the stop`);
   } finally {

@@ -72,7 +72,7 @@ test('errors carry tenantId and retryable; a timeout carries stage, waitMs, queu
     await pool.tenants.create({ tenantId: 'a' });
     await pool.tenants.create({ tenantId: 'b' });
     const held = await pool.acquire('a');
-    const timeout = (await rejectsWith(pool.acquire('b', { timeoutMs: 10 }), 'ERR_ACQUIRE_TIMEOUT')) as TenantPoolError;
+    const timeout = (await rejectsWith(pool.acquire('b', { timeoutMs: 10 }), 'ERR_ACQUIRE_TIMEOUT')) as TenantPoolError<'ERR_ACQUIRE_TIMEOUT'>;
     assert.equal({ tenantId: timeout.tenantId, stage: timeout.stage, queued: timeout.queued, weightInUse: timeout.weightInUse, retryable: timeout.retryable }, { tenantId: 'b', stage: 'admission', queued: 0, weightInUse: 5, retryable: true });
     assert.ok(typeof timeout.waitMs === 'number' && timeout.waitMs >= 10, `waitMs ${String(timeout.waitMs)}`);
     const notFound = (await rejectsWith(pool.acquire('nobody'), 'ERR_TENANT_NOT_FOUND')) as TenantPoolError;

@@ -30,7 +30,7 @@ test('rekey: a new passphrase opens and the old does not; records, tags and keys
     await rejectsWith(pool.tenants.rekey('p', { passphrase: 'old pass', kdf: 'raw' }), 'ERR_INVALID_ARGUMENT', 'raw with a passphrase');
     const info = await pool.tenants.rekey('p', { passphrase: 'old pass', newPassphrase: 'new pass', kdf: 'argon2id' });
     assert.is(info.kdf, 'argon2id');
-    const revoked = (await rejectsWith(live.records.get('c', 'r1'), 'ERR_SESSION_REVOKED')) as TenantPoolError;
+    const revoked = (await rejectsWith(live.records.get('c', 'r1'), 'ERR_SESSION_REVOKED')) as TenantPoolError<'ERR_SESSION_REVOKED'>;
     assert.is(revoked.reason, 'rekey');
     await rejectsWith(pool.acquire('p', { passphrase: 'old pass' }), 'ERR_WALLET_KEY_INVALID', 'the old passphrase');
     await pool.withSession(

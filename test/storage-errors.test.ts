@@ -134,8 +134,8 @@ test('a write whose worker dies before answering is ERR_WORKER_CRASHED with outc
     const reads = Array.from({ length: 40 }, async () => s.records.get('c', 'seed'));
     void pool[kWorkers][0]!.thread!.terminate();
     const settled = await Promise.allSettled([...writes, ...reads]);
-    const writeErrors = settled.slice(0, 40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError);
-    const readErrors = settled.slice(40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError);
+    const writeErrors = settled.slice(0, 40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError<'ERR_WORKER_CRASHED'>);
+    const readErrors = settled.slice(40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError<'ERR_WORKER_CRASHED'>);
     assert.ok(writeErrors.length > 0, 'some writes were cut off');
     for (const e of writeErrors) {
       assert.is(e.code, 'ERR_WORKER_CRASHED');

@@ -199,7 +199,7 @@ export class ClusterMember {
         ? `tenant ${tenantId} is held by another instance: try again`
         : `tenant ${tenantId} is open on instance ${owner.instanceId}${owner.address === null ? '' : ` (${owner.address})`}: forward the request there`,
       undefined,
-      { tenantId, ...(owner === null ? {} : { owner }) },
+      { tenantId, owner },
     );
   }
 

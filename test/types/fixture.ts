@@ -65,3 +65,50 @@ export async function tasks(): Promise<void> {
   const _stored: number = inbox.stored;
   const _untyped: number = await session.run<number>('anything', { any: 'args' });
 }
+
+// ---- errors that narrow by code, pool.cluster typed by the options, internals out of reach ----
+/* eslint-disable @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-call -- the lines under @ts-expect-error are type errors on purpose */
+import type { ClusterOptions, ErrorDetails, ExportOptions, ImportOptions, LeaseOwner, PoolCluster, RekeyOptions } from '../../src/index.js';
+import { TenantPool, TenantPoolError } from '../../src/index.js';
+
+export function narrowing(e: unknown): string | number | null {
+  if (!(e instanceof TenantPoolError)) return null;
+  if (e.code === 'ERR_TENANT_ELSEWHERE') {
+    const owner: LeaseOwner | null = e.owner;
+    return owner?.address ?? null;
+  }
+  if (e.code === 'ERR_ACQUIRE_TIMEOUT') {
+    const waited: number = e.waitMs;
+    const stage: 'admission' | 'open' = e.stage;
+    return stage === 'open' ? waited : e.queued + e.weightInUse;
+  }
+  if (e.code === 'ERR_DATA_DIR_LOCKED') return e.holder?.pid ?? e.instances?.length ?? null;
+  if (e.code === 'ERR_WORKER_CRASHED') return e.outcome ?? null;
+  if (e.code === 'ERR_QUEUE_FULL') {
+    // @ts-expect-error only ERR_TENANT_ELSEWHERE carries an owner
+    return e.owner;
+  }
+  // @ts-expect-error a field of one code is not on the union before the code is checked
+  return e.waitMs;
+}
+
+export const made: TenantPoolError<'ERR_TENANT_ELSEWHERE'> = new TenantPoolError('ERR_TENANT_ELSEWHERE', 'elsewhere', { owner: null });
+
+export async function clusterTyped(options: { postgres: { connectionString: string }; cluster: ClusterOptions }): Promise<void> {
+  const clustered = await TenantPool.open(options);
+  const cluster: PoolCluster = clustered.cluster;
+  await cluster.ownerOf('t');
+  const single = await TenantPool.open({ dataDir: './data' });
+  // @ts-expect-error without the cluster option, pool.cluster may be undefined
+  await single.cluster.ownerOf('t');
+  await single.cluster?.ownerOf('t');
+  // @ts-expect-error the pool's internals are not public
+  single.workerCrashed(0, new Error('x'));
+  // @ts-expect-error the pool's internals are not public
+  single.leaseLost('t', 'expired');
+  const rekey: RekeyOptions = { rotateDataKey: true };
+  const exported: ExportOptions = { file: 'x', exportKey: 'k' };
+  const imported: ImportOptions = { exportKey: 'k' };
+  const details: ErrorDetails = { tenantId: 't' };
+  void [rekey, exported, imported, details];
+}
