@@ -1,7 +1,7 @@
 /** What this machine allows, measured in the same run as the scenarios. */
 import { availableParallelism } from 'node:os';
 import { hashRaw } from '@node-rs/argon2';
-import { ARGON2_PARAMS } from '../workers/kdf.js';
+import { ARGON2_PARAMS } from '../common/kdf.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 
 export interface Limits {

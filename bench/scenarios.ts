@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { hashRaw } from '@node-rs/argon2';
-import { ARGON2_PARAMS } from '../workers/kdf.js';
+import { ARGON2_PARAMS } from '../common/kdf.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { availableParallelism } from 'node:os';
 import type { TenantPool } from '../src/pool.js';

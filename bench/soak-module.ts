@@ -1,5 +1,5 @@
 /** The soak's worker module: a full GC of the worker's heap, then its size, so memory samples see only live data. */
-import { defineModule } from '../src/worker.js';
+import { defineModule } from '../common/module-api.js';
 
 export default defineModule({
   tasks: {

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TenantPoolError } from './errors.js';
+import { TenantPoolError } from '../common/errors.js';
 import type { TenantPool } from './pool.js';
 
 export interface MigrateOptions {

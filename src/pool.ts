@@ -7,22 +7,22 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { resolveConfig, type ClusterOptions, type PoolOptions, type ResolvedOptions } from './config.js';
 import { EventHub, ms, type LeaseLossReason, type RevokeReason } from './diagnostics.js';
-import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails, type LeaseOwner } from './errors.js';
+import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails, type LeaseOwner } from '../common/errors.js';
 import { Admission } from './admission.js';
 import { SessionLedger } from './session-ledger.js';
 import type { Clock } from './timers.js';
-import { WalletManager } from './lifecycle.js';
+import { WalletManager } from './wallet-manager.js';
 import { logEvents } from './logging.js';
-import type { TenantRecord, Warn } from './store/registry.js';
+import type { TenantRecord, Warn } from './store/tenant-store.js';
 import { openTenantStore } from './store/open.js';
 import { ClusterMember, type ClusterMemberInfo } from './cluster/member.js';
 import type { TenantStore } from './store/tenant-store.js';
 import { Scheduler, type Weights } from './scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants.js';
-import { WorkerSlot } from './threads.js';
-import { checkName, checkOptionalObject, checkTenantId, invalid, toJson } from './validate.js';
-import type { JsonValue } from './protocol.js';
+import { WorkerSlot } from './worker-slot.js';
+import { checkName, checkOptionalObject, checkTenantId, invalid, toJson } from '../common/validate.js';
+import type { JsonValue } from '../common/protocol.js';
 
 /** A message for {@link TenantPool.dispatch}: one recipient key, or several (as an inbound envelope names them; the first one a tenant routes wins). */
 export type DispatchMessage = { recipientKey: string; recipientKeys?: undefined; body: JsonValue } | { recipientKeys: string[]; recipientKey?: undefined; body: JsonValue };

@@ -11,10 +11,10 @@
  * const { address } = await router.route(tenantId)   // forward the request there
  */
 import type { Pool as PgPool } from 'pg';
-import { poolError, type LeaseOwner } from './errors.js';
+import { poolError, type LeaseOwner } from '../common/errors.js';
 import { leaseOwner, routeTenant, type ClusterQuery } from './cluster/routing.js';
-import { openPgPool, pgError } from './store/pg.js';
-import { checkTenantId } from './validate.js';
+import { openPgPool, pgError } from '../common/pg.js';
+import { checkTenantId } from '../common/validate.js';
 
 export interface RouterOptions {
   connectionString: string;

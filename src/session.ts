@@ -2,13 +2,13 @@
  * A session on one tenant: the handle host code uses to reach the tenant's wallet. Every call runs
  * on the worker that holds the wallet; after release or revocation every call rejects.
  */
-import { asPoolError, poolError, type ErrorCode, type ErrorDetails, type TenantPoolError } from './errors.js';
-import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, WorkerApi, WorkerMethod } from './protocol.js';
-import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from './query.js';
-import type { WalletEntry } from './lifecycle.js';
+import { asPoolError, poolError, type ErrorCode, type ErrorDetails, type TenantPoolError } from '../common/errors.js';
+import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, WorkerApi, WorkerMethod } from '../common/protocol.js';
+import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from '../common/query.js';
 import type { Grant } from './scheduler.js';
-import type { TaskArgs, TaskName, TaskResult, WorkerModule } from './worker.js';
-import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from './validate.js';
+import type { WorkerSlot } from './worker-slot.js';
+import type { TaskArgs, TaskName, TaskResult, WorkerModule } from '../common/module-api.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from '../common/validate.js';
 
 /** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
 export interface SessionRecords {
@@ -100,6 +100,16 @@ export interface SessionHost {
   leaseLost(tenantId: string, reason: 'fenced' | 'expired'): void;
   /** PostgreSQL: a write found the schema taken from this pool. */
   ownershipLost(error: TenantPoolError): void;
+}
+
+/** The wallet a session runs on, as the session sees it (the wallet manager's entry is one). */
+export interface SessionWallet {
+  readonly tenantId: string;
+  readonly worker: WorkerSlot;
+  /** Whether the worker holding the wallet died with it. */
+  readonly isCrashed: boolean;
+  /** The sessions on it. */
+  readonly sessions: Set<Session>;
 }
 
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
@@ -233,7 +243,7 @@ export class Session implements TenantSession {
   readonly tenantId: string;
   readonly records: SessionRecords;
   readonly keys: SessionKeys;
-  readonly entry: WalletEntry;
+  readonly entry: SessionWallet;
   readonly host: SessionHost;
   /** The session's hold on the pool's capacity. */
   readonly grant: Grant;
@@ -243,7 +253,7 @@ export class Session implements TenantSession {
   #endMessage = '';
   #endDetails: ErrorDetails | undefined;
 
-  constructor(entry: WalletEntry, host: SessionHost, grant: Grant, acquiredAt: number) {
+  constructor(entry: SessionWallet, host: SessionHost, grant: Grant, acquiredAt: number) {
     this.tenantId = entry.tenantId;
     this.entry = entry;
     this.host = host;
@@ -261,7 +271,7 @@ export class Session implements TenantSession {
   /** @throws the session's end reason, or `ERR_WORKER_CRASHED` if the wallet's worker died. */
   assertUsable(): void {
     if (this.#endedWith !== null) throw poolError(this.#endedWith, this.#endMessage, undefined, this.#endDetails);
-    if (this.entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', 'the worker holding this tenant died; acquire a new session', undefined, { tenantId: this.tenantId });
+    if (this.entry.isCrashed) throw poolError('ERR_WORKER_CRASHED', 'the worker holding this tenant died; acquire a new session', undefined, { tenantId: this.tenantId });
   }
 
   /** Calls a tenant-scoped worker method on this session's wallet. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config.js';
-import { TenantPoolError } from '../src/errors.js';
+import { TenantPoolError } from '../common/errors.js';
 import { rejectsWith, rootKey, tempDir } from './helpers.js';
 import { TenantPool } from '../src/pool.js';
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeError, encodeError, poolError, TenantPoolError } from '../src/errors.js';
+import { decodeError, encodeError, poolError, TenantPoolError } from '../common/errors.js';
 
 test('a TenantPoolError crosses the boundary with class, name, code, message and stack', () => {
   const original = poolError('ERR_WALLET_CORRUPT', 'bad file');

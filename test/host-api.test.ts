@@ -6,7 +6,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { ErrorCodes, TenantPoolError } from '../src/errors.js';
+import { ErrorCodes, TenantPoolError } from '../common/errors.js';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { startChild } from './child.js';

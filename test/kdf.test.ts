@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { deriveKey } from '../workers/kdf.js';
+import { deriveKey } from '../common/kdf.js';
 
 test('argon2i-int reproduces Askar’s Argon2 test vector', async () => {
   const key = await deriveKey('argon2i-int', 'my password', Buffer.from('long enough salt'));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { TenantPool } from '../src/pool.js';
 import { DataDirLock } from '../src/store/data-dir.js';
 import { Registry } from '../src/store/registry.js';
-import { deriveKey, keyVerifier } from '../workers/kdf.js';
+import { deriveKey, keyVerifier } from '../common/kdf.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 
 export async function legacyRawTenant(dataDir: string, rootKey: string, passphrase: string): Promise<void> {

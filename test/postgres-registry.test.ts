@@ -7,7 +7,7 @@ import pg from 'pg';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { PostgresRegistry } from '../src/store/postgres-registry.js';
-import type { TenantRecord } from '../src/store/registry.js';
+import type { TenantRecord } from '../src/store/tenant-store.js';
 import { rejectsWith, rootKey } from './helpers.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { verifySignature } from '../workers/ed25519.js';
 import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
-import { checkRecordQuery, type TagQuery } from '../src/query.js';
+import { checkRecordQuery, type TagQuery } from '../common/query.js';
 import { postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 import { matches, type Tags } from './wql-reference.js';
 import { rejectsWith } from './helpers.js';

@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkRecordQuery, type TagQuery } from '../src/query.js';
+import { checkRecordQuery, type TagQuery } from '../common/query.js';
 import { matches, type Tags } from './wql-reference.js';
 import { disposePool, openPool, rejectsWith } from './helpers.js';
 

@@ -6,7 +6,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type TenantPoolError } from '../src/errors.js';
+import { type TenantPoolError } from '../common/errors.js';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
 import { disposePool, filesContaining, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, until, walletNames } from './helpers.js';

@@ -7,7 +7,7 @@ import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TenantPoolError } from '../src/errors.js';
+import { TenantPoolError } from '../common/errors.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
 import { rankWorkers } from '../src/placement.js';
 import { disposePool, openPool, rejectsWith, rootKey, tempDir, testIf, walletPathOf } from './helpers.js';

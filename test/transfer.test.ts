@@ -7,7 +7,7 @@ import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readExport, writeExport } from '../workers/transfer.js';
+import { readExport, writeExport } from '../common/export-format.js';
 import { disposePool, filesContaining, modeOf, openPool, rejectsWith, tempDir, walletNames } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TenantPoolError } from '../src/errors.js';
+import { TenantPoolError } from '../common/errors.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { tempDir } from './helpers.js';
 

@@ -1,5 +1,5 @@
 /** What a record query means, evaluated in plain JavaScript on one record's tags: the reference the wallets' SQL is checked against. */
-import type { QueryNode } from '../src/query.js';
+import type { QueryNode } from '../common/query.js';
 
 export type Tags = Record<string, string>;
 

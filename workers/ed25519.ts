@@ -1,7 +1,7 @@
 /** Ed25519 keys as both wallet stores keep them: raw 32-byte public keys, PKCS#8 private keys. */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import bs58 from 'bs58';
-import { poolError } from '../src/errors.js';
+import { poolError } from '../common/errors.js';
 
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 

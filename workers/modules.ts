@@ -6,11 +6,11 @@ import 'reflect-metadata';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { poolError } from '../src/errors.js';
-import type { JsonValue, RawRecord, StoredRecord } from '../src/protocol.js';
-import { checkRecordQuery, equalityTags } from '../src/query.js';
-import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord } from '../src/validate.js';
-import { isWorkerModule, type InboundMessage, type TenantContext, type TenantWallet, type WorkerModule } from '../src/worker.js';
+import { poolError } from '../common/errors.js';
+import type { JsonValue, RawRecord, StoredRecord } from '../common/protocol.js';
+import { checkRecordQuery, equalityTags } from '../common/query.js';
+import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord } from '../common/validate.js';
+import { isWorkerModule, type InboundMessage, type TenantContext, type TenantWallet, type WorkerModule } from '../common/module-api.js';
 import { verifySignature } from './ed25519.js';
 import type { StoredWallet } from './store/backend.js';
 

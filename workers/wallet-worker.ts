@@ -6,12 +6,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
-import { encodeError, poolError } from '../src/errors.js';
-import { Outbox, unbatch } from '../src/outbox.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../src/protocol.js';
-import { deriveKey, keyVerifier } from './kdf.js';
+import { encodeError, poolError } from '../common/errors.js';
+import { Outbox, unbatch } from '../common/outbox.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../common/protocol.js';
+import { deriveKey, keyVerifier } from '../common/kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
-import { readExport, walletDigest, writeExport } from './transfer.js';
+import { readExport, walletDigest, writeExport } from '../common/export-format.js';
 import { verifySignature } from './ed25519.js';
 import { openBackend, type StoredWallet, type WalletBackend } from './store/backend.js';
 import { GuardedWallet } from './store/guarded-wallet.js';

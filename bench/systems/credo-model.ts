@@ -13,7 +13,7 @@ import { hkdfSync } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { hashRawSync } from '@node-rs/argon2';
 import { Mutex, withTimeout, type MutexInterface } from 'async-mutex';
-import { ARGON2_PARAMS, KEY_BYTES } from '../../workers/kdf.js';
+import { ARGON2_PARAMS, KEY_BYTES } from '../../common/kdf.js';
 import { Wallet } from '../../workers/store/sqlite-wallet.js';
 import { TenantBook, type TenantMaterial } from './fixtures.js';
 import type { BenchSession, System, SystemOptions } from './types.js';

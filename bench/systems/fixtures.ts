@@ -1,8 +1,8 @@
 /** Wallet files for the baselines, made with the same wallet code and key derivation as the pool. */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { KdfMethod } from '../../src/protocol.js';
-import { deriveKey } from '../../workers/kdf.js';
+import type { KdfMethod } from '../../common/protocol.js';
+import { deriveKey } from '../../common/kdf.js';
 import { Wallet } from '../../workers/store/sqlite-wallet.js';
 
 export interface TenantMaterial {

@@ -4,7 +4,7 @@
  * until the last session that used it on this worker ends (announced on a BroadcastChannel).
  */
 import { BroadcastChannel } from 'node:worker_threads';
-import { deriveKey } from '../../workers/kdf.js';
+import { deriveKey } from '../../common/kdf.js';
 import { Wallet } from '../../workers/store/sqlite-wallet.js';
 import type { TenantMaterial } from './fixtures.js';
 

@@ -1,5 +1,5 @@
 /** What every system in the bench offers: tenant-pool and the baselines it replaces. */
-import type { KdfMethod } from '../../src/protocol.js';
+import type { KdfMethod } from '../../common/protocol.js';
 
 export interface BenchSession {
   get(category: string, id: string): Promise<unknown>;

@@ -29,9 +29,9 @@ import { randomBytes } from 'node:crypto';
 import type { Pool as PgPool } from 'pg';
 import type { ResolvedClusterOptions } from '../config.js';
 import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
-import { poolError, type LeaseOwner, type TenantPoolError } from '../errors.js';
+import { poolError, type LeaseOwner, type TenantPoolError } from '../../common/errors.js';
 import { placeAmong } from '../placement.js';
-import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../store/pg.js';
+import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';

@@ -2,7 +2,7 @@
  * Who holds a tenant and who should: read from the cluster's tables. Shared by the pool's
  * `pool.cluster` and the standalone `tenant-pool/router`, so both route by one rule.
  */
-import type { LeaseOwner } from '../errors.js';
+import type { LeaseOwner } from '../../common/errors.js';
 import { placeAmong } from '../placement.js';
 
 /** Runs one read on the cluster's database. */

@@ -13,7 +13,8 @@ import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
-import { asPoolError, poolError, type DataDirHolder } from '../errors.js';
+import { asPoolError, poolError, type DataDirHolder } from '../../common/errors.js';
+import { fsyncDir } from '../../common/fs.js';
 
 const LOCK_FILE = 'pool.lock';
 /** Who holds the lock, written by the holder once it has it; read only to name the holder in an error. */
@@ -33,15 +34,6 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
   fsyncDir(path.slice(0, path.lastIndexOf('/')) || '/');
 }
 
-/** Makes a folder's entries (a rename, a new or removed file) durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The exclusive hold on one data folder, released by `release()` or by the process's death. */
 export class DataDirLock {

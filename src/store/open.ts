@@ -1,10 +1,9 @@
 /** Opens the tenants' store the options name: one PostgreSQL schema, or SQLite files in `dataDir` (the default). */
 import type { ResolvedOptions } from '../config.js';
-import { poolError, type TenantPoolError } from '../errors.js';
+import { poolError, type TenantPoolError } from '../../common/errors.js';
 import { PostgresRegistry } from './postgres-registry.js';
-import type { Warn } from './registry.js';
+import type { TenantStore, Warn } from './tenant-store.js';
 import { SqliteTenantStore } from './sqlite-store.js';
-import type { TenantStore } from './tenant-store.js';
 
 export async function openTenantStore(
   options: ResolvedOptions,

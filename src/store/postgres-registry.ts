@@ -25,10 +25,10 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Pool as PgPool, PoolClient } from 'pg';
-import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
-import type { KdfMethod, StoreConfig } from '../protocol.js';
-import { checkOwnerEpoch, createSchema, inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from './pg.js';
-import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights } from './registry.js';
+import { asPoolError, poolError, type TenantPoolError } from '../../common/errors.js';
+import type { KdfMethod, StoreConfig } from '../../common/protocol.js';
+import { checkOwnerEpoch, createSchema, inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
+import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights } from './tenant-store.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 
 const NONCE_BYTES = 12;

@@ -14,33 +14,12 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
-import { deriveKey } from '../../workers/kdf.js';
-import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
-import type { KdfMethod } from '../protocol.js';
-import { fsyncDir, hasWallets, writeFileAtomic } from './data-dir.js';
+import { asPoolError, poolError } from '../../common/errors.js';
+import type { KdfMethod } from '../../common/protocol.js';
+import { fsyncDir } from '../../common/fs.js';
+import { hasWallets, writeFileAtomic } from './data-dir.js';
+import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights, type Warn } from './tenant-store.js';
 
-/** Per-tenant overrides of the pool's weights. */
-export interface TenantWeights {
-  wallet?: number;
-  session?: number;
-}
-
-/** A tenant as the registry keeps it. Secrets stay on this object and are never returned to callers. */
-export interface TenantRecord {
-  tenantId: string;
-  label?: string;
-  kdf: KdfMethod;
-  salt: Buffer;
-  /** The managed secret; `null` for a passphrase tenant (its passphrase is never stored). */
-  secret: Buffer | null;
-  verifier: Buffer;
-  /** The wallet's file name in `<dataDir>/wallets`: the tenant id and an incarnation, so a later tenant of the same id never shares a file with an earlier one. */
-  walletFile: string;
-  maxSessions?: number;
-  weights?: TenantWeights;
-  metadata: Record<string, string>;
-  createdAt: string;
-}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS tenants (
@@ -112,19 +91,11 @@ export function newWalletFile(tenantId: string): string {
   return `${tenantId}.${randomBytes(8).toString('hex')}.sqlite`;
 }
 
-const ROOT_KEY_HEX = /^[0-9a-fA-F]{64}$/;
-
-/** The registry key from a root key: 64 hex characters used raw, or a passphrase through Argon2id with the registry's salt. */
-export async function rootKeyFrom(source: string, saltHex: string): Promise<Buffer> {
-  return ROOT_KEY_HEX.test(source) ? Buffer.from(source, 'hex') : deriveKey('argon2id', source, Buffer.from(saltHex, 'hex'));
-}
 
 function keyCheck(key: Uint8Array): Buffer {
   return createHmac('sha256', key).update('tenant-pool registry key check v1').digest();
 }
 
-/** Where the registry's warnings go: the pool's logger, or `process.emitWarning()`. */
-export type Warn = (message: string, code: string) => void;
 
 /**
  * Reads the root key from the option, the environment, or `<dataDir>/root.key`. The file is
@@ -439,7 +410,3 @@ function createRegistryFile(temp: string, key: Uint8Array, path: string): void {
   fsyncDir(path.slice(0, path.lastIndexOf('/')));
 }
 
-/** A route another tenant holds: refused, never taken over. */
-export function routeConflict(tenantId: string, count: number): TenantPoolError {
-  return poolError('ERR_ROUTE_CONFLICT', `${count === 1 ? 'a public key' : `${count} public keys`} that tenant ${tenantId} would route ${count === 1 ? 'is' : 'are'} routed to another tenant already; a route is never taken from its tenant, and nothing was changed`, undefined, { tenantId });
-}

@@ -5,9 +5,10 @@
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { StoreConfig } from '../protocol.js';
+import type { StoreConfig } from '../../common/protocol.js';
 import { DataDirLock, sweepWallets } from './data-dir.js';
-import { newWalletFile, Registry, type TenantRecord, type Warn } from './registry.js';
+import { newWalletFile, Registry } from './registry.js';
+import type { TenantRecord, Warn } from './tenant-store.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 import { removeWalletFiles } from './wallet-files.js';
 

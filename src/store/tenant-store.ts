@@ -4,8 +4,48 @@
  * (`sqlite-store.ts`, the embedded default) and one PostgreSQL schema (`postgres-registry.ts`).
  * Every method is asynchronous: the PostgreSQL registry reads what its cache does not hold.
  */
-import type { StoreConfig } from '../protocol.js';
-import type { TenantRecord } from './registry.js';
+import { deriveKey } from '../../common/kdf.js';
+import { poolError, type TenantPoolError } from '../../common/errors.js';
+import type { KdfMethod, StoreConfig } from '../../common/protocol.js';
+
+/** Per-tenant overrides of the pool's weights. */
+export interface TenantWeights {
+  wallet?: number;
+  session?: number;
+}
+
+/** A tenant as the registry keeps it. Secrets stay on this object and are never returned to callers. */
+export interface TenantRecord {
+  tenantId: string;
+  label?: string;
+  kdf: KdfMethod;
+  salt: Buffer;
+  /** The managed secret; `null` for a passphrase tenant (its passphrase is never stored). */
+  secret: Buffer | null;
+  verifier: Buffer;
+  /** The wallet's file name in `<dataDir>/wallets`: the tenant id and an incarnation, so a later tenant of the same id never shares a file with an earlier one. */
+  walletFile: string;
+  maxSessions?: number;
+  weights?: TenantWeights;
+  metadata: Record<string, string>;
+  createdAt: string;
+}
+
+const ROOT_KEY_HEX = /^[0-9a-fA-F]{64}$/;
+
+/** The registry key from a root key: 64 hex characters used raw, or a passphrase through Argon2id with the registry's salt. */
+export async function rootKeyFrom(source: string, saltHex: string): Promise<Buffer> {
+  return ROOT_KEY_HEX.test(source) ? Buffer.from(source, 'hex') : deriveKey('argon2id', source, Buffer.from(saltHex, 'hex'));
+}
+
+/** Where the registry's warnings go: the pool's logger, or `process.emitWarning()`. */
+export type Warn = (message: string, code: string) => void;
+
+/** A route another tenant holds: refused, never taken over. */
+export function routeConflict(tenantId: string, count: number): TenantPoolError {
+  return poolError('ERR_ROUTE_CONFLICT', `${count === 1 ? 'a public key' : `${count} public keys`} that tenant ${tenantId} would route ${count === 1 ? 'is' : 'are'} routed to another tenant already; a route is never taken from its tenant, and nothing was changed`, undefined, { tenantId });
+}
+
 
 /** The fields a rekey changes. */
 export type TenantKey = Pick<TenantRecord, 'kdf' | 'salt' | 'secret' | 'verifier' | 'walletFile'>;

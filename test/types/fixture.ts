@@ -4,7 +4,7 @@
  */
 import type { TenantSession } from '../../src/index.js';
 import type agentModule from '../../examples/agent-module.js';
-import { defineModule } from '../../src/worker.js';
+import { defineModule } from '../../common/module-api.js';
 
 interface Connection {
   state: 'active' | 'done';

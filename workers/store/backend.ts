@@ -3,9 +3,9 @@
  * synchronous) or PostgreSQL (asynchronous). The worker's handlers, the export, the import and the
  * module API see only these two interfaces.
  */
-import type { RawRecord, StoreConfig } from '../../src/protocol.js';
-import type { QueryNode } from '../../src/query.js';
-import type { WalletSnapshot } from '../transfer.js';
+import type { RawRecord, StoreConfig } from '../../common/protocol.js';
+import type { QueryNode } from '../../common/query.js';
+import type { WalletSnapshot } from '../../common/export-format.js';
 import { PostgresWalletStore } from './postgres-wallet.js';
 import { Wallet } from './sqlite-wallet.js';
 

@@ -9,7 +9,7 @@
  * finishes under the real key, whatever ends the wallet: an idle close, an eviction, a delete, a
  * rekey, a lost lease or the worker's shutdown.
  */
-import { poolError } from '../../src/errors.js';
+import { poolError } from '../../common/errors.js';
 import type { StoredWallet } from './backend.js';
 
 type Maybe<T> = T | Promise<T>;

@@ -10,12 +10,12 @@
 import { createPrivateKey, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import type { Pool as PgPool, PoolClient } from 'pg';
 import bs58 from 'bs58';
-import { poolError } from '../../src/errors.js';
-import type { RawRecord } from '../../src/protocol.js';
-import { isEqualityOnly, matchesQuery, type QueryNode } from '../../src/query.js';
-import { checkOwnerEpoch, createSchema, inTransaction, openPgPool, pgError } from '../../src/store/pg.js';
+import { poolError } from '../../common/errors.js';
+import type { RawRecord } from '../../common/protocol.js';
+import { isEqualityOnly, matchesQuery, type QueryNode } from '../../common/query.js';
+import { checkOwnerEpoch, createSchema, inTransaction, openPgPool, pgError } from '../../common/pg.js';
 import { generateEd25519, isKeyPair } from '../ed25519.js';
-import type { WalletSnapshot } from '../transfer.js';
+import type { WalletSnapshot } from '../../common/export-format.js';
 import { ProfileKey } from './profile-key.js';
 
 /** In cluster mode, what every write of a wallet is fenced by: its tenant's lease as this instance took it. */

@@ -10,7 +10,7 @@
  * share a category, an id or a tag value, as with Askar.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { poolError } from '../../src/errors.js';
+import { poolError } from '../../common/errors.js';
 
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;

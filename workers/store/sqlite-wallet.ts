@@ -10,12 +10,12 @@ import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, rena
 import Database from 'better-sqlite3-multiple-ciphers';
 import bs58 from 'bs58';
 import { dirname } from 'node:path';
-import { asPoolError, poolError, storageCode } from '../../src/errors.js';
-import { fsyncDir } from '../../src/store/data-dir.js';
-import type { RawRecord } from '../../src/protocol.js';
-import { like, type QueryNode } from '../../src/query.js';
+import { asPoolError, poolError, storageCode } from '../../common/errors.js';
+import { fsyncDir } from '../../common/fs.js';
+import type { RawRecord } from '../../common/protocol.js';
+import { like, type QueryNode } from '../../common/query.js';
 import { generateEd25519, isKeyPair } from '../ed25519.js';
-import type { WalletSnapshot } from '../transfer.js';
+import type { WalletSnapshot } from '../../common/export-format.js';
 
 const SCHEMA = `
 CREATE TABLE records (

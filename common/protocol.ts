@@ -5,11 +5,11 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { EncodedError } from './errors.js';
 import type { QueryNode } from './query.js';
-import type { ExportedTenant } from '../workers/transfer.js';
+import type { ExportedTenant } from './export-format.js';
+import type { KdfMethod } from './kdf.js';
 
 /** Key derivation methods: `raw` (no stretching, for high-entropy secrets), Askar's two Argon2i levels, and Argon2id. */
-export type KdfMethod = 'raw' | 'argon2i-int' | 'argon2i-mod' | 'argon2id';
-export const KDF_METHODS: readonly KdfMethod[] = ['raw', 'argon2i-int', 'argon2i-mod', 'argon2id'];
+export { KDF_METHODS, type KdfMethod } from './kdf.js';
 
 /** A JSON value, as a record's value must be. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };

@@ -12,9 +12,9 @@
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { asPoolError, decodeError, poolError } from './errors.js';
-import { Outbox, unbatch } from './outbox.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type StoreConfig, type WorkerApi, type WorkerMethod } from './protocol.js';
+import { asPoolError, decodeError, poolError } from '../common/errors.js';
+import { Outbox, unbatch } from '../common/outbox.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type StoreConfig, type WorkerApi, type WorkerMethod } from '../common/protocol.js';
 import { setLongTimeout } from './timers.js';
 
 const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
@@ -28,8 +28,13 @@ interface Pending {
   reject(error: Error): void;
 }
 
-/** Calls that change nothing stored: when their worker dies, nothing was written either way. */
-const READ_ONLY: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'digestWallet', 'importWallet']);
+/**
+ * Calls whose outcome is known when their worker dies before answering: they change nothing stored
+ * (reads, signing), or what they write only counts once the main thread records it (an open, a
+ * rekey's new wallet, an import before its registry row). Any other call cut off so may have
+ * committed: its error says `outcome: 'unknown'`.
+ */
+const OUTCOME_KNOWN: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'digestWallet', 'importWallet']);
 
 /** Settles when the worker's lifeline task ends, with the reason it ended. */
 type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };
@@ -277,7 +282,7 @@ export class WorkerSlot {
     for (const p of pending) {
       // A write whose worker died may have committed before it could answer: its outcome is unknown.
       p.reject(
-        READ_ONLY.has(p.method)
+        OUTCOME_KNOWN.has(p.method)
           ? poolError('ERR_WORKER_CRASHED', `worker ${this.index} died during the call: ${error.message}`, error)
           : poolError('ERR_WORKER_CRASHED', `worker ${this.index} died during the call (${p.method}); its outcome is unknown: it may have committed. Read back before retrying: ${error.message}`, error, { outcome: 'unknown' }),
       );
@@ -316,7 +321,7 @@ export class WorkerSlot {
     // The worker did not finish in time and was stopped: a write it had begun may have committed.
     for (const p of this.#pending.values()) {
       p.reject(
-        READ_ONLY.has(p.method)
+        OUTCOME_KNOWN.has(p.method)
           ? poolError('ERR_POOL_CLOSED', 'the pool closed before the call finished')
           : poolError('ERR_POOL_CLOSED', `the pool closed before the call (${p.method}) finished; its outcome is unknown: it may have committed. Read back before retrying`, undefined, { outcome: 'unknown' }),
       );

@@ -12,13 +12,13 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Mutex, Semaphore } from 'async-mutex';
 import { ms, type EventHub, type WalletCloseReason } from './diagnostics.js';
-import { poolError } from './errors.js';
+import { poolError } from '../common/errors.js';
 import { placeTenant } from './placement.js';
-import type { KdfMethod, WalletTimings } from './protocol.js';
-import type { TenantRecord } from './store/registry.js';
+import type { KdfMethod, WalletTimings } from '../common/protocol.js';
+import type { TenantRecord } from './store/tenant-store.js';
 import type { Grant } from './scheduler.js';
-import { Session, type SessionHost } from './session.js';
-import type { WorkerSlot } from './threads.js';
+import { Session, type SessionHost, type SessionWallet } from './session.js';
+import type { WorkerSlot } from './worker-slot.js';
 
 export type WalletState = 'opening' | 'open' | 'closing' | 'closed' | 'crashed';
 
@@ -26,7 +26,7 @@ export type WalletState = 'opening' | 'open' | 'closing' | 'closed' | 'crashed';
 export type CloseReason = WalletCloseReason;
 
 /** One opening of one tenant's wallet on one worker. Sessions keep their entry even after it closes. */
-export class WalletEntry {
+export class WalletEntry implements SessionWallet {
   readonly tenantId: string;
   readonly worker: WorkerSlot;
   state: WalletState = 'opening';
@@ -35,6 +35,10 @@ export class WalletEntry {
   passCheck: Buffer | null = null;
   /** When the wallet opened (the manager's clock). */
   openedAt = 0;
+
+  get isCrashed(): boolean {
+    return this.state === 'crashed';
+  }
 
   constructor(tenantId: string, worker: WorkerSlot) {
     this.tenantId = tenantId;

@@ -4,7 +4,7 @@
  * before it is written into SQL.
  */
 import type { Pool as PgPool, PoolClient, PoolConfig } from 'pg';
-import { asPoolError, poolError, type TenantPoolError } from '../errors.js';
+import { asPoolError, poolError, type TenantPoolError } from './errors.js';
 
 /** How long the server lets one of the pool's transactions sit idle before ending it. */
 export const IDLE_IN_TRANSACTION_MS = 5000;

@@ -1,11 +1,15 @@
 /**
- * Wallet key derivation. Runs in the worker threads only: the Argon2 variants take 100–700 ms of a
- * core, and `hashRaw` runs them on the libuv thread pool, so the worker keeps answering its other
- * tenants while a derivation is under way.
+ * Wallet key derivation. Wallet keys are derived in the worker threads: the Argon2 variants take
+ * 100–700 ms of a core, and `hashRaw` runs them on the libuv thread pool, so the worker keeps
+ * answering its other tenants while a derivation is under way. The main thread derives only the
+ * root key, once at open.
  */
 import { createHmac, hkdfSync } from 'node:crypto';
 import { hashRaw, type Algorithm, type Options, type Version } from '@node-rs/argon2';
-import type { KdfMethod } from '../src/protocol.js';
+
+/** How a wallet key is derived from a tenant's secret or passphrase. */
+export type KdfMethod = 'raw' | 'argon2i-int' | 'argon2i-mod' | 'argon2id';
+export const KDF_METHODS: readonly KdfMethod[] = ['raw', 'argon2i-int', 'argon2i-mod', 'argon2id'];
 
 /** Salt length for every method, as Askar uses. */
 export const SALT_BYTES = 16;

@@ -11,8 +11,8 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { asPoolError, poolError } from '../src/errors.js';
-import { fsyncDir } from '../src/store/data-dir.js';
+import { asPoolError, poolError } from './errors.js';
+import { fsyncDir } from './fs.js';
 import { deriveKey } from './kdf.js';
 
 const MAGIC = 'tenant-pool export 1\n';
