@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { extraScenarios } from './extras.js';
-import { startLiveView } from '../src/live.js';
+import { startLiveView } from '../src/observability/live.js';
 import { measureLimits, measurePostgresLimits, type Limits, type PostgresLimits } from './limits.js';
 import { progressBar, round, table } from './measure.js';
 import { recommend } from './recommend.js';

@@ -11,7 +11,7 @@ import { ARGON2_PARAMS } from '../common/kdf.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { availableParallelism } from 'node:os';
 import type { TenantPool } from '../src/pool.js';
-import { Scheduler } from '../src/scheduler.js';
+import { Scheduler } from '../src/engine/scheduler.js';
 import { loopDelayMonitor, percentile, rssSampler, round, zipfSampler } from './measure.js';
 import type { System, SystemName, SystemOptions } from './systems/types.js';
 

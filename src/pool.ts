@@ -5,27 +5,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { resolveConfig, type ClusterOptions, type PoolOptions, type ResolvedOptions } from './config.js';
-import { EventHub, ms, type LeaseLossReason, type RevokeReason } from './diagnostics.js';
-import { asPoolError, poolError, TenantPoolError, withDetails, type ErrorCode, type ErrorDetails, type LeaseOwner } from '../common/errors.js';
-import { Admission } from './admission.js';
-import { SessionLedger } from './session-ledger.js';
-import type { Clock } from './timers.js';
-import { WalletManager } from './wallet-manager.js';
-import { logEvents } from './logging.js';
+import { resolveConfig, type ClusterOptions, type PoolOptions, type ResolvedOptions } from './config/config.js';
+import { EventHub, ms } from './observability/diagnostics.js';
+import { asPoolError, poolError, TenantPoolError, withDetails, type LeaseOwner } from '../common/errors.js';
+import { Admission } from './engine/admission.js';
+import { SessionLedger } from './engine/session-ledger.js';
+import type { Clock } from './engine/timers.js';
+import { WalletManager } from './engine/wallet-manager.js';
+import { Endings } from './engine/endings.js';
+import { dispatchMessage, type DispatchMessage } from './dispatch.js';
+import { logEvents } from './observability/logging.js';
 import type { TenantRecord, Warn } from './store/tenant-store.js';
 import { openTenantStore } from './store/open.js';
 import { ClusterMember, type ClusterMemberInfo } from './cluster/member.js';
 import type { TenantStore } from './store/tenant-store.js';
-import { Scheduler, type Weights } from './scheduler.js';
+import { Scheduler, type Weights } from './engine/scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
-import { checkPassphrase, Tenants } from './tenants.js';
-import { WorkerSlot } from './worker-slot.js';
-import { checkName, checkOptionalObject, checkTenantId, invalid, toJson } from '../common/validate.js';
-import type { JsonValue } from '../common/protocol.js';
+import { checkPassphrase, Tenants } from './tenants/tenants.js';
+import { WorkerSlot } from './threads/worker-slot.js';
+import { checkOptionalObject, checkTenantId, invalid } from '../common/validate.js';
 
 /** A message for {@link TenantPool.dispatch}: one recipient key, or several (as an inbound envelope names them; the first one a tenant routes wins). */
-export type DispatchMessage = { recipientKey: string; recipientKeys?: undefined; body: JsonValue } | { recipientKeys: string[]; recipientKey?: undefined; body: JsonValue };
 
 /** Options of one {@link TenantPool.acquire} call. */
 export interface AcquireOptions {
@@ -66,7 +66,7 @@ export interface PoolStats {
   store: { kind: 'sqlite'; chosenBy: 'options' | 'environment' | 'default' } | { kind: 'postgres'; connectionBudget: number; chosenBy: 'options' | 'environment' | 'default' };
 }
 
-export type { Clock } from './timers.js';
+export type { Clock } from './engine/timers.js';
 
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
 export const kWorkers = Symbol('tenant-pool.workers');
@@ -120,12 +120,10 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   readonly #host: SessionHost;
   readonly #events: EventHub;
   readonly #admission: Admission;
-  readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0, revoked: 0 };
+  readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0 };
+  readonly #endings: Endings;
   #isClosed = false;
   #closed: Promise<void> | undefined;
-  /** PostgreSQL: the schema was taken from this pool; every call fails with this code until close. */
-  #ownershipLost: TenantPoolError | undefined;
-  readonly #warn: Warn;
 
   private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
     this.options = options;
@@ -145,7 +143,6 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     this.cluster = cluster as ClusterOf<O>;
     this.#clock = clock;
     this.#events = events;
-    this.#warn = warn;
     this.#registry = registry;
     this.#workers = workers;
     this.#ledger = new SessionLedger({
@@ -154,7 +151,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       now: () => clock.now(),
       events,
       hasLogger: options.logger !== undefined,
-      revokeOverAge: (session) => this.#revoke(session, 'ERR_SESSION_REVOKED', `this session was revoked: held longer than maxSessionMs (${options.maxSessionMs} ms)`, 'maxSessionMs'),
+      revokeOverAge: (session) => this.#endings.overAge(session),
     });
     this.#scheduler = new Scheduler({
       capacity: options.capacity,
@@ -177,11 +174,25 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
               take: async (tenantId: string) => member.take(tenantId),
               release: async (tenantId: string) => member.release(tenantId),
               holds: (tenantId: string) => member.holds(tenantId),
-              expired: (tenantId: string) => this.#leaseLost(tenantId, 'expired'),
+              expired: (tenantId: string) => this.#endings.leaseLost(tenantId, 'expired'),
             },
           }),
     });
     this.#admission = new Admission({ scheduler: this.#scheduler, wallets: this.#wallets, clock, events });
+    this.#endings = new Endings({
+      ledger: this.#ledger,
+      wallets: this.#wallets,
+      scheduler: this.#scheduler,
+      admission: this.#admission,
+      workers,
+      member,
+      events,
+      clock,
+      warn,
+      schema: options.postgres?.schema,
+      maxSessionMs: options.maxSessionMs,
+      isClosed: () => this.#isClosed,
+    });
     this.#host = {
       maxValueBytes: options.maxValueBytes,
       cursorKey: randomBytes(32),
@@ -192,8 +203,8 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       },
       routeOf: async (publicKey) => registry.routeOf(publicKey),
       isLeased: member === undefined ? () => true : (tenantId) => member.holds(tenantId),
-      leaseLost: (tenantId, reason) => this.#leaseLost(tenantId, reason),
-      ownershipLost: (error) => this.#loseOwnership(error),
+      leaseLost: (tenantId, reason) => this.#endings.leaseLost(tenantId, reason),
+      ownershipLost: (error) => this.#endings.ownershipLost(error),
     };
     this.tenants = new Tenants({
       store: registry,
@@ -219,7 +230,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         this.#scheduler.setLimit(record.tenantId, record.maxSessions ?? options.maxSessionsPerTenant);
         this.#admission.pump();
       },
-      revoke: (session) => this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete'),
+      revoke: (session) => this.#endings.deleted(session),
       ...(member === undefined
         ? {}
         : {
@@ -228,19 +239,9 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
               return async () => member.release(tenantId);
             },
           }),
-      revokeForRekey: (session) => this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: its tenant was rekeyed; acquire a new session', 'rekey'),
-      onRekeyed: (tenantId) => {
-        this.#scheduler.walletLost(tenantId);
-        this.#admission.pump();
-      },
-      onDeleted: (tenantId) => {
-        // Sessions whose wallet was already gone (its worker died) are not on any wallet entry: end them here.
-        for (const session of this.#ledger.sessions()) {
-          if (session.tenantId === tenantId) this.#revoke(session, 'ERR_TENANT_DELETED', 'the tenant of this session was deleted', 'delete');
-        }
-        this.#scheduler.walletLost(tenantId);
-        this.#admission.pump();
-      },
+      revokeForRekey: (session) => this.#endings.rekeyed(session),
+      onRekeyed: (tenantId) => this.#endings.tenantRekeyed(tenantId),
+      onDeleted: (tenantId) => this.#endings.tenantDeleted(tenantId),
     });
   }
 
@@ -273,7 +274,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     // With a logger, the sweep is logged at warn from its event; without, it is a process warning.
     const ref: { pool?: TenantPool } = {};
     const store = await openTenantStore(resolved, rootKey, postgresUrl, warn, (error) => {
-      if (ref.pool !== undefined) ref.pool.#loseOwnership(error);
+      if (ref.pool !== undefined) ref.pool.#endings.ownershipLost(error);
     }, (removed, failed) => {
       if (logger === undefined) {
         warn(
@@ -289,7 +290,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       if (resolved.cluster !== undefined) {
         member = await ClusterMember.join(postgresUrl!, resolved.postgres!.schema, resolved.cluster, {
           onLost: (tenantId, reason) => {
-            if (ref.pool !== undefined) ref.pool.#leaseLost(tenantId, reason);
+            if (ref.pool !== undefined) ref.pool.#endings.leaseLost(tenantId, reason);
           },
           idleTenants: () => (ref.pool === undefined ? [] : ref.pool.#idleTenants()),
           handOff: (tenantId) => {
@@ -298,7 +299,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
           warn,
           events,
           onOwnershipLost: (error) => {
-            if (ref.pool !== undefined) ref.pool.#loseOwnership(error);
+            if (ref.pool !== undefined) ref.pool.#endings.ownershipLost(error);
           },
         });
       }
@@ -327,7 +328,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         new WorkerSlot({
           index,
           onCrash: (i, error) => {
-            if (ref.pool !== undefined) ref.pool.#workerCrashed(i, error);
+            if (ref.pool !== undefined) ref.pool.#endings.workerCrashed(i, error);
           },
           onSpawn: (worker, startMs, isReplacement) => events.emit('tenant-pool:worker:spawn', () => ({ worker, startMs: ms(startMs), isReplacement })),
           modules: resolved.modules,
@@ -435,17 +436,15 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
    */
   async dispatch(message: DispatchMessage, options?: AcquireOptions): Promise<unknown> {
     this.#assertOpen();
-    const msg = checkOptionalObject(message, 'message');
-    for (const key of Object.keys(msg)) if (!['recipientKey', 'recipientKeys', 'body'].includes(key)) invalid(`Unknown message key \`${key}\`; known: recipientKey, recipientKeys, body`);
-    const keys = recipientKeysOf(msg);
-    toJson(msg['body'], this.options.maxValueBytes);
-    // An inbound envelope names several recipients: the first one routed here wins.
-    for (const recipientKey of keys) {
-      const tenantId = await this.#registry.routeOf(recipientKey);
-      this.#assertOpen();
-      if (tenantId !== undefined) return this.withSession(tenantId, async (session) => (session as Session).inbound({ recipientKey, body: msg['body'] as JsonValue }), options);
-    }
-    throw poolError('ERR_ROUTE_NOT_FOUND', `no tenant has a routing key equal to ${keys.length === 1 ? 'this recipientKey' : `any of these ${keys.length} recipient keys`}`);
+    return dispatchMessage(
+      {
+        maxValueBytes: this.options.maxValueBytes,
+        routeOf: async (recipientKey) => this.#registry.routeOf(recipientKey),
+        assertOpen: () => this.#assertOpen(),
+        inbound: async (tenantId, delivered) => this.withSession(tenantId, async (session) => (session as Session).inbound(delivered), options),
+      },
+      message,
+    );
   }
 
   /** The passphrase the host's `passphraseProvider` gives for a tenant; used for this acquire only, never kept. */
@@ -499,6 +498,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       workers: perWorker,
       totals: {
         ...this.#totals,
+        revoked: this.#endings.revoked,
         evictions: this.#admission.counters.evictions,
         walletOpens: this.#wallets.counters.walletOpens,
         walletCloses: this.#wallets.counters.walletCloses,
@@ -540,49 +540,8 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     return this.#events;
   }
 
-  /**
-   * @internal Cluster mode: the tenant's lease is no longer this instance's (not renewed in time, or
-   * a write found it taken). Its sessions are revoked (`ERR_LEASE_LOST`) and its wallet closed.
-   */
-  #leaseLost(tenantId: string, reason: LeaseLossReason): void {
-    this.#member?.forget(tenantId, reason);
-    const revoke = (session: Session): void => this.#revoke(session, 'ERR_LEASE_LOST', `this session was revoked: instance ${this.#member?.instanceId ?? ''} no longer holds the lease of tenant ${tenantId}`, 'lease');
-    for (const session of this.#ledger.sessions()) if (session.tenantId === tenantId) revoke(session);
-    void this.#wallets
-      .exclusive(tenantId, async () => this.#wallets.closeForce(tenantId, 'lease', revoke))
-      .catch(() => {})
-      .finally(() => {
-        this.#scheduler.walletLost(tenantId);
-        this.#admission.pump();
-      });
-  }
 
-  /**
-   * Another pool, or the cluster's instances, took the PostgreSQL schema while this pool was cut off
-   * or paused (its writes were refused in the database). It stops serving: waiting acquires and
-   * every later call fail `ERR_OWNERSHIP_LOST`, live sessions are revoked (reason `ownership`) and
-   * every wallet is closed. Said once: a warning and `tenant-pool:schema:lost`. Close the
-   * pool; a new one may open once the schema is free.
-   */
-  #loseOwnership(error: TenantPoolError): void {
-    if (this.#ownershipLost !== undefined || this.#isClosed) return;
-    this.#ownershipLost = error;
-    this.#warn(`tenant-pool: ${error.message}`, 'TENANT_POOL_OWNERSHIP_LOST');
-    this.#events.emit('tenant-pool:schema:lost', () => ({ schema: this.options.postgres?.schema ?? '', instanceId: this.#member?.instanceId ?? null, message: error.message }));
-    this.#admission.close(() => this.#ownershipError());
-    const revoke = (session: Session): void => this.#revoke(session, 'ERR_SESSION_REVOKED', `this session was revoked: ${error.message}`, 'ownership');
-    for (const session of this.#ledger.sessions()) revoke(session);
-    for (const entry of [...this.#wallets.entries()]) {
-      void this.#wallets
-        .exclusive(entry.tenantId, async () => this.#wallets.closeForce(entry.tenantId, 'ownership', revoke))
-        .catch(() => {})
-        .finally(() => this.#scheduler.walletLost(entry.tenantId));
-    }
-  }
 
-  #ownershipError(): TenantPoolError {
-    return poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost!.message);
-  }
 
   /** @internal Cluster mode: tenants whose wallet is open with no session. */
   #idleTenants(): string[] {
@@ -595,13 +554,6 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     void this.#admission.closeWallet(tenantId, 'idle');
   }
 
-  /** @internal Called by a worker slot when its worker died. */
-  #workerCrashed(index: number, error: Error): void {
-    const lost = this.#wallets.workerCrashed(index);
-    for (const tenantId of lost) this.#scheduler.walletLost(tenantId);
-    this.#events.emit('tenant-pool:worker:crash', () => ({ worker: index, message: error.message, walletsLost: lost.length, crashes: this.#workers[index]!.crashes }));
-    this.#admission.pump();
-  }
 
   // ---- admission -------------------------------------------------------------------------------
 
@@ -611,13 +563,6 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
 
   // ---- sessions --------------------------------------------------------------------------------
 
-  #revoke(session: Session, code: Extract<ErrorCode, 'ERR_SESSION_REVOKED' | 'ERR_TENANT_DELETED' | 'ERR_LEASE_LOST'>, message: string, reason: RevokeReason): void {
-    if (session.isEnded) return;
-    this.#totals.revoked++;
-    this.#events.emit('tenant-pool:session:revoke', () => ({ tenantId: session.tenantId, reason, heldMs: ms(this.#clock.now() - session.acquiredAt) }));
-    const details: ErrorDetails | undefined = reason === 'delete' ? undefined : { reason };
-    session.revoke(code, message, details);
-  }
 
   #release(session: Session): void {
     if (this.#ledger.forget(session)) {
@@ -636,7 +581,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     this.#admission.close();
     this.#ledger.stop();
     await this.#ledger.drained(timeoutMs);
-    for (const session of this.#ledger.sessions()) this.#revoke(session, 'ERR_SESSION_REVOKED', 'this session was revoked: the pool closed', 'close');
+    this.#endings.closing();
     await Promise.allSettled(this.#workers.map(async (w) => w.close()));
     this.#wallets.poolClosed();
     // Every lease given up at once: other instances take these tenants without waiting for expiry.
@@ -648,7 +593,8 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
 
   #assertOpen(): void {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
-    if (this.#ownershipLost !== undefined) throw this.#ownershipError();
+    const lost = this.#endings.ownershipError();
+    if (lost !== undefined) throw lost;
   }
 
   /** The tenant when the store knows it without a read (null when it does not). @throws ERR_TENANT_NOT_FOUND */
@@ -665,14 +611,6 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   }
 }
 
-/** The recipient keys of an inbound message: `recipientKeys` (in order), or the one `recipientKey`. */
-function recipientKeysOf(msg: Record<string, unknown>): string[] {
-  if (msg['recipientKeys'] === undefined) return [checkName(msg['recipientKey'], 'recipientKey')];
-  if (msg['recipientKey'] !== undefined) invalid('Expected one of `recipientKey` and `recipientKeys`, got both');
-  const keys = msg['recipientKeys'];
-  if (!Array.isArray(keys) || keys.length === 0 || keys.length > 64) invalid('Expected `recipientKeys` to be an array of 1 to 64 keys');
-  return keys.map((k, i) => checkName(k, `recipientKeys[${i}]`));
-}
 
 /** A timeout option: a number >= 0, `Infinity` or `null` for no limit; `undefined` takes the default. */
 function checkTimeout(value: unknown, fallback: number): number {

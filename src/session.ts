@@ -5,8 +5,8 @@
 import { asPoolError, poolError, type ErrorCode, type ErrorDetails, type TenantPoolError } from '../common/errors.js';
 import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, WorkerApi, WorkerMethod } from '../common/protocol.js';
 import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from '../common/query.js';
-import type { Grant } from './scheduler.js';
-import type { WorkerSlot } from './worker-slot.js';
+import type { Grant } from './engine/scheduler.js';
+import type { WorkerSlot } from './threads/worker-slot.js';
 import type { TaskArgs, TaskName, TaskResult, WorkerModule } from '../common/module-api.js';
 import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from '../common/validate.js';
 

@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rankWorkers } from '../src/placement.js';
+import { rankWorkers } from '../src/engine/placement.js';
 import type { TenantSession } from '../src/session.js';
 import { disposePool, eventually, openPool, rejectsWith, until } from './helpers.js';
 

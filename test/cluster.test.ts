@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { kEvents, TenantPool } from '../src/pool.js';
 import { Registry } from 'prom-client';
-import { collectMetrics } from '../src/metrics.js';
+import { collectMetrics } from '../src/observability/metrics.js';
 import { createRouter } from '../src/router.js';
 import type { Session } from '../src/session.js';
 import { startChild, type Child } from './child.js';

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config.js';
+import { DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config/config.js';
 import { TenantPoolError } from '../common/errors.js';
 import { rejectsWith, rootKey, tempDir } from './helpers.js';
 import { TenantPool } from '../src/pool.js';

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rankWorkers } from '../src/placement.js';
+import { rankWorkers } from '../src/engine/placement.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
 import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until, storeOptionsFor } from './helpers.js';
 

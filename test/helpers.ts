@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { PoolOptions } from '../src/config.js';
+import type { PoolOptions } from '../src/config/config.js';
 import { TenantPool } from '../src/pool.js';
 import { dropSchema, storeOptionsFor, storeUnderTest } from './store.js';
 

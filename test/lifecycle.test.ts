@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EventHub } from '../src/diagnostics.js';
-import { WalletManager } from '../src/wallet-manager.js';
+import { EventHub } from '../src/observability/diagnostics.js';
+import { WalletManager } from '../src/engine/wallet-manager.js';
 
 test('kdfConcurrency caps Argon2 derivations pool-wide; raw ones are not held back', async () => {
   const manager = new WalletManager({ workers: [], walletPath: (t) => t.walletFile, kdfConcurrency: 2, now: () => 0, events: new EventHub(), onOpened: () => {} });

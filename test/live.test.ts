@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { renderLiveView, startLiveView, type LiveFrame } from '../src/live.js';
+import { renderLiveView, startLiveView, type LiveFrame } from '../src/observability/live.js';
 import { kEvents, type PoolStats } from '../src/pool.js';
 import { disposePool, openPool } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { Counter, Registry } from 'prom-client';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { collectMetrics } from '../src/metrics.js';
+import { collectMetrics } from '../src/observability/metrics.js';
 import { disposePool, openPool, rejectsWith } from './helpers.js';
 
 /** The samples of a Prometheus text exposition: `name{labels}` → value. */

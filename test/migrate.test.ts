@@ -8,7 +8,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
-import { migrateTenants } from '../src/migrate.js';
+import { migrateTenants } from '../src/tenants/migrate.js';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
 import { pgQuery, rootKey, tempDir } from './helpers.js';

@@ -3,12 +3,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHANNEL_NAMES, EventHub, type EventName } from '../src/diagnostics.js';
+import { CHANNEL_NAMES, EventHub, type EventName } from '../src/observability/diagnostics.js';
 import { kWorkers } from '../src/pool.js';
-import type { Logger } from '../src/logging.js';
+import type { Logger } from '../src/observability/logging.js';
 import { disposePool, eventually, leaveHalfCreatedWallet, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
 
-/** The documented payload keys of each event (README, src/diagnostics.ts). */
+/** The documented payload keys of each event (README, src/observability/diagnostics.ts). */
 const PAYLOAD_KEYS: Record<EventName, string[]> = {
   'tenant-pool:session:acquire': ['isCacheHit', 'queuedMs', 'tenantId', 'waitMs', 'worker'],
   'tenant-pool:session:release': ['holdMs', 'tenantId', 'worker'],

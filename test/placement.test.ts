@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { placeTenant, rankWorkers } from '../src/placement.js';
+import { placeTenant, rankWorkers } from '../src/engine/placement.js';
 
 test('a tenant ranks workers the same way every time, and rankings differ across tenants', () => {
   assert.equal(rankWorkers('tenant-a', 8), rankWorkers('tenant-a', 8));

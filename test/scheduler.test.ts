@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Scheduler, type Effects, type Grant, type Waiter, type Weights } from '../src/scheduler.js';
+import { Scheduler, type Effects, type Grant, type Waiter, type Weights } from '../src/engine/scheduler.js';
 
 const W: Weights = { wallet: 4, session: 1 };
 

@@ -7,7 +7,7 @@ import { createDecipheriv, createHmac } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { PoolOptions } from '../src/config.js';
+import type { PoolOptions } from '../src/config/config.js';
 import { TenantPool } from '../src/pool.js';
 import { dropSchema } from './store.js';
 import { pgQuery, rootKey, storeOptionsFor, storeUnderTest, tempDir, testIf } from './helpers.js';

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPoolError } from '../common/errors.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
-import { rankWorkers } from '../src/placement.js';
+import { rankWorkers } from '../src/engine/placement.js';
 import { disposePool, openPool, rejectsWith, rootKey, tempDir, testIf, walletPathOf } from './helpers.js';
 
 function mount(...args: string[]): boolean {

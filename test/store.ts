@@ -5,7 +5,7 @@
  * the same folder share one schema. No uvu here: child processes import this file.
  */
 import { createHash } from 'node:crypto';
-import type { PoolOptions } from '../src/config.js';
+import type { PoolOptions } from '../src/config/config.js';
 
 export const postgresUrl: string | undefined = process.env['TENANT_POOL_TEST_POSTGRES_URL'] || undefined;
 

@@ -14,7 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { migrateTenants } from '../migrate.js';
+import { migrateTenants } from '../tenants/migrate.js';
 import { TenantPool } from '../pool.js';
 
 const { values, positionals } = parseArgs({

@@ -27,10 +27,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Pool as PgPool } from 'pg';
-import type { ResolvedClusterOptions } from '../config.js';
-import { ms, type EventHub, type LeaseLossReason } from '../diagnostics.js';
+import type { ResolvedClusterOptions } from '../config/config.js';
+import { ms, type EventHub, type LeaseLossReason } from '../observability/diagnostics.js';
 import { poolError, type LeaseOwner, type TenantPoolError } from '../../common/errors.js';
-import { placeAmong } from '../placement.js';
+import { placeAmong } from '../engine/placement.js';
 import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 

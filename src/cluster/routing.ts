@@ -3,7 +3,7 @@
  * `pool.cluster` and the standalone `tenant-pool/router`, so both route by one rule.
  */
 import type { LeaseOwner } from '../../common/errors.js';
-import { placeAmong } from '../placement.js';
+import { placeAmong } from '../engine/placement.js';
 
 /** Runs one read on the cluster's database. */
 export type ClusterQuery = <R>(what: string, sql: string, params: unknown[]) => Promise<R[]>;

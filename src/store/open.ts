@@ -1,5 +1,5 @@
 /** Opens the tenants' store the options name: one PostgreSQL schema, or SQLite files in `dataDir` (the default). */
-import type { ResolvedOptions } from '../config.js';
+import type { ResolvedOptions } from '../config/config.js';
 import { poolError, type TenantPoolError } from '../../common/errors.js';
 import { PostgresRegistry } from './postgres-registry.js';
 import type { TenantStore, Warn } from './tenant-store.js';

@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client';
 import type { EventListener } from './diagnostics.js';
-import { kEvents, type PoolStats, type PoolTotals, type TenantPool } from './pool.js';
+import { kEvents, type PoolStats, type PoolTotals, type TenantPool } from '../pool.js';
 
 export interface MetricsOptions {
   /** Prefix of every metric name. @default 'tenant_pool_' */

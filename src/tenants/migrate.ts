@@ -16,8 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TenantPoolError } from '../common/errors.js';
-import type { TenantPool } from './pool.js';
+import { TenantPoolError } from '../../common/errors.js';
+import type { TenantPool } from '../pool.js';
 
 export interface MigrateOptions {
   /** The passphrase of a passphrase tenant; `undefined` leaves the tenant out (reported as skipped). */

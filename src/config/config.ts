@@ -7,11 +7,11 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { poolError } from '../common/errors.js';
-import { isLogger, type Logger } from './logging.js';
+import { poolError } from '../../common/errors.js';
+import { isLogger, type Logger } from '../observability/logging.js';
 import { jsonSyntaxErrorAt } from './json-position.js';
-import { KDF_METHODS, type KdfMethod } from '../common/protocol.js';
-import { SCHEMA_NAME } from '../common/pg.js';
+import { KDF_METHODS, type KdfMethod } from '../../common/protocol.js';
+import { SCHEMA_NAME } from '../../common/pg.js';
 
 /** Options of {@link TenantPool.open}. Every key is optional; the same keys (minus `configFile` and `logger`) may stand in the config file. */
 export interface PoolOptions {

@@ -11,14 +11,14 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Mutex, Semaphore } from 'async-mutex';
-import { ms, type EventHub, type WalletCloseReason } from './diagnostics.js';
-import { poolError } from '../common/errors.js';
+import { ms, type EventHub, type WalletCloseReason } from '../observability/diagnostics.js';
+import { poolError } from '../../common/errors.js';
 import { placeTenant } from './placement.js';
-import type { KdfMethod, WalletTimings } from '../common/protocol.js';
-import type { TenantRecord } from './store/tenant-store.js';
+import type { KdfMethod, WalletTimings } from '../../common/protocol.js';
+import type { TenantRecord } from '../store/tenant-store.js';
 import type { Grant } from './scheduler.js';
-import { Session, type SessionHost, type SessionWallet } from './session.js';
-import type { WorkerSlot } from './worker-slot.js';
+import { Session, type SessionHost, type SessionWallet } from '../session.js';
+import type { WorkerSlot } from '../threads/worker-slot.js';
 
 export type WalletState = 'opening' | 'open' | 'closing' | 'closed' | 'crashed';
 

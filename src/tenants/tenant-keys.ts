@@ -5,13 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { readExportedTenantId, type ExportedTenant } from '../common/export-format.js';
-import { poolError } from '../common/errors.js';
-import { rankWorkers } from './placement.js';
-import { KDF_METHODS, type KdfMethod, type WorkerApi } from '../common/protocol.js';
-import type { TenantRecord, TenantWeights } from './store/tenant-store.js';
+import { readExportedTenantId, type ExportedTenant } from '../../common/export-format.js';
+import { poolError } from '../../common/errors.js';
+import { rankWorkers } from '../engine/placement.js';
+import { KDF_METHODS, type KdfMethod, type WorkerApi } from '../../common/protocol.js';
+import type { TenantRecord, TenantWeights } from '../store/tenant-store.js';
 import { checkMaxSessions, checkPassphrase, checkWeights, DEFAULT_PASSPHRASE_KDF, toInfo, type TenantInfo, type TenantsContext } from './tenants-base.js';
-import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../common/validate.js';
+import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../../common/validate.js';
 
 /** Options of `tenants.export`. */
 export interface ExportOptions {

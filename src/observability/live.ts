@@ -5,7 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { EventListener } from './diagnostics.js';
-import { kEvents, type PoolStats, type TenantPool } from './pool.js';
+import { kEvents, type PoolStats, type TenantPool } from '../pool.js';
 
 export interface LiveViewOptions {
   /** Where to draw. @default process.stderr */

@@ -4,11 +4,11 @@
  * acquire's deadline or its signal; `pump` carries out what the scheduler decided (grants,
  * expiries, wallet closes) and sets the one timer for its next deadline.
  */
-import { ms, type EventHub } from './diagnostics.js';
-import { asPoolError, poolError } from '../common/errors.js';
+import { ms, type EventHub } from '../observability/diagnostics.js';
+import { asPoolError, poolError } from '../../common/errors.js';
 import type { CloseReason, WalletManager } from './wallet-manager.js';
 import type { AcquireRequest, Grant, Scheduler, Waiter } from './scheduler.js';
-import type { Session } from './session.js';
+import type { Session } from '../session.js';
 import { cappedDelay, type Clock } from './timers.js';
 
 interface PendingWaiter {

@@ -12,12 +12,12 @@
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { asPoolError, decodeError, poolError } from '../common/errors.js';
-import { Outbox, unbatch } from '../common/outbox.js';
-import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type StoreConfig, type WorkerApi, type WorkerMethod } from '../common/protocol.js';
-import { setLongTimeout } from './timers.js';
+import { asPoolError, decodeError, poolError } from '../../common/errors.js';
+import { Outbox, unbatch } from '../../common/outbox.js';
+import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type StoreConfig, type WorkerApi, type WorkerMethod } from '../../common/protocol.js';
+import { setLongTimeout } from '../engine/timers.js';
 
-const WORKER_URL = new URL(`../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+const WORKER_URL = new URL(`../../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
 
 /** Replacement workers that may die before serving, in a row, before the slot gives up. */
 const MAX_FAILED_STARTS = 3;

@@ -4,8 +4,8 @@
  * One timer serves every session: sessions are kept oldest first, so the next one due is always
  * near the front.
  */
-import type { EventHub } from './diagnostics.js';
-import type { Session } from './session.js';
+import type { EventHub } from '../observability/diagnostics.js';
+import type { Session } from '../session.js';
 import { cappedDelay, setLongTimeout } from './timers.js';
 
 interface LiveSession {

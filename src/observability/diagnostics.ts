@@ -6,7 +6,7 @@
  * timings, counts, reasons and error codes.
  */
 import { channel, type Channel } from 'node:diagnostics_channel';
-import type { KdfMethod } from '../common/protocol.js';
+import type { KdfMethod } from '../../common/protocol.js';
 
 /** Why a wallet closed: idle past its TTL, evicted for capacity, its tenant deleted, the pool closed, its worker died. */
 export type WalletCloseReason = 'idle' | 'capacity' | 'delete' | 'rekey' | 'close' | 'crash' | 'lease' | 'ownership';

@@ -2,15 +2,15 @@
  * What `pool.tenants` and its key operations (rekey, export, import) share: the context the pool
  * gives them, the tenant as callers see it, and the checks of tenant options.
  */
-import type { EventHub } from './diagnostics.js';
-import type { WalletManager } from './wallet-manager.js';
-import type { KdfMethod } from '../common/protocol.js';
-import type { Session } from './session.js';
-import type { TenantRecord, TenantWeights, Warn } from './store/tenant-store.js';
-import type { TenantStore } from './store/tenant-store.js';
-import type { WorkerSlot } from './worker-slot.js';
-import { MAX_UNITS } from './config.js';
-import { checkOptionalObject, invalid } from '../common/validate.js';
+import type { EventHub } from '../observability/diagnostics.js';
+import type { WalletManager } from '../engine/wallet-manager.js';
+import type { KdfMethod } from '../../common/protocol.js';
+import type { Session } from '../session.js';
+import type { TenantRecord, TenantWeights, Warn } from '../store/tenant-store.js';
+import type { TenantStore } from '../store/tenant-store.js';
+import type { WorkerSlot } from '../threads/worker-slot.js';
+import { MAX_UNITS } from '../config/config.js';
+import { checkOptionalObject, invalid } from '../../common/validate.js';
 
 /** A tenant as callers see it: never its salt, secret or key check value. */
 export interface TenantInfo {

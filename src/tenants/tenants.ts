@@ -8,11 +8,11 @@
  * row: a delete can only ever remove the files of the tenant it deleted, never a later one's.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { ms } from './diagnostics.js';
-import { poolError } from '../common/errors.js';
-import { KDF_METHODS, type KdfMethod } from '../common/protocol.js';
-import { rankWorkers } from './placement.js';
-import type { TenantRecord, TenantWeights } from './store/tenant-store.js';
+import { ms } from '../observability/diagnostics.js';
+import { poolError } from '../../common/errors.js';
+import { KDF_METHODS, type KdfMethod } from '../../common/protocol.js';
+import { rankWorkers } from '../engine/placement.js';
+import type { TenantRecord, TenantWeights } from '../store/tenant-store.js';
 import { TenantKeys, type ExportOptions, type ImportOptions, type RekeyOptions } from './tenant-keys.js';
 import {
   checkMaxSessions,
@@ -23,7 +23,7 @@ import {
   type TenantInfo,
   type TenantsContext,
 } from './tenants-base.js';
-import { checkLimit, checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../common/validate.js';
+import { checkLimit, checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../../common/validate.js';
 
 export { checkPassphrase, toInfo } from './tenants-base.js';
 export type { TenantInfo, TenantsContext } from './tenants-base.js';
