@@ -44,6 +44,11 @@ export interface TenantContext {
   readonly container: DependencyContainer;
   /** Aborted when the caller of `session.run(task, args, { signal })` aborts; a task that can stop early should listen. Never aborted for inbound messages or calls without a signal. */
   readonly signal: AbortSignal;
+  /**
+   * The W3C trace context (`traceparent`) of the pool's span for this task or inbound message,
+   * when the host traces with OpenTelemetry: continue the trace in the module's own spans with it.
+   */
+  readonly traceparent?: string;
 }
 
 /** A message given to `pool.dispatch()`. */

@@ -109,9 +109,9 @@ export interface WorkerApi {
   keysSign(tenantId: string, kid: string, data: Uint8Array): Uint8Array;
   keysVerify(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean;
   /** Runs a module task; with a `token` (not 0), `abortTask(token)` aborts the task's `ctx.signal`. */
-  runTask(tenantId: string, task: string, args: unknown, token: number): unknown;
+  runTask(tenantId: string, task: string, args: unknown, token: number, traceparent?: string): unknown;
   abortTask(token: number): void;
-  runInbound(tenantId: string, message: { recipientKey: string; body: JsonValue }): unknown;
+  runInbound(tenantId: string, message: { recipientKey: string; body: JsonValue }, traceparent?: string): unknown;
   echo(value: unknown): unknown;
 }
 

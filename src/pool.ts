@@ -11,15 +11,16 @@ import { asPoolError, poolError, TenantPoolError, withDetails, type LeaseOwner }
 import { Admission } from './engine/admission.js';
 import { SessionLedger } from './engine/session-ledger.js';
 import type { Clock } from './engine/timers.js';
-import { WalletManager } from './engine/wallet-manager.js';
+import { WalletManager, type WalletEntry } from './engine/wallet-manager.js';
 import { Endings } from './engine/endings.js';
+import { Tracing } from './observability/tracing.js';
 import { dispatchMessage, type DispatchMessage } from './dispatch.js';
 import { logEvents } from './observability/logging.js';
 import type { TenantRecord, Warn } from './store/tenant-store.js';
 import { openTenantStore } from './store/open.js';
 import { ClusterMember, type ClusterMemberInfo } from './cluster/member.js';
 import type { TenantStore } from './store/tenant-store.js';
-import { Scheduler, type Weights } from './engine/scheduler.js';
+import { Scheduler, type Grant, type Weights } from './engine/scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants/tenants.js';
 import { WorkerSlot } from './threads/worker-slot.js';
@@ -122,11 +123,13 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   readonly #admission: Admission;
   readonly #totals = { acquired: 0, released: 0, timedOut: 0, rejected: 0 };
   readonly #endings: Endings;
+  readonly #tracing: Tracing | undefined;
   #isClosed = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn) {
+  private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn, tracing: Tracing | undefined) {
     this.options = options;
+    this.#tracing = tracing;
     this.#member = member;
     const cluster: PoolCluster | undefined =
       member === undefined
@@ -195,6 +198,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     });
     this.#host = {
       maxValueBytes: options.maxValueBytes,
+      tracing,
       cursorKey: randomBytes(32),
       release: (session) => this.#release(session),
       registerRoute: async (session, publicKey) => registry.addRoute(publicKey, session.tenantId),
@@ -345,7 +349,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       await Promise.allSettled(workers.map(async (w) => w.close(1000)));
       throw error;
     }
-    ref.pool = new TenantPool(resolved, store, member, workers, clock, events, warn);
+    ref.pool = new TenantPool(resolved, store, member, workers, clock, events, warn, await Tracing.load());
     logger?.info({ event: 'tenant-pool:pool:open', store: store.kind, dataDir: store.kind === 'sqlite' ? resolved.dataDir : undefined, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
     return ref.pool;
   }
@@ -360,6 +364,8 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   async acquire(tenantId: string, options: AcquireOptions = {}): Promise<TenantSession> {
     const startedAt = this.#clock.now();
     let admittedAt: number | undefined;
+    // OpenTelemetry, when the host has it: the acquire under the host's active span, its stages under it.
+    const span = this.#tracing?.start('tenant-pool acquire', { 'tenant_pool.tenant_id': String(tenantId) });
     try {
       this.#assertOpen();
       const origin = this.options.leakWarningMs > 0 ? new Error('the session was acquired here') : undefined;
@@ -381,12 +387,34 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       if (tenant.secret === null && passphrase === undefined) throw poolError('ERR_WALLET_KEY_INVALID', `tenant ${tenant.tenantId} needs a passphrase`, undefined, { tenantId: tenant.tenantId });
 
       const deadline = startedAt + timeoutMs;
-      const grant = await this.#admission.admit({ tenantId: tenant.tenantId, weights: this.#weightsOf(tenant), maxSessions: tenant.maxSessions ?? this.options.maxSessionsPerTenant, deadline }, signal);
+      const admitting = span === undefined ? undefined : this.#tracing!.start('tenant-pool admission', {}, span.context);
+      let grant: Grant;
+      try {
+        grant = await this.#admission.admit({ tenantId: tenant.tenantId, weights: this.#weightsOf(tenant), maxSessions: tenant.maxSessions ?? this.options.maxSessionsPerTenant, deadline }, signal);
+      } finally {
+        admitting?.end();
+      }
       admittedAt = this.#clock.now();
       const isCacheHit = this.#wallets.entry(tenant.tenantId)?.state === 'open';
-      const session = await this.#admission.open(tenant.tenantId, grant, deadline, signal, async () =>
-        this.#wallets.openSession(tenant, passphrase, this.#host, grant, async () => this.#registry.get(tenant.tenantId)),
-      );
+      const opening = span === undefined || isCacheHit ? undefined : this.#tracing!.start('tenant-pool wallet.open', { 'tenant_pool.kdf': tenant.kdf }, span.context);
+      let session: Session;
+      try {
+        session = await this.#admission.open(tenant.tenantId, grant, deadline, signal, async () =>
+          this.#wallets.openSession(tenant, passphrase, this.#host, grant, async () => this.#registry.get(tenant.tenantId)),
+        );
+      } catch (error) {
+        opening?.end(error);
+        throw error;
+      }
+      if (opening !== undefined) {
+        const timings = (session.entry as WalletEntry).timings;
+        // The key derivation, as the worker measured it: it ran just before the open itself.
+        if (timings !== undefined && timings.deriveMs > 0) {
+          const derivedAt = performance.timeOrigin + performance.now() - timings.openMs;
+          this.#tracing!.record('tenant-pool key derivation', { 'tenant_pool.kdf': tenant.kdf }, opening.context, derivedAt - timings.deriveMs, derivedAt);
+        }
+        opening.end();
+      }
       this.#ledger.track(session, origin);
       this.#totals.acquired++;
       this.#events.emit('tenant-pool:session:acquire', () => ({
@@ -396,8 +424,10 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         queuedMs: ms(admittedAt! - startedAt),
         isCacheHit,
       }));
+      span?.end();
       return session;
     } catch (error) {
+      span?.end(error);
       const waitMs = ms(this.#clock.now() - startedAt);
       if (error instanceof TenantPoolError && error.code === 'ERR_ACQUIRE_TIMEOUT') {
         this.#totals.timedOut++;

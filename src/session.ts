@@ -7,6 +7,7 @@ import type { JsonCompatible, JsonValue, RawRecord, RecordPage, StoredRecord, Wo
 import { checkRecordQuery, decodeCursor, encodeCursor, equalityTags, type TagQuery } from '../common/query.js';
 import type { Grant } from './engine/scheduler.js';
 import type { WorkerSlot } from './threads/worker-slot.js';
+import type { Tracing } from './observability/tracing.js';
 import type { TaskArgs, TaskName, TaskResult, WorkerModule } from '../common/module-api.js';
 import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from '../common/validate.js';
 
@@ -86,6 +87,8 @@ export interface TenantSession {
 /** What a session needs from the pool, kept narrow so the session holds no reference to pool internals beyond it. */
 export interface SessionHost {
   readonly maxValueBytes: number;
+  /** OpenTelemetry, when the host has it: a span per wallet call and task. */
+  readonly tracing: Tracing | undefined;
   /** The pool's key for paging cursors (random per pool): a cursor is bound to its tenant, category and query. */
   readonly cursorKey: Uint8Array;
   release(session: Session): void;
@@ -283,11 +286,17 @@ export class Session implements TenantSession {
       this.host.leaseLost(this.tenantId, 'expired');
       this.assertUsable();
     }
-    const worker = this.entry.worker as { call(m: M, ...a: unknown[]): Promise<ReturnType<WorkerApi[M]>> };
-    if (method === 'runTask' || method === 'runInbound') return worker.call(method, this.tenantId, ...args);
+    const worker = this.entry.worker as { index: number; call(m: M, ...a: unknown[]): Promise<ReturnType<WorkerApi[M]>> };
+    const span = this.host.tracing?.start(`tenant-pool ${method}`, { 'tenant_pool.tenant_id': this.tenantId, 'tenant_pool.worker': worker.index });
+    const isTask = method === 'runTask' || method === 'runInbound';
     try {
-      return await worker.call(method, this.tenantId, ...args);
+      // A task or inbound handler gets the span's trace context, to continue the trace in the worker.
+      const result = await worker.call(method, this.tenantId, ...(span === undefined || !isTask ? args : [...args, span.traceparent]));
+      span?.end();
+      return result;
     } catch (error) {
+      span?.end(error);
+      if (isTask) throw error;
       // A storage failure from the wallet (a full disk, say) comes as the error SQLite raised: give it its code.
       const failure = asPoolError(error, `${method} on the wallet of tenant ${this.tenantId}`, { tenantId: this.tenantId });
       if (failure.code === 'ERR_LEASE_LOST') this.host.leaseLost(this.tenantId, 'fenced');

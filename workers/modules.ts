@@ -119,18 +119,19 @@ export class TenantScope {
     for (const module of loaded.modules) module.register?.(this.#container);
   }
 
-  async runTask(loaded: LoadedModules, name: string, args: unknown, signal?: AbortSignal): Promise<unknown> {
+  async runTask(loaded: LoadedModules, name: string, args: unknown, signal?: AbortSignal, traceparent?: string): Promise<unknown> {
     const task = loaded.tasks.get(name);
     if (task === undefined) throw poolError('ERR_TASK_NOT_FOUND', `no worker module defines the task ${JSON.stringify(name)}`);
-    return task(signal === undefined ? this.context : Object.freeze({ ...this.context, signal }), args);
+    return task(signal === undefined && traceparent === undefined ? this.context : Object.freeze({ ...this.context, ...(signal === undefined ? {} : { signal }), ...(traceparent === undefined ? {} : { traceparent }) }), args);
   }
 
   /** Offers the message to each module's `inbound` handler in `modules` order; the first that returns something answers. */
-  async runInbound(loaded: LoadedModules, message: InboundMessage): Promise<unknown> {
+  async runInbound(loaded: LoadedModules, message: InboundMessage, traceparent?: string): Promise<unknown> {
     const handlers = loaded.modules.filter((m) => m.inbound !== undefined);
     if (handlers.length === 0) throw poolError('ERR_TASK_NOT_FOUND', 'no worker module defines an inbound handler');
+    const context = traceparent === undefined ? this.context : Object.freeze({ ...this.context, traceparent });
     for (const module of handlers) {
-      const result: unknown = await module.inbound!(this.context, message);
+      const result: unknown = await module.inbound!(context, message);
       if (result !== undefined) return result;
     }
     return undefined;

@@ -154,18 +154,18 @@ const handlers: Handlers = {
   keysPublicKey: (tenantId, kid) => walletOf(tenantId).publicKeyOf(kid),
   keysSign: (tenantId, kid, data) => walletOf(tenantId).sign(kid, data),
   keysVerify: (publicKey, data, signature) => verifySignature(publicKey, data, signature),
-  runTask: async (tenantId, task, args, token) => {
-    if (token === 0) return openOf(tenantId).scope.runTask(loaded, task, args);
+  runTask: async (tenantId, task, args, token, traceparent) => {
+    if (token === 0) return openOf(tenantId).scope.runTask(loaded, task, args, undefined, traceparent);
     const controller = new AbortController();
     aborts.set(token, controller);
     try {
-      return await openOf(tenantId).scope.runTask(loaded, task, args, controller.signal);
+      return await openOf(tenantId).scope.runTask(loaded, task, args, controller.signal, traceparent);
     } finally {
       aborts.delete(token);
     }
   },
   abortTask: (token) => aborts.get(token)?.abort(Object.assign(new Error('the caller aborted this task'), { name: 'AbortError' })),
-  runInbound: async (tenantId, message) => openOf(tenantId).scope.runInbound(loaded, message),
+  runInbound: async (tenantId, message, traceparent) => openOf(tenantId).scope.runInbound(loaded, message, traceparent),
   echo: (value) => value,
 };
 

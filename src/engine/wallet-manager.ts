@@ -35,6 +35,8 @@ export class WalletEntry implements SessionWallet {
   passCheck: Buffer | null = null;
   /** When the wallet opened (the manager's clock). */
   openedAt = 0;
+  /** How its open went: the key derivation and the open itself (for the acquire's trace). */
+  timings: WalletTimings | undefined;
 
   get isCrashed(): boolean {
     return this.state === 'crashed';
@@ -214,6 +216,7 @@ export class WalletManager {
       if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
       entry.state = 'open';
       entry.openedAt = this.#now();
+      entry.timings = timings;
       entry.passCheck = record.secret === null ? this.#passCheck(passphrase) : null;
       this.counters.walletOpens++;
       this.#events.emit('tenant-pool:wallet:open', () => ({
