@@ -15,6 +15,7 @@ interface OtelApi {
   trace: {
     getTracer(name: string, version?: string): Tracer;
     setSpan(context: Context, span: Span): Context;
+    getSpanContext(context: Context): { traceId: string } | undefined;
   };
   context: { active(): Context; with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(context: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> };
   SpanStatusCode: { ERROR: number };
@@ -54,8 +55,10 @@ export class Tracing {
   }
 
   /** Starts a span, child of `parent` (default: the active context), optionally back-dated to `startTime` (epoch ms). */
-  start(name: string, attributes: Record<string, string | number | boolean>, parent: Context = this.active(), startTime?: number): PoolSpan & { context: Context } {
+  start(name: string, attributes: Record<string, string | number | boolean>, parent: Context = this.active(), startTime?: number): (PoolSpan & { context: Context }) | undefined {
     const span = this.#tracer.startSpan(name, { attributes, ...(startTime === undefined ? {} : { startTime }) }, parent);
+    // No SDK registered and no trace to continue: nothing to record or carry, so nothing more is paid.
+    if (!span.isRecording() && this.#api.trace.getSpanContext(parent) === undefined) return undefined;
     const { traceId, spanId, traceFlags } = span.spanContext();
     return {
       traceparent: `00-${traceId}-${spanId}-${traceFlags.toString(16).padStart(2, '0')}`,
