@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { TenantPool } from '../src/pool.js';
+import { startChild } from './child.js';
 import { pgQuery, rejectsWith, tempDir } from './helpers.js';
 import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 
@@ -71,5 +72,54 @@ testWithPostgres('a schema written by 0.1.0 opens with this code: every record, 
     await dropSchema(schema);
   }
 });
+
+testWithPostgres('an upgrade killed in the middle (SIGKILL while its open waits on the routes table) leaves the 0.1.0 data as it was; the next open upgrades it whole', async () => {
+  const facts = JSON.parse(readFileSync(new URL('./fixtures/formats/postgres-0.1.0.json', import.meta.url), 'utf8')) as { managed: { routed: { publicKey: string } } };
+  const schema = testSchema();
+  await restore('postgres-0.1.0.sql', schema);
+  const pg = (await import('pg')).default;
+  const blocker = new pg.Client(postgresUrl);
+  await blocker.connect();
+  try {
+    // Hold the routes table so the upgrade's rewrite of it waits, then kill the opening process there.
+    await blocker.query('BEGIN');
+    await blocker.query(`LOCK TABLE ${schema}.routes IN SHARE MODE`);
+    const child = startChild('open-schema.ts', [schema, FIXTURE_ROOT_KEY]);
+    for (let i = 0; ; i++) {
+      const [waiting] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'routes' AND NOT l.granted`);
+      if (waiting!.n > 0) break;
+      assert.ok(i < 4000, 'the upgrade reaches the routes table');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    child.kill('SIGKILL');
+    await child.exited;
+    await blocker.query('ROLLBACK');
+  } finally {
+    await blocker.end();
+  }
+  // Nothing of the upgrade stayed: the route is the public key itself still, and no marker is set.
+  await eventuallyUnlocked(schema);
+  assert.equal((await pgQuery<{ recipient_key: string }>(`SELECT recipient_key FROM ${schema}.routes`)).map((r) => r.recipient_key), [facts.managed.routed.publicKey]);
+  assert.equal(await pgQuery(`SELECT * FROM ${schema}.registry_config WHERE name = 'routes'`), []);
+  const pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
+  try {
+    assert.is(await pool.tenants.byRoutingKey(facts.managed.routed.publicKey), 'managed');
+    assert.ok((await pgQuery<{ recipient_key: string }>(`SELECT recipient_key FROM ${schema}.routes`))[0]!.recipient_key.startsWith('h1:'));
+    assert.equal(await pool.withSession('managed', async (s) => (await s.records.get('note', 'n2'))?.value), [1, 2, 3]);
+  } finally {
+    await pool.close();
+    await dropSchema(schema);
+  }
+});
+
+/** Waits until the killed process's backend is gone (the server notices its closed socket). */
+async function eventuallyUnlocked(schema: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const [left] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`, [`tenant-pool:${schema}`]);
+    if (left!.n === 0) return;
+    assert.ok(i < 4000, 'the killed backend ends');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 test.run();
