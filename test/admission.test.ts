@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rankWorkers } from '../src/engine/placement.js';
 import type { TenantSession } from '../src/session.js';
-import { disposePool, eventually, openPool, rejectsWith, until } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, until, usePool } from './helpers.js';
 
 async function createTenants(pool: Awaited<ReturnType<typeof openPool>>, count: number, prefix = 't'): Promise<string[]> {
   const ids: string[] = [];
@@ -34,41 +34,33 @@ test('20 tenants × 5 concurrent sessions: one open per tenant, weight 20 × (4 
 });
 
 test('1 tenant × 10,000 concurrent sessions: one wallet open, weight 4 + 10,000', async () => {
-  const pool = await openPool({ capacity: 10_004, walletIdleTtlMs: 0, acquireTimeoutMs: 60_000 });
-  try {
-    const [id] = await createTenants(pool, 1);
-    const sessions = await Promise.all(Array.from({ length: 10_000 }, async () => pool.acquire(id!)));
-    const st = pool.stats();
-    assert.is(st.sessions, 10_000);
-    assert.is(st.weightInUse, 4 + 10_000);
-    assert.is(st.totals.walletOpens, 1);
-    assert.is(st.totals.keyDerivations, 2, 'one at create, one open');
-    // One more would exceed the capacity: it waits, and times out holding nothing.
-    await rejectsWith(pool.acquire(id!, { timeoutMs: 0 }), 'ERR_ACQUIRE_TIMEOUT');
-    await Promise.all(sessions.map(async (s) => s.release()));
-    await eventually(() => pool.stats().weightInUse === 0, 'the wallet closes at the last release');
-    assert.is(pool.stats().totals.walletCloses, 1);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 10_004, walletIdleTtlMs: 0, acquireTimeoutMs: 60_000 });
+  const [id] = await createTenants(pool, 1);
+  const sessions = await Promise.all(Array.from({ length: 10_000 }, async () => pool.acquire(id!)));
+  const st = pool.stats();
+  assert.is(st.sessions, 10_000);
+  assert.is(st.weightInUse, 4 + 10_000);
+  assert.is(st.totals.walletOpens, 1);
+  assert.is(st.totals.keyDerivations, 2, 'one at create, one open');
+  // One more would exceed the capacity: it waits, and times out holding nothing.
+  await rejectsWith(pool.acquire(id!, { timeoutMs: 0 }), 'ERR_ACQUIRE_TIMEOUT');
+  await Promise.all(sessions.map(async (s) => s.release()));
+  await eventually(() => pool.stats().weightInUse === 0, 'the wallet closes at the last release');
+  assert.is(pool.stats().totals.walletCloses, 1);
 });
 
 test('100 tenants × 10 concurrent sessions', async () => {
-  const pool = await openPool({ capacity: 100 * 14, walletIdleTtlMs: 60_000, acquireTimeoutMs: 60_000 });
-  try {
-    const ids = await createTenants(pool, 100);
-    const sessions = await Promise.all(ids.flatMap((id) => Array.from({ length: 10 }, async () => pool.acquire(id))));
-    const st = pool.stats();
-    assert.is(st.sessions, 1000);
-    assert.is(st.weightInUse, 1400);
-    assert.is(st.totals.walletOpens, 100);
-    assert.equal(st.workers.map((w) => w.sessions).reduce((a, b) => a + b), 1000);
-    assert.ok(Math.max(...st.workers.map((w) => w.tenants)) <= Math.ceil((1.25 * 100) / 2), 'bounded load across workers');
-    await Promise.all(sessions.map(async (s) => s.release()));
-    assert.is(pool.stats().weightInUse, 400);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 100 * 14, walletIdleTtlMs: 60_000, acquireTimeoutMs: 60_000 });
+  const ids = await createTenants(pool, 100);
+  const sessions = await Promise.all(ids.flatMap((id) => Array.from({ length: 10 }, async () => pool.acquire(id))));
+  const st = pool.stats();
+  assert.is(st.sessions, 1000);
+  assert.is(st.weightInUse, 1400);
+  assert.is(st.totals.walletOpens, 100);
+  assert.equal(st.workers.map((w) => w.sessions).reduce((a, b) => a + b), 1000);
+  assert.ok(Math.max(...st.workers.map((w) => w.tenants)) <= Math.ceil((1.25 * 100) / 2), 'bounded load across workers');
+  await Promise.all(sessions.map(async (s) => s.release()));
+  assert.is(pool.stats().weightInUse, 400);
 });
 
 /** 20 × capacity of acquires at once with timeouts of 5–24 ms; returns how many were granted. */
@@ -98,20 +90,16 @@ async function contend(pool: Awaited<ReturnType<typeof openPool>>, ids: string[]
 
 test('20× capacity of contending acquires on cold wallets with short timeouts all settle, leak nothing, and full capacity is usable right after', async () => {
   const capacity = 50;
-  const pool = await openPool({ capacity, walletIdleTtlMs: 0, maxQueue: 100_000 });
-  try {
-    const ids = await createTenants(pool, 10);
-    await contend(pool, ids, capacity * 20);
-    await eventually(() => pool.stats().weightInUse === 0 && pool.stats().wallets.idle === 0, 'no weight left once idle wallets close');
-    // The whole capacity is usable: 10 tenants × (4 + 1) = 50, all admitted at once, none queued.
-    const opening = ids.map(async (id) => pool.acquire(id, { timeoutMs: 30_000 }));
-    assert.is(pool.stats().queued, 0);
-    assert.is(pool.stats().weightInUse, capacity);
-    const all = await Promise.all(opening);
-    await Promise.all(all.map(async (s) => s.release()));
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity, walletIdleTtlMs: 0, maxQueue: 100_000 });
+  const ids = await createTenants(pool, 10);
+  await contend(pool, ids, capacity * 20);
+  await eventually(() => pool.stats().weightInUse === 0 && pool.stats().wallets.idle === 0, 'no weight left once idle wallets close');
+  // The whole capacity is usable: 10 tenants × (4 + 1) = 50, all admitted at once, none queued.
+  const opening = ids.map(async (id) => pool.acquire(id, { timeoutMs: 30_000 }));
+  assert.is(pool.stats().queued, 0);
+  assert.is(pool.stats().weightInUse, capacity);
+  const all = await Promise.all(opening);
+  await Promise.all(all.map(async (s) => s.release()));
 });
 
 test('20× capacity of contending acquires on warm wallets: the free capacity is granted at once, the rest time out, nothing leaks', async () => {
@@ -138,29 +126,25 @@ test('20× capacity of contending acquires on warm wallets: the free capacity is
 });
 
 test('abort while queued: rejects with the reason at once, leaves the queue, holds nothing', async () => {
-  const pool = await openPool({ capacity: 5, walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ capacity: 5, walletIdleTtlMs: 60_000 });
+  const [a, b] = await createTenants(pool, 2);
+  const held = await pool.acquire(a!);
+  const controller = new AbortController();
+  const waiting = pool.acquire(b!, { signal: controller.signal, timeoutMs: 60_000 });
+  assert.is(pool.stats().queued, 1);
+  const reason = new Error('caller went away');
+  controller.abort(reason);
   try {
-    const [a, b] = await createTenants(pool, 2);
-    const held = await pool.acquire(a!);
-    const controller = new AbortController();
-    const waiting = pool.acquire(b!, { signal: controller.signal, timeoutMs: 60_000 });
-    assert.is(pool.stats().queued, 1);
-    const reason = new Error('caller went away');
-    controller.abort(reason);
-    try {
-      await waiting;
-      assert.unreachable('should reject');
-    } catch (error) {
-      assert.is(error, reason);
-    }
-    assert.is(pool.stats().queued, 0);
-    assert.is(pool.stats().weightInUse, 5);
-    await held.release();
-    // Nothing phantom: b is admitted at once now that a's weight is back (a's idle wallet is evicted).
-    await pool.withSession(b!, () => undefined, { timeoutMs: 5_000 });
-  } finally {
-    await disposePool(pool);
+    await waiting;
+    assert.unreachable('should reject');
+  } catch (error) {
+    assert.is(error, reason);
   }
+  assert.is(pool.stats().queued, 0);
+  assert.is(pool.stats().weightInUse, 5);
+  await held.release();
+  // Nothing phantom: b is admitted at once now that a's weight is back (a's idle wallet is evicted).
+  await pool.withSession(b!, () => undefined, { timeoutMs: 5_000 });
 });
 
 test('tenant limits: queued waiters wait for their own tenant and do not delay others; reject mode refuses', async () => {
@@ -197,87 +181,67 @@ test('tenant limits: queued waiters wait for their own tenant and do not delay o
 });
 
 test('maxQueue: acquires beyond it are refused at once with ERR_QUEUE_FULL', async () => {
-  const pool = await openPool({ capacity: 5, maxQueue: 2 });
-  try {
-    const ids = await createTenants(pool, 4);
-    const held = await pool.acquire(ids[0]!);
-    const queued = [pool.acquire(ids[1]!, { timeoutMs: 60_000 }), pool.acquire(ids[2]!, { timeoutMs: 60_000 })];
-    await rejectsWith(pool.acquire(ids[3]!), 'ERR_QUEUE_FULL');
-    await held.release();
-    for (const p of queued) await (await p).release();
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 5, maxQueue: 2 });
+  const ids = await createTenants(pool, 4);
+  const held = await pool.acquire(ids[0]!);
+  const queued = [pool.acquire(ids[1]!, { timeoutMs: 60_000 }), pool.acquire(ids[2]!, { timeoutMs: 60_000 })];
+  await rejectsWith(pool.acquire(ids[3]!), 'ERR_QUEUE_FULL');
+  await held.release();
+  for (const p of queued) await (await p).release();
 });
 
 test('eviction: a waiter that does not fit closes the least recently used idle wallet, and only that one', async () => {
-  const pool = await openPool({ capacity: 12, walletIdleTtlMs: Infinity });
-  try {
-    const [a, b, c] = await createTenants(pool, 3);
-    await pool.closeIdleWallets();
-    const opens = pool.stats().totals.walletOpens;
-    await pool.withSession(a!, () => undefined);
-    await pool.withSession(b!, () => undefined);
-    assert.is(pool.stats().weightInUse, 8);
-    await pool.withSession(a!, () => undefined); // a is now more recently used than b
-    const session = await pool.acquire(c!, { timeoutMs: 5_000 });
-    const st = pool.stats();
-    assert.is(st.totals.evictions, 1);
-    assert.is(st.weightInUse, 4 + 5);
-    assert.is(st.totals.walletOpens - opens, 3);
-    await session.release();
-    await pool.withSession(a!, () => undefined);
-    assert.is(pool.stats().totals.walletOpens - opens, 3, 'a was kept: b was the least recently used');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 12, walletIdleTtlMs: Infinity });
+  const [a, b, c] = await createTenants(pool, 3);
+  await pool.closeIdleWallets();
+  const opens = pool.stats().totals.walletOpens;
+  await pool.withSession(a!, () => undefined);
+  await pool.withSession(b!, () => undefined);
+  assert.is(pool.stats().weightInUse, 8);
+  await pool.withSession(a!, () => undefined); // a is now more recently used than b
+  const session = await pool.acquire(c!, { timeoutMs: 5_000 });
+  const st = pool.stats();
+  assert.is(st.totals.evictions, 1);
+  assert.is(st.weightInUse, 4 + 5);
+  assert.is(st.totals.walletOpens - opens, 3);
+  await session.release();
+  await pool.withSession(a!, () => undefined);
+  assert.is(pool.stats().totals.walletOpens - opens, 3, 'a was kept: b was the least recently used');
 });
 
 test('idle TTL: a wallet closes once idle for walletIdleTtlMs, and its weight returns', async () => {
-  const pool = await openPool({ walletIdleTtlMs: 20 });
-  try {
-    const [a] = await createTenants(pool, 1);
-    await pool.withSession(a!, () => undefined);
-    assert.is(pool.stats().wallets.idle, 1);
-    await eventually(() => pool.stats().totals.walletCloses === 1, 'the idle wallet closes');
-    assert.is(pool.stats().weightInUse, 0);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ walletIdleTtlMs: 20 });
+  const [a] = await createTenants(pool, 1);
+  await pool.withSession(a!, () => undefined);
+  assert.is(pool.stats().wallets.idle, 1);
+  await eventually(() => pool.stats().totals.walletCloses === 1, 'the idle wallet closes');
+  assert.is(pool.stats().weightInUse, 0);
 });
 
 test('per-tenant weights override the pool’s, from the tenant’s next wallet open', async () => {
-  const pool = await openPool({ capacity: 100, walletIdleTtlMs: 0 });
-  try {
-    const heavy = await pool.tenants.create({ weights: { wallet: 20, session: 3 } });
-    const s1 = await pool.acquire(heavy.tenantId);
-    assert.is(pool.stats().weightInUse, 23);
-    await pool.tenants.update(heavy.tenantId, { weights: { wallet: 10, session: 2 } });
-    const s2 = await pool.acquire(heavy.tenantId);
-    assert.is(pool.stats().weightInUse, 23 + 2, 'the session weight is read per session; the open wallet keeps its weight');
-    await s1.release();
-    await s2.release();
-    await eventually(() => pool.stats().weightInUse === 0, 'closed');
-    await pool.withSession(heavy.tenantId, () => assert.is(pool.stats().weightInUse, 12));
-    await rejectsWith(pool.tenants.create({ weights: { wallet: 100 } }), 'ERR_INVALID_ARGUMENT', 'heavier than the pool');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 100, walletIdleTtlMs: 0 });
+  const heavy = await pool.tenants.create({ weights: { wallet: 20, session: 3 } });
+  const s1 = await pool.acquire(heavy.tenantId);
+  assert.is(pool.stats().weightInUse, 23);
+  await pool.tenants.update(heavy.tenantId, { weights: { wallet: 10, session: 2 } });
+  const s2 = await pool.acquire(heavy.tenantId);
+  assert.is(pool.stats().weightInUse, 23 + 2, 'the session weight is read per session; the open wallet keeps its weight');
+  await s1.release();
+  await s2.release();
+  await eventually(() => pool.stats().weightInUse === 0, 'closed');
+  await pool.withSession(heavy.tenantId, () => assert.is(pool.stats().weightInUse, 12));
+  await rejectsWith(pool.tenants.create({ weights: { wallet: 100 } }), 'ERR_INVALID_ARGUMENT', 'heavier than the pool');
 });
 
 test('sticky placement: a tenant reopens on the worker of its rendezvous ranking', async () => {
-  const pool = await openPool({ workers: 2, walletIdleTtlMs: 0 });
-  try {
-    const [a] = await createTenants(pool, 1);
-    const expected = rankWorkers(a!, 2)[0];
-    for (let i = 0; i < 3; i++) {
-      await pool.withSession(a!, () => {
-        assert.equal(pool.stats().workers.map((w) => w.sessions), expected === 0 ? [1, 0] : [0, 1]);
-      });
-      await eventually(() => pool.stats().wallets.idle === 0, 'closed again');
-    }
-  } finally {
-    await disposePool(pool);
+  await using pool = await usePool({ workers: 2, walletIdleTtlMs: 0 });
+  const [a] = await createTenants(pool, 1);
+  const expected = rankWorkers(a!, 2)[0];
+  for (let i = 0; i < 3; i++) {
+    await pool.withSession(a!, () => {
+      assert.equal(pool.stats().workers.map((w) => w.sessions), expected === 0 ? [1, 0] : [0, 1]);
+    });
+    await eventually(() => pool.stats().wallets.idle === 0, 'closed again');
   }
 });
 

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rankWorkers } from '../src/engine/placement.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until, storeOptionsFor } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until, storeOptionsFor, usePool } from './helpers.js';
 
 /** The first tenant id of the form `prefix-N` whose first-choice worker (of 2) is `index`. */
 function idOnWorker(prefix: string, index: number): string {
@@ -12,76 +12,68 @@ function idOnWorker(prefix: string, index: number): string {
 }
 
 test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, other workers are untouched, its tenants reopen on a fresh worker', async () => {
-  const pool = await openPool({ workers: 2, walletIdleTtlMs: 60_000 });
-  try {
-    const warm = await pool.tenants.create({ tenantId: idOnWorker('warm', 0) });
-    const cold = await pool.tenants.create({ tenantId: idOnWorker('cold', 0), kdf: 'argon2i-mod' });
-    const cool = await pool.tenants.create({ tenantId: idOnWorker('cool', 0), kdf: 'argon2i-int' });
-    const other = await pool.tenants.create({ tenantId: idOnWorker('other', 1) });
-    await pool.closeIdleWallets();
-    const held = await pool.acquire(warm.tenantId);
-    await held.records.save('c', 'kept', { durable: true });
-    const bystander = await pool.acquire(other.tenantId);
-    assert.equal(pool.stats().workers.map((w) => w.tenants), [1, 1]);
+  await using pool = await usePool({ workers: 2, walletIdleTtlMs: 60_000 });
+  const warm = await pool.tenants.create({ tenantId: idOnWorker('warm', 0) });
+  const cold = await pool.tenants.create({ tenantId: idOnWorker('cold', 0), kdf: 'argon2i-mod' });
+  const cool = await pool.tenants.create({ tenantId: idOnWorker('cool', 0), kdf: 'argon2i-int' });
+  const other = await pool.tenants.create({ tenantId: idOnWorker('other', 1) });
+  await pool.closeIdleWallets();
+  const held = await pool.acquire(warm.tenantId);
+  await held.records.save('c', 'kept', { durable: true });
+  const bystander = await pool.acquire(other.tenantId);
+  assert.equal(pool.stats().workers.map((w) => w.tenants), [1, 1]);
 
-    // Two wallet opens are in flight on worker 0 (Argon2 takes hundreds of ms) when it dies.
-    const opening = [pool.acquire(cold.tenantId, { timeoutMs: 60_000 }), pool.acquire(cool.tenantId, { timeoutMs: 60_000 })];
-    await until(() => pool.stats().wallets.opening === 2, 'both opens sent to worker 0');
-    // The death may be noticed before terminate() resolves: the rejections are looked at below.
-    for (const p of opening) p.catch(() => {});
-    await pool[kWorkers][0]!.thread!.terminate();
-    for (const p of opening) await rejectsWith(p, 'ERR_WORKER_CRASHED');
-    await rejectsWith(held.records.get('c', 'kept'), 'ERR_WORKER_CRASHED', 'a session on the dead worker');
-    await held.release();
+  // Two wallet opens are in flight on worker 0 (Argon2 takes hundreds of ms) when it dies.
+  const opening = [pool.acquire(cold.tenantId, { timeoutMs: 60_000 }), pool.acquire(cool.tenantId, { timeoutMs: 60_000 })];
+  await until(() => pool.stats().wallets.opening === 2, 'both opens sent to worker 0');
+  // The death may be noticed before terminate() resolves: the rejections are looked at below.
+  for (const p of opening) p.catch(() => {});
+  await pool[kWorkers][0]!.thread!.terminate();
+  for (const p of opening) await rejectsWith(p, 'ERR_WORKER_CRASHED');
+  await rejectsWith(held.records.get('c', 'kept'), 'ERR_WORKER_CRASHED', 'a session on the dead worker');
+  await held.release();
 
-    // The other worker's tenant saw nothing.
-    await bystander.records.save('c', 'fine', 1);
-    assert.is((await bystander.records.get('c', 'fine'))?.value, 1);
-    await bystander.release();
+  // The other worker's tenant saw nothing.
+  await bystander.records.save('c', 'fine', 1);
+  assert.is((await bystander.records.get('c', 'fine'))?.value, 1);
+  await bystander.release();
 
-    const st = pool.stats();
-    assert.is(st.totals.workerCrashes, 1);
-    assert.is(st.sessions, 0);
-    assert.is(st.wallets.opening, 0);
-    assert.equal(st.workers.map((w) => w.tenants), [0, 1], 'the dead worker’s wallets are gone, the idle one on worker 1 stays');
+  const st = pool.stats();
+  assert.is(st.totals.workerCrashes, 1);
+  assert.is(st.sessions, 0);
+  assert.is(st.wallets.opening, 0);
+  assert.equal(st.workers.map((w) => w.tenants), [0, 1], 'the dead worker’s wallets are gone, the idle one on worker 1 stays');
 
-    // The tenants of the dead worker open again on its replacement, with their data.
-    await pool[kWorkers][0]!.ready();
-    assert.ok(pool.stats().workers[0]!.alive);
-    assert.equal(await pool.withSession(warm.tenantId, async (s) => (await s.records.get('c', 'kept'))?.value), { durable: true });
-    await pool.withSession(cool.tenantId, (s) => s.records.save('c', 'x', 1));
-    assert.is(pool.stats().weightInUse, 4 * pool.stats().workers.reduce((n, w) => n + w.tenants, 0));
-  } finally {
-    await disposePool(pool);
-  }
+  // The tenants of the dead worker open again on its replacement, with their data.
+  await pool[kWorkers][0]!.ready();
+  assert.ok(pool.stats().workers[0]!.alive);
+  assert.equal(await pool.withSession(warm.tenantId, async (s) => (await s.records.get('c', 'kept'))?.value), { durable: true });
+  await pool.withSession(cool.tenantId, (s) => s.records.save('c', 'x', 1));
+  assert.is(pool.stats().weightInUse, 4 * pool.stats().workers.reduce((n, w) => n + w.tenants, 0));
 });
 
 test('an open still waiting for a key-derivation slot when its worker dies is placed afresh, not opened behind the pool’s back', async () => {
   // One worker, one derivation at a time: b's open waits behind a's Argon2 when the worker dies.
-  const pool = await openPool({ workers: 1, kdfConcurrency: 1, acquireTimeoutMs: 60_000, walletIdleTtlMs: 60_000 });
-  try {
-    await pool.tenants.create({ tenantId: 'a', kdf: 'argon2i-mod' });
-    await pool.tenants.create({ tenantId: 'b', kdf: 'argon2i-int' });
-    await pool.closeIdleWallets();
-    const a = pool.acquire('a');
-    const b = pool.acquire('b');
-    await until(() => pool.stats().wallets.opening === 2, "b waits for a's derivation");
-    a.catch(() => {});
-    await pool[kWorkers][0]!.thread!.terminate();
-    await rejectsWith(a, 'ERR_WORKER_CRASHED', 'the open in flight on the dead worker');
-    // b had sent nothing: it opens on the replacement worker, and the pool knows its wallet is there.
-    const session = await b;
-    await session.records.save('c', 'x', 1);
-    await session.release();
-    assert.equal(pool.stats().wallets, { open: 0, idle: 1, opening: 0 });
-    assert.equal(await pool.withSession('b', async (s) => s.records.get('c', 'x')), { category: 'c', id: 'x', value: 1, tags: {} });
-    // a opens there too. (Before, b's open went on to the replacement thread behind the pool's back, and
-    // failed: the wallet stayed open there, and every later open of b on that worker hit it, ERR_INTERNAL.)
-    await pool.withSession('a', () => undefined);
-    assert.is(pool.stats().weightInUse, 8, 'two idle wallets, no session');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ workers: 1, kdfConcurrency: 1, acquireTimeoutMs: 60_000, walletIdleTtlMs: 60_000 });
+  await pool.tenants.create({ tenantId: 'a', kdf: 'argon2i-mod' });
+  await pool.tenants.create({ tenantId: 'b', kdf: 'argon2i-int' });
+  await pool.closeIdleWallets();
+  const a = pool.acquire('a');
+  const b = pool.acquire('b');
+  await until(() => pool.stats().wallets.opening === 2, "b waits for a's derivation");
+  a.catch(() => {});
+  await pool[kWorkers][0]!.thread!.terminate();
+  await rejectsWith(a, 'ERR_WORKER_CRASHED', 'the open in flight on the dead worker');
+  // b had sent nothing: it opens on the replacement worker, and the pool knows its wallet is there.
+  const session = await b;
+  await session.records.save('c', 'x', 1);
+  await session.release();
+  assert.equal(pool.stats().wallets, { open: 0, idle: 1, opening: 0 });
+  assert.equal(await pool.withSession('b', async (s) => s.records.get('c', 'x')), { category: 'c', id: 'x', value: 1, tags: {} });
+  // a opens there too. (Before, b's open went on to the replacement thread behind the pool's back, and
+  // failed: the wallet stayed open there, and every later open of b on that worker hit it, ERR_INTERNAL.)
+  await pool.withSession('a', () => undefined);
+  assert.is(pool.stats().weightInUse, 8, 'two idle wallets, no session');
 });
 
 test('a module task that exits its worker, or outgrows its heap limit: the calls on it reject ERR_WORKER_CRASHED, the other worker is untouched, nothing leaks', async () => {
@@ -113,22 +105,18 @@ test('a module task that exits its worker, or outgrows its heap limit: the calls
 });
 
 test('a replacement worker killed while it starts is replaced again; calls meanwhile fail fast instead of hanging', async () => {
-  const pool = await openPool({ workers: 2 });
-  try {
-    const { tenantId } = await pool.tenants.create({ tenantId: idOnWorker('phoenix', 0) });
-    const slot = pool[kWorkers][0]!;
-    const first = slot.thread!;
-    await first.terminate();
-    await until(() => slot.thread !== undefined && slot.thread !== first, 'piscina starts a replacement');
-    const second = slot.thread!;
-    assert.not.ok(slot.isAlive, 'the replacement is not serving yet');
-    await second.terminate();
-    await eventually(() => slot.isAlive, 'a third worker serves the slot');
-    assert.is(pool.stats().totals.workerCrashes, 2);
-    await pool.withSession(tenantId, async (s) => s.records.save('c', 'x', 'back'));
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ workers: 2 });
+  const { tenantId } = await pool.tenants.create({ tenantId: idOnWorker('phoenix', 0) });
+  const slot = pool[kWorkers][0]!;
+  const first = slot.thread!;
+  await first.terminate();
+  await until(() => slot.thread !== undefined && slot.thread !== first, 'piscina starts a replacement');
+  const second = slot.thread!;
+  assert.not.ok(slot.isAlive, 'the replacement is not serving yet');
+  await second.terminate();
+  await eventually(() => slot.isAlive, 'a third worker serves the slot');
+  assert.is(pool.stats().totals.workerCrashes, 2);
+  await pool.withSession(tenantId, async (s) => s.records.save('c', 'x', 'back'));
 });
 
 test('a slot whose replacements keep dying before they serve gives up after three: calls fail fast with ERR_WORKER_CRASHED, the other worker serves on', async () => {

@@ -37,6 +37,12 @@ export async function openPool(options: PoolOptions = {}): Promise<TenantPool> {
   return TenantPool.open({ dataDir, rootKey: rootKey(), workers: 2, ...storeOptionsFor(dataDir), ...options });
 }
 
+/** {@link openPool} for `await using`: leaving the scope closes the pool and removes its data folder (its schema, on PostgreSQL). */
+export async function usePool(options: PoolOptions = {}): Promise<TenantPool & AsyncDisposable> {
+  const pool = await openPool(options);
+  return Object.assign(pool, { [Symbol.asyncDispose]: async () => disposePool(pool) });
+}
+
 /** Closes the pool and removes its data folder (its schema, on PostgreSQL). */
 export async function disposePool(pool: TenantPool): Promise<void> {
   await pool.close();

@@ -10,7 +10,7 @@ import { ErrorCodes, TenantPoolError } from '../common/errors.js';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { startChild } from './child.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { disposePool, openPool, rejectsWith, rootKey, tempDir, usePool } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
 
@@ -134,72 +134,64 @@ test('passphrase tenants get inbound messages: byRoutingKey, a passphraseProvide
 });
 
 test('keys: list with routing, setRouting on and off, delete removes the route too', async () => {
-  const pool = await openPool({ modules: [counterModule] });
-  try {
-    await pool.tenants.create({ tenantId: 't' });
-    await pool.withSession('t', async (s) => {
-      const routed = await s.keys.create({ routing: true });
-      const plain = await s.keys.create();
-      const listed = await s.keys.list();
-      assert.equal(
-        listed.map((k) => [k.kid, k.publicKey, k.routing]),
-        [
-          [routed.kid, routed.publicKey, true],
-          [plain.kid, plain.publicKey, false],
-        ],
-      );
-      assert.ok(listed.every((k) => !Number.isNaN(Date.parse(k.createdAt))));
-      await s.keys.setRouting(plain.kid, true);
-      assert.is(await pool.tenants.byRoutingKey(plain.publicKey), 't');
-      await s.keys.setRouting(routed.kid, false);
-      assert.is(await pool.tenants.byRoutingKey(routed.publicKey), undefined);
-      await rejectsWith(pool.dispatch({ recipientKey: routed.publicKey, body: 1 }), 'ERR_ROUTE_NOT_FOUND');
-      await rejectsWith(s.keys.setRouting('no-such-kid', true), 'ERR_KEY_NOT_FOUND');
-      assert.is(await s.keys.delete(plain.kid), true);
-      assert.is(await s.keys.delete(plain.kid), false, 'already gone');
-      assert.is(await pool.tenants.byRoutingKey(plain.publicKey), undefined, 'its route went with it');
-      await rejectsWith(s.keys.sign(plain.kid, new Uint8Array(1)), 'ERR_KEY_NOT_FOUND');
-      assert.equal((await s.keys.list()).map((k) => k.kid), [routed.kid]);
-    });
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ modules: [counterModule] });
+  await pool.tenants.create({ tenantId: 't' });
+  await pool.withSession('t', async (s) => {
+    const routed = await s.keys.create({ routing: true });
+    const plain = await s.keys.create();
+    const listed = await s.keys.list();
+    assert.equal(
+      listed.map((k) => [k.kid, k.publicKey, k.routing]),
+      [
+        [routed.kid, routed.publicKey, true],
+        [plain.kid, plain.publicKey, false],
+      ],
+    );
+    assert.ok(listed.every((k) => !Number.isNaN(Date.parse(k.createdAt))));
+    await s.keys.setRouting(plain.kid, true);
+    assert.is(await pool.tenants.byRoutingKey(plain.publicKey), 't');
+    await s.keys.setRouting(routed.kid, false);
+    assert.is(await pool.tenants.byRoutingKey(routed.publicKey), undefined);
+    await rejectsWith(pool.dispatch({ recipientKey: routed.publicKey, body: 1 }), 'ERR_ROUTE_NOT_FOUND');
+    await rejectsWith(s.keys.setRouting('no-such-kid', true), 'ERR_KEY_NOT_FOUND');
+    assert.is(await s.keys.delete(plain.kid), true);
+    assert.is(await s.keys.delete(plain.kid), false, 'already gone');
+    assert.is(await pool.tenants.byRoutingKey(plain.publicKey), undefined, 'its route went with it');
+    await rejectsWith(s.keys.sign(plain.kid, new Uint8Array(1)), 'ERR_KEY_NOT_FOUND');
+    assert.equal((await s.keys.list()).map((k) => k.kid), [routed.kid]);
+  });
 });
 
 test('run(task, args, { signal }): an abort settles the call at once with the reason, and the task sees ctx.signal abort', async () => {
-  const pool = await openPool({ modules: [counterModule] });
-  try {
-    await pool.tenants.create({ tenantId: 't' });
-    await pool.withSession('t', async (s) => {
-      const controller = new AbortController();
-      const running = s.run('untilAborted', undefined, { signal: controller.signal });
-      const reason = new Error('the client went away');
-      controller.abort(reason);
-      try {
-        await running;
-        assert.unreachable('the call settles with the reason');
-      } catch (error) {
-        assert.is(error, reason);
-      }
-      let seen: unknown;
-      for (let i = 0; i < 1000 && seen === undefined; i++) {
-        seen = (await s.records.get('abort', 'seen'))?.value;
-        if (seen === undefined) await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      assert.is(seen, 'AbortError');
-      await rejectsWith(s.run('untilAborted', undefined, { signal: 'no' as never }), 'ERR_INVALID_ARGUMENT');
-      const already = AbortSignal.abort(new Error('before'));
-      try {
-        await s.run('whoami', undefined, { signal: already });
-        assert.unreachable('an aborted signal rejects at once');
-      } catch (error) {
-        assert.is((error as Error).message, 'before');
-      }
-      assert.is(await s.run('whoami', undefined, { signal: new AbortController().signal }), 't', 'a signal that never aborts changes nothing');
-    });
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ modules: [counterModule] });
+  await pool.tenants.create({ tenantId: 't' });
+  await pool.withSession('t', async (s) => {
+    const controller = new AbortController();
+    const running = s.run('untilAborted', undefined, { signal: controller.signal });
+    const reason = new Error('the client went away');
+    controller.abort(reason);
+    try {
+      await running;
+      assert.unreachable('the call settles with the reason');
+    } catch (error) {
+      assert.is(error, reason);
+    }
+    let seen: unknown;
+    for (let i = 0; i < 1000 && seen === undefined; i++) {
+      seen = (await s.records.get('abort', 'seen'))?.value;
+      if (seen === undefined) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    assert.is(seen, 'AbortError');
+    await rejectsWith(s.run('untilAborted', undefined, { signal: 'no' as never }), 'ERR_INVALID_ARGUMENT');
+    const already = AbortSignal.abort(new Error('before'));
+    try {
+      await s.run('whoami', undefined, { signal: already });
+      assert.unreachable('an aborted signal rejects at once');
+    } catch (error) {
+      assert.is((error as Error).message, 'before');
+    }
+    assert.is(await s.run('whoami', undefined, { signal: new AbortController().signal }), 't', 'a signal that never aborts changes nothing');
+  });
 });
 
 test('allowExitOnIdle: an idle pool lets the process exit; by default an open pool keeps it alive until close()', async () => {

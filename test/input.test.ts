@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { damageWallet, disposePool, openPool, rejectsWith, walletNames } from './helpers.js';
+import { damageWallet, disposePool, openPool, rejectsWith, walletNames, usePool } from './helpers.js';
 
 const BAD_IDS: unknown[] = ['../x', '../../etc/passwd', 'a/b', 'a\\b', '..', '.', '', 'x'.repeat(65), 'é', 'tenant.sqlite', 'a b', '/abs', null, 42, {}, undefined];
 
@@ -28,30 +28,26 @@ test('path-like and malformed tenant ids are ERR_INVALID_ARGUMENT everywhere, an
 });
 
 test('unknown tenants, duplicate ids and bad create options get their codes', async () => {
-  const pool = await openPool();
-  try {
-    await rejectsWith(pool.acquire('missing'), 'ERR_TENANT_NOT_FOUND');
-    await rejectsWith(pool.tenants.get('missing'), 'ERR_TENANT_NOT_FOUND');
-    await rejectsWith(pool.tenants.delete('missing'), 'ERR_TENANT_NOT_FOUND');
-    await rejectsWith(pool.tenants.update('missing', { label: 'x' }), 'ERR_TENANT_NOT_FOUND');
-    await pool.tenants.create({ tenantId: 'dup' });
-    await rejectsWith(pool.tenants.create({ tenantId: 'dup' }), 'ERR_TENANT_EXISTS');
-    const [first, second] = await Promise.allSettled([pool.tenants.create({ tenantId: 'race' }), pool.tenants.create({ tenantId: 'race' })]);
-    assert.is(first.status, 'fulfilled');
-    assert.is(second.status === 'rejected' && (second.reason as { code?: string }).code, 'ERR_TENANT_EXISTS');
-    await rejectsWith(pool.tenants.create({ kdf: 'scrypt' as never }), 'ERR_INVALID_ARGUMENT', 'kdf');
-    await rejectsWith(pool.tenants.create({ passphrase: '' }), 'ERR_INVALID_ARGUMENT', 'empty passphrase');
-    await rejectsWith(pool.tenants.create({ maxSessions: 0 }), 'ERR_INVALID_ARGUMENT', 'maxSessions');
-    await rejectsWith(pool.tenants.create({ weights: { wallet: -1 } }), 'ERR_INVALID_ARGUMENT', 'weights');
-    await rejectsWith(pool.tenants.create({ metadata: { a: 1 as never } }), 'ERR_INVALID_ARGUMENT', 'metadata');
-    await rejectsWith(pool.tenants.create({ nope: 1 } as never), 'ERR_INVALID_ARGUMENT', 'unknown option');
-    await rejectsWith(pool.tenants.update('dup', { weights: { heavy: 1 } as never }), 'ERR_INVALID_ARGUMENT', 'update weights');
-    const updated = await pool.tenants.update('dup', { label: 'L', maxSessions: 3, weights: { wallet: 8 }, metadata: { k: 'v' } });
-    assert.equal(updated, { ...updated, label: 'L', maxSessions: 3, weights: { wallet: 8 }, metadata: { k: 'v' } });
-    assert.is((await pool.tenants.update('dup', { label: null })).label, undefined);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool();
+  await rejectsWith(pool.acquire('missing'), 'ERR_TENANT_NOT_FOUND');
+  await rejectsWith(pool.tenants.get('missing'), 'ERR_TENANT_NOT_FOUND');
+  await rejectsWith(pool.tenants.delete('missing'), 'ERR_TENANT_NOT_FOUND');
+  await rejectsWith(pool.tenants.update('missing', { label: 'x' }), 'ERR_TENANT_NOT_FOUND');
+  await pool.tenants.create({ tenantId: 'dup' });
+  await rejectsWith(pool.tenants.create({ tenantId: 'dup' }), 'ERR_TENANT_EXISTS');
+  const [first, second] = await Promise.allSettled([pool.tenants.create({ tenantId: 'race' }), pool.tenants.create({ tenantId: 'race' })]);
+  assert.is(first.status, 'fulfilled');
+  assert.is(second.status === 'rejected' && (second.reason as { code?: string }).code, 'ERR_TENANT_EXISTS');
+  await rejectsWith(pool.tenants.create({ kdf: 'scrypt' as never }), 'ERR_INVALID_ARGUMENT', 'kdf');
+  await rejectsWith(pool.tenants.create({ passphrase: '' }), 'ERR_INVALID_ARGUMENT', 'empty passphrase');
+  await rejectsWith(pool.tenants.create({ maxSessions: 0 }), 'ERR_INVALID_ARGUMENT', 'maxSessions');
+  await rejectsWith(pool.tenants.create({ weights: { wallet: -1 } }), 'ERR_INVALID_ARGUMENT', 'weights');
+  await rejectsWith(pool.tenants.create({ metadata: { a: 1 as never } }), 'ERR_INVALID_ARGUMENT', 'metadata');
+  await rejectsWith(pool.tenants.create({ nope: 1 } as never), 'ERR_INVALID_ARGUMENT', 'unknown option');
+  await rejectsWith(pool.tenants.update('dup', { weights: { heavy: 1 } as never }), 'ERR_INVALID_ARGUMENT', 'update weights');
+  const updated = await pool.tenants.update('dup', { label: 'L', maxSessions: 3, weights: { wallet: 8 }, metadata: { k: 'v' } });
+  assert.equal(updated, { ...updated, label: 'L', maxSessions: 3, weights: { wallet: 8 }, metadata: { k: 'v' } });
+  assert.is((await pool.tenants.update('dup', { label: null })).label, undefined);
 });
 
 test('non-JSON values, non-string tags and bad arguments are ERR_INVALID_ARGUMENT; the session stays usable', async () => {
@@ -85,45 +81,37 @@ test('non-JSON values, non-string tags and bad arguments are ERR_INVALID_ARGUMEN
 });
 
 test('a damaged wallet (file, or profile key row) is ERR_WALLET_CORRUPT for that tenant only; a wrong key is still told apart', async () => {
-  const pool = await openPool({ walletIdleTtlMs: 0 });
-  try {
-    const bad = await pool.tenants.create({ tenantId: 'bad', passphrase: 'pw', kdf: 'argon2i-int' });
-    const good = await pool.tenants.create({ tenantId: 'good' });
-    await damageWallet(pool.options, 'bad', 'garble');
-    await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'garbled file');
-    await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'not pw' }), 'ERR_WALLET_KEY_INVALID', 'wrong key on a garbled file');
-    await damageWallet(pool.options, 'bad', 'empty');
-    await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'empty file');
-    await pool.withSession(good.tenantId, (s) => s.records.save('c', 'still', 'works'));
-    const st = pool.stats();
-    assert.is(st.sessions, 0);
-    assert.is(st.totals.workerCrashes, 0);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ walletIdleTtlMs: 0 });
+  const bad = await pool.tenants.create({ tenantId: 'bad', passphrase: 'pw', kdf: 'argon2i-int' });
+  const good = await pool.tenants.create({ tenantId: 'good' });
+  await damageWallet(pool.options, 'bad', 'garble');
+  await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'garbled file');
+  await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'not pw' }), 'ERR_WALLET_KEY_INVALID', 'wrong key on a garbled file');
+  await damageWallet(pool.options, 'bad', 'empty');
+  await rejectsWith(pool.acquire(bad.tenantId, { passphrase: 'pw' }), 'ERR_WALLET_CORRUPT', 'empty file');
+  await pool.withSession(good.tenantId, (s) => s.records.save('c', 'still', 'works'));
+  const st = pool.stats();
+  assert.is(st.sessions, 0);
+  assert.is(st.totals.workerCrashes, 0);
 });
 
 test('tenants.delete revokes live sessions (ERR_TENANT_DELETED), closes the wallet and removes its files', async () => {
-  const pool = await openPool();
-  try {
-    const { tenantId } = await pool.tenants.create({ tenantId: 'doomed' });
-    const session = await pool.acquire(tenantId);
-    await session.records.save('c', 'r', 1);
-    await pool.tenants.delete(tenantId);
-    await rejectsWith(session.records.get('c', 'r'), 'ERR_TENANT_DELETED');
-    await session.release();
-    await rejectsWith(pool.acquire(tenantId), 'ERR_TENANT_NOT_FOUND');
-    assert.equal((await walletNames(pool.options)).filter((f) => f.startsWith('doomed')), []);
-    const st = pool.stats();
-    assert.is(st.sessions, 0);
-    assert.is(st.weightInUse, 0);
-    assert.is(st.totals.revoked, 1);
-    // The id can be used again, for a fresh, empty wallet.
-    await pool.tenants.create({ tenantId });
-    assert.is(await pool.withSession(tenantId, (s) => s.records.get('c', 'r')), null);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool();
+  const { tenantId } = await pool.tenants.create({ tenantId: 'doomed' });
+  const session = await pool.acquire(tenantId);
+  await session.records.save('c', 'r', 1);
+  await pool.tenants.delete(tenantId);
+  await rejectsWith(session.records.get('c', 'r'), 'ERR_TENANT_DELETED');
+  await session.release();
+  await rejectsWith(pool.acquire(tenantId), 'ERR_TENANT_NOT_FOUND');
+  assert.equal((await walletNames(pool.options)).filter((f) => f.startsWith('doomed')), []);
+  const st = pool.stats();
+  assert.is(st.sessions, 0);
+  assert.is(st.weightInUse, 0);
+  assert.is(st.totals.revoked, 1);
+  // The id can be used again, for a fresh, empty wallet.
+  await pool.tenants.create({ tenantId });
+  assert.is(await pool.withSession(tenantId, (s) => s.records.get('c', 'r')), null);
 });
 
 test.run();

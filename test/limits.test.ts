@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until, usePool } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
 
@@ -109,25 +109,21 @@ test('the record size limit covers tags, id and category; tags per record and pe
 });
 
 test('__proto__ and constructor as tag names or metadata keys are stored and matched like any other name', async () => {
-  const pool = await openPool();
-  try {
-    const metadata = JSON.parse('{"__proto__": "meta", "constructor": "c"}') as Record<string, string>;
-    await pool.tenants.create({ tenantId: 't', metadata });
-    const info = await pool.tenants.get('t');
-    assert.equal(Object.entries(info.metadata).sort(), [['__proto__', 'meta'], ['constructor', 'c']]);
-    await pool.withSession('t', async (s) => {
-      await s.records.save('c', 'proto', 1, JSON.parse('{"__proto__": "x", "kind": "a"}') as Record<string, string>);
-      await s.records.save('c', 'plain', 2, { kind: 'a' });
-      const got = await s.records.get('c', 'proto');
-      assert.equal(Object.entries(got!.tags).sort(), [['__proto__', 'x'], ['kind', 'a']]);
-      assert.equal((await s.records.find('c', JSON.parse('{"__proto__": "x"}') as Record<string, string>)).map((r) => r.id), ['proto']);
-      assert.equal(await s.records.find('c', JSON.parse('{"__proto__": "y"}') as Record<string, string>), [], 'the filter is not dropped');
-      assert.equal(await s.records.find('c', JSON.parse('{"__proto__": "y", "kind": "a"}') as Record<string, string>), []);
-      assert.equal((await s.records.find('c', { constructor: 'nope', kind: 'a' })).length, 0);
-    });
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool();
+  const metadata = JSON.parse('{"__proto__": "meta", "constructor": "c"}') as Record<string, string>;
+  await pool.tenants.create({ tenantId: 't', metadata });
+  const info = await pool.tenants.get('t');
+  assert.equal(Object.entries(info.metadata).sort(), [['__proto__', 'meta'], ['constructor', 'c']]);
+  await pool.withSession('t', async (s) => {
+    await s.records.save('c', 'proto', 1, JSON.parse('{"__proto__": "x", "kind": "a"}') as Record<string, string>);
+    await s.records.save('c', 'plain', 2, { kind: 'a' });
+    const got = await s.records.get('c', 'proto');
+    assert.equal(Object.entries(got!.tags).sort(), [['__proto__', 'x'], ['kind', 'a']]);
+    assert.equal((await s.records.find('c', JSON.parse('{"__proto__": "x"}') as Record<string, string>)).map((r) => r.id), ['proto']);
+    assert.equal(await s.records.find('c', JSON.parse('{"__proto__": "y"}') as Record<string, string>), [], 'the filter is not dropped');
+    assert.equal(await s.records.find('c', JSON.parse('{"__proto__": "y", "kind": "a"}') as Record<string, string>), []);
+    assert.equal((await s.records.find('c', { constructor: 'nope', kind: 'a' })).length, 0);
+  });
 });
 
 test('ill-formed Unicode (a lone surrogate) is refused in every name; in a value it round-trips exactly', async () => {
@@ -209,36 +205,32 @@ test('a wallet of weight 0 (pool-wide or per tenant) still closes after its idle
 });
 
 test('tenants.update during acquires fails none of them; a raised maxSessions admits the parked waiters at once, in arrival order', async () => {
-  const pool = await openPool({ walletIdleTtlMs: 60_000 });
-  try {
-    await pool.tenants.create({ tenantId: 'slow', kdf: 'argon2i-int' });
-    await pool.closeIdleWallets();
-    const acquires = Array.from({ length: 6 }, async () => pool.acquire('slow', { timeoutMs: 30_000 }));
-    await until(() => pool.stats().wallets.opening === 1, 'the wallet is opening');
-    await pool.tenants.update('slow', { label: 'renamed', metadata: { k: 'v' } });
-    const sessions = await Promise.all(acquires);
-    for (const s of sessions) await s.release();
+  await using pool = await usePool({ walletIdleTtlMs: 60_000 });
+  await pool.tenants.create({ tenantId: 'slow', kdf: 'argon2i-int' });
+  await pool.closeIdleWallets();
+  const acquires = Array.from({ length: 6 }, async () => pool.acquire('slow', { timeoutMs: 30_000 }));
+  await until(() => pool.stats().wallets.opening === 1, 'the wallet is opening');
+  await pool.tenants.update('slow', { label: 'renamed', metadata: { k: 'v' } });
+  const sessions = await Promise.all(acquires);
+  for (const s of sessions) await s.release();
 
-    await pool.tenants.create({ tenantId: 'limited', maxSessions: 1 });
-    const first = await pool.acquire('limited');
-    const order: string[] = [];
-    const waiting = ['w1', 'w2', 'w3'].map(async (name) => {
-      const s = await pool.acquire('limited', { timeoutMs: 30_000 });
-      order.push(name);
-      return s;
-    });
-    await until(() => pool.stats().queued === 3, 'three waiters parked by the limit');
-    await pool.tenants.update('limited', { maxSessions: 5 });
-    const late = pool.acquire('limited').then((s) => {
-      order.push('late');
-      return s;
-    });
-    const granted = await Promise.all([...waiting, late]);
-    assert.equal(order, ['w1', 'w2', 'w3', 'late'], 'the parked waiters first, in arrival order; no release was needed');
-    for (const s of [first, ...granted]) await s.release();
-  } finally {
-    await disposePool(pool);
-  }
+  await pool.tenants.create({ tenantId: 'limited', maxSessions: 1 });
+  const first = await pool.acquire('limited');
+  const order: string[] = [];
+  const waiting = ['w1', 'w2', 'w3'].map(async (name) => {
+    const s = await pool.acquire('limited', { timeoutMs: 30_000 });
+    order.push(name);
+    return s;
+  });
+  await until(() => pool.stats().queued === 3, 'three waiters parked by the limit');
+  await pool.tenants.update('limited', { maxSessions: 5 });
+  const late = pool.acquire('limited').then((s) => {
+    order.push('late');
+    return s;
+  });
+  const granted = await Promise.all([...waiting, late]);
+  assert.equal(order, ['w1', 'w2', 'w3', 'late'], 'the parked waiters first, in arrival order; no release was needed');
+  for (const s of [first, ...granted]) await s.release();
 });
 
 test('after close() the pool holds no weight; acquires waiting for a derivation slot get ERR_POOL_CLOSED', async () => {

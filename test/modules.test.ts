@@ -2,71 +2,59 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, storeOptionsFor } from './helpers.js';
+import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, storeOptionsFor, usePool } from './helpers.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, 'fixtures', name);
 const modules = [fixture('counter-module.ts')];
 
 test('a task uses a DI-registered service of its own tenant’s container', async () => {
-  const pool = await openPool({ modules, walletIdleTtlMs: 60_000 });
-  try {
-    const a = await pool.tenants.create();
-    const b = await pool.tenants.create();
-    await pool.withSession(a.tenantId, async (s) => {
-      assert.is(await s.run('increment'), 1);
-      assert.is(await s.run('increment'), 2);
-      assert.is(await s.run('whoami'), a.tenantId);
-    });
-    assert.is(await pool.withSession(b.tenantId, async (s) => s.run('increment')), 1, 'b has its own container');
-    assert.is(await pool.withSession(a.tenantId, async (s) => s.run('increment')), 3, 'a’s container lives while its wallet is open');
-    assert.equal(await pool.withSession(a.tenantId, async (s) => s.run('saveAndFind', { id: 'x', tag: 't' })), ['x']);
-    assert.is(await pool.withSession(a.tenantId, async (s) => s.run('sign')), true);
-    assert.is(await pool.withSession(a.tenantId, async (s) => s.run('slow')), 'done');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ modules, walletIdleTtlMs: 60_000 });
+  const a = await pool.tenants.create();
+  const b = await pool.tenants.create();
+  await pool.withSession(a.tenantId, async (s) => {
+    assert.is(await s.run('increment'), 1);
+    assert.is(await s.run('increment'), 2);
+    assert.is(await s.run('whoami'), a.tenantId);
+  });
+  assert.is(await pool.withSession(b.tenantId, async (s) => s.run('increment')), 1, 'b has its own container');
+  assert.is(await pool.withSession(a.tenantId, async (s) => s.run('increment')), 3, 'a’s container lives while its wallet is open');
+  assert.equal(await pool.withSession(a.tenantId, async (s) => s.run('saveAndFind', { id: 'x', tag: 't' })), ['x']);
+  assert.is(await pool.withSession(a.tenantId, async (s) => s.run('sign')), true);
+  assert.is(await pool.withSession(a.tenantId, async (s) => s.run('slow')), 'done');
 });
 
 test('a task’s error reaches the caller with name, message and code; unknown tasks and unclonable results get codes', async () => {
-  const pool = await openPool({ modules });
-  try {
-    const { tenantId } = await pool.tenants.create();
-    await pool.withSession(tenantId, async (s) => {
-      try {
-        await s.run('fail');
-        assert.unreachable('should throw');
-      } catch (error) {
-        const e = error as Error & { code?: string };
-        assert.is(e.name, 'DidError');
-        assert.is(e.message, 'did:example:123 cannot be resolved');
-        assert.is(e.code, 'E_DID_UNRESOLVABLE');
-        assert.match(e.stack ?? '', 'counter-module');
-      }
-      await rejectsWith(s.run('nope'), 'ERR_TASK_NOT_FOUND');
-      await rejectsWith(s.run('unclonable'), 'ERR_INVALID_ARGUMENT', 'a function result');
-      await rejectsWith(s.run('whoami', () => 1), 'ERR_INVALID_ARGUMENT', 'a function argument');
-      assert.is(await s.run('whoami'), tenantId, 'the session still works');
-    });
-    assert.is(pool.stats().totals.workerCrashes, 0);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ modules });
+  const { tenantId } = await pool.tenants.create();
+  await pool.withSession(tenantId, async (s) => {
+    try {
+      await s.run('fail');
+      assert.unreachable('should throw');
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      assert.is(e.name, 'DidError');
+      assert.is(e.message, 'did:example:123 cannot be resolved');
+      assert.is(e.code, 'E_DID_UNRESOLVABLE');
+      assert.match(e.stack ?? '', 'counter-module');
+    }
+    await rejectsWith(s.run('nope'), 'ERR_TASK_NOT_FOUND');
+    await rejectsWith(s.run('unclonable'), 'ERR_INVALID_ARGUMENT', 'a function result');
+    await rejectsWith(s.run('whoami', () => 1), 'ERR_INVALID_ARGUMENT', 'a function argument');
+    assert.is(await s.run('whoami'), tenantId, 'the session still works');
+  });
+  assert.is(pool.stats().totals.workerCrashes, 0);
 });
 
 test('the tenant’s container is disposed when its wallet closes', async () => {
-  const pool = await openPool({ modules, walletIdleTtlMs: 0 });
-  try {
-    const { tenantId } = await pool.tenants.create();
-    await pool.withSession(tenantId, async (s) => {
-      await s.run('increment');
-      await s.run('increment');
-    });
-    await eventually(() => pool.stats().totals.walletCloses === 1, 'the wallet closes at the last release');
-    const proof = await pool.withSession(tenantId, async (s) => s.records.get('lifecycle', 'disposed'));
-    assert.equal(proof?.value, { count: 2 }, 'Counter.dispose() ran before the wallet closed');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ modules, walletIdleTtlMs: 0 });
+  const { tenantId } = await pool.tenants.create();
+  await pool.withSession(tenantId, async (s) => {
+    await s.run('increment');
+    await s.run('increment');
+  });
+  await eventually(() => pool.stats().totals.walletCloses === 1, 'the wallet closes at the last release');
+  const proof = await pool.withSession(tenantId, async (s) => s.records.get('lifecycle', 'disposed'));
+  assert.equal(proof?.value, { count: 2 }, 'Counter.dispose() ran before the wallet closed');
 });
 
 test('a module that fails to load, or is not a defineModule, fails open() naming the module', async () => {
@@ -128,44 +116,36 @@ test('dispatch reaches the tenant that owns the routing key, among several; rout
 });
 
 test('isolation on one worker: forged tenant ids in task arguments and messages reach only the calling tenant’s wallet', async () => {
-  const pool = await openPool({ modules, workers: 1 });
-  try {
-    const a = await pool.tenants.create({ tenantId: 'tenant-a' });
-    const b = await pool.tenants.create({ tenantId: 'tenant-b' });
-    await pool.withSession(b.tenantId, async (s) => s.records.save('c', 'secret', { owner: 'b' }));
-    const { publicKey } = await pool.withSession(a.tenantId, async (s) => s.keys.create({ routing: true }));
-    await pool.withSession(a.tenantId, async (s) => {
-      assert.is(pool.stats().workers[0]!.tenants, 2, 'both wallets open on the one worker');
-      assert.is(await s.run('read', { id: 'secret', tenantId: b.tenantId }), null);
-      assert.is(await s.run('whoami', { tenantId: b.tenantId }), a.tenantId);
-    });
-    const answer = await pool.dispatch({ recipientKey: publicKey, body: { text: 'to b?', tenantId: b.tenantId } });
-    assert.equal(answer, { tenantId: a.tenantId, text: 'to b?' });
-    assert.equal(await pool.withSession(b.tenantId, async (s) => s.records.find('inbox')), [], 'nothing landed in b');
-    assert.is((await pool.withSession(a.tenantId, async (s) => s.records.find('inbox'))).length, 1);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ modules, workers: 1 });
+  const a = await pool.tenants.create({ tenantId: 'tenant-a' });
+  const b = await pool.tenants.create({ tenantId: 'tenant-b' });
+  await pool.withSession(b.tenantId, async (s) => s.records.save('c', 'secret', { owner: 'b' }));
+  const { publicKey } = await pool.withSession(a.tenantId, async (s) => s.keys.create({ routing: true }));
+  await pool.withSession(a.tenantId, async (s) => {
+    assert.is(pool.stats().workers[0]!.tenants, 2, 'both wallets open on the one worker');
+    assert.is(await s.run('read', { id: 'secret', tenantId: b.tenantId }), null);
+    assert.is(await s.run('whoami', { tenantId: b.tenantId }), a.tenantId);
+  });
+  const answer = await pool.dispatch({ recipientKey: publicKey, body: { text: 'to b?', tenantId: b.tenantId } });
+  assert.equal(answer, { tenantId: a.tenantId, text: 'to b?' });
+  assert.equal(await pool.withSession(b.tenantId, async (s) => s.records.find('inbox')), [], 'nothing landed in b');
+  assert.is((await pool.withSession(a.tenantId, async (s) => s.records.find('inbox'))).length, 1);
 });
 
 test('a throwing inbound handler: its error reaches the caller and the session is ended', async () => {
-  const pool = await openPool({ modules });
+  await using pool = await usePool({ modules });
+  const { tenantId } = await pool.tenants.create();
+  const { publicKey } = await pool.withSession(tenantId, async (s) => s.keys.create({ routing: true }));
   try {
-    const { tenantId } = await pool.tenants.create();
-    const { publicKey } = await pool.withSession(tenantId, async (s) => s.keys.create({ routing: true }));
-    try {
-      await pool.dispatch({ recipientKey: publicKey, body: { fail: true } });
-      assert.unreachable('should throw');
-    } catch (error) {
-      assert.is((error as { code?: string }).code, 'E_DID_UNRESOLVABLE');
-    }
-    const st = pool.stats();
-    assert.is(st.sessions, 0);
-    assert.is(st.totals.acquired, st.totals.released);
-    assert.is(st.weightInUse, 4, 'only the cached wallet');
-  } finally {
-    await disposePool(pool);
+    await pool.dispatch({ recipientKey: publicKey, body: { fail: true } });
+    assert.unreachable('should throw');
+  } catch (error) {
+    assert.is((error as { code?: string }).code, 'E_DID_UNRESOLVABLE');
   }
+  const st = pool.stats();
+  assert.is(st.sessions, 0);
+  assert.is(st.totals.acquired, st.totals.released);
+  assert.is(st.weightInUse, 4, 'only the cached wallet');
 });
 
 test.run();

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { CHANNEL_NAMES, EventHub, type EventName } from '../src/observability/diagnostics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Logger } from '../src/observability/logging.js';
-import { disposePool, eventually, leaveHalfCreatedWallet, openPool, rejectsWith, rootKey, tempDir } from './helpers.js';
+import { disposePool, eventually, leaveHalfCreatedWallet, openPool, rejectsWith, rootKey, tempDir, usePool } from './helpers.js';
 
 /** The documented payload keys of each event (README, src/observability/diagnostics.ts). */
 const PAYLOAD_KEYS: Record<EventName, string[]> = {
@@ -229,17 +229,13 @@ test('with no logger the pool writes nothing but its warnings', async () => {
   process.stdout.write = capture;
   process.stderr.write = capture;
   try {
-    const pool = await openPool({ leakWarningMs: 20, walletIdleTtlMs: 0 });
-    try {
-      await pool.tenants.create({ tenantId: 'quiet' });
-      await pool.withSession('quiet', async (s) => s.records.save('c', 'x', 1));
-      await rejectsWith(pool.acquire('nobody'), 'ERR_TENANT_NOT_FOUND');
-      const held = await pool.acquire('quiet');
-      await eventually(() => warnings.length > 0, 'the leak warning');
-      await held.release();
-    } finally {
-      await disposePool(pool);
-    }
+    await using pool = await usePool({ leakWarningMs: 20, walletIdleTtlMs: 0 });
+    await pool.tenants.create({ tenantId: 'quiet' });
+    await pool.withSession('quiet', async (s) => s.records.save('c', 'x', 1));
+    await rejectsWith(pool.acquire('nobody'), 'ERR_TENANT_NOT_FOUND');
+    const held = await pool.acquire('quiet');
+    await eventually(() => warnings.length > 0, 'the leak warning');
+    await held.release();
   } finally {
     process.stdout.write = stdout;
     process.stderr.write = stderr;

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { type TenantPoolError } from '../common/errors.js';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
-import { disposePool, filesContaining, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, until, walletNames } from './helpers.js';
+import { disposePool, filesContaining, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, until, walletNames, usePool } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 
 test('rekey: a new passphrase opens and the old does not; records, tags and keys survive (a key still signs for its public key); sessions are revoked', async () => {
@@ -82,21 +82,17 @@ testSqliteFiles('rekey moves a passphrase tenant made with raw to argon2i-mod, a
 });
 
 test('an update made while a rekey runs is kept: label and limits stay, the new key opens', async () => {
-  const pool = await openPool();
-  try {
-    await pool.tenants.create({ tenantId: 'p', passphrase: 'one', kdf: 'argon2i-int', label: 'before' });
-    const rekeying = pool.tenants.rekey('p', { passphrase: 'one', newPassphrase: 'two' });
-    // The rekey has closed the wallet and is deriving keys and writing the new file on a worker.
-    await until(() => pool.stats().totals.walletCloses === 1, 'the rekey closed the wallet');
-    const updated = await pool.tenants.update('p', { label: 'during', maxSessions: 7 });
-    assert.is(updated.label, 'during');
-    const rekeyed = await rekeying;
-    assert.equal([rekeyed.label, rekeyed.maxSessions], ['during', 7]);
-    assert.equal([(await pool.tenants.get('p')).label, (await pool.tenants.get('p')).maxSessions], ['during', 7]);
-    await pool.withSession('p', async () => {}, { passphrase: 'two' });
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool();
+  await pool.tenants.create({ tenantId: 'p', passphrase: 'one', kdf: 'argon2i-int', label: 'before' });
+  const rekeying = pool.tenants.rekey('p', { passphrase: 'one', newPassphrase: 'two' });
+  // The rekey has closed the wallet and is deriving keys and writing the new file on a worker.
+  await until(() => pool.stats().totals.walletCloses === 1, 'the rekey closed the wallet');
+  const updated = await pool.tenants.update('p', { label: 'during', maxSessions: 7 });
+  assert.is(updated.label, 'during');
+  const rekeyed = await rekeying;
+  assert.equal([rekeyed.label, rekeyed.maxSessions], ['during', 7]);
+  assert.equal([(await pool.tenants.get('p')).label, (await pool.tenants.get('p')).maxSessions], ['during', 7]);
+  await pool.withSession('p', async () => {}, { passphrase: 'two' });
 });
 
 /** Rekeys in a child killed at random moments, eight times; after each, the tenant opens with the old key or the new one. */

@@ -9,24 +9,20 @@ import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { disposePool, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles } from './helpers.js';
+import { rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, usePool } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 
 test('a passphrase tenant gets argon2i-mod by default; raw with a passphrase is refused; managed tenants keep the pool\'s kdf', async () => {
-  const pool = await openPool({ kdf: 'raw' });
-  try {
-    const alice = await pool.tenants.create({ tenantId: 'alice', passphrase: 'correct horse battery staple' });
-    assert.is(alice.kdf, 'argon2i-mod');
-    assert.is(alice.managed, false);
-    await rejectsWith(pool.tenants.create({ tenantId: 'bob', passphrase: 'pw', kdf: 'raw' }), 'ERR_INVALID_ARGUMENT', 'raw with a passphrase');
-    await rejectsWith(pool.tenants.get('bob'), 'ERR_TENANT_NOT_FOUND', 'nothing made for the refused create');
-    assert.is((await pool.tenants.create({ tenantId: 'carol', passphrase: 'pw', kdf: 'argon2id' })).kdf, 'argon2id');
-    assert.is((await pool.tenants.create({ tenantId: 'managed' })).kdf, 'raw');
-    await pool.withSession('alice', async (s) => s.records.save('c', 'r', 1), { passphrase: 'correct horse battery staple' });
-    await rejectsWith(pool.acquire('alice', { passphrase: 'wrong' }), 'ERR_WALLET_KEY_INVALID');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ kdf: 'raw' });
+  const alice = await pool.tenants.create({ tenantId: 'alice', passphrase: 'correct horse battery staple' });
+  assert.is(alice.kdf, 'argon2i-mod');
+  assert.is(alice.managed, false);
+  await rejectsWith(pool.tenants.create({ tenantId: 'bob', passphrase: 'pw', kdf: 'raw' }), 'ERR_INVALID_ARGUMENT', 'raw with a passphrase');
+  await rejectsWith(pool.tenants.get('bob'), 'ERR_TENANT_NOT_FOUND', 'nothing made for the refused create');
+  assert.is((await pool.tenants.create({ tenantId: 'carol', passphrase: 'pw', kdf: 'argon2id' })).kdf, 'argon2id');
+  assert.is((await pool.tenants.create({ tenantId: 'managed' })).kdf, 'raw');
+  await pool.withSession('alice', async (s) => s.records.save('c', 'r', 1), { passphrase: 'correct horse battery staple' });
+  await rejectsWith(pool.acquire('alice', { passphrase: 'wrong' }), 'ERR_WALLET_KEY_INVALID');
 });
 
 testSqliteFiles('a passphrase tenant made with raw before Argon2 was enforced still opens with its passphrase, and only with it', async () => {
