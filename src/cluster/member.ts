@@ -161,7 +161,7 @@ export class ClusterMember {
    */
   async take(tenantId: string): Promise<Fence> {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
-    if (this.#ownershipLost !== undefined) throw this.#ownershipLost;
+    if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
     if (this.#hasLapsed) throw poolError('ERR_LEASE_LOST', `instance ${this.instanceId} is joining the cluster again (its heartbeat lapsed); try again`, undefined, { tenantId });
     let owner: LeaseOwner | null = null;
     // A lease given up or run out between the upsert and the look at its owner is taken on the next try.
@@ -216,7 +216,7 @@ export class ClusterMember {
       void this.#renew();
       throw poolError('ERR_LEASE_LOST', `instance ${this.instanceId} is joining the cluster again (its heartbeat lapsed); try again`, undefined, { tenantId });
     }
-    if (state.mode !== 'cluster') throw this.#loseOwnership();
+    if (state.mode !== 'cluster') throw poolError('ERR_OWNERSHIP_LOST', this.#loseOwnership().message);
   }
 
   /** Whether the lease is surely still this instance's now (by the monotonic clock). */

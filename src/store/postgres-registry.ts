@@ -180,15 +180,19 @@ export class PostgresRegistry implements TenantStore {
           // owns the schema has no create of another under way; in cluster mode, one may be, so only
           // orphans older than any create are swept.
           const young = options.exclusive === false ? ` AND w.created_at < now() - interval '${ORPHAN_AGE_IN_CLUSTER}'` : '';
-          const indexKey = indexKeyOf(sealKeyOf(key));
+          const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)${young} RETURNING name`);
+          if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
+          const sealKey = sealKeyOf(key);
+          const indexKey = indexKeyOf(sealKey);
           try {
             await hashPlainRoutes(client, s, indexKey);
+          } catch (error) {
+            sealKey.fill(0);
+            throw error;
           } finally {
             indexKey.fill(0);
           }
-          const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)${young} RETURNING name`);
-          if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
-          return sealKeyOf(key);
+          return sealKey;
         } finally {
           key.fill(0);
         }
@@ -218,7 +222,7 @@ export class PostgresRegistry implements TenantStore {
    * lost the schema writes nothing.
    */
   async #write<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    if (this.#ownershipLost !== undefined) throw this.#ownershipLost;
+    if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
     return inTransaction(this.#pool, what, async (client) => {
       if (this.#ownerEpoch !== undefined) {
         if (!(await checkOwnerEpoch(client, this.#s, this.#ownerEpoch))) throw this.#lost(`${what}: the PostgreSQL schema ${this.#s} was taken by another pool or by cluster instances; nothing was written`);
@@ -227,13 +231,14 @@ export class PostgresRegistry implements TenantStore {
     });
   }
 
-  /** This pool no longer owns the schema: said once (the pool stops serving), the same error after. */
+  /** This pool no longer owns the schema: said once (the pool stops serving); each caller gets an error of its own. */
   #lost(message: string): TenantPoolError {
+    const error = poolError('ERR_OWNERSHIP_LOST', message);
     if (this.#ownershipLost === undefined) {
-      this.#ownershipLost = poolError('ERR_OWNERSHIP_LOST', message);
-      this.#options.onOwnershipLost?.(this.#ownershipLost);
+      this.#ownershipLost = error;
+      this.#options.onOwnershipLost?.(error);
     }
-    return this.#ownershipLost;
+    return error;
   }
 
   /** Sealed under the registry key, bound to the tenant and the column (`what`): a value moved to another row or column fails its check. */
