@@ -2,7 +2,10 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config/config.js';
+import { CODE_ONLY_KEYS, DEFAULTS, OPTION_KEYS, resolveConfig, resolveOptions } from '../src/config/config.js';
+import { OptionChecker } from '../src/config/check-options.js';
+import { OPTIONS, type Option } from '../src/config/option-spec.js';
+import { generated } from '../scripts/options.js';
 import { TenantPoolError } from '../common/errors.js';
 import { rejectsWith, rootKey, tempDir } from './helpers.js';
 import { TenantPool } from '../src/pool.js';
@@ -190,21 +193,114 @@ test('a near miss gets a did-you-mean; a wrong type in the file names the key an
   assert.match(error.message, file);
 });
 
-test('tenant-pool.schema.json lists every option with the same defaults, and nothing else', () => {
-  const schema = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'tenant-pool.schema.json'), 'utf8')) as {
-    additionalProperties: boolean;
-    properties: Record<string, { default?: unknown }>;
-  };
-  assert.is(schema.additionalProperties, false);
-  const inSchema = Object.keys(schema.properties).filter((k) => k !== '$schema').sort();
-  const options = OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'logger' && k !== 'passphraseProvider').sort();
-  assert.equal(inSchema, options);
+test('the PoolOptions types, tenant-pool.schema.json and the README’s option table are what src/config/option-spec.ts gives', () => {
+  for (const { path, text } of generated()) assert.ok(readFileSync(join(import.meta.dirname, '..', path), 'utf8') === text, `${path} is stale: run npm run options`);
+  const schema = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'tenant-pool.schema.json'), 'utf8')) as JsonSchema;
+  const inSchema = Object.keys(schema.properties!).filter((k) => k !== '$schema').sort();
+  assert.equal(inSchema, OPTION_KEYS.filter((k) => !CODE_ONLY_KEYS.includes(k)).sort(), 'every option a file may hold, and nothing else');
   for (const [key, value] of Object.entries(DEFAULTS)) {
     // Infinity has no JSON form: the file says "no limit" with null.
-    assert.equal(schema.properties[key]?.default, value === Infinity ? null : value, `default of ${key}`);
+    assert.equal(schema.properties![key]?.default, value === Infinity ? null : value, `default of ${key}`);
   }
   const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { files: string[] };
   assert.ok(pkg.files.includes('tenant-pool.schema.json'), 'the schema ships with the package');
+});
+
+interface JsonSchema {
+  type?: string | string[];
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  enum?: unknown[];
+  default?: unknown;
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: boolean;
+  items?: JsonSchema;
+}
+
+/** The part of JSON Schema the generated schema uses, as an editor applies it. */
+function schemaAccepts(schema: JsonSchema, value: unknown): boolean {
+  const kind = value === null ? 'null' : Array.isArray(value) ? 'array' : Number.isInteger(value) ? 'integer' : typeof value === 'number' ? 'number' : typeof value;
+  const types = schema.type === undefined ? undefined : [schema.type].flat();
+  if (types !== undefined && !types.includes(kind)) return false;
+  if (schema.enum !== undefined && !schema.enum.includes(value)) return false;
+  if (typeof value === 'number' && ((schema.minimum !== undefined && value < schema.minimum) || (schema.maximum !== undefined && value > schema.maximum))) return false;
+  if (typeof value === 'string') {
+    if (schema.minLength !== undefined && [...value].length < schema.minLength) return false;
+    if (schema.maxLength !== undefined && [...value].length > schema.maxLength) return false;
+    if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) return false;
+  }
+  if (Array.isArray(value) && schema.items !== undefined) return value.every((item) => schemaAccepts(schema.items!, item));
+  if (kind === 'object' && schema.properties !== undefined) {
+    return Object.entries(value as Record<string, unknown>).every(([k, v]) => (Object.hasOwn(schema.properties!, k) ? schemaAccepts(schema.properties![k]!, v) : schema.additionalProperties !== false));
+  }
+  return true;
+}
+
+/** Values worth trying against an option: its edges, one step past them, and the wrong kinds. */
+function samples(spec: Option): unknown[] {
+  const wrong = [null, true, 'x', 1, 1.5, [], {}, { unknown: 1 }];
+  switch (spec.kind) {
+    case 'integer': {
+      const max = spec.max ?? Number.MAX_SAFE_INTEGER;
+      return [...wrong, spec.min - 1, spec.min, spec.min + 1, max - 1, max, max + 1, 2 ** 31, 2 ** 53, String(spec.min)];
+    }
+    case 'string':
+      return [...wrong, '', 'a', 'a b', 'postgres://u@h/db', 'postgresql://h', 'mysql://h', 'Tenant_1', 'tenant_pool', '_x', '9x', 'x'.repeat(63), 'x'.repeat(64), 'x'.repeat(128), 'x'.repeat(129), 'x'.repeat(2048), 'x'.repeat(2049), '__proto__'];
+    case 'enum':
+      return [...wrong, ...spec.values, `${spec.values[0]!} `, spec.values[0]!.toUpperCase()];
+    case 'boolean':
+      return [...wrong, false, 'true', 0];
+    case 'paths':
+      return [...wrong, ['a'], ['a', 'b/c'], [''], [1], ['a', null]];
+    case 'object':
+      return [...wrong, ...Object.entries(spec.fields).flatMap(([k, f]) => samples(f).map((v) => ({ [k]: v })))];
+    case 'code':
+      return [];
+  }
+}
+
+test('the schema an editor checks a config file with and the checks of open() accept the same values, option by option and at every edge', () => {
+  const schema = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'tenant-pool.schema.json'), 'utf8')) as JsonSchema;
+  const checker = new OptionChecker(' in config file test.json', tempDir());
+  let tried = 0;
+  for (const [key, spec] of Object.entries(OPTIONS as Record<string, Option>)) {
+    if (spec.inFile === false) continue;
+    for (const value of samples(spec)) {
+      const doc = { [key]: value };
+      let opened = true;
+      try {
+        checker.check(doc);
+      } catch (error) {
+        assert.is((error as TenantPoolError).code, 'ERR_INVALID_CONFIG');
+        assert.match((error as Error).message, key, 'the message names the option');
+        opened = false;
+      }
+      assert.is(opened, schemaAccepts(schema, doc), `${key} = ${JSON.stringify(value)}: open() ${opened ? 'accepts' : 'refuses'} it, the schema does not agree`);
+      tried++;
+    }
+  }
+  assert.ok(tried > 500, `${tried} values tried`);
+  // The one check JSON Schema cannot say: a lone surrogate (a JSON file may hold one as "\ud800").
+  assert.match(configError(() => checker.check({ cluster: { address: 'http://h/\ud800' } })).message, 'cluster.address');
+});
+
+test('a secret given wrong is never echoed, and code-only options are refused in a file by name', () => {
+  for (const rootKey of [12345678, '', { key: 'S3CRET' }]) assert.not.match(configError(() => resolveOptions({ rootKey: rootKey as never }, {})).message, /12345678|S3CRET/);
+  assert.not.match(configError(() => resolveOptions({ postgres: { connectionString: 'mysql://u:S3CRET@h/db' } }, {})).message, 'S3CRET');
+  const dir = tempDir();
+  for (const key of CODE_ONLY_KEYS) {
+    const file = join(dir, `${key}.json`);
+    writeFileSync(file, JSON.stringify({ [key]: 'x' }));
+    assert.match(configError(() => resolveOptions({ configFile: file }, {})).message, `\`${key}\` cannot stand in config file`);
+  }
+  // A hostile key is an unknown option, never a prototype write.
+  const file = join(dir, 'proto.json');
+  writeFileSync(file, '{ "__proto__": { "capacity": 1 }, "constructor": 1 }');
+  assert.match(configError(() => resolveOptions({ configFile: file }, {})).message, 'Unknown option `__proto__`');
+  assert.match(configError(() => resolveOptions({ weights: JSON.parse('{ "__proto__": 1 }') as never }, {})).message, 'Unknown option `weights.__proto__`');
 });
 
 test('the README’s example config is valid and lists every option but the secret and configFile', () => {
@@ -218,7 +314,7 @@ test('the README’s example config is valid and lists every option but the secr
   const options = resolveOptions({ configFile: file }, {});
   assert.is(options.capacity, DEFAULTS.capacity);
   // `postgres` holds a connection string (a secret, like the root key), and `cluster` needs it: the README shows both in their own sections.
-  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => k !== 'configFile' && k !== 'rootKey' && k !== 'postgres' && k !== 'cluster' && k !== 'logger' && k !== 'passphraseProvider').sort());
+  assert.equal(Object.keys(example).filter((k) => k !== '$schema').sort(), OPTION_KEYS.filter((k) => !CODE_ONLY_KEYS.includes(k) && k !== 'rootKey' && k !== 'postgres' && k !== 'cluster').sort());
 });
 
 test.run();
