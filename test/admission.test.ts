@@ -13,24 +13,20 @@ async function createTenants(pool: Awaited<ReturnType<typeof openPool>>, count: 
 }
 
 test('20 tenants × 5 concurrent sessions: one open per tenant, weight 20 × (4 + 5), all calls on each tenant’s worker', async () => {
-  const pool = await openPool({ capacity: 1000, walletIdleTtlMs: 60_000 });
-  try {
-    const ids = await createTenants(pool, 20);
-    const sessions = await Promise.all(ids.flatMap((id) => Array.from({ length: 5 }, async () => pool.acquire(id))));
-    const st = pool.stats();
-    assert.is(st.sessions, 100);
-    assert.is(st.weightInUse, 20 * (4 + 5));
-    assert.is(st.totals.walletOpens, 20);
-    assert.is(st.wallets.open, 20);
-    await Promise.all(sessions.map(async (s, i) => s.records.save('c', `r${i}`, i)));
-    await Promise.all(sessions.map(async (s) => s.release()));
-    assert.is(pool.stats().weightInUse, 20 * 4, 'the 20 wallets stay cached');
-    const counts = await Promise.all(ids.map(async (id) => pool.withSession(id, async (s) => (await s.records.find('c')).length)));
-    assert.equal(counts, ids.map(() => 5));
-    assert.is(pool.stats().totals.walletOpens, 20, 'cache hits: no second open within the TTL');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 1000, walletIdleTtlMs: 60_000 });
+  const ids = await createTenants(pool, 20);
+  const sessions = await Promise.all(ids.flatMap((id) => Array.from({ length: 5 }, async () => pool.acquire(id))));
+  const st = pool.stats();
+  assert.is(st.sessions, 100);
+  assert.is(st.weightInUse, 20 * (4 + 5));
+  assert.is(st.totals.walletOpens, 20);
+  assert.is(st.wallets.open, 20);
+  await Promise.all(sessions.map(async (s, i) => s.records.save('c', `r${i}`, i)));
+  await Promise.all(sessions.map(async (s) => s.release()));
+  assert.is(pool.stats().weightInUse, 20 * 4, 'the 20 wallets stay cached');
+  const counts = await Promise.all(ids.map(async (id) => pool.withSession(id, async (s) => (await s.records.find('c')).length)));
+  assert.equal(counts, ids.map(() => 5));
+  assert.is(pool.stats().totals.walletOpens, 20, 'cache hits: no second open within the TTL');
 });
 
 test('1 tenant × 10,000 concurrent sessions: one wallet open, weight 4 + 10,000', async () => {
@@ -104,25 +100,21 @@ test('20× capacity of contending acquires on cold wallets with short timeouts a
 
 test('20× capacity of contending acquires on warm wallets: the free capacity is granted at once, the rest time out, nothing leaks', async () => {
   const capacity = 50;
-  const pool = await openPool({ capacity, walletIdleTtlMs: 600_000, maxQueue: 100_000 });
-  try {
-    const ids = await createTenants(pool, 10);
-    for (const id of ids) await pool.withSession(id, () => undefined);
-    assert.is(pool.stats().weightInUse, 40, 'ten cached wallets');
-    const { granted } = await contend(pool, ids, capacity * 20);
-    // The first ten fit at once (10 free units); their sessions come before any timer can fire.
-    assert.ok(granted >= 10, `granted ${granted}`);
-    // Waiting heads may have evicted idle wallets on the way (4 units freed for a 1-unit session): only wallets hold weight now.
-    await eventually(() => pool.stats().wallets.opening === 0 && pool.stats().totals.walletCloses === pool.stats().totals.evictions, 'evictions finished');
-    const st = pool.stats();
-    assert.is(st.weightInUse, 4 * st.wallets.idle, 'no session weight is left');
-    const opening = ids.map(async (id) => pool.acquire(id, { timeoutMs: 30_000 }));
-    assert.is(pool.stats().queued, 0);
-    assert.is(pool.stats().weightInUse, capacity);
-    await Promise.all((await Promise.all(opening)).map(async (s) => s.release()));
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity, walletIdleTtlMs: 600_000, maxQueue: 100_000 });
+  const ids = await createTenants(pool, 10);
+  for (const id of ids) await pool.withSession(id, () => undefined);
+  assert.is(pool.stats().weightInUse, 40, 'ten cached wallets');
+  const { granted } = await contend(pool, ids, capacity * 20);
+  // The first ten fit at once (10 free units); their sessions come before any timer can fire.
+  assert.ok(granted >= 10, `granted ${granted}`);
+  // Waiting heads may have evicted idle wallets on the way (4 units freed for a 1-unit session): only wallets hold weight now.
+  await eventually(() => pool.stats().wallets.opening === 0 && pool.stats().totals.walletCloses === pool.stats().totals.evictions, 'evictions finished');
+  const st = pool.stats();
+  assert.is(st.weightInUse, 4 * st.wallets.idle, 'no session weight is left');
+  const opening = ids.map(async (id) => pool.acquire(id, { timeoutMs: 30_000 }));
+  assert.is(pool.stats().queued, 0);
+  assert.is(pool.stats().weightInUse, capacity);
+  await Promise.all((await Promise.all(opening)).map(async (s) => s.release()));
 });
 
 test('abort while queued: rejects with the reason at once, leaves the queue, holds nothing', async () => {
@@ -168,16 +160,12 @@ test('tenant limits: queued waiters wait for their own tenant and do not delay o
   } finally {
     await disposePool(pool);
   }
-  const strict = await openPool({ maxSessionsPerTenant: 1, tenantLimit: 'reject' });
-  try {
-    const [a] = await createTenants(strict, 1);
-    const held = await strict.acquire(a!);
-    await rejectsWith(strict.acquire(a!), 'ERR_TENANT_LIMIT');
-    await held.release();
-    await strict.withSession(a!, () => undefined);
-  } finally {
-    await disposePool(strict);
-  }
+  await using strict = await usePool({ maxSessionsPerTenant: 1, tenantLimit: 'reject' });
+  const [a] = await createTenants(strict, 1);
+  const held = await strict.acquire(a!);
+  await rejectsWith(strict.acquire(a!), 'ERR_TENANT_LIMIT');
+  await held.release();
+  await strict.withSession(a!, () => undefined);
 });
 
 test('maxQueue: acquires beyond it are refused at once with ERR_QUEUE_FULL', async () => {
@@ -246,7 +234,7 @@ test('sticky placement: a tenant reopens on the worker of its rendezvous ranking
 });
 
 test('leak warning: a session held past leakWarningMs warns once, with the stack of its acquire', async () => {
-  const pool = await openPool({ leakWarningMs: 10 });
+  await using pool = await usePool({ leakWarningMs: 10 });
   const messages: unknown[] = [];
   const onLeak = (m: unknown): void => void messages.push(m);
   subscribe('tenant-pool:session:leak', onLeak);
@@ -269,12 +257,11 @@ test('leak warning: a session held past leakWarningMs warns once, with the stack
     for (const s of [session, later, third]) await s.release();
   } finally {
     unsubscribe('tenant-pool:session:leak', onLeak);
-    await disposePool(pool);
   }
 });
 
 test('revocation: a session held past maxSessionMs is revoked, its weight freed, its calls rejected', async () => {
-  const pool = await openPool({ maxSessionMs: 10, walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ maxSessionMs: 10, walletIdleTtlMs: 60_000 });
   const revoked: unknown[] = [];
   const onRevoke = (m: unknown): void => void revoked.push(m);
   subscribe('tenant-pool:session:revoke', onRevoke);
@@ -293,7 +280,6 @@ test('revocation: a session held past maxSessionMs is revoked, its weight freed,
     assert.is(pool.stats().totals.released, 1, 'a release after revocation changes nothing');
   } finally {
     unsubscribe('tenant-pool:session:revoke', onRevoke);
-    await disposePool(pool);
   }
 });
 

@@ -19,7 +19,7 @@ import { dropSchema, postgresUrl, restartPostgres, testSchema, testWithPostgres,
 /** The root key the instances of a test share. */
 const sharedKey = randomBytes(32).toString('hex');
 
-async function instances(count: number, options: { leaseTtlMs?: number; walletIdleTtlMs?: number } = {}): Promise<{ pools: TenantPool[]; schema: string; close: () => Promise<void> }> {
+async function instances(count: number, options: { leaseTtlMs?: number; walletIdleTtlMs?: number } = {}): Promise<{ pools: TenantPool[]; schema: string; close: () => Promise<void> } & AsyncDisposable> {
   const schema = testSchema();
   const rootKey = sharedKey;
   const pools: TenantPool[] = [];
@@ -35,46 +35,41 @@ async function instances(count: number, options: { leaseTtlMs?: number; walletId
       }),
     );
   }
-  return {
-    pools,
-    schema,
-    close: async () => {
-      await Promise.allSettled(pools.map(async (p) => p.close()));
-      await dropSchema(schema);
-    },
+  const close = async (): Promise<void> => {
+    await Promise.allSettled(pools.map(async (p) => p.close()));
+    await dropSchema(schema);
   };
+  return { pools, schema, close, [Symbol.asyncDispose]: close };
 }
 
 testWithPostgres('one instance at a time: a held tenant is ERR_TENANT_ELSEWHERE elsewhere, naming the owner; released at the wallet\'s close, it opens on another; ownerOf and route agree', async () => {
-  const { pools, close } = await instances(2);
+  await using group = await instances(2);
+  const { pools } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    assert.is(await a.cluster!.ownerOf('t'), null, 'a new tenant is not held: its wallet closed after the create');
-    const s = await a.acquire('t');
-    await s.records.save('c', 'r', 1);
-    assert.equal(await b.cluster!.ownerOf('t'), { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
-    assert.equal(await b.cluster!.route('t'), { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
-    const elsewhere = await rejectsWith(b.acquire('t'), 'ERR_TENANT_ELSEWHERE');
-    assert.equal((elsewhere as { owner?: unknown }).owner, { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
-    assert.is((elsewhere as { retryable?: boolean }).retryable, true);
-    assert.is(b.stats().weightInUse, 0, 'the refused acquire holds nothing');
-    await s.release();
-    // walletIdleTtlMs 0: the wallet closes at the last release, and its lease goes with it.
-    for (let i = 0; (await b.cluster!.ownerOf('t')) !== null; i++) {
-      assert.ok(i < 500, 'the lease is given up');
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 1);
-    const members = await a.cluster!.members();
-    assert.equal(members.map((m) => m.instanceId), ['i0', 'i1']);
-  } finally {
-    await close();
+  await a.tenants.create({ tenantId: 't' });
+  assert.is(await a.cluster!.ownerOf('t'), null, 'a new tenant is not held: its wallet closed after the create');
+  const s = await a.acquire('t');
+  await s.records.save('c', 'r', 1);
+  assert.equal(await b.cluster!.ownerOf('t'), { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
+  assert.equal(await b.cluster!.route('t'), { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
+  const elsewhere = await rejectsWith(b.acquire('t'), 'ERR_TENANT_ELSEWHERE');
+  assert.equal((elsewhere as { owner?: unknown }).owner, { instanceId: 'i0', address: 'http://127.0.0.1:3000' });
+  assert.is((elsewhere as { retryable?: boolean }).retryable, true);
+  assert.is(b.stats().weightInUse, 0, 'the refused acquire holds nothing');
+  await s.release();
+  // walletIdleTtlMs 0: the wallet closes at the last release, and its lease goes with it.
+  for (let i = 0; (await b.cluster!.ownerOf('t')) !== null; i++) {
+    assert.ok(i < 500, 'the lease is given up');
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
+  assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 1);
+  const members = await a.cluster!.members();
+  assert.equal(members.map((m) => m.instanceId), ['i0', 'i1']);
 });
 
 testWithPostgres('one schema, one mode: a pool without the cluster option refuses a schema with live cluster members, and a cluster instance refuses a schema a single pool owns (ERR_DATA_DIR_LOCKED); once the others are gone, each opens', async () => {
-  const { pools, schema, close } = await instances(2);
+  await using group = await instances(2);
+  const { pools, schema } = group;
   const single = { dataDir: tempDir(), rootKey: sharedKey, workers: 1, postgres: { connectionString: postgresUrl!, schema } };
   let owner: TenantPool | undefined;
   try {
@@ -96,28 +91,24 @@ testWithPostgres('one schema, one mode: a pool without the cluster option refuse
     assert.is(await owner.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value), 1);
   } finally {
     await owner?.close();
-    await close();
   }
 });
 
 testWithPostgres('a member that leaves by close() gives its tenants up at once: another instance takes them with no wait for expiry (a 60 s TTL)', async () => {
-  const { pools, close } = await instances(2, { leaseTtlMs: 60_000, walletIdleTtlMs: 600_000 });
+  await using group = await instances(2, { leaseTtlMs: 60_000, walletIdleTtlMs: 600_000 });
+  const { pools } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
-  try {
-    for (const id of ['t1', 't2', 't3']) {
-      await a.tenants.create({ tenantId: id });
-      // Released, the wallet stays open (cached) on a, and so does its lease.
-      await (await a.acquire(id)).release();
-    }
-    for (const id of ['t1', 't2', 't3']) await rejectsWith(b.acquire(id), 'ERR_TENANT_ELSEWHERE');
-    const started = performance.now();
-    await a.close();
-    for (const id of ['t1', 't2', 't3']) await b.withSession(id, async () => {});
-    assert.ok(performance.now() - started < 5000, 'taken over without waiting for the 60 s leases to expire');
-    assert.equal((await b.cluster!.members()).map((m) => m.instanceId), ['i1'], 'the member row went with it');
-  } finally {
-    await close();
+  for (const id of ['t1', 't2', 't3']) {
+    await a.tenants.create({ tenantId: id });
+    // Released, the wallet stays open (cached) on a, and so does its lease.
+    await (await a.acquire(id)).release();
   }
+  for (const id of ['t1', 't2', 't3']) await rejectsWith(b.acquire(id), 'ERR_TENANT_ELSEWHERE');
+  const started = performance.now();
+  await a.close();
+  for (const id of ['t1', 't2', 't3']) await b.withSession(id, async () => {});
+  assert.ok(performance.now() - started < 5000, 'taken over without waiting for the 60 s leases to expire');
+  assert.equal((await b.cluster!.members()).map((m) => m.instanceId), ['i1'], 'the member row went with it');
 });
 
 test('tenant-pool/router refuses bad options with ERR_INVALID_CONFIG before connecting, never echoing the URL', async () => {
@@ -189,7 +180,8 @@ testWithPostgres('an instance id is one life at a time: refused while its holder
 });
 
 testWithPostgres('tenant-pool/router routes like the pools: the lease holder, or for a free tenant a live member by the bounded-load rule', async () => {
-  const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000 });
+  await using group = await instances(2, { walletIdleTtlMs: 600_000 });
+  const { pools, schema } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
   const router = await createRouter({ connectionString: postgresUrl!, schema });
   try {
@@ -203,36 +195,33 @@ testWithPostgres('tenant-pool/router routes like the pools: the lease holder, or
     await rejectsWith(router.route('../x'), 'ERR_INVALID_ARGUMENT');
   } finally {
     await router.close();
-    await close();
   }
 });
 
 testWithPostgres('the database connections of every instance terminated (pg_terminate_backend): the owner reconnects and keeps its lease, calls fail retryably at most, and no second instance ever holds the tenant', async () => {
-  const { pools, schema, close } = await instances(2, { leaseTtlMs: 1500, walletIdleTtlMs: 600_000 });
+  await using group = await instances(2, { leaseTtlMs: 1500, walletIdleTtlMs: 600_000 });
+  const { pools, schema } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    const s = await a.acquire('t');
-    await s.records.save('c', 'r', 0);
-    await pgQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`tenant-pool:${schema}`]);
-    const started = performance.now();
-    let saved = 0;
-    // For twice the TTL: the owner's writes go on (a retryable failure at most), and the other instance is refused throughout.
-    while (performance.now() - started < 3000) {
-      await s.records.save('c', 'r', ++saved).catch((error: { code?: string; retryable?: boolean }) => assert.equal([error.code, error.retryable], ['ERR_STORAGE_UNAVAILABLE', true]));
-      await rejectsWith(b.acquire('t', { timeoutMs: 5000 }), 'ERR_TENANT_ELSEWHERE', 'the lease is still a\'s');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.ok(!(s as Session).isEnded, 'the owner kept serving the tenant');
-    assert.is((await s.records.get('c', 'r'))?.value, saved);
-    await s.release();
-  } finally {
-    await close();
+  await a.tenants.create({ tenantId: 't' });
+  const s = await a.acquire('t');
+  await s.records.save('c', 'r', 0);
+  await pgQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`tenant-pool:${schema}`]);
+  const started = performance.now();
+  let saved = 0;
+  // For twice the TTL: the owner's writes go on (a retryable failure at most), and the other instance is refused throughout.
+  while (performance.now() - started < 3000) {
+    await s.records.save('c', 'r', ++saved).catch((error: { code?: string; retryable?: boolean }) => assert.equal([error.code, error.retryable], ['ERR_STORAGE_UNAVAILABLE', true]));
+    await rejectsWith(b.acquire('t', { timeoutMs: 5000 }), 'ERR_TENANT_ELSEWHERE', 'the lease is still a\'s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  assert.ok(!(s as Session).isEnded, 'the owner kept serving the tenant');
+  assert.is((await s.records.get('c', 'r'))?.value, saved);
+  await s.release();
 });
 
 testWithPostgres('membership under load: a third instance joins while sessions run; idle tenants whose route moved are handed off (no session revoked) and spread within 1.25 × the average; it leaves by close() and its tenants are served at once elsewhere; every increment counted once', async () => {
-  const { pools, schema, close } = await instances(2, { walletIdleTtlMs: 600_000, leaseTtlMs: 60_000 });
+  await using group = await instances(2, { walletIdleTtlMs: 600_000, leaseTtlMs: 60_000 });
+  const { pools, schema } = group;
   const ids = Array.from({ length: 30 }, (_, i) => `m${i}`);
   const byId = new Map<string, TenantPool>();
   const [a, b] = pools as [TenantPool, TenantPool];
@@ -322,103 +311,94 @@ testWithPostgres('membership under load: a third instance joins while sessions r
     running = false;
     await Promise.allSettled(loaders);
     await c?.close();
-    await close();
   }
 });
 
 testWithPostgres('delete and rekey take the lease first: while another instance holds the tenant they fail ERR_TENANT_ELSEWHERE and change nothing; once it is free they go through', async () => {
-  const { pools, close } = await instances(2, { walletIdleTtlMs: 600_000 });
+  await using group = await instances(2, { walletIdleTtlMs: 600_000 });
+  const { pools } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    const s = await a.acquire('t');
-    await s.records.save('c', 'r', 1);
-    await rejectsWith(b.tenants.delete('t'), 'ERR_TENANT_ELSEWHERE', 'delete');
-    await rejectsWith(b.tenants.rekey('t'), 'ERR_TENANT_ELSEWHERE', 'rekey');
-    assert.is((await s.records.get('c', 'r'))?.value, 1, 'the holder goes on');
-    await s.records.save('c', 'r', 2);
-    await s.release();
-    await a.closeIdleWallets();
-    await b.tenants.rekey('t');
-    assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 2, 'rekeyed, the records stay');
-    await b.closeIdleWallets();
-    await a.tenants.delete('t');
-    await rejectsWith(b.acquire('t'), 'ERR_TENANT_NOT_FOUND');
-    assert.is(await b.cluster!.ownerOf('t'), null, 'the lease went with the tenant');
-  } finally {
-    await close();
-  }
+  await a.tenants.create({ tenantId: 't' });
+  const s = await a.acquire('t');
+  await s.records.save('c', 'r', 1);
+  await rejectsWith(b.tenants.delete('t'), 'ERR_TENANT_ELSEWHERE', 'delete');
+  await rejectsWith(b.tenants.rekey('t'), 'ERR_TENANT_ELSEWHERE', 'rekey');
+  assert.is((await s.records.get('c', 'r'))?.value, 1, 'the holder goes on');
+  await s.records.save('c', 'r', 2);
+  await s.release();
+  await a.closeIdleWallets();
+  await b.tenants.rekey('t');
+  assert.is(await b.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value), 2, 'rekeyed, the records stay');
+  await b.closeIdleWallets();
+  await a.tenants.delete('t');
+  await rejectsWith(b.acquire('t'), 'ERR_TENANT_NOT_FOUND');
+  assert.is(await b.cluster!.ownerOf('t'), null, 'the lease went with the tenant');
 });
 
 testWithRestart('PostgreSQL restarted under a held tenant: the owner fences itself or keeps its lease, the tenant is served again after, and never by two instances', async () => {
-  const { pools, schema, close } = await instances(2, { leaseTtlMs: 2000, walletIdleTtlMs: 600_000 });
+  await using group = await instances(2, { leaseTtlMs: 2000, walletIdleTtlMs: 600_000 });
+  const { pools, schema } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    const s = (await a.acquire('t')) as Session;
-    await s.records.save('c', 'r', 1);
-    restartPostgres();
-    // After the restart: whoever serves the tenant, only one instance does, and the write made before is there.
-    let served: TenantPool | undefined;
-    for (let i = 0; served === undefined; i++) {
-      assert.ok(i < 400, 'the tenant is served again');
-      for (const pool of [a, b]) {
-        try {
-          assert.is(await pool.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value, { timeoutMs: 5000 }), 1);
-          served = pool;
-          break;
-        } catch (error) {
-          const code = (error as { code?: string }).code;
-          if (code !== 'ERR_TENANT_ELSEWHERE' && code !== 'ERR_STORAGE_UNAVAILABLE' && code !== 'ERR_LEASE_LOST') throw error;
-        }
+  await a.tenants.create({ tenantId: 't' });
+  const s = (await a.acquire('t')) as Session;
+  await s.records.save('c', 'r', 1);
+  restartPostgres();
+  // After the restart: whoever serves the tenant, only one instance does, and the write made before is there.
+  let served: TenantPool | undefined;
+  for (let i = 0; served === undefined; i++) {
+    assert.ok(i < 400, 'the tenant is served again');
+    for (const pool of [a, b]) {
+      try {
+        assert.is(await pool.withSession('t', async (s2) => (await s2.records.get('c', 'r'))?.value, { timeoutMs: 5000 }), 1);
+        served = pool;
+        break;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code !== 'ERR_TENANT_ELSEWHERE' && code !== 'ERR_STORAGE_UNAVAILABLE' && code !== 'ERR_LEASE_LOST') throw error;
       }
-      await new Promise((resolve) => setTimeout(resolve, 25));
     }
-    const other = served === a ? b : a;
-    await rejectsWith(other.acquire('t', { timeoutMs: 5000 }), 'ERR_TENANT_ELSEWHERE', 'never two owners');
-    const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.leases WHERE tenant_id = 't' AND expires_at > now()`);
-    assert.is(row!.n, 1);
-    if (s.isEnded) await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST', 'a fenced session stays ended');
-    await s.release();
-  } finally {
-    await close();
+    await new Promise((resolve) => setTimeout(resolve, 25));
   }
+  const other = served === a ? b : a;
+  await rejectsWith(other.acquire('t', { timeoutMs: 5000 }), 'ERR_TENANT_ELSEWHERE', 'never two owners');
+  const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.leases WHERE tenant_id = 't' AND expires_at > now()`);
+  assert.is(row!.n, 1);
+  if (s.isEnded) await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST', 'a fenced session stays ended');
+  await s.release();
 });
 
 testWithPostgres('the connection budget in cluster mode: under cold sessions, writes and pool.cluster calls at once, the server never sees more connections from an instance than stats() names', async () => {
-  const { pools, schema, close } = await instances(1);
+  await using group = await instances(1);
+  const { pools, schema } = group;
   const [a] = pools as [TenantPool];
   const connections = async (): Promise<number> =>
     (await pgQuery<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [`tenant-pool:${schema}`]))[0]!.n;
-  try {
-    const budget = (a.stats().store as { connectionBudget: number }).connectionBudget;
-    assert.is(budget, 1 * 2 + 2 + 2, 'workers × connectionsPerWorker + registryConnections + 2 for the leases, and no owner\'s connection');
-    const ids = Array.from({ length: 24 }, (_, i) => `b${i}`);
-    for (const id of ids) await a.tenants.create({ tenantId: id });
-    let most = 0;
-    let isDone = false;
-    const sampling = (async () => {
-      while (!isDone) {
-        most = Math.max(most, await connections());
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-    })();
-    // walletIdleTtlMs 0: every session takes a lease, reads the tenant, opens the wallet and gives both up.
-    await Promise.all([
-      ...Array.from({ length: 200 }, async (_, i) => a.withSession(ids[i % ids.length]!, async (s) => s.records.save('c', `r${i}`, i), { timeoutMs: 60_000 })),
-      ...Array.from({ length: 50 }, async (_, i) => Promise.all([a.cluster!.route(ids[i % ids.length]!), a.cluster!.members()])),
-    ]);
-    isDone = true;
-    await sampling;
-    assert.ok(most >= 4, `the instance used its connections (${most})`);
-    assert.ok(most <= budget, `at most the budget of ${budget}: saw ${most}`);
-  } finally {
-    await close();
-  }
+  const budget = (a.stats().store as { connectionBudget: number }).connectionBudget;
+  assert.is(budget, 1 * 2 + 2 + 2, 'workers × connectionsPerWorker + registryConnections + 2 for the leases, and no owner\'s connection');
+  const ids = Array.from({ length: 24 }, (_, i) => `b${i}`);
+  for (const id of ids) await a.tenants.create({ tenantId: id });
+  let most = 0;
+  let isDone = false;
+  const sampling = (async () => {
+    while (!isDone) {
+      most = Math.max(most, await connections());
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  })();
+  // walletIdleTtlMs 0: every session takes a lease, reads the tenant, opens the wallet and gives both up.
+  await Promise.all([
+    ...Array.from({ length: 200 }, async (_, i) => a.withSession(ids[i % ids.length]!, async (s) => s.records.save('c', `r${i}`, i), { timeoutMs: 60_000 })),
+    ...Array.from({ length: 50 }, async (_, i) => Promise.all([a.cluster!.route(ids[i % ids.length]!), a.cluster!.members()])),
+  ]);
+  isDone = true;
+  await sampling;
+  assert.ok(most >= 4, `the instance used its connections (${most})`);
+  assert.ok(most <= budget, `at most the budget of ${budget}: saw ${most}`);
 });
 
 testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) and taken again, by the same instance or another, gets a higher epoch than any before; each take, release and loss is an event', async () => {
-  const { pools, schema, close } = await instances(2);
+  await using group = await instances(2);
+  const { pools, schema } = group;
   const [a, b] = pools as [TenantPool, TenantPool];
   const seen: Array<[string, string, Record<string, unknown>]> = [];
   const registry = new Registry();
@@ -457,79 +437,70 @@ testWithPostgres('fencing tokens only rise: a lease given up (its row deleted) a
     assert.match(text, /^tenant_pool_lease_losses_total\{reason="fenced"\} 1$/m);
   } finally {
     metrics.close();
-    await close();
   }
 });
 
 testWithPostgres('fencing is in the database: after another instance took the lease (a higher epoch), the old owner\'s writes change nothing and fail ERR_LEASE_LOST, and its sessions are revoked', async () => {
-  const { pools, schema, close } = await instances(1, { leaseTtlMs: 60_000 });
+  await using group = await instances(1, { leaseTtlMs: 60_000 });
+  const { pools, schema } = group;
   const [a] = pools as [TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    const s = await a.acquire('t');
-    await s.records.save('c', 'before', 1);
-    // What a takeover by another instance writes (as if this one had stalled past its lease).
-    await pgQuery(`UPDATE ${schema}.leases SET owner = 'elsewhere', epoch = epoch + 1 WHERE tenant_id = 't'`);
-    const lost = await rejectsWith(s.records.save('c', 'after', 2), 'ERR_LEASE_LOST');
-    assert.is((lost as { tenantId?: string }).tenantId, 't');
-    await rejectsWith(s.records.delete('c', 'before'), 'ERR_LEASE_LOST', 'the session is revoked');
-    await rejectsWith(s.keys.create(), 'ERR_LEASE_LOST');
-    const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.items`);
-    assert.is(row!.n, 1, 'nothing the stale owner sent was written');
-    await s.release();
-    for (let i = 0; a.stats().wallets.open + a.stats().wallets.idle > 0; i++) {
-      assert.ok(i < 500, 'the wallet is closed');
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.is(a.stats().weightInUse, 0, 'nothing leaked');
-    await rejectsWith(a.acquire('t'), 'ERR_TENANT_ELSEWHERE', 'the lease is the other instance\'s now');
-  } finally {
-    await close();
+  await a.tenants.create({ tenantId: 't' });
+  const s = await a.acquire('t');
+  await s.records.save('c', 'before', 1);
+  // What a takeover by another instance writes (as if this one had stalled past its lease).
+  await pgQuery(`UPDATE ${schema}.leases SET owner = 'elsewhere', epoch = epoch + 1 WHERE tenant_id = 't'`);
+  const lost = await rejectsWith(s.records.save('c', 'after', 2), 'ERR_LEASE_LOST');
+  assert.is((lost as { tenantId?: string }).tenantId, 't');
+  await rejectsWith(s.records.delete('c', 'before'), 'ERR_LEASE_LOST', 'the session is revoked');
+  await rejectsWith(s.keys.create(), 'ERR_LEASE_LOST');
+  const [row] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.items`);
+  assert.is(row!.n, 1, 'nothing the stale owner sent was written');
+  await s.release();
+  for (let i = 0; a.stats().wallets.open + a.stats().wallets.idle > 0; i++) {
+    assert.ok(i < 500, 'the wallet is closed');
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
+  assert.is(a.stats().weightInUse, 0, 'nothing leaked');
+  await rejectsWith(a.acquire('t'), 'ERR_TENANT_ELSEWHERE', 'the lease is the other instance\'s now');
 });
 
 testWithPostgres('self-fencing: an instance whose leases cannot be renewed stops serving its tenants before they expire', async () => {
-  const { pools, schema, close } = await instances(1, { leaseTtlMs: 1500 });
+  await using group = await instances(1, { leaseTtlMs: 1500 });
+  const { pools, schema } = group;
   const [a] = pools as [TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    const s = await a.acquire('t');
-    await s.records.save('c', 'r', 1);
-    // Its renewals now find no row of theirs (as if the database had lost them): the lease is lost at the next renewal.
-    await pgQuery(`UPDATE ${schema}.leases SET epoch = epoch + 1 WHERE tenant_id = 't'`);
-    const started = performance.now();
-    for (let i = 0; !(s as Session).isEnded; i++) {
-      assert.ok(performance.now() - started < 1500, 'revoked within the lease TTL');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
-    await s.release();
-  } finally {
-    await close();
+  await a.tenants.create({ tenantId: 't' });
+  const s = await a.acquire('t');
+  await s.records.save('c', 'r', 1);
+  // Its renewals now find no row of theirs (as if the database had lost them): the lease is lost at the next renewal.
+  await pgQuery(`UPDATE ${schema}.leases SET epoch = epoch + 1 WHERE tenant_id = 't'`);
+  const started = performance.now();
+  for (let i = 0; !(s as Session).isEnded; i++) {
+    assert.ok(performance.now() - started < 1500, 'revoked within the lease TTL');
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
+  await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
+  await s.release();
 });
 
 testWithPostgres('an event loop held up past the lease: the session\'s next call, even a read of a cached record, fails ERR_LEASE_LOST before any timer runs, and the session is revoked', async () => {
-  const { pools, close } = await instances(1, { leaseTtlMs: 1000 });
+  await using group = await instances(1, { leaseTtlMs: 1000 });
+  const { pools } = group;
   const [a] = pools as [TenantPool];
-  try {
-    await a.tenants.create({ tenantId: 't' });
-    const s = (await a.acquire('t')) as Session;
-    await s.records.save('c', 'r', 1);
-    assert.is((await s.records.get('c', 'r'))?.value, 1);
-    // The main thread stalls (a long synchronous task, a VM pause) past the lease's validity: no renewal, no fence timer runs.
-    const until = performance.now() + 1000;
-    while (performance.now() < until);
-    await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST', 'a read after the lease ran out');
-    assert.ok(s.isEnded, 'the session is revoked');
-    await s.release();
-  } finally {
-    await close();
-  }
+  await a.tenants.create({ tenantId: 't' });
+  const s = (await a.acquire('t')) as Session;
+  await s.records.save('c', 'r', 1);
+  assert.is((await s.records.get('c', 'r'))?.value, 1);
+  // The main thread stalls (a long synchronous task, a VM pause) past the lease's validity: no renewal, no fence timer runs.
+  const until = performance.now() + 1000;
+  while (performance.now() < until);
+  await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST', 'a read after the lease ran out');
+  assert.ok(s.isEnded, 'the session is revoked');
+  await s.release();
 });
 
 testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the leases table locked) end the instance\'s sessions before its lease expires on the server', async () => {
-  const { pools, schema, close } = await instances(1, { leaseTtlMs: 2000 });
+  await using group = await instances(1, { leaseTtlMs: 2000 });
+  const { pools, schema } = group;
   const [a] = pools as [TenantPool];
   const pg = (await import('pg')).default;
   const admin = new pg.Client(postgresUrl);
@@ -554,7 +525,6 @@ testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the l
   } finally {
     await admin.query('ROLLBACK').catch(() => {});
     await admin.end();
-    await close();
   }
 });
 
@@ -562,18 +532,14 @@ testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the l
 const increments = (child: Child): number[] => child.lines.filter((l) => l.startsWith('inc ')).map((l) => Number(l.slice(4)));
 
 async function counterValue(schema: string, rootKey: string): Promise<number> {
-  const reader = await TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, walletIdleTtlMs: 0, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: `reader-${randomBytes(3).toString('hex')}` } });
-  try {
-    for (;;) {
-      try {
-        return await reader.withSession('counter', async (s) => ((await s.records.get('c', 'counter'))?.value as number | undefined) ?? 0);
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ERR_TENANT_ELSEWHERE') throw error;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+  await using reader = await TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, walletIdleTtlMs: 0, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: `reader-${randomBytes(3).toString('hex')}` } });
+  for (;;) {
+    try {
+      return await reader.withSession('counter', async (s) => ((await s.records.get('c', 'counter'))?.value as number | undefined) ?? 0);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ERR_TENANT_ELSEWHERE') throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
-  } finally {
-    await reader.close();
   }
 }
 
@@ -666,24 +632,20 @@ testWithPostgres('SIGKILL of the owner mid-write: another instance serves the te
     const killedAt = performance.now();
     await owner.exited;
     const acknowledged = increments(owner);
-    const pool = await TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'heir', leaseTtlMs: ttl } });
-    try {
-      let value: number | undefined;
-      while (value === undefined) {
-        try {
-          value = await pool.withSession('counter', async (s) => (await s.records.get('c', 'counter'))?.value as number);
-        } catch (error) {
-          if ((error as { code?: string }).code !== 'ERR_TENANT_ELSEWHERE') throw error;
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
+    await using pool = await TenantPool.open({ dataDir: tempDir(), rootKey, workers: 1, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'heir', leaseTtlMs: ttl } });
+    let value: number | undefined;
+    while (value === undefined) {
+      try {
+        value = await pool.withSession('counter', async (s) => (await s.records.get('c', 'counter'))?.value as number);
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_TENANT_ELSEWHERE') throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      const tookMs = performance.now() - killedAt;
-      assert.ok(tookMs <= ttl + 1000, `served elsewhere ${Math.round(tookMs)} ms after the kill (TTL ${ttl} ms)`);
-      // A save resolves after its commit: the last acknowledged value is there (one more may have committed unacknowledged).
-      assert.ok(value >= Math.max(...acknowledged) && value <= Math.max(...acknowledged) + 1, `counter ${value}, last acknowledged ${Math.max(...acknowledged)}`);
-    } finally {
-      await pool.close();
     }
+    const tookMs = performance.now() - killedAt;
+    assert.ok(tookMs <= ttl + 1000, `served elsewhere ${Math.round(tookMs)} ms after the kill (TTL ${ttl} ms)`);
+    // A save resolves after its commit: the last acknowledged value is there (one more may have committed unacknowledged).
+    assert.ok(value >= Math.max(...acknowledged) && value <= Math.max(...acknowledged) + 1, `counter ${value}, last acknowledged ${Math.max(...acknowledged)}`);
   } finally {
     owner.kill('SIGKILL');
     await dropSchema(schema);

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rankWorkers } from '../src/engine/placement.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
-import { disposePool, eventually, openPool, rejectsWith, rootKey, tempDir, until, storeOptionsFor, usePool } from './helpers.js';
+import { disposePool, eventually, rejectsWith, rootKey, tempDir, until, storeOptionsFor, usePool } from './helpers.js';
 
 /** The first tenant id of the form `prefix-N` whose first-choice worker (of 2) is `index`. */
 function idOnWorker(prefix: string, index: number): string {
@@ -77,30 +77,26 @@ test('an open still waiting for a key-derivation slot when its worker dies is pl
 });
 
 test('a module task that exits its worker, or outgrows its heap limit: the calls on it reject ERR_WORKER_CRASHED, the other worker is untouched, nothing leaks', async () => {
-  const pool = await openPool({ workers: 2, walletIdleTtlMs: 60_000, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], workerResourceLimits: { maxOldGenerationSizeMb: 48 } });
-  try {
-    const doomed = await pool.tenants.create({ tenantId: idOnWorker('doomed', 0) });
-    const neighbour = await pool.tenants.create({ tenantId: idOnWorker('neighbour', 0) });
-    const safe = await pool.tenants.create({ tenantId: idOnWorker('safe', 1) });
-    for (const [task, crashes] of [['exit', 1], ['hog', 2]] as const) {
-      const victim = await pool.acquire(doomed.tenantId);
-      const bystander = await pool.acquire(neighbour.tenantId);
-      const other = await pool.acquire(safe.tenantId);
-      assert.equal(pool.stats().workers.map((w) => w.tenants), [2, 1]);
-      const slow = bystander.run('slow'); // pending on the same worker when it dies
-      await rejectsWith(victim.run(task), 'ERR_WORKER_CRASHED', task);
-      await rejectsWith(slow, 'ERR_WORKER_CRASHED', `${task}: another tenant's call on the dead worker`);
-      assert.is(await other.run('whoami'), safe.tenantId, `${task}: the other worker answers`);
-      for (const s of [victim, bystander, other]) await s.release();
-      const st = pool.stats();
-      assert.is(st.totals.workerCrashes, crashes);
-      assert.is(st.sessions, 0);
-      assert.is(st.weightInUse, 4, `${task}: only the other worker's cached wallet holds weight`);
-      await pool[kWorkers][0]!.ready();
-      assert.is(await pool.withSession(doomed.tenantId, async (s) => s.run('whoami')), doomed.tenantId, `${task}: the tenant opens on the fresh worker`);
-    }
-  } finally {
-    await disposePool(pool);
+  await using pool = await usePool({ workers: 2, walletIdleTtlMs: 60_000, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], workerResourceLimits: { maxOldGenerationSizeMb: 48 } });
+  const doomed = await pool.tenants.create({ tenantId: idOnWorker('doomed', 0) });
+  const neighbour = await pool.tenants.create({ tenantId: idOnWorker('neighbour', 0) });
+  const safe = await pool.tenants.create({ tenantId: idOnWorker('safe', 1) });
+  for (const [task, crashes] of [['exit', 1], ['hog', 2]] as const) {
+    const victim = await pool.acquire(doomed.tenantId);
+    const bystander = await pool.acquire(neighbour.tenantId);
+    const other = await pool.acquire(safe.tenantId);
+    assert.equal(pool.stats().workers.map((w) => w.tenants), [2, 1]);
+    const slow = bystander.run('slow'); // pending on the same worker when it dies
+    await rejectsWith(victim.run(task), 'ERR_WORKER_CRASHED', task);
+    await rejectsWith(slow, 'ERR_WORKER_CRASHED', `${task}: another tenant's call on the dead worker`);
+    assert.is(await other.run('whoami'), safe.tenantId, `${task}: the other worker answers`);
+    for (const s of [victim, bystander, other]) await s.release();
+    const st = pool.stats();
+    assert.is(st.totals.workerCrashes, crashes);
+    assert.is(st.sessions, 0);
+    assert.is(st.weightInUse, 4, `${task}: only the other worker's cached wallet holds weight`);
+    await pool[kWorkers][0]!.ready();
+    assert.is(await pool.withSession(doomed.tenantId, async (s) => s.run('whoami')), doomed.tenantId, `${task}: the tenant opens on the fresh worker`);
   }
 });
 
@@ -120,29 +116,25 @@ test('a replacement worker killed while it starts is replaced again; calls meanw
 });
 
 test('a slot whose replacements keep dying before they serve gives up after three: calls fail fast with ERR_WORKER_CRASHED, the other worker serves on', async () => {
-  const pool = await openPool({ workers: 2 });
-  try {
-    const lost = await pool.tenants.create({ tenantId: idOnWorker('lost', 0) });
-    const kept = await pool.tenants.create({ tenantId: idOnWorker('kept', 1) });
-    const slot = pool[kWorkers][0]!;
-    await pool.withSession(lost.tenantId, () => undefined);
-    for (let kill = 0; kill < 4; kill++) {
-      const thread = slot.thread!;
-      const crashes = pool.stats().totals.workerCrashes;
-      await thread.terminate();
-      await until(() => pool.stats().totals.workerCrashes === crashes + 1, `death ${kill + 1} noticed`);
-      if (kill < 3) await until(() => slot.thread !== undefined && slot.thread !== thread, `replacement ${kill + 1} started`);
-    }
-    assert.not.ok(slot.isAlive);
-    assert.is(pool.stats().totals.workerCrashes, 4);
-    // The tenant is placed on the live worker now; a call straight to the dead slot fails fast.
-    await rejectsWith(slot.call('echo', 1), 'ERR_WORKER_CRASHED', 'a call to the slot that gave up');
-    await pool.withSession(lost.tenantId, async (s) => s.records.save('c', 'x', 'moved'));
-    await pool.withSession(kept.tenantId, async (s) => s.records.save('c', 'x', 'fine'));
-    assert.equal(pool.stats().workers.map((w) => w.alive), [false, true]);
-  } finally {
-    await disposePool(pool);
+  await using pool = await usePool({ workers: 2 });
+  const lost = await pool.tenants.create({ tenantId: idOnWorker('lost', 0) });
+  const kept = await pool.tenants.create({ tenantId: idOnWorker('kept', 1) });
+  const slot = pool[kWorkers][0]!;
+  await pool.withSession(lost.tenantId, () => undefined);
+  for (let kill = 0; kill < 4; kill++) {
+    const thread = slot.thread!;
+    const crashes = pool.stats().totals.workerCrashes;
+    await thread.terminate();
+    await until(() => pool.stats().totals.workerCrashes === crashes + 1, `death ${kill + 1} noticed`);
+    if (kill < 3) await until(() => slot.thread !== undefined && slot.thread !== thread, `replacement ${kill + 1} started`);
   }
+  assert.not.ok(slot.isAlive);
+  assert.is(pool.stats().totals.workerCrashes, 4);
+  // The tenant is placed on the live worker now; a call straight to the dead slot fails fast.
+  await rejectsWith(slot.call('echo', 1), 'ERR_WORKER_CRASHED', 'a call to the slot that gave up');
+  await pool.withSession(lost.tenantId, async (s) => s.records.save('c', 'x', 'moved'));
+  await pool.withSession(kept.tenantId, async (s) => s.records.save('c', 'x', 'fine'));
+  assert.equal(pool.stats().workers.map((w) => w.alive), [false, true]);
 });
 
 test('a save or delete whose promise resolved survives SIGKILL of the process', async () => {

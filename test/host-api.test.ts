@@ -10,7 +10,7 @@ import { ErrorCodes, TenantPoolError } from '../common/errors.js';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { startChild } from './child.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir, usePool } from './helpers.js';
+import { rejectsWith, rootKey, tempDir, usePool } from './helpers.js';
 
 const counterModule = join(import.meta.dirname, 'fixtures', 'counter-module.ts');
 
@@ -21,7 +21,7 @@ test('a freshly created wallet stays open when capacity allows: the first sessio
   const onAcquire = (m: unknown): void => void acquires.push(m as { tenantId: string; isCacheHit: boolean });
   subscribe('tenant-pool:tenant:create', onCreate);
   subscribe('tenant-pool:session:acquire', onAcquire);
-  const pool = await openPool({ capacity: 6, walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ capacity: 6, walletIdleTtlMs: 60_000 });
   try {
     await pool.tenants.create({ tenantId: 'warm', kdf: 'argon2i-int' });
     assert.is(pool.stats().totals.keyDerivations, 1);
@@ -62,39 +62,34 @@ test('a freshly created wallet stays open when capacity allows: the first sessio
   } finally {
     unsubscribe('tenant-pool:tenant:create', onCreate);
     unsubscribe('tenant-pool:session:acquire', onAcquire);
-    await disposePool(pool);
   }
 });
 
 test('errors carry tenantId and retryable; a timeout carries stage, waitMs, queued and weightInUse', async () => {
-  const pool = await openPool({ capacity: 5 });
-  try {
-    await pool.tenants.create({ tenantId: 'a' });
-    await pool.tenants.create({ tenantId: 'b' });
-    const held = await pool.acquire('a');
-    const timeout = (await rejectsWith(pool.acquire('b', { timeoutMs: 10 }), 'ERR_ACQUIRE_TIMEOUT')) as TenantPoolError<'ERR_ACQUIRE_TIMEOUT'>;
-    assert.equal({ tenantId: timeout.tenantId, stage: timeout.stage, queued: timeout.queued, weightInUse: timeout.weightInUse, retryable: timeout.retryable }, { tenantId: 'b', stage: 'admission', queued: 0, weightInUse: 5, retryable: true });
-    assert.ok(typeof timeout.waitMs === 'number' && timeout.waitMs >= 10, `waitMs ${String(timeout.waitMs)}`);
-    const notFound = (await rejectsWith(pool.acquire('nobody'), 'ERR_TENANT_NOT_FOUND')) as TenantPoolError;
-    assert.equal([notFound.tenantId, notFound.retryable], ['nobody', false]);
-    const invalid = (await rejectsWith(pool.tenants.create({ tenantId: '../x' }), 'ERR_INVALID_ARGUMENT')) as TenantPoolError;
-    assert.is(invalid.retryable, false);
-    await held.release();
-    const released = (await rejectsWith(held.records.get('c', 'x'), 'ERR_SESSION_RELEASED')) as TenantPoolError;
-    assert.is(released.tenantId, 'a');
-    await pool.close();
-    const closed = (await rejectsWith(pool.acquire('a'), 'ERR_POOL_CLOSED')) as TenantPoolError;
-    assert.is(closed.retryable, true);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ capacity: 5 });
+  await pool.tenants.create({ tenantId: 'a' });
+  await pool.tenants.create({ tenantId: 'b' });
+  const held = await pool.acquire('a');
+  const timeout = (await rejectsWith(pool.acquire('b', { timeoutMs: 10 }), 'ERR_ACQUIRE_TIMEOUT')) as TenantPoolError<'ERR_ACQUIRE_TIMEOUT'>;
+  assert.equal({ tenantId: timeout.tenantId, stage: timeout.stage, queued: timeout.queued, weightInUse: timeout.weightInUse, retryable: timeout.retryable }, { tenantId: 'b', stage: 'admission', queued: 0, weightInUse: 5, retryable: true });
+  assert.ok(typeof timeout.waitMs === 'number' && timeout.waitMs >= 10, `waitMs ${String(timeout.waitMs)}`);
+  const notFound = (await rejectsWith(pool.acquire('nobody'), 'ERR_TENANT_NOT_FOUND')) as TenantPoolError;
+  assert.equal([notFound.tenantId, notFound.retryable], ['nobody', false]);
+  const invalid = (await rejectsWith(pool.tenants.create({ tenantId: '../x' }), 'ERR_INVALID_ARGUMENT')) as TenantPoolError;
+  assert.is(invalid.retryable, false);
+  await held.release();
+  const released = (await rejectsWith(held.records.get('c', 'x'), 'ERR_SESSION_RELEASED')) as TenantPoolError;
+  assert.is(released.tenantId, 'a');
+  await pool.close();
+  const closed = (await rejectsWith(pool.acquire('a'), 'ERR_POOL_CLOSED')) as TenantPoolError;
+  assert.is(closed.retryable, true);
 });
 
 test('passphrase tenants get inbound messages: byRoutingKey, a passphraseProvider for acquire and dispatch, several recipient keys', async () => {
   const secrets = new Map([['alice', 'alice passphrase']]);
   const asked: string[] = [];
   let isStoreDown = false;
-  const pool = await openPool({
+  await using pool = await usePool({
     modules: [counterModule],
     walletIdleTtlMs: 0,
     passphraseProvider: async (tenantId) => {
@@ -103,34 +98,30 @@ test('passphrase tenants get inbound messages: byRoutingKey, a passphraseProvide
       return secrets.get(tenantId);
     },
   });
-  try {
-    await pool.tenants.create({ tenantId: 'alice', passphrase: 'alice passphrase', kdf: 'argon2i-int' });
-    await pool.tenants.create({ tenantId: 'bob', passphrase: 'bob passphrase', kdf: 'argon2i-int' });
-    const { publicKey } = await pool.withSession('alice', async (s) => s.keys.create({ routing: true }));
-    assert.is(await pool.tenants.byRoutingKey(publicKey), 'alice');
-    assert.is(await pool.tenants.byRoutingKey('unknown-key'), undefined);
-    // dispatch with no passphrase: the provider gives it; the first routed key of several wins.
-    const answer = await pool.dispatch({ recipientKeys: ['not-routed', publicKey], body: { text: 'hi' } });
-    assert.equal(answer, { tenantId: 'alice', text: 'hi' });
-    await rejectsWith(pool.dispatch({ recipientKeys: ['x', 'y'], body: 1 }), 'ERR_ROUTE_NOT_FOUND');
-    await rejectsWith(pool.dispatch({ recipientKeys: [], body: 1 }), 'ERR_INVALID_ARGUMENT');
-    await rejectsWith(pool.dispatch({ recipientKey: publicKey, recipientKeys: [publicKey], body: 1 } as never), 'ERR_INVALID_ARGUMENT');
-    // A passphrase given to acquire wins over the provider; the provider is not asked.
-    const before = asked.length;
-    await pool.withSession('alice', async () => {}, { passphrase: 'alice passphrase' });
-    assert.is(asked.length, before);
-    // No passphrase known for bob: the key is missing, as without a provider.
-    await rejectsWith(pool.acquire('bob'), 'ERR_WALLET_KEY_INVALID');
-    // A wrong one from the store is a wrong key.
-    secrets.set('bob', 'not it');
-    await rejectsWith(pool.acquire('bob'), 'ERR_WALLET_KEY_INVALID');
-    isStoreDown = true;
-    const down = (await rejectsWith(pool.acquire('alice'), 'ERR_PASSPHRASE_PROVIDER')) as TenantPoolError;
-    assert.equal([down.tenantId, down.retryable], ['alice', true]);
-    assert.is(pool.stats().weightInUse, 0, 'nothing held');
-  } finally {
-    await disposePool(pool);
-  }
+  await pool.tenants.create({ tenantId: 'alice', passphrase: 'alice passphrase', kdf: 'argon2i-int' });
+  await pool.tenants.create({ tenantId: 'bob', passphrase: 'bob passphrase', kdf: 'argon2i-int' });
+  const { publicKey } = await pool.withSession('alice', async (s) => s.keys.create({ routing: true }));
+  assert.is(await pool.tenants.byRoutingKey(publicKey), 'alice');
+  assert.is(await pool.tenants.byRoutingKey('unknown-key'), undefined);
+  // dispatch with no passphrase: the provider gives it; the first routed key of several wins.
+  const answer = await pool.dispatch({ recipientKeys: ['not-routed', publicKey], body: { text: 'hi' } });
+  assert.equal(answer, { tenantId: 'alice', text: 'hi' });
+  await rejectsWith(pool.dispatch({ recipientKeys: ['x', 'y'], body: 1 }), 'ERR_ROUTE_NOT_FOUND');
+  await rejectsWith(pool.dispatch({ recipientKeys: [], body: 1 }), 'ERR_INVALID_ARGUMENT');
+  await rejectsWith(pool.dispatch({ recipientKey: publicKey, recipientKeys: [publicKey], body: 1 } as never), 'ERR_INVALID_ARGUMENT');
+  // A passphrase given to acquire wins over the provider; the provider is not asked.
+  const before = asked.length;
+  await pool.withSession('alice', async () => {}, { passphrase: 'alice passphrase' });
+  assert.is(asked.length, before);
+  // No passphrase known for bob: the key is missing, as without a provider.
+  await rejectsWith(pool.acquire('bob'), 'ERR_WALLET_KEY_INVALID');
+  // A wrong one from the store is a wrong key.
+  secrets.set('bob', 'not it');
+  await rejectsWith(pool.acquire('bob'), 'ERR_WALLET_KEY_INVALID');
+  isStoreDown = true;
+  const down = (await rejectsWith(pool.acquire('alice'), 'ERR_PASSPHRASE_PROVIDER')) as TenantPoolError;
+  assert.equal([down.tenantId, down.retryable], ['alice', true]);
+  assert.is(pool.stats().weightInUse, 0, 'nothing held');
 });
 
 test('keys: list with routing, setRouting on and off, delete removes the route too', async () => {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { TenantSession } from '../src/session.js';
-import { disposePool, openPool } from './helpers.js';
+import { usePool } from './helpers.js';
 
 type Case = [what: string, call: () => Promise<unknown>, code: string];
 
@@ -19,7 +19,7 @@ test('every public method refuses bad input with its code; no worker crashes, no
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
   process.on('unhandledRejection', onUnhandled);
-  const pool = await openPool({ maxValueBytes: 4096, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], leakWarningMs: 0 });
+  await using pool = await usePool({ maxValueBytes: 4096, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], leakWarningMs: 0 });
   try {
     const { tenantId } = await pool.tenants.create({ tenantId: 'hostile' });
     const s: TenantSession = await pool.acquire(tenantId);
@@ -114,7 +114,6 @@ test('every public method refuses bad input with its code; no worker crashes, no
     assert.equal(unhandled, [], 'no unhandled rejection');
   } finally {
     process.off('unhandledRejection', onUnhandled);
-    await disposePool(pool);
   }
 });
 

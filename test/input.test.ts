@@ -2,29 +2,25 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { damageWallet, disposePool, openPool, rejectsWith, walletNames, usePool } from './helpers.js';
+import { damageWallet, rejectsWith, walletNames, usePool } from './helpers.js';
 
 const BAD_IDS: unknown[] = ['../x', '../../etc/passwd', 'a/b', 'a\\b', '..', '.', '', 'x'.repeat(65), 'é', 'tenant.sqlite', 'a b', '/abs', null, 42, {}, undefined];
 
 test('path-like and malformed tenant ids are ERR_INVALID_ARGUMENT everywhere, and no file is made', async () => {
-  const pool = await openPool();
-  try {
-    const { dataDir } = pool.options;
-    const before = await walletNames(pool.options);
-    for (const id of BAD_IDS) {
-      const what = JSON.stringify(id) ?? String(id);
-      if (id !== undefined) await rejectsWith(pool.tenants.create({ tenantId: id as string }), 'ERR_INVALID_ARGUMENT', `create ${what}`);
-      await rejectsWith(pool.tenants.get(id as string), 'ERR_INVALID_ARGUMENT', `get ${what}`);
-      await rejectsWith(pool.acquire(id as string), 'ERR_INVALID_ARGUMENT', `acquire ${what}`);
-      await rejectsWith(pool.tenants.delete(id as string), 'ERR_INVALID_ARGUMENT', `delete ${what}`);
-    }
-    assert.equal(await walletNames(pool.options), before);
-    assert.not.ok(existsSync(join(dataDir, '..', 'x.sqlite')));
-    const ok = await pool.tenants.create({ tenantId: 'Ok_id-9'.padEnd(64, 'z') });
-    assert.is(ok.tenantId.length, 64);
-  } finally {
-    await disposePool(pool);
+  await using pool = await usePool();
+  const { dataDir } = pool.options;
+  const before = await walletNames(pool.options);
+  for (const id of BAD_IDS) {
+    const what = JSON.stringify(id) ?? String(id);
+    if (id !== undefined) await rejectsWith(pool.tenants.create({ tenantId: id as string }), 'ERR_INVALID_ARGUMENT', `create ${what}`);
+    await rejectsWith(pool.tenants.get(id as string), 'ERR_INVALID_ARGUMENT', `get ${what}`);
+    await rejectsWith(pool.acquire(id as string), 'ERR_INVALID_ARGUMENT', `acquire ${what}`);
+    await rejectsWith(pool.tenants.delete(id as string), 'ERR_INVALID_ARGUMENT', `delete ${what}`);
   }
+  assert.equal(await walletNames(pool.options), before);
+  assert.not.ok(existsSync(join(dataDir, '..', 'x.sqlite')));
+  const ok = await pool.tenants.create({ tenantId: 'Ok_id-9'.padEnd(64, 'z') });
+  assert.is(ok.tenantId.length, 64);
 });
 
 test('unknown tenants, duplicate ids and bad create options get their codes', async () => {
@@ -51,33 +47,29 @@ test('unknown tenants, duplicate ids and bad create options get their codes', as
 });
 
 test('non-JSON values, non-string tags and bad arguments are ERR_INVALID_ARGUMENT; the session stays usable', async () => {
-  const pool = await openPool({ maxValueBytes: 1024 });
-  try {
-    const { tenantId } = await pool.tenants.create();
-    await pool.withSession(tenantId, async (s) => {
-      const cyclic: Record<string, unknown> = {};
-      cyclic['self'] = cyclic;
-      const badValues: unknown[] = [undefined, () => 1, 10n, Symbol('s'), NaN, Infinity, cyclic, { nested: { f: () => 1 } }, [undefined], new Date(), new Map(), 'x'.repeat(2000)];
-      for (const value of badValues) await rejectsWith(s.records.save('c', 'id', value as never), 'ERR_INVALID_ARGUMENT', `value ${typeof value}`);
-      const badTags: unknown[] = [{ a: 1 }, { a: null }, { a: ['x'] }, 'tag', ['a'], { '': 'x' }];
-      for (const tags of badTags) await rejectsWith(s.records.save('c', 'id', 1, tags as never), 'ERR_INVALID_ARGUMENT', `tags ${JSON.stringify(tags)}`);
-      await rejectsWith(s.records.find('c', { a: 2 as never }), 'ERR_INVALID_ARGUMENT', 'find tags');
-      await rejectsWith(s.records.find('c', {}, { limit: 0 }), 'ERR_INVALID_ARGUMENT', 'limit');
-      await rejectsWith(s.records.save('', 'id', 1), 'ERR_INVALID_ARGUMENT', 'empty category');
-      await rejectsWith(s.records.get('c', 5 as never), 'ERR_INVALID_ARGUMENT', 'numeric id');
-      await rejectsWith(s.keys.sign('kid', 'text' as never), 'ERR_INVALID_ARGUMENT', 'sign data');
-      await rejectsWith(s.keys.verify('abc', new Uint8Array(1), [1, 2] as never), 'ERR_INVALID_ARGUMENT', 'verify signature');
-      await rejectsWith(s.run('no-such-task'), 'ERR_TASK_NOT_FOUND');
-      // Nothing was written by the refused calls, and the session still works.
-      assert.equal(await s.records.find('c'), []);
-      await s.records.save('c', 'id', { fine: [1, 'two', null] }, { t: 'v' });
-      assert.equal((await s.records.get('c', 'id'))?.value, { fine: [1, 'two', null] });
-    });
-    assert.is(pool.stats().sessions, 0);
-    assert.is(pool.stats().totals.workerCrashes, 0);
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ maxValueBytes: 1024 });
+  const { tenantId } = await pool.tenants.create();
+  await pool.withSession(tenantId, async (s) => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    const badValues: unknown[] = [undefined, () => 1, 10n, Symbol('s'), NaN, Infinity, cyclic, { nested: { f: () => 1 } }, [undefined], new Date(), new Map(), 'x'.repeat(2000)];
+    for (const value of badValues) await rejectsWith(s.records.save('c', 'id', value as never), 'ERR_INVALID_ARGUMENT', `value ${typeof value}`);
+    const badTags: unknown[] = [{ a: 1 }, { a: null }, { a: ['x'] }, 'tag', ['a'], { '': 'x' }];
+    for (const tags of badTags) await rejectsWith(s.records.save('c', 'id', 1, tags as never), 'ERR_INVALID_ARGUMENT', `tags ${JSON.stringify(tags)}`);
+    await rejectsWith(s.records.find('c', { a: 2 as never }), 'ERR_INVALID_ARGUMENT', 'find tags');
+    await rejectsWith(s.records.find('c', {}, { limit: 0 }), 'ERR_INVALID_ARGUMENT', 'limit');
+    await rejectsWith(s.records.save('', 'id', 1), 'ERR_INVALID_ARGUMENT', 'empty category');
+    await rejectsWith(s.records.get('c', 5 as never), 'ERR_INVALID_ARGUMENT', 'numeric id');
+    await rejectsWith(s.keys.sign('kid', 'text' as never), 'ERR_INVALID_ARGUMENT', 'sign data');
+    await rejectsWith(s.keys.verify('abc', new Uint8Array(1), [1, 2] as never), 'ERR_INVALID_ARGUMENT', 'verify signature');
+    await rejectsWith(s.run('no-such-task'), 'ERR_TASK_NOT_FOUND');
+    // Nothing was written by the refused calls, and the session still works.
+    assert.equal(await s.records.find('c'), []);
+    await s.records.save('c', 'id', { fine: [1, 'two', null] }, { t: 'v' });
+    assert.equal((await s.records.get('c', 'id'))?.value, { fine: [1, 'two', null] });
+  });
+  assert.is(pool.stats().sessions, 0);
+  assert.is(pool.stats().totals.workerCrashes, 0);
 });
 
 test('a damaged wallet (file, or profile key row) is ERR_WALLET_CORRUPT for that tenant only; a wrong key is still told apart', async () => {

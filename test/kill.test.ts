@@ -50,25 +50,21 @@ test(`SIGKILL at ${TRIALS} random moments: every resolved save and create surviv
       if (kind === 'created') created.push(a!);
     }
   }
-  const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 2 });
-  try {
-    const tenants = new Set((await pool.tenants.list()).map((t) => t.tenantId));
-    for (const id of created) assert.ok(tenants.has(id), `created tenant ${id} survived`);
-    // Every tenant in the registry opens: none was left half-written.
-    for (const id of tenants) await pool.withSession(id, async (s) => s.records.find('c', {}, { limit: 1 }));
-    for (const [tenantId, ids] of saved) {
-      assert.ok(ids.length > 0, `${tenantId} saved something`);
-      await pool.withSession(tenantId, async (s) => {
-        for (const id of ids) {
-          const record = await s.records.get('c', id);
-          assert.ok(record !== null, `${tenantId}/${id} survived`);
-          const [trial, i] = id.slice(1).split('-r').map(Number);
-          assert.equal(record.value, { trial: String(trial), i, text: 'x'.repeat(i! % 200) });
-        }
-      });
-    }
-  } finally {
-    await pool.close();
+  await using pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 2 });
+  const tenants = new Set((await pool.tenants.list()).map((t) => t.tenantId));
+  for (const id of created) assert.ok(tenants.has(id), `created tenant ${id} survived`);
+  // Every tenant in the registry opens: none was left half-written.
+  for (const id of tenants) await pool.withSession(id, async (s) => s.records.find('c', {}, { limit: 1 }));
+  for (const [tenantId, ids] of saved) {
+    assert.ok(ids.length > 0, `${tenantId} saved something`);
+    await pool.withSession(tenantId, async (s) => {
+      for (const id of ids) {
+        const record = await s.records.get('c', id);
+        assert.ok(record !== null, `${tenantId}/${id} survived`);
+        const [trial, i] = id.slice(1).split('-r').map(Number);
+        assert.equal(record.value, { trial: String(trial), i, text: 'x'.repeat(i! % 200) });
+      }
+    });
   }
 });
 

@@ -41,71 +41,59 @@ test('a worker module whose import never finishes: open() fails ERR_WORKER_START
 
 test('timeouts of 2^31 ms and more wait as written; Infinity and null mean no limit; close() validates its timeout', async () => {
   for (const timeoutMs of [2 ** 31, 2 ** 32 + 1, Number.MAX_SAFE_INTEGER, Infinity, null]) {
-    const pool = await openPool({ capacity: 5, leakWarningMs: 2 ** 31, maxSessionMs: 2 ** 31 + 1 });
-    try {
-      await pool.tenants.create({ tenantId: 'a' });
-      await pool.tenants.create({ tenantId: 'b' });
-      const a = await pool.acquire('a');
-      const b = pool.acquire('b', { timeoutMs });
-      await pastShortTimers();
-      assert.is(pool.stats().queued, 1, `timeoutMs ${String(timeoutMs)}: still waiting`);
-      assert.is(pool.stats().totals.revoked, 0, 'maxSessionMs 2^31 + 1 has not fired');
-      await a.release();
-      await (await b).release();
-    } finally {
-      await disposePool(pool);
-    }
-  }
-  const pool = await openPool({ capacity: 5, acquireTimeoutMs: 2 ** 31 + 7 });
-  try {
+    await using pool = await usePool({ capacity: 5, leakWarningMs: 2 ** 31, maxSessionMs: 2 ** 31 + 1 });
     await pool.tenants.create({ tenantId: 'a' });
     await pool.tenants.create({ tenantId: 'b' });
     const a = await pool.acquire('a');
-    const b = pool.acquire('b');
+    const b = pool.acquire('b', { timeoutMs });
     await pastShortTimers();
-    assert.is(pool.stats().queued, 1, 'acquireTimeoutMs 2^31 + 7: still waiting');
+    assert.is(pool.stats().queued, 1, `timeoutMs ${String(timeoutMs)}: still waiting`);
+    assert.is(pool.stats().totals.revoked, 0, 'maxSessionMs 2^31 + 1 has not fired');
     await a.release();
-    const held = await b;
-    for (const bad of [-1, Number.NaN, '10', {}]) await rejectsWith(pool.close({ timeoutMs: bad as never }), 'ERR_INVALID_ARGUMENT', `close timeoutMs ${JSON.stringify(bad)}`);
-    // Infinity: close waits for the live session however long it takes.
-    const closing = pool.close({ timeoutMs: Infinity });
-    let isClosed = false;
-    void closing.then(() => (isClosed = true));
-    await pastShortTimers();
-    assert.not.ok(isClosed, 'close waits for the session');
-    await held.records.save('c', 'r', 'during close');
-    await held.release();
-    await closing;
-  } finally {
-    await disposePool(pool);
+    await (await b).release();
   }
+  await using pool = await usePool({ capacity: 5, acquireTimeoutMs: 2 ** 31 + 7 });
+  await pool.tenants.create({ tenantId: 'a' });
+  await pool.tenants.create({ tenantId: 'b' });
+  const a = await pool.acquire('a');
+  const b = pool.acquire('b');
+  await pastShortTimers();
+  assert.is(pool.stats().queued, 1, 'acquireTimeoutMs 2^31 + 7: still waiting');
+  await a.release();
+  const held = await b;
+  for (const bad of [-1, Number.NaN, '10', {}]) await rejectsWith(pool.close({ timeoutMs: bad as never }), 'ERR_INVALID_ARGUMENT', `close timeoutMs ${JSON.stringify(bad)}`);
+  // Infinity: close waits for the live session however long it takes.
+  const closing = pool.close({ timeoutMs: Infinity });
+  let isClosed = false;
+  void closing.then(() => (isClosed = true));
+  await pastShortTimers();
+  assert.not.ok(isClosed, 'close waits for the session');
+  await held.records.save('c', 'r', 'during close');
+  await held.release();
+  await closing;
 });
 
 test('the record size limit covers tags, id and category; tags per record and per query are bounded, with clear errors', async () => {
-  const pool = await openPool({ maxValueBytes: 1024, modules: [counterModule] });
-  try {
-    await pool.tenants.create({ tenantId: 't' });
-    await pool.withSession('t', async (s) => {
-      await rejectsWith(s.records.save('c', 'r', 1, { a: 'x'.repeat(600), b: 'y'.repeat(600) }), 'ERR_INVALID_ARGUMENT', 'tags over the limit');
-      await rejectsWith(s.records.save('c', 'i'.repeat(1000), 'v'.repeat(100)), 'ERR_INVALID_ARGUMENT', 'id and value over the limit');
-      await s.records.save('c', 'r', 1, { a: 'x'.repeat(500), b: 'y'.repeat(500) });
-      const many = Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`t${i}`, '']));
-      await rejectsWith(s.records.save('d', 'r', 1, many), 'ERR_INVALID_ARGUMENT', '257 tags');
-      const query = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`t${i}`, 'x']));
-      await rejectsWith(s.records.find('c', query(65)), 'ERR_INVALID_ARGUMENT', '65 tags in a query');
-      await rejectsWith(s.records.find('c', query(1001)), 'ERR_INVALID_ARGUMENT', '1,001 tags in a query');
-      assert.equal(await s.records.find('c', query(64)), []);
-      await rejectsWith(
-        s.records.save('c', 'deep', JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) as never),
-        'ERR_INVALID_ARGUMENT',
-        'a value nested 20,000 deep',
-      );
-      // A task saving through the worker's wallet is held to the same limit.
-      await rejectsWith(s.run('saveAndFind', { id: 'x', tag: 'z'.repeat(1020) }), 'ERR_INVALID_ARGUMENT', 'from a task');
-    });
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ maxValueBytes: 1024, modules: [counterModule] });
+  await pool.tenants.create({ tenantId: 't' });
+  await pool.withSession('t', async (s) => {
+    await rejectsWith(s.records.save('c', 'r', 1, { a: 'x'.repeat(600), b: 'y'.repeat(600) }), 'ERR_INVALID_ARGUMENT', 'tags over the limit');
+    await rejectsWith(s.records.save('c', 'i'.repeat(1000), 'v'.repeat(100)), 'ERR_INVALID_ARGUMENT', 'id and value over the limit');
+    await s.records.save('c', 'r', 1, { a: 'x'.repeat(500), b: 'y'.repeat(500) });
+    const many = Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`t${i}`, '']));
+    await rejectsWith(s.records.save('d', 'r', 1, many), 'ERR_INVALID_ARGUMENT', '257 tags');
+    const query = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`t${i}`, 'x']));
+    await rejectsWith(s.records.find('c', query(65)), 'ERR_INVALID_ARGUMENT', '65 tags in a query');
+    await rejectsWith(s.records.find('c', query(1001)), 'ERR_INVALID_ARGUMENT', '1,001 tags in a query');
+    assert.equal(await s.records.find('c', query(64)), []);
+    await rejectsWith(
+      s.records.save('c', 'deep', JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) as never),
+      'ERR_INVALID_ARGUMENT',
+      'a value nested 20,000 deep',
+    );
+    // A task saving through the worker's wallet is held to the same limit.
+    await rejectsWith(s.run('saveAndFind', { id: 'x', tag: 'z'.repeat(1020) }), 'ERR_INVALID_ARGUMENT', 'from a task');
+  });
 });
 
 test('__proto__ and constructor as tag names or metadata keys are stored and matched like any other name', async () => {
@@ -127,31 +115,27 @@ test('__proto__ and constructor as tag names or metadata keys are stored and mat
 });
 
 test('ill-formed Unicode (a lone surrogate) is refused in every name; in a value it round-trips exactly', async () => {
-  const pool = await openPool({ modules: [counterModule] });
+  await using pool = await usePool({ modules: [counterModule] });
   const lone = 'x\uD800';
-  try {
-    await rejectsWith(pool.tenants.create({ label: lone }), 'ERR_INVALID_ARGUMENT', 'label');
-    await rejectsWith(pool.tenants.create({ metadata: { [lone]: 'v' } }), 'ERR_INVALID_ARGUMENT', 'metadata key');
-    await rejectsWith(pool.tenants.create({ metadata: { k: lone } }), 'ERR_INVALID_ARGUMENT', 'metadata value');
-    await rejectsWith(pool.tenants.create({ passphrase: `pw${lone}`, kdf: 'argon2i-int' }), 'ERR_INVALID_ARGUMENT', 'passphrase');
-    await pool.tenants.create({ tenantId: 't' });
-    await pool.withSession('t', async (s) => {
-      await rejectsWith(s.records.save('c', lone, 1), 'ERR_INVALID_ARGUMENT', 'id');
-      await rejectsWith(s.records.save(lone, 'r', 1), 'ERR_INVALID_ARGUMENT', 'category');
-      await rejectsWith(s.records.save('c', 'r', 1, { [lone]: 'v' }), 'ERR_INVALID_ARGUMENT', 'tag name');
-      await rejectsWith(s.records.save('c', 'r', 1, { k: lone }), 'ERR_INVALID_ARGUMENT', 'tag value');
-      await rejectsWith(s.records.get('c', lone), 'ERR_INVALID_ARGUMENT', 'get');
-      await rejectsWith(s.records.delete('c', lone), 'ERR_INVALID_ARGUMENT', 'delete');
-      await rejectsWith(s.records.find('c', { k: lone }), 'ERR_INVALID_ARGUMENT', 'find');
-      await rejectsWith(s.keys.sign(lone, new Uint8Array(1)), 'ERR_INVALID_ARGUMENT', 'kid');
-      await rejectsWith(s.run(lone), 'ERR_INVALID_ARGUMENT', 'task');
-      const value = { text: `a\uD800b\uDFFFc`, list: ['\uDC00', 'ok \u{1F600}'] };
-      await s.records.save('c', 'v', value);
-      assert.equal((await s.records.get('c', 'v'))?.value, value);
-    });
-  } finally {
-    await disposePool(pool);
-  }
+  await rejectsWith(pool.tenants.create({ label: lone }), 'ERR_INVALID_ARGUMENT', 'label');
+  await rejectsWith(pool.tenants.create({ metadata: { [lone]: 'v' } }), 'ERR_INVALID_ARGUMENT', 'metadata key');
+  await rejectsWith(pool.tenants.create({ metadata: { k: lone } }), 'ERR_INVALID_ARGUMENT', 'metadata value');
+  await rejectsWith(pool.tenants.create({ passphrase: `pw${lone}`, kdf: 'argon2i-int' }), 'ERR_INVALID_ARGUMENT', 'passphrase');
+  await pool.tenants.create({ tenantId: 't' });
+  await pool.withSession('t', async (s) => {
+    await rejectsWith(s.records.save('c', lone, 1), 'ERR_INVALID_ARGUMENT', 'id');
+    await rejectsWith(s.records.save(lone, 'r', 1), 'ERR_INVALID_ARGUMENT', 'category');
+    await rejectsWith(s.records.save('c', 'r', 1, { [lone]: 'v' }), 'ERR_INVALID_ARGUMENT', 'tag name');
+    await rejectsWith(s.records.save('c', 'r', 1, { k: lone }), 'ERR_INVALID_ARGUMENT', 'tag value');
+    await rejectsWith(s.records.get('c', lone), 'ERR_INVALID_ARGUMENT', 'get');
+    await rejectsWith(s.records.delete('c', lone), 'ERR_INVALID_ARGUMENT', 'delete');
+    await rejectsWith(s.records.find('c', { k: lone }), 'ERR_INVALID_ARGUMENT', 'find');
+    await rejectsWith(s.keys.sign(lone, new Uint8Array(1)), 'ERR_INVALID_ARGUMENT', 'kid');
+    await rejectsWith(s.run(lone), 'ERR_INVALID_ARGUMENT', 'task');
+    const value = { text: `a\uD800b\uDFFFc`, list: ['\uDC00', 'ok \u{1F600}'] };
+    await s.records.save('c', 'v', value);
+    assert.equal((await s.records.get('c', 'v'))?.value, value);
+  });
 });
 
 test('weights: larger than capacity or past a sane range are refused at open (options and config file) and at create', async () => {
@@ -166,16 +150,12 @@ test('weights: larger than capacity or past a sane range are refused at open (op
     writeFileSync(configFile, JSON.stringify({ capacity: 3 }));
     const error = await rejectsWith(TenantPool.open({ dataDir, configFile }), 'ERR_INVALID_CONFIG', 'config file');
     assert.match(error.message, configFile);
-    const pool = await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 1, capacity: 100 });
-    try {
-      await rejectsWith(pool.tenants.create({ weights: { wallet: 2 ** 53 } }), 'ERR_INVALID_ARGUMENT', 'tenant wallet weight 2^53');
-      await rejectsWith(pool.tenants.create({ weights: { wallet: 100 } }), 'ERR_INVALID_ARGUMENT', 'tenant weights over capacity');
-      const t = await pool.tenants.create({ weights: { wallet: 99 } });
-      await pool.withSession(t.tenantId, async () => {});
-      assert.is(pool.stats().weightInUse, 99);
-    } finally {
-      await pool.close();
-    }
+    await using pool = await TenantPool.open({ dataDir, rootKey: rootKey(), workers: 1, capacity: 100 });
+    await rejectsWith(pool.tenants.create({ weights: { wallet: 2 ** 53 } }), 'ERR_INVALID_ARGUMENT', 'tenant wallet weight 2^53');
+    await rejectsWith(pool.tenants.create({ weights: { wallet: 100 } }), 'ERR_INVALID_ARGUMENT', 'tenant weights over capacity');
+    const t = await pool.tenants.create({ weights: { wallet: 99 } });
+    await pool.withSession(t.tenantId, async () => {});
+    assert.is(pool.stats().weightInUse, 99);
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }
@@ -192,16 +172,12 @@ test('a wallet of weight 0 (pool-wide or per tenant) still closes after its idle
   } finally {
     await disposePool(pool);
   }
-  const ttl = await openPool({ walletIdleTtlMs: 30 });
-  try {
-    await ttl.tenants.create({ tenantId: 'light', weights: { wallet: 0 } });
-    await ttl.withSession('light', async () => {});
-    assert.is(ttl.stats().wallets.idle, 1);
-    await eventually(() => ttl.stats().wallets.idle === 0 && ttl.stats().totals.walletCloses === 1, 'closed after its TTL');
-    assert.is(ttl.stats().weightInUse, 0);
-  } finally {
-    await disposePool(ttl);
-  }
+  await using ttl = await usePool({ walletIdleTtlMs: 30 });
+  await ttl.tenants.create({ tenantId: 'light', weights: { wallet: 0 } });
+  await ttl.withSession('light', async () => {});
+  assert.is(ttl.stats().wallets.idle, 1);
+  await eventually(() => ttl.stats().wallets.idle === 0 && ttl.stats().totals.walletCloses === 1, 'closed after its TTL');
+  assert.is(ttl.stats().weightInUse, 0);
 });
 
 test('tenants.update during acquires fails none of them; a raised maxSessions admits the parked waiters at once, in arrival order', async () => {
@@ -252,7 +228,7 @@ test('after close() the pool holds no weight; acquires waiting for a derivation 
 });
 
 test('revocation has its own code and reason; a caller\'s own misuse stays ERR_SESSION_RELEASED', async () => {
-  const pool = await openPool();
+  await using pool = await usePool();
   const reasons: string[] = [];
   const onRevoke = (m: unknown): void => void reasons.push((m as { reason: string }).reason);
   subscribe('tenant-pool:session:revoke', onRevoke);
@@ -270,7 +246,6 @@ test('revocation has its own code and reason; a caller\'s own misuse stays ERR_S
     assert.equal(reasons, ['close']);
   } finally {
     unsubscribe('tenant-pool:session:revoke', onRevoke);
-    await disposePool(pool);
   }
 });
 

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { renderLiveView, startLiveView, type LiveFrame } from '../src/observability/live.js';
 import { kEvents, type PoolStats } from '../src/pool.js';
-import { disposePool, openPool } from './helpers.js';
+import { usePool } from './helpers.js';
 
 const stats: PoolStats = {
   capacity: 100,
@@ -39,7 +39,7 @@ test('the panel shows queue, weight against capacity, sessions, rates, hit ratio
 });
 
 test('startLiveView redraws the panel in place on a terminal, from the pool’s own events, until stopped', async () => {
-  const pool = await openPool({ workers: 2 });
+  await using pool = await usePool({ workers: 2 });
   const writes: string[] = [];
   const stream = Object.assign(
     new Writable({
@@ -72,7 +72,6 @@ test('startLiveView redraws the panel in place on a terminal, from the pool’s 
     assert.not.ok(pool[kEvents].wants('tenant-pool:session:acquire'), 'and nothing listens any more');
   } finally {
     view.stop();
-    await disposePool(pool);
   }
 });
 

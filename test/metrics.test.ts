@@ -2,7 +2,7 @@ import { Counter, Registry } from 'prom-client';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { collectMetrics } from '../src/observability/metrics.js';
-import { disposePool, openPool, rejectsWith } from './helpers.js';
+import { disposePool, openPool, rejectsWith, usePool } from './helpers.js';
 
 /** The samples of a Prometheus text exposition: `name{labels}` → value. */
 function samples(text: string): Map<string, number> {
@@ -83,29 +83,24 @@ test('the metrics text after a known sequence of acquires has the expected names
 });
 
 test('two pools in one registry are told apart by their labels; a second registration of the same names fails loudly', async () => {
-  const one = await openPool({ workers: 1 });
-  const two = await openPool({ workers: 1 });
+  await using one = await usePool({ workers: 1 });
+  await using two = await usePool({ workers: 1 });
   const registry = new Registry();
-  try {
-    using first = collectMetrics(one, registry, { labels: { pool: 'one' } });
-    assert.throws(() => collectMetrics(two, registry, { labels: { pool: 'two' } }), /already been registered/);
-    // A clash half-way (on a counter, after the gauges) leaves nothing of the failed registration behind.
-    new Counter({ name: 'clash_sessions_acquired_total', help: 'taken', registers: [registry] });
-    const before = registry.getMetricsAsArray().length;
-    assert.throws(() => collectMetrics(two, registry, { prefix: 'clash_' }), /already been registered/);
-    assert.is(registry.getMetricsAsArray().length, before);
-    registry.removeSingleMetric('clash_sessions_acquired_total');
-    using second = collectMetrics(two, registry, { prefix: 'tenant_pool_two_', labels: { pool: 'two' } });
-    await one.tenants.create({ tenantId: 'x' });
-    await one.withSession('x', () => undefined);
-    const m = samples(await registry.metrics());
-    assert.is(m.get('tenant_pool_sessions_acquired_total{pool="one"}'), 1);
-    assert.is(m.get('tenant_pool_two_sessions_acquired_total{pool="two"}'), 0);
-    assert.ok(first.names.length > 0 && second.names.length === first.names.length);
-  } finally {
-    await disposePool(one);
-    await disposePool(two);
-  }
+  using first = collectMetrics(one, registry, { labels: { pool: 'one' } });
+  assert.throws(() => collectMetrics(two, registry, { labels: { pool: 'two' } }), /already been registered/);
+  // A clash half-way (on a counter, after the gauges) leaves nothing of the failed registration behind.
+  new Counter({ name: 'clash_sessions_acquired_total', help: 'taken', registers: [registry] });
+  const before = registry.getMetricsAsArray().length;
+  assert.throws(() => collectMetrics(two, registry, { prefix: 'clash_' }), /already been registered/);
+  assert.is(registry.getMetricsAsArray().length, before);
+  registry.removeSingleMetric('clash_sessions_acquired_total');
+  using second = collectMetrics(two, registry, { prefix: 'tenant_pool_two_', labels: { pool: 'two' } });
+  await one.tenants.create({ tenantId: 'x' });
+  await one.withSession('x', () => undefined);
+  const m = samples(await registry.metrics());
+  assert.is(m.get('tenant_pool_sessions_acquired_total{pool="one"}'), 1);
+  assert.is(m.get('tenant_pool_two_sessions_acquired_total{pool="two"}'), 0);
+  assert.ok(first.names.length > 0 && second.names.length === first.names.length);
 });
 
 test.run();

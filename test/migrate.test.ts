@@ -110,16 +110,12 @@ testWithPostgres('the migration command killed at random moments, run again, end
     assert.is(code, 1, stderr);
     const summary = last.lines.at(-1)!;
     assert.match(summary, / 0 conflicts, 6 skipped, 0 failed$/);
-    const target = await TenantPool.open({ configFile: to });
-    try {
-      const ids = (await target.tenants.list()).map((t) => t.tenantId);
-      assert.equal(ids, [...expected.keys()].sort(), 'every managed tenant, once');
-      for (const [tenantId, value] of expected) assert.equal(await contents(target, tenantId), value, tenantId);
-      const [orphans] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${schema}.tenants t WHERE t.wallet_name = w.name)`);
-      assert.is(orphans!.n, 0, 'no half-made wallet is left');
-    } finally {
-      await target.close();
-    }
+    await using target = await TenantPool.open({ configFile: to });
+    const ids = (await target.tenants.list()).map((t) => t.tenantId);
+    assert.equal(ids, [...expected.keys()].sort(), 'every managed tenant, once');
+    for (const [tenantId, value] of expected) assert.equal(await contents(target, tenantId), value, tenantId);
+    const [orphans] = await pgQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${schema}.tenants t WHERE t.wallet_name = w.name)`);
+    assert.is(orphans!.n, 0, 'no half-made wallet is left');
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -212,12 +208,8 @@ testWithPostgres('the command into a non-empty PostgreSQL target: the conflictin
     assert.ok(run.lines.some((l) => l.startsWith('conflict alice (')), run.lines.join('\n'));
     assert.ok(!run.lines.some((l) => l.startsWith('verified')), 'nothing is reported verified');
     const check = async (): Promise<unknown> => {
-      const pool = await TenantPool.open({ configFile: to });
-      try {
-        return await pool.withSession('alice', async (s) => (await s.records.get('c', 'r'))?.value);
-      } finally {
-        await pool.close();
-      }
+      await using pool = await TenantPool.open({ configFile: to });
+      return await pool.withSession('alice', async (s) => (await s.records.get('c', 'r'))?.value);
     };
     assert.equal(await check(), { value: 'already in the target' });
     const overwrite = startChild(join('..', '..', 'src', 'bin', 'migrate.ts'), ['--from', from, '--to', to, '--overwrite']);

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { kWorkers, type TenantPool } from '../src/pool.js';
 import type { TenantSession } from '../src/session.js';
-import { disposePool, openPool, until } from './helpers.js';
+import { until, usePool } from './helpers.js';
 
 /** What the pool should hold, kept by the test alongside the real pool. */
 interface Model {
@@ -191,23 +191,19 @@ test('model-based: random commands on the real pool agree with a reference model
   ];
   await fc.assert(
     fc.asyncProperty(fc.commands(commands, { maxCommands: 25 }), async (cmds) => {
-      const pool = await openPool({ workers: 2, capacity: CAPACITY, walletIdleTtlMs: 60_000, leakWarningMs: 0 });
+      await using pool = await usePool({ workers: 2, capacity: CAPACITY, walletIdleTtlMs: 60_000, leakWarningMs: 0 });
       const model: Model = { tenants: new Set(), sessions: new Map(), records: new Map(), broken: new Set(), nextId: 0 };
-      try {
-        await fc.asyncModelRun(() => ({ model, real: { pool } }), cmds);
-        // Everything released: only cached wallets hold weight, and every resolved save is still there.
-        for (const list of model.sessions.values()) for (const s of list) await s.release();
-        for (const [id, records] of model.records) {
-          await pool.withSession(id, async (s) => {
-            for (const [key, value] of records) assert.is((await s.records.get('c', key))?.value, value, `${id}/${key}`);
-          });
-        }
-        const st = pool.stats();
-        assert.is(st.sessions, 0);
-        assert.is(st.weightInUse, 4 * (st.wallets.idle + st.wallets.open + st.wallets.opening));
-      } finally {
-        await disposePool(pool);
+      await fc.asyncModelRun(() => ({ model, real: { pool } }), cmds);
+      // Everything released: only cached wallets hold weight, and every resolved save is still there.
+      for (const list of model.sessions.values()) for (const s of list) await s.release();
+      for (const [id, records] of model.records) {
+        await pool.withSession(id, async (s) => {
+          for (const [key, value] of records) assert.is((await s.records.get('c', key))?.value, value, `${id}/${key}`);
+        });
       }
+      const st = pool.stats();
+      assert.is(st.sessions, 0);
+      assert.is(st.weightInUse, 4 * (st.wallets.idle + st.wallets.open + st.wallets.opening));
     }),
     { numRuns: 12 },
   );

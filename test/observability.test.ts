@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { CHANNEL_NAMES, EventHub, type EventName } from '../src/observability/diagnostics.js';
 import { kWorkers } from '../src/pool.js';
 import type { Logger } from '../src/observability/logging.js';
-import { disposePool, eventually, leaveHalfCreatedWallet, openPool, rejectsWith, rootKey, tempDir, usePool } from './helpers.js';
+import { eventually, leaveHalfCreatedWallet, rejectsWith, rootKey, tempDir, usePool } from './helpers.js';
 
 /** The documented payload keys of each event (README, src/observability/diagnostics.ts). */
 const PAYLOAD_KEYS: Record<EventName, string[]> = {
@@ -71,7 +71,7 @@ test('every event fires with its documented payload under a scripted load, and i
   const secretValue = 'RECORD-VALUE-d41d8cd98f';
   const secretTag = 'TAG-VALUE-9e107d9d372';
   let worker: number | undefined;
-  const pool = await openPool({ dataDir, rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines) });
+  await using pool = await usePool({ dataDir, rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines) });
   try {
     for (const tenantId of ['a', 'b', 'c', 'd']) await pool.tenants.create({ tenantId });
     await pool.tenants.create({ tenantId: 'p', passphrase, kdf: 'argon2i-int' });
@@ -115,7 +115,6 @@ test('every event fires with its documented payload under a scripted load, and i
   } finally {
     process.off('warning', onWarning);
     for (const [name, handler] of handlers) unsubscribe(name, handler);
-    await disposePool(pool);
   }
 
   // Every channel fired, each payload with exactly its documented keys.

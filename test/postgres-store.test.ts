@@ -118,17 +118,13 @@ testWithPostgres('a server refusing connections (a role limited to one) is ERR_S
     assert.ok(performance.now() - started < 10_000, 'refused, not left waiting');
     await pgQuery(`ALTER ROLE ${role} CONNECTION LIMIT 2`);
     // The owner's and the registry's connections are all it may have: a worker's first query is refused.
-    const pool = await openPool({ dataDir: tempDir(), workers: 1, postgres: { connectionString: url.href, schema, registryConnections: 1 } });
-    try {
-      await pool.tenants.create({ tenantId: 'x' }).then(
-        () => assert.unreachable('the worker had no connection to create the wallet with'),
-        (error: { code?: string; retryable?: boolean }) => assert.equal([error.code, error.retryable], ['ERR_STORAGE_UNAVAILABLE', true]),
-      );
-      assert.is(pool.stats().weightInUse, 0);
-      await rejectsWith(pool.tenants.get('x'), 'ERR_TENANT_NOT_FOUND', 'nothing half made');
-    } finally {
-      await pool.close();
-    }
+    await using pool = await openPool({ dataDir: tempDir(), workers: 1, postgres: { connectionString: url.href, schema, registryConnections: 1 } });
+    await pool.tenants.create({ tenantId: 'x' }).then(
+      () => assert.unreachable('the worker had no connection to create the wallet with'),
+      (error: { code?: string; retryable?: boolean }) => assert.equal([error.code, error.retryable], ['ERR_STORAGE_UNAVAILABLE', true]),
+    );
+    assert.is(pool.stats().weightInUse, 0);
+    await rejectsWith(pool.tenants.get('x'), 'ERR_TENANT_NOT_FOUND', 'nothing half made');
   } finally {
     await pgQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await pgQuery(`DROP OWNED BY ${role}`);

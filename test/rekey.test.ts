@@ -9,46 +9,42 @@ import * as assert from 'uvu/assert';
 import { type TenantPoolError } from '../common/errors.js';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
-import { disposePool, filesContaining, openPool, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, until, walletNames, usePool } from './helpers.js';
+import { filesContaining, rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, until, walletNames, usePool } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 
 test('rekey: a new passphrase opens and the old does not; records, tags and keys survive (a key still signs for its public key); sessions are revoked', async () => {
-  const pool = await openPool({ walletIdleTtlMs: 60_000 });
-  try {
-    await pool.tenants.create({ tenantId: 'p', passphrase: 'old pass', kdf: 'argon2i-int' });
-    const { kid, publicKey } = await pool.withSession(
-      'p',
-      async (s) => {
-        for (let i = 0; i < 50; i++) await s.records.save('c', `r${i}`, { i }, { parity: i % 2 === 0 ? 'even' : 'odd' });
-        return s.keys.create({ routing: true });
-      },
-      { passphrase: 'old pass' },
-    );
-    const live = await pool.acquire('p', { passphrase: 'old pass' });
-    await rejectsWith(pool.tenants.rekey('p', { passphrase: 'wrong', newPassphrase: 'new pass' }), 'ERR_WALLET_KEY_INVALID', 'a wrong current passphrase');
-    await rejectsWith(pool.tenants.rekey('p', { newPassphrase: 'new pass' }), 'ERR_WALLET_KEY_INVALID', 'no current passphrase');
-    await rejectsWith(pool.tenants.rekey('p', { passphrase: 'old pass', kdf: 'raw' }), 'ERR_INVALID_ARGUMENT', 'raw with a passphrase');
-    const info = await pool.tenants.rekey('p', { passphrase: 'old pass', newPassphrase: 'new pass', kdf: 'argon2id' });
-    assert.is(info.kdf, 'argon2id');
-    const revoked = (await rejectsWith(live.records.get('c', 'r1'), 'ERR_SESSION_REVOKED')) as TenantPoolError<'ERR_SESSION_REVOKED'>;
-    assert.is(revoked.reason, 'rekey');
-    await rejectsWith(pool.acquire('p', { passphrase: 'old pass' }), 'ERR_WALLET_KEY_INVALID', 'the old passphrase');
-    await pool.withSession(
-      'p',
-      async (s) => {
-        assert.is(await s.records.count('c'), 50);
-        assert.equal((await s.records.find('c', { parity: 'odd' })).length, 25);
-        const data = new TextEncoder().encode('signed after a rekey');
-        assert.ok(await s.keys.verify(publicKey, data, await s.keys.sign(kid, data)));
-      },
-      { passphrase: 'new pass' },
-    );
-    assert.is(await pool.tenants.byRoutingKey(publicKey), 'p', 'routes stay');
-    assert.is((await walletNames(pool.options)).filter((n) => n.startsWith('p.') && !/-wal$|-shm$/.test(n)).length, 1, 'one wallet (the old file is gone)');
-    assert.is(pool.stats().weightInUse, 4, 'one idle wallet, nothing leaked');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ walletIdleTtlMs: 60_000 });
+  await pool.tenants.create({ tenantId: 'p', passphrase: 'old pass', kdf: 'argon2i-int' });
+  const { kid, publicKey } = await pool.withSession(
+    'p',
+    async (s) => {
+      for (let i = 0; i < 50; i++) await s.records.save('c', `r${i}`, { i }, { parity: i % 2 === 0 ? 'even' : 'odd' });
+      return s.keys.create({ routing: true });
+    },
+    { passphrase: 'old pass' },
+  );
+  const live = await pool.acquire('p', { passphrase: 'old pass' });
+  await rejectsWith(pool.tenants.rekey('p', { passphrase: 'wrong', newPassphrase: 'new pass' }), 'ERR_WALLET_KEY_INVALID', 'a wrong current passphrase');
+  await rejectsWith(pool.tenants.rekey('p', { newPassphrase: 'new pass' }), 'ERR_WALLET_KEY_INVALID', 'no current passphrase');
+  await rejectsWith(pool.tenants.rekey('p', { passphrase: 'old pass', kdf: 'raw' }), 'ERR_INVALID_ARGUMENT', 'raw with a passphrase');
+  const info = await pool.tenants.rekey('p', { passphrase: 'old pass', newPassphrase: 'new pass', kdf: 'argon2id' });
+  assert.is(info.kdf, 'argon2id');
+  const revoked = (await rejectsWith(live.records.get('c', 'r1'), 'ERR_SESSION_REVOKED')) as TenantPoolError<'ERR_SESSION_REVOKED'>;
+  assert.is(revoked.reason, 'rekey');
+  await rejectsWith(pool.acquire('p', { passphrase: 'old pass' }), 'ERR_WALLET_KEY_INVALID', 'the old passphrase');
+  await pool.withSession(
+    'p',
+    async (s) => {
+      assert.is(await s.records.count('c'), 50);
+      assert.equal((await s.records.find('c', { parity: 'odd' })).length, 25);
+      const data = new TextEncoder().encode('signed after a rekey');
+      assert.ok(await s.keys.verify(publicKey, data, await s.keys.sign(kid, data)));
+    },
+    { passphrase: 'new pass' },
+  );
+  assert.is(await pool.tenants.byRoutingKey(publicKey), 'p', 'routes stay');
+  assert.is((await walletNames(pool.options)).filter((n) => n.startsWith('p.') && !/-wal$|-shm$/.test(n)).length, 1, 'one wallet (the old file is gone)');
+  assert.is(pool.stats().weightInUse, 4, 'one idle wallet, nothing leaked');
 });
 
 testSqliteFiles('rekey moves a passphrase tenant made with raw to argon2i-mod, and rotates a managed tenant\'s secret', async () => {
@@ -130,18 +126,14 @@ async function killRekeys(mode: 'rewrap' | 'rotate'): Promise<void> {
       if (kind === 'saved' && what === 'pp') savedPp.push(Number(n));
       if (kind === 'saved' && what === 'mg') savedMg.push(Number(n));
     }
-    const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
-    try {
-      // The acknowledged passphrase, or the next one if a rekey to it had committed when the kill came.
-      if (await opensWith(pool, acked)) current = acked;
-      else {
-        assert.ok(await opensWith(pool, acked + 1), `trial ${trial}: pw-${acked} and pw-${acked + 1} both fail`);
-        current = acked + 1;
-      }
-      await pool.withSession('mg', async () => {});
-    } finally {
-      await pool.close();
+    await using pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
+    // The acknowledged passphrase, or the next one if a rekey to it had committed when the kill came.
+    if (await opensWith(pool, acked)) current = acked;
+    else {
+      assert.ok(await opensWith(pool, acked + 1), `trial ${trial}: pw-${acked} and pw-${acked + 1} both fail`);
+      current = acked + 1;
     }
+    await pool.withSession('mg', async () => {});
   }
   const pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
   try {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { damageWallet, disposePool, openPool, rejectsWith, rootKey, tempDir, storeOptionsFor, testSqliteFiles } from './helpers.js';
+import { damageWallet, rejectsWith, rootKey, tempDir, storeOptionsFor, testSqliteFiles, usePool } from './helpers.js';
 
 async function openFails(dataDir: string, key: string, code: string, what: string): Promise<void> {
   try {
@@ -45,22 +45,18 @@ testSqliteFiles('a damaged registry fails open() with a clear error and is left 
 });
 
 test('a missing wallet (file, or row) is ERR_WALLET_CORRUPT for its tenant only', async () => {
-  const pool = await openPool({ walletIdleTtlMs: 0 });
-  try {
-    await pool.tenants.create({ tenantId: 'gone' });
-    await pool.tenants.create({ tenantId: 'fine' });
-    await damageWallet(pool.options, 'gone', 'remove');
-    await rejectsWith(pool.acquire('gone'), 'ERR_WALLET_CORRUPT');
-    await pool.withSession('fine', async (s) => s.records.save('c', 'x', 1));
-    assert.is(pool.stats().weightInUse, 4, 'only the idle wallet of `fine` (closing)');
-  } finally {
-    await disposePool(pool);
-  }
+  await using pool = await usePool({ walletIdleTtlMs: 0 });
+  await pool.tenants.create({ tenantId: 'gone' });
+  await pool.tenants.create({ tenantId: 'fine' });
+  await damageWallet(pool.options, 'gone', 'remove');
+  await rejectsWith(pool.acquire('gone'), 'ERR_WALLET_CORRUPT');
+  await pool.withSession('fine', async (s) => s.records.save('c', 'x', 1));
+  assert.is(pool.stats().weightInUse, 4, 'only the idle wallet of `fine` (closing)');
 });
 
 test('no secret appears in error messages, warnings or stats', async () => {
   const marker = 'S3CR3T-MARKER-e1f2';
-  const pool = await openPool({ leakWarningMs: 0 });
+  await using pool = await usePool({ leakWarningMs: 0 });
   const seen: string[] = [];
   const collect = async (p: Promise<unknown>): Promise<void> => {
     try {
@@ -70,26 +66,22 @@ test('no secret appears in error messages, warnings or stats', async () => {
       seen.push(`${e.message}\n${e.stack ?? ''}`);
     }
   };
-  try {
-    const { tenantId } = await pool.tenants.create({ passphrase: `${marker}-pass`, label: `${marker}-label`, metadata: { m: `${marker}-meta` } });
-    await collect(pool.acquire(tenantId, { passphrase: `${marker}-wrong` }));
-    await collect(pool.tenants.create({ passphrase: `${marker}`.repeat(1000) }));
-    const s = await pool.acquire(tenantId, { passphrase: `${marker}-pass` });
-    await collect(s.records.save('c', 'x', { big: `${marker}`.repeat(200_000) }));
-    await collect(s.records.save('c', 'x', { f: () => marker } as never));
-    await collect(s.records.save('c', 'x', 1, { t: 1 as never }));
-    await collect(s.records.save(`${marker}`.repeat(200), 'x', 1));
-    await collect(s.keys.sign(`${marker}`.repeat(200), new Uint8Array(1)));
-    await collect(s.keys.verify(`${marker}-not-base58-0OIl`, new Uint8Array(1), new Uint8Array(64)));
-    await collect(pool.dispatch({ recipientKey: `${marker}-key`, body: marker }));
-    await collect(pool.acquire(tenantId, { passphrase: `${marker}-wrong-while-open` }));
-    await s.release();
-    assert.is(seen.length, 10);
-    for (const text of seen) assert.not.ok(text.includes(marker), `no secret in: ${text.split('\n')[0]}`);
-    assert.not.ok(JSON.stringify(pool.stats()).includes(marker));
-  } finally {
-    await disposePool(pool);
-  }
+  const { tenantId } = await pool.tenants.create({ passphrase: `${marker}-pass`, label: `${marker}-label`, metadata: { m: `${marker}-meta` } });
+  await collect(pool.acquire(tenantId, { passphrase: `${marker}-wrong` }));
+  await collect(pool.tenants.create({ passphrase: `${marker}`.repeat(1000) }));
+  const s = await pool.acquire(tenantId, { passphrase: `${marker}-pass` });
+  await collect(s.records.save('c', 'x', { big: `${marker}`.repeat(200_000) }));
+  await collect(s.records.save('c', 'x', { f: () => marker } as never));
+  await collect(s.records.save('c', 'x', 1, { t: 1 as never }));
+  await collect(s.records.save(`${marker}`.repeat(200), 'x', 1));
+  await collect(s.keys.sign(`${marker}`.repeat(200), new Uint8Array(1)));
+  await collect(s.keys.verify(`${marker}-not-base58-0OIl`, new Uint8Array(1), new Uint8Array(64)));
+  await collect(pool.dispatch({ recipientKey: `${marker}-key`, body: marker }));
+  await collect(pool.acquire(tenantId, { passphrase: `${marker}-wrong-while-open` }));
+  await s.release();
+  assert.is(seen.length, 10);
+  for (const text of seen) assert.not.ok(text.includes(marker), `no secret in: ${text.split('\n')[0]}`);
+  assert.not.ok(JSON.stringify(pool.stats()).includes(marker));
 });
 
 test('close() leaves no handle keeping the process alive', () => {

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { TenantPoolError } from '../common/errors.js';
 import { kWorkers, TenantPool } from '../src/pool.js';
 import { rankWorkers } from '../src/engine/placement.js';
-import { disposePool, openPool, rejectsWith, rootKey, tempDir, testIf, walletPathOf } from './helpers.js';
+import { disposePool, openPool, rejectsWith, rootKey, tempDir, testIf, walletPathOf, usePool } from './helpers.js';
 
 function mount(...args: string[]): boolean {
   return spawnSync('mount', args, { stdio: 'ignore' }).status === 0;
@@ -123,33 +123,29 @@ test('a damaged page in the middle of a wallet is ERR_WALLET_CORRUPT for that te
 });
 
 test('a write whose worker dies before answering is ERR_WORKER_CRASHED with outcome "unknown"; a read has no outcome to report', async () => {
-  const pool = await openPool({ workers: 2 });
-  try {
-    let tenantId = '';
-    for (let n = 0; rankWorkers(tenantId, 2)[0] !== 0 || tenantId === ''; n++) tenantId = `w-${n}`;
-    await pool.tenants.create({ tenantId });
-    const s = await pool.acquire(tenantId);
-    await s.records.save('c', 'seed', 0);
-    const writes = Array.from({ length: 40 }, async (_, i) => s.records.save('c', `r${i}`, { i }));
-    const reads = Array.from({ length: 40 }, async () => s.records.get('c', 'seed'));
-    void pool[kWorkers][0]!.thread!.terminate();
-    const settled = await Promise.allSettled([...writes, ...reads]);
-    const writeErrors = settled.slice(0, 40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError<'ERR_WORKER_CRASHED'>);
-    const readErrors = settled.slice(40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError<'ERR_WORKER_CRASHED'>);
-    assert.ok(writeErrors.length > 0, 'some writes were cut off');
-    for (const e of writeErrors) {
-      assert.is(e.code, 'ERR_WORKER_CRASHED');
-      assert.is(e.outcome, 'unknown');
-      assert.match(e.message, 'outcome is unknown');
-    }
-    for (const e of readErrors) {
-      assert.is(e.code, 'ERR_WORKER_CRASHED');
-      assert.is(e.outcome, undefined);
-    }
-    await s.release();
-  } finally {
-    await disposePool(pool);
+  await using pool = await usePool({ workers: 2 });
+  let tenantId = '';
+  for (let n = 0; rankWorkers(tenantId, 2)[0] !== 0 || tenantId === ''; n++) tenantId = `w-${n}`;
+  await pool.tenants.create({ tenantId });
+  const s = await pool.acquire(tenantId);
+  await s.records.save('c', 'seed', 0);
+  const writes = Array.from({ length: 40 }, async (_, i) => s.records.save('c', `r${i}`, { i }));
+  const reads = Array.from({ length: 40 }, async () => s.records.get('c', 'seed'));
+  void pool[kWorkers][0]!.thread!.terminate();
+  const settled = await Promise.allSettled([...writes, ...reads]);
+  const writeErrors = settled.slice(0, 40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError<'ERR_WORKER_CRASHED'>);
+  const readErrors = settled.slice(40).filter((r) => r.status === 'rejected').map((r) => (r).reason as TenantPoolError<'ERR_WORKER_CRASHED'>);
+  assert.ok(writeErrors.length > 0, 'some writes were cut off');
+  for (const e of writeErrors) {
+    assert.is(e.code, 'ERR_WORKER_CRASHED');
+    assert.is(e.outcome, 'unknown');
+    assert.match(e.message, 'outcome is unknown');
   }
+  for (const e of readErrors) {
+    assert.is(e.code, 'ERR_WORKER_CRASHED');
+    assert.is(e.outcome, undefined);
+  }
+  await s.release();
 });
 
 test('a wallet folder removed under a running pool, and a worker that cannot start, are TenantPoolErrors with their codes', async () => {
