@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { resolveConfig, type ClusterOptions, type PoolOptions, type ResolvedOptions } from './config/config.js';
+import { resolveConfig, type PoolOptions, type ResolvedOptions } from './config/config.js';
 import { EventHub, ms } from './observability/diagnostics.js';
-import { asPoolError, poolError, TenantPoolError, withDetails, type LeaseOwner } from '../common/errors.js';
+import { asPoolError, poolError, TenantPoolError, withDetails } from '../common/errors.js';
 import { Admission } from './engine/admission.js';
 import { SessionLedger } from './engine/session-ledger.js';
 import type { Clock } from './engine/timers.js';
@@ -18,54 +18,17 @@ import { dispatchMessage, type DispatchMessage } from './dispatch.js';
 import { logEvents } from './observability/logging.js';
 import type { TenantRecord, Warn } from './store/tenant-store.js';
 import { openTenantStore } from './store/open.js';
-import { ClusterMember, type ClusterMemberInfo } from './cluster/member.js';
+import { ClusterMember } from './cluster/member.js';
+import { clusterFacade } from './cluster/facade.js';
+import type { AcquireOptions, ClusterOf, PoolStats } from './pool-types.js';
+
+export type { AcquireOptions, ClusterOf, PoolCluster, PoolStats, PoolTotals } from './pool-types.js';
 import type { TenantStore } from './store/tenant-store.js';
 import { Scheduler, type Grant, type Weights } from './engine/scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, Tenants } from './tenants/tenants.js';
 import { WorkerSlot } from './threads/worker-slot.js';
 import { checkOptionalObject, checkTenantId, invalid } from '../common/validate.js';
-
-/** A message for {@link TenantPool.dispatch}: one recipient key, or several (as an inbound envelope names them; the first one a tenant routes wins). */
-
-/** Options of one {@link TenantPool.acquire} call. */
-export interface AcquireOptions {
-  /** Abort while waiting: the acquire rejects with `signal.reason` and holds nothing. */
-  signal?: AbortSignal;
-  /** Overrides the pool's `acquireTimeoutMs` for this call; covers admission and wallet open together. `Infinity` or `null`: no limit. */
-  timeoutMs?: number | null;
-  /** Required for passphrase tenants. */
-  passphrase?: string;
-}
-
-export interface PoolTotals {
-  acquired: number;
-  released: number;
-  timedOut: number;
-  rejected: number;
-  walletOpens: number;
-  /** Wallets that stopped being open for any reason: idle, eviction, delete, a worker's death, the pool's close. */
-  walletCloses: number;
-  evictions: number;
-  revoked: number;
-  workerCrashes: number;
-  /** Key derivations started (wallet opens and tenant creations); a cache hit or a shared open derives nothing. */
-  keyDerivations: number;
-}
-
-/** A snapshot of the pool, cheap enough to poll. */
-export interface PoolStats {
-  capacity: number;
-  weightInUse: number;
-  sessions: number;
-  queued: number;
-  wallets: { open: number; idle: number; opening: number };
-  workers: Array<{ index: number; tenants: number; sessions: number; weight: number; alive: boolean }>;
-  totals: PoolTotals;
-  /** Where the tenants are: SQLite files, or PostgreSQL with the most connections this pool opens. */
-  /** The store, and what chose it (see `ResolvedOptions.storeChosenBy`). */
-  store: { kind: 'sqlite'; chosenBy: 'options' | 'environment' | 'default' } | { kind: 'postgres'; connectionBudget: number; chosenBy: 'options' | 'environment' | 'default' };
-}
 
 export type { Clock } from './engine/timers.js';
 
@@ -75,31 +38,8 @@ export const kWorkers = Symbol('tenant-pool.workers');
 /** @internal Key of the pool's event hub, for `collectMetrics()` and the live view. */
 export const kEvents = Symbol('tenant-pool.events');
 
-/** Cluster mode as a host sees it: `pool.cluster`. */
-export interface PoolCluster {
-  readonly instanceId: string;
-  readonly address: string | null;
-  /** The instance holding the tenant's lease now, or null when none does. */
-  ownerOf(tenantId: string): Promise<LeaseOwner | null>;
-  /** The instance that should serve the tenant: its lease holder, or the bounded-load rendezvous choice over the live members. */
-  route(tenantId: string): Promise<LeaseOwner>;
-  /** The live members, with how many leases each holds. */
-  members(): Promise<ClusterMemberInfo[]>;
-  /**
-   * Hands off now (rather than at the next round, every lease TTL) the idle tenants whose route
-   * points to another member: their idle wallets close and their leases go. Returns how many.
-   */
-  rebalance(): Promise<number>;
-}
-
 /** Default pool close wait for live sessions before revoking them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
-
-/**
- * The type of `pool.cluster` for a pool opened with options `O`: present when `O` has a `cluster`
- * option; possibly undefined otherwise (a config file may still give one).
- */
-export type ClusterOf<O extends PoolOptions> = O extends { cluster: ClusterOptions } ? PoolCluster : PoolCluster | undefined;
 
 /**
  * The pool. `TenantPool.open(options)` types it by the options given: opened with `cluster`,
@@ -131,19 +71,8 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     this.options = options;
     this.#tracing = tracing;
     this.#member = member;
-    const cluster: PoolCluster | undefined =
-      member === undefined
-        ? undefined
-        : Object.freeze({
-            instanceId: member.instanceId,
-            address: member.address,
-            ownerOf: async (tenantId: string) => member.ownerOf(checkTenantId(tenantId)),
-            route: async (tenantId: string) => member.route(checkTenantId(tenantId)),
-            members: async () => member.members(),
-            rebalance: async () => member.rebalance(),
-          });
     // A pool opened with `cluster` has a member (the config file may give one too: then the type says "maybe").
-    this.cluster = cluster as ClusterOf<O>;
+    this.cluster = (member === undefined ? undefined : clusterFacade(member)) as ClusterOf<O>;
     this.#clock = clock;
     this.#events = events;
     this.#registry = registry;

@@ -202,13 +202,13 @@ test('a payload is built only when someone listens: a channel subscriber or a po
   ]);
 });
 
-test('the README lists every channel with its payload keys', () => {
-  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+test('docs/observability.md lists every channel with its payload keys', () => {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'docs', 'observability.md'), 'utf8');
   const rows = new Map([...readme.matchAll(/^\| `(tenant-pool:[a-z]+:[a-z]+)` \| `\{ ([^}]*) \}`/gm)].map((m) => [m[1]!, m[2]!]));
   assert.equal([...rows.keys()].sort(), [...CHANNEL_NAMES].sort());
   for (const [name, payload] of rows) {
     const keys = payload.split(',').map((k) => k.trim().split(':')[0]!);
-    assert.equal(keys.sort(), PAYLOAD_KEYS[name as EventName], `${name} in the README`);
+    assert.equal(keys.sort(), PAYLOAD_KEYS[name as EventName], `${name} in docs/observability.md`);
   }
 });
 

@@ -5,15 +5,15 @@ import type { PassphraseProvider } from './option-spec.js';
 
 /** Options of {@link TenantPool.open}. Every key is optional; the same keys, but the code-only ones, may stand in the config file. */
 export interface PoolOptions {
-  /** JSON file with any of the other keys (see Options and the config file in the README); keys given to `open()` override it, and paths in it resolve against its folder. Code only, not in the config file. @default env `TENANT_POOL_CONFIG`, else none */
+  /** JSON file with any of the other keys (see Options and the config file); keys given to `open()` override it, and paths in it resolve against its folder. Code only, not in the config file. @default env `TENANT_POOL_CONFIG`, else none */
   configFile?: string;
   /** Folder of the registry and wallet files, created (mode 0700) if missing; unused with `postgres`. @default `'./.tenant-pool'` */
   dataDir?: string;
   /** Key of the registry: 64 hex chars (used raw) or a passphrase (Argon2id). A secret: prefer the environment to a file. @default env `TENANT_POOL_ROOT_KEY`, else `<dataDir>/root.key` (generated once, mode 0600, with a warning; SQLite store only) */
   rootKey?: string;
-  /** Keep the registry and every wallet in one PostgreSQL schema instead of SQLite files in `dataDir`. Wallets are encrypted record by record on the workers; the database sees ciphertext only. Needs the `pg` package and a root key (see The PostgreSQL store in the README). @default env `TENANT_POOL_POSTGRES_URL` as its `connectionString` when neither `postgres` nor `dataDir` is given (in the options or the config file), else none (SQLite files) */
+  /** Keep the registry and every wallet in one PostgreSQL schema instead of SQLite files in `dataDir`. Wallets are encrypted record by record on the workers; the database sees ciphertext only. Needs the `pg` package and a root key (see The PostgreSQL store). @default env `TENANT_POOL_POSTGRES_URL` as its `connectionString` when neither `postgres` nor `dataDir` is given (in the options or the config file), else none (SQLite files) */
   postgres?: PostgresOptions;
-  /** Several instances (hosts) on one PostgreSQL schema, each tenant open on one of them at a time (a lease with fencing). Requires `postgres` (see Running several instances in the README). @default none: one pool owns the schema */
+  /** Several instances (hosts) on one PostgreSQL schema, each tenant open on one of them at a time (a lease with fencing). Requires `postgres` (see Running several instances). @default none: one pool owns the schema */
   cluster?: ClusterOptions;
   /** Worker threads holding wallets. @default `os.availableParallelism()` */
   workers?: number;
@@ -40,11 +40,11 @@ export interface PoolOptions {
   leakWarningMs?: number;
   /** A session held longer is revoked; `0` turns revocation off. @default `0` */
   maxSessionMs?: number;
-  /** Key derivation for new managed tenants (a random secret). A passphrase always goes through Argon2: passphrase tenants default to `argon2i-mod` (see How it works in the README). @default `'raw'` */
+  /** Key derivation for new managed tenants (a random secret). A passphrase always goes through Argon2: passphrase tenants default to `argon2i-mod` (see How it works). @default `'raw'` */
   kdf?: KdfMethod;
   /** Most key derivations running at once, pool-wide. @default number of cores */
   kdfConcurrency?: number;
-  /** Worker module paths (see Worker modules in the README). @default `[]` */
+  /** Worker module paths (see Worker modules). @default `[]` */
   modules?: string[];
   /** Largest record, in UTF-8 bytes: the value as JSON plus category, id and every tag name and value; larger saves get `ERR_INVALID_ARGUMENT`. A record has at most 256 tags, a query at most 64, a value nests at most 512 levels. @default `1048576` */
   maxValueBytes?: number;
@@ -52,11 +52,11 @@ export interface PoolOptions {
   workerResourceLimits?: WorkerResourceLimits;
   /** How long a worker may take to start (import the worker modules); after it, the worker is terminated and `open()` fails with `ERR_WORKER_START_TIMEOUT` naming the module it was importing. `Infinity` (`null` in JSON) means no limit. @default `30000` */
   workerStartTimeoutMs?: number;
-  /** Let the process exit while the pool is idle (no call in flight on any worker), as node-postgres's option of the same name; otherwise an open pool keeps the process alive until `close()` (see Process lifetime and shutdown in the README). @default `false` */
+  /** Let the process exit while the pool is idle (no call in flight on any worker), as node-postgres's option of the same name; otherwise an open pool keeps the process alive until `close()` (see Process lifetime and shutdown). @default `false` */
   allowExitOnIdle?: boolean;
-  /** `(tenantId) => Promise<string | undefined>`: where passphrases come from when an `acquire` or `dispatch` of a passphrase tenant gives none: the host's secret store. Called for every such acquire; its answer is used for that open or check and never stored. `undefined` means no passphrase (`ERR_WALLET_KEY_INVALID`); a throw or a non-string is `ERR_PASSPHRASE_PROVIDER` (see Inbound messages for passphrase tenants in the README). Code only, not in the config file. @default none */
+  /** `(tenantId) => Promise<string | undefined>`: where passphrases come from when an `acquire` or `dispatch` of a passphrase tenant gives none: the host's secret store. Called for every such acquire; its answer is used for that open or check and never stored. `undefined` means no passphrase (`ERR_WALLET_KEY_INVALID`); a throw or a non-string is `ERR_PASSPHRASE_PROVIDER` (see Inbound messages for passphrase tenants). Code only, not in the config file. @default none */
   passphraseProvider?: PassphraseProvider;
-  /** A pino-compatible logger (`debug/info/warn/error`, context object first) for the pool's events (see Logging in the README). Code only, not in the config file. @default none: warnings go to `process.emitWarning()` */
+  /** A pino-compatible logger (`debug/info/warn/error`, context object first) for the pool's events (see Logging). Code only, not in the config file. @default none: warnings go to `process.emitWarning()` */
   logger?: Logger;
 }
 
