@@ -32,6 +32,8 @@ export const ErrorCodes = [
   'ERR_TENANT_ELSEWHERE',
   'ERR_LEASE_LOST',
   'ERR_OWNERSHIP_LOST',
+  'ERR_UPGRADE_REQUIRED',
+  'ERR_FORMAT_TOO_NEW',
   'ERR_INTERNAL',
 ] as const;
 
@@ -71,9 +73,20 @@ export interface ErrorFieldsByCode {
     readonly reason?: RevocationReason;
   };
   ERR_LEASE_LOST: { readonly reason?: RevocationReason };
+  ERR_UPGRADE_REQUIRED: FormatFields;
+  ERR_FORMAT_TOO_NEW: FormatFields;
   ERR_WORKER_CRASHED: OutcomeField;
   ERR_STORAGE_UNAVAILABLE: OutcomeField;
   ERR_POOL_CLOSED: OutcomeField;
+}
+
+interface FormatFields {
+  /** The format version the data (a data folder, a schema, a wallet, an export file) is at. */
+  readonly found?: number;
+  /** The format version this release reads and writes. */
+  readonly current?: number;
+  /** Cluster mode: the live instances of an older release that hold an upgrade back. */
+  readonly instances?: string[];
 }
 
 interface OutcomeField {
@@ -165,9 +178,11 @@ export interface ErrorDetails {
   waitMs?: number;
   queued?: number;
   weightInUse?: number;
+  found?: number;
+  current?: number;
 }
 
-const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'owner', 'instances', 'stage', 'waitMs', 'queued', 'weightInUse'] as const satisfies readonly (keyof ErrorDetails)[];
+const DETAIL_KEYS = ['tenantId', 'reason', 'outcome', 'holder', 'owner', 'instances', 'stage', 'waitMs', 'queued', 'weightInUse', 'found', 'current'] as const satisfies readonly (keyof ErrorDetails)[];
 
 /**
  * Adds fields to an error already made (no second error, so no second stack capture on a hot path

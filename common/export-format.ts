@@ -3,8 +3,8 @@
  * authenticated under an export key (32 raw bytes, or a passphrase through Argon2id). Written and
  * read in the worker, so private keys are only ever in plain text there, never on the main thread.
  *
- * Layout: the line `tenant-pool export 1`, a JSON header line (KDF, salt, nonce and a check value of
- * the export key), then the payload (JSON) sealed with ChaCha20-Poly1305, the header lines as
+ * Layout: the line `tenant-pool export <format>`, a JSON header line (KDF and, from format 2, its
+ * Argon2 parameters, salt, nonce and a check value of the export key), then the payload (JSON) sealed with ChaCha20-Poly1305, the header lines as
  * associated data and the 16-byte tag last. A wrong key fails the check value
  * (`ERR_WALLET_KEY_INVALID`); any changed or missing byte fails the tag (`ERR_WALLET_CORRUPT`).
  */
@@ -13,9 +13,27 @@ import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmS
 import { dirname } from 'node:path';
 import { asPoolError, poolError } from './errors.js';
 import { fsyncDir } from './fs.js';
-import { deriveKey } from './kdf.js';
+import { checkKdfParams, CURRENT_KDF_PARAMS, deriveKey, KDF_PARAMS_V1, type KdfParams } from './kdf.js';
+import { EXPORT_FORMAT, formatTooNew } from './formats.js';
 
-const MAGIC = 'tenant-pool export 1\n';
+/** The first line of an export file, with its format. */
+const MAGIC_PREFIX = 'tenant-pool export ';
+const MAGIC = `${MAGIC_PREFIX}${EXPORT_FORMAT}\n`;
+
+/**
+ * The format of an export file from its first bytes: a number, or undefined when it is no export.
+ * @throws ERR_FORMAT_TOO_NEW for a later release's file
+ */
+function formatOf(bytes: Buffer, file: string): { format: number; headerAt: number } | undefined {
+  const eol = bytes.indexOf(0x0a);
+  if (eol < 0 || eol > 40) return undefined;
+  const line = bytes.subarray(0, eol).toString('latin1');
+  const match = /^tenant-pool export ([1-9][0-9]{0,5})$/.exec(line);
+  if (match === null) return undefined;
+  const format = Number(match[1]);
+  if (format > EXPORT_FORMAT) throw formatTooNew(`the export file ${file}`, format, EXPORT_FORMAT);
+  return { format, headerAt: eol + 1 };
+}
 const TAG_BYTES = 16;
 /** Largest export file read back (the payload is held in memory). */
 const MAX_EXPORT_BYTES = 2 ** 30;
@@ -81,6 +99,8 @@ export interface ExportPayload {
 
 interface Header {
   kdf: 'raw' | 'argon2id';
+  /** Format 2: the Argon2 parameters of a passphrase export key (format 1 used the level's format-1 ones). */
+  params?: KdfParams;
   salt: string;
   nonce: string;
   check: string;
@@ -91,9 +111,9 @@ interface Header {
 /** An export key as the caller gave it: 32 bytes, or a passphrase. */
 export type ExportKey = Uint8Array | string;
 
-async function keyOf(exportKey: ExportKey, kdf: Header['kdf'], salt: Buffer): Promise<Buffer> {
+async function keyOf(exportKey: ExportKey, kdf: Header['kdf'], salt: Buffer, params: KdfParams | undefined): Promise<Buffer> {
   if (kdf === 'raw') return Buffer.from(hkdfSync('sha256', exportKey as Uint8Array, salt, 'tenant-pool export key v1', 32));
-  return deriveKey('argon2id', exportKey, salt);
+  return deriveKey('argon2id', exportKey, salt, params ?? KDF_PARAMS_V1.argon2id);
 }
 
 function checkValue(key: Uint8Array): string {
@@ -104,11 +124,12 @@ function checkValue(key: Uint8Array): string {
 export async function writeExport(file: string, exportKey: ExportKey, payload: ExportPayload): Promise<{ bytes: number }> {
   const salt = randomBytes(16);
   const kdf: Header['kdf'] = typeof exportKey === 'string' ? 'argon2id' : 'raw';
-  const key = await keyOf(exportKey, kdf, salt);
+  const params = kdf === 'raw' ? undefined : CURRENT_KDF_PARAMS.argon2id;
+  const key = await keyOf(exportKey, kdf, salt, params);
   const plaintext = Buffer.from(JSON.stringify(payload), 'utf8');
   try {
     const nonce = randomBytes(12);
-    const header: Header = { kdf, salt: salt.toString('hex'), nonce: nonce.toString('hex'), check: checkValue(key), tenantId: payload.tenant.tenantId, exportedAt: new Date().toISOString() };
+    const header: Header = { kdf, ...(params === undefined ? {} : { params }), salt: salt.toString('hex'), nonce: nonce.toString('hex'), check: checkValue(key), tenantId: payload.tenant.tenantId, exportedAt: new Date().toISOString() };
     const head = Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`, 'utf8');
     const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(head, { plaintextLength: plaintext.length });
@@ -149,10 +170,11 @@ export function readExportedTenantId(file: string): string {
   } catch (error) {
     throw asPoolError(error, `cannot read the export file ${file}`);
   }
-  const end = head.indexOf(0x0a, MAGIC.length);
+  const at = formatOf(head, file);
+  const end = at === undefined ? -1 : head.indexOf(0x0a, at.headerAt);
   try {
-    if (!head.subarray(0, MAGIC.length).equals(Buffer.from(MAGIC)) || end < 0) throw new Error('not an export');
-    const { tenantId } = JSON.parse(head.subarray(MAGIC.length, end).toString('utf8')) as { tenantId?: unknown };
+    if (at === undefined || end < 0) throw new Error('not an export');
+    const { tenantId } = JSON.parse(head.subarray(at.headerAt, end).toString('utf8')) as { tenantId?: unknown };
     if (typeof tenantId !== 'string') throw new Error('no tenant id');
     return tenantId;
   } catch {
@@ -172,20 +194,26 @@ export async function readExport(file: string, exportKey: ExportKey): Promise<Ex
     throw poolError('ERR_WALLET_CORRUPT', `the export file ${file} is damaged or truncated: ${why}`);
   };
   if (bytes.length > MAX_EXPORT_BYTES) damaged('larger than any export');
-  if (!bytes.subarray(0, MAGIC.length).equals(Buffer.from(MAGIC))) damaged('it does not start as an export file');
-  const end = bytes.indexOf(0x0a, MAGIC.length);
+  const at = formatOf(bytes, file) ?? damaged('it does not start as an export file');
+  const end = bytes.indexOf(0x0a, at.headerAt);
   if (end < 0) damaged('no header');
   let header: Header;
   try {
-    header = JSON.parse(bytes.subarray(MAGIC.length, end).toString('utf8')) as Header;
+    header = JSON.parse(bytes.subarray(at.headerAt, end).toString('utf8')) as Header;
   } catch {
     return damaged('the header is not JSON');
   }
   if ((header.kdf !== 'raw' && header.kdf !== 'argon2id') || !/^[0-9a-f]{32}$/.test(header.salt) || !/^[0-9a-f]{24}$/.test(header.nonce) || !/^[0-9a-f]{64}$/.test(header.check)) damaged('the header is malformed');
+  // Format 2 records the Argon2 parameters of a passphrase key; format 1 derived it with the format-1 ones.
+  let params: KdfParams | undefined;
+  if (header.kdf === 'argon2id') {
+    params = at.format >= 2 ? checkKdfParams(header.params) : KDF_PARAMS_V1.argon2id;
+    if (params === undefined) damaged('the header is malformed');
+  }
   if (header.kdf === 'raw' ? typeof exportKey === 'string' : typeof exportKey !== 'string') {
     throw poolError('ERR_WALLET_KEY_INVALID', `the export file ${file} was sealed with ${header.kdf === 'raw' ? 'a 32-byte key' : 'a passphrase'}; give the same kind of exportKey`);
   }
-  const key = await keyOf(exportKey, header.kdf, Buffer.from(header.salt, 'hex'));
+  const key = await keyOf(exportKey, header.kdf, Buffer.from(header.salt, 'hex'), params);
   try {
     const check = Buffer.from(checkValue(key), 'hex');
     if (!timingSafeEqual(check, Buffer.from(header.check, 'hex'))) throw poolError('ERR_WALLET_KEY_INVALID', `the exportKey does not open the export file ${file}`);

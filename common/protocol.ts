@@ -6,7 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { EncodedError } from './errors.js';
 import type { QueryNode } from './query.js';
 import type { ExportedTenant } from './export-format.js';
-import type { KdfMethod } from './kdf.js';
+import type { KdfMethod, KdfParams } from './kdf.js';
 
 /** Key derivation methods: `raw` (no stretching, for high-entropy secrets), Askar's two Argon2i levels, and Argon2id. */
 export { KDF_METHODS, type KdfMethod } from './kdf.js';
@@ -58,6 +58,8 @@ export interface WalletKeyMaterial {
   /** The wallet's name in the store: the absolute path of its file (SQLite), or its wallet name (PostgreSQL). */
   path: string;
   kdf: KdfMethod;
+  /** An Argon2 method's parameters; absent, the level's format-1 parameters (a record that predates them). */
+  params?: KdfParams;
   salt: Uint8Array;
   /** The managed secret (32 bytes) or the tenant's passphrase. */
   secret: Uint8Array | string;
@@ -85,7 +87,7 @@ export interface WorkerApi {
   createWallet(req: WalletKeyMaterial): CreateWalletResult;
   openWallet(req: OpenWalletRequest): WalletTimings;
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
-  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newSalt: Uint8Array; newSecret: Uint8Array | string; rotateDataKey?: boolean }): CreateWalletResult & { profileKey?: Uint8Array };
+  rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newParams?: KdfParams; newSalt: Uint8Array; newSecret: Uint8Array | string; rotateDataKey?: boolean }): CreateWalletResult & { profileKey?: Uint8Array };
   closeWallet(tenantId: string): void;
   /** Writes the open wallet, with `tenant`'s settings, to an export file sealed under `exportKey`. */
   exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number; digest: string };

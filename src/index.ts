@@ -12,6 +12,8 @@ export type { ExportOptions, ImportOptions, RekeyOptions } from './tenants/tenan
 export type { ClusterMemberInfo } from './cluster/routing.js';
 export type { TenantWeights } from './store/tenant-store.js';
 export type { JsonCompatible, JsonValue, KdfMethod, RecordPage, StoredRecord } from '../common/protocol.js';
+export type { KdfParams } from '../common/kdf.js';
+export type { UpgradeMode } from '../common/formats.js';
 export type { TagCondition, TagQuery } from '../common/query.js';
 export { CHANNEL_NAMES } from './observability/diagnostics.js';
 export type { EventName, PoolEvents, RevokeReason, WalletCloseReason } from './observability/diagnostics.js';

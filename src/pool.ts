@@ -26,11 +26,19 @@ export type { AcquireOptions, ClusterOf, PoolCluster, PoolStats, PoolTotals } fr
 import type { TenantStore } from './store/tenant-store.js';
 import { Scheduler, type Grant, type Weights } from './engine/scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
-import { checkPassphrase, Tenants } from './tenants/tenants.js';
+import { checkPassphrase, kRehash, Tenants } from './tenants/tenants.js';
+import { KdfPolicy } from './engine/kdf-policy.js';
+import type { Argon2Method, KdfParams } from '../common/kdf.js';
 import { WorkerSlot } from './threads/worker-slot.js';
 import { checkOptionalObject, checkTenantId, invalid } from '../common/validate.js';
 
 export type { Clock } from './engine/timers.js';
+
+/** @internal What tests and the bench may set on a pool beyond its options: the clock, each KDF level's current parameters. */
+export interface PoolInternals {
+  clock?: Clock;
+  kdfParams?: Readonly<Record<Argon2Method, KdfParams>>;
+}
 
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
 export const kWorkers = Symbol('tenant-pool.workers');
@@ -67,7 +75,17 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   #isClosed = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(options: ResolvedOptions, registry: TenantStore, member: ClusterMember | undefined, workers: WorkerSlot[], clock: Clock, events: EventHub, warn: Warn, tracing: Tracing | undefined) {
+  private constructor(
+    options: ResolvedOptions,
+    registry: TenantStore,
+    member: ClusterMember | undefined,
+    workers: WorkerSlot[],
+    clock: Clock,
+    events: EventHub,
+    warn: Warn,
+    tracing: Tracing | undefined,
+    kdf: KdfPolicy,
+  ) {
     this.options = options;
     this.#tracing = tracing;
     this.#member = member;
@@ -99,6 +117,10 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       now: () => clock.now(),
       events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
+      rehash: async (tenant, passphrase) => {
+        const target = kdf.rehashTarget(tenant);
+        return target === undefined ? undefined : this.tenants[kRehash](tenant, passphrase, target);
+      },
       ...(member === undefined
         ? {}
         : {
@@ -144,6 +166,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       wallets: this.#wallets,
       workers,
       defaultKdf: options.kdf,
+      paramsFor: (method) => kdf.paramsFor(method),
       capacity: options.capacity,
       defaultWeights: options.weights,
       walletPath,
@@ -184,7 +207,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
    * @example
    * await using pool = await TenantPool.open({ dataDir: './data' })
    */
-  static async open<O extends PoolOptions = PoolOptions>(options: O = {} as O, internals: { clock?: Clock } = {}): Promise<TenantPool<O>> {
+  static async open<O extends PoolOptions = PoolOptions>(options: O = {} as O, internals: PoolInternals = {}): Promise<TenantPool<O>> {
     try {
       return (await TenantPool.#openIn(options, internals));
     } catch (error) {
@@ -192,7 +215,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     }
   }
 
-  static async #openIn(options: PoolOptions, internals: { clock?: Clock }): Promise<TenantPool> {
+  static async #openIn(options: PoolOptions, internals: PoolInternals): Promise<TenantPool> {
     const { options: resolved, rootKey, postgresUrl } = resolveConfig(options);
     const { logger } = resolved;
     const warn: Warn = logger === undefined ? (message, code) => process.emitWarning(message, { code }) : (message, code) => logger.warn({ code }, message);
@@ -236,7 +259,9 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
           },
         });
       }
-      pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance);
+      const joined = member;
+      const kdf = new KdfPolicy(internals.kdfParams, () => joined?.olderMembers() ?? []);
+      pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance, kdf);
     } catch (error) {
       await member?.close();
       await store.close();
@@ -251,7 +276,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
     return pool;
   }
 
-  static async #start(resolved: ResolvedOptions, store: TenantStore, member: ClusterMember | undefined, events: EventHub, warn: Warn, clock: Clock): Promise<TenantPool> {
+  static async #start(resolved: ResolvedOptions, store: TenantStore, member: ClusterMember | undefined, events: EventHub, warn: Warn, clock: Clock, kdf: KdfPolicy): Promise<TenantPool> {
     const { logger } = resolved;
     // The slots exist before the pool does; a crash during start-up has no wallets to drop.
     const ref: { pool?: TenantPool } = {};
@@ -278,7 +303,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       await Promise.allSettled(workers.map(async (w) => w.close(1000)));
       throw error;
     }
-    ref.pool = new TenantPool(resolved, store, member, workers, clock, events, warn, await Tracing.load());
+    ref.pool = new TenantPool(resolved, store, member, workers, clock, events, warn, await Tracing.load(), kdf);
     logger?.info({ event: 'tenant-pool:pool:open', store: store.kind, dataDir: store.kind === 'sqlite' ? resolved.dataDir : undefined, workers: resolved.workers, capacity: resolved.capacity }, 'tenant-pool: pool opened');
     return ref.pool;
   }

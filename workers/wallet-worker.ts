@@ -39,7 +39,7 @@ const walletOf = (tenantId: string): StoredWallet => openOf(tenantId).wallet;
 
 async function derive(req: WalletKeyMaterial): Promise<{ key: Buffer; deriveMs: number }> {
   const started = performance.now();
-  const key = await deriveKey(req.kdf, req.secret, req.salt);
+  const key = await deriveKey(req.kdf, req.secret, req.salt, req.params);
   return { key, deriveMs: performance.now() - started };
 }
 
@@ -101,7 +101,7 @@ const handlers: Handlers = {
       if (verifier.length !== req.verifier.length || !timingSafeEqual(verifier, req.verifier)) {
         throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
       }
-      const fresh = await derive({ tenantId: req.tenantId, path: req.newPath, kdf: req.newKdf, salt: req.newSalt, secret: req.newSecret });
+      const fresh = await derive({ tenantId: req.tenantId, path: req.newPath, kdf: req.newKdf, ...(req.newParams === undefined ? {} : { params: req.newParams }), salt: req.newSalt, secret: req.newSecret });
       try {
         const started = performance.now();
         const { profileKey } = await backend.rekey(req, old.key, { tenantId: req.tenantId, path: req.newPath }, fresh.key, req.rotateDataKey);

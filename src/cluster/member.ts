@@ -32,6 +32,8 @@ import { ms, type EventHub, type LeaseLossReason } from '../observability/diagno
 import { poolError, type LeaseOwner, type TenantPoolError } from '../../common/errors.js';
 import { placeAmong } from '../engine/placement.js';
 import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
+import { STORE_FORMAT } from '../../common/formats.js';
+import { olderMembers } from '../store/pg-format.js';
 import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';
@@ -83,6 +85,8 @@ export class ClusterMember {
   #ownershipLost: TenantPoolError | undefined;
   /** This life of the instance id: its member row's token, so a former life (paused, then resumed) neither beats for nor removes it. */
   readonly #life = randomBytes(8).toString('hex');
+  /** Live members of an older format (as of the last join or renewal): while there are any, nothing is written they could not read. */
+  #olderMembers: string[] = [];
 
   private constructor(pool: PgPool, schema: string, options: ResolvedClusterOptions, hooks: ClusterHooks) {
     this.#pool = pool;
@@ -136,14 +140,15 @@ export class ClusterMember {
         await client.query(`UPDATE ${s}.ownership SET mode = 'cluster', epoch = nextval('${s}.lease_epochs')`);
       }
       const { rows } = await client.query(
-        `INSERT INTO ${s}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life) VALUES ($1, $2, now(), $3, $4)
-         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life
+        `INSERT INTO ${s}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ($1, $2, now(), $3, $4, $5)
+         ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life, format = EXCLUDED.format
          WHERE members.heartbeat_at < now() - COALESCE(members.lease_ttl_ms, $3) * interval '1 millisecond' OR members.life = EXCLUDED.life RETURNING instance_id`,
-        [this.instanceId, this.address, this.leaseTtlMs, this.#life],
+        [this.instanceId, this.address, this.leaseTtlMs, this.#life, STORE_FORMAT],
       );
       if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${this.instanceId}`);
       // Leases of an earlier life of this instance id (a crash), or of this life before its heartbeat lapsed, are not held now.
       await client.query(`DELETE FROM ${s}.leases WHERE owner = $1`, [this.instanceId]);
+      this.#olderMembers = await olderMembers(client, s);
     });
   }
 
@@ -260,7 +265,7 @@ export class ClusterMember {
         this.#hooks.warn(`tenant-pool instance ${this.instanceId} joined the cluster again after its heartbeat lapsed; its tenants were given up`, 'TENANT_POOL_CLUSTER_REJOINED');
         return;
       }
-      const [row] = await this.#query<{ live: boolean; renewed: string[] }>(
+      const [row] = await this.#query<{ live: boolean; renewed: string[]; older: string[] }>(
         'renewing leases',
         `WITH beat AS (
            UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4
@@ -269,9 +274,11 @@ export class ClusterMember {
            UPDATE ${this.#s}.leases l SET expires_at = now() + $3 * interval '1 millisecond'
            FROM unnest($2::text[], $5::bigint[]) AS h(tenant_id, epoch)
            WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat) RETURNING l.tenant_id)
-         SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed`,
-        [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch), this.#life],
+         SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed,
+           ARRAY(SELECT instance_id FROM ${this.#s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $7 ORDER BY instance_id) AS older`,
+        [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch), this.#life, STORE_FORMAT],
       );
+      if (row !== undefined) this.#olderMembers = row.older;
       if (row?.live !== true) {
         this.#lapse();
         return;
@@ -321,6 +328,11 @@ export class ClusterMember {
   #lose(tenantId: string, reason: LeaseLossReason): void {
     this.forget(tenantId, reason);
     this.#hooks.onLost(tenantId, reason);
+  }
+
+  /** Live members of an older release's format, as of the last renewal (a rolling upgrade under way). */
+  olderMembers(): readonly string[] {
+    return this.#olderMembers;
   }
 
   /** The instance that holds the tenant's lease now, or null when it is free (or expired). */

@@ -11,6 +11,7 @@ import { poolError } from '../../common/errors.js';
 import type { Logger } from '../observability/logging.js';
 import { jsonSyntaxErrorAt } from './json-position.js';
 import type { KdfMethod } from '../../common/protocol.js';
+import type { UpgradeMode } from '../../common/formats.js';
 import { CODE_ONLY_KEYS, describe, OptionChecker } from './check-options.js';
 import { DEFAULTS, type PoolOptions, type WorkerResourceLimits } from './pool-options.js';
 import type { PassphraseProvider } from './option-spec.js';
@@ -48,6 +49,7 @@ export interface ResolvedOptions {
   readonly storeChosenBy: 'options' | 'environment' | 'default';
   /** Cluster mode, or undefined when one pool owns the schema (or the data folder). */
   readonly cluster: ResolvedClusterOptions | undefined;
+  readonly upgrade: UpgradeMode;
   readonly workers: number;
   readonly capacity: number;
   readonly weights: { readonly wallet: number; readonly session: number };
@@ -159,6 +161,7 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     postgres,
     storeChosenBy: isNamed ? 'options' : isFromEnv ? 'environment' : 'default',
     cluster,
+    upgrade: merged.upgrade ?? DEFAULTS.upgrade,
     workers,
     capacity,
     weights: Object.freeze(weights),

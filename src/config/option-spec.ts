@@ -183,6 +183,13 @@ export const OPTIONS = {
       leaseTtlMs: { kind: 'integer', min: 1000, max: 3_600_000, default: 10_000, doc: 'How long a lease lasts unless renewed (renewed every third of it).' },
     },
   },
+  upgrade: {
+    kind: 'enum',
+    values: ['auto', 'never'],
+    tsType: 'UpgradeMode',
+    default: 'auto',
+    doc: "What `open()` does with data (a data folder, a schema) at an older format than this release's: upgrade it, crash-safe (`'auto'`), or refuse with `ERR_UPGRADE_REQUIRED` and change nothing (`'never'`: upgrade with `tenant-pool upgrade`, after a backup). Data newer than this release is always refused (`ERR_FORMAT_TOO_NEW`). See [Upgrading](README.md#upgrading).",
+  },
   workers: { kind: 'integer', min: 1, max: 256, defaultDoc: '`os.availableParallelism()`', doc: 'Worker threads holding wallets.' },
   capacity: { kind: 'integer', min: 1, max: MAX_UNITS, default: 1000, doc: 'Total weight units the pool may hold (see `stats().weightInUse`).' },
   weights: {
@@ -278,5 +285,6 @@ export const OPTIONS = {
 export const TYPE_IMPORTS: Readonly<Record<string, readonly string[]>> = {
   '../observability/logging.js': ['Logger'],
   '../../common/protocol.js': ['KdfMethod'],
+  '../../common/formats.js': ['UpgradeMode'],
   './option-spec.js': ['PassphraseProvider'],
 };

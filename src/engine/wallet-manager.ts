@@ -66,6 +66,12 @@ export interface WalletManagerOptions {
   onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   /** Cluster mode: a wallet opens under its tenant's lease, and gives it up when it closes. */
   leases?: WalletLeases;
+  /**
+   * Before a passphrase tenant's wallet opens: re-derives its key to stronger parameters when its
+   * own are weaker than the pool's (as a password hash is upgraded at login), and returns the tenant
+   * as it is then; undefined when nothing was to be done.
+   */
+  rehash?: (tenant: TenantRecord, passphrase: string) => Promise<TenantRecord | undefined>;
 }
 
 /** What the wallet lifecycle needs of the cluster's leases. */
@@ -86,6 +92,7 @@ export class WalletManager {
   readonly #events: EventHub;
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   readonly #leases: WalletLeases | undefined;
+  readonly #rehash: WalletManagerOptions['rehash'];
   readonly #entries = new Map<string, WalletEntry>();
   readonly #mutexes = new Map<string, Mutex>();
   readonly #derivations: Semaphore;
@@ -100,6 +107,7 @@ export class WalletManager {
     this.#events = options.events;
     this.#onOpened = options.onOpened;
     this.#leases = options.leases;
+    this.#rehash = options.rehash;
     this.#derivations = new Semaphore(options.kdfConcurrency);
   }
 
@@ -169,7 +177,7 @@ export class WalletManager {
     const tenantId = tenant.tenantId;
     return this.exclusive(tenantId, async () => {
       // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
-      const record = await currentRecord();
+      let record = await currentRecord();
       if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       const current = this.#entries.get(tenantId);
       if (current?.state === 'open') {
@@ -185,6 +193,14 @@ export class WalletManager {
       };
       // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in vain.
       const fence = await this.#leases?.take(tenantId);
+      if (record.secret === null && passphrase !== undefined && this.#rehash !== undefined) {
+        try {
+          record = (await this.#rehash(record, passphrase)) ?? record;
+        } catch (error) {
+          if (fence !== undefined) void this.#leases!.release(tenantId);
+          throw error;
+        }
+      }
       let entry = place();
       const askedAt = this.#now();
       let slotAt = askedAt;
@@ -200,6 +216,7 @@ export class WalletManager {
             tenantId,
             path: this.#walletPath(record),
             kdf: record.kdf,
+            ...(record.kdfParams === undefined ? {} : { params: record.kdfParams }),
             salt: record.salt,
             secret: record.secret ?? passphrase ?? '',
             verifier: record.verifier,

@@ -14,7 +14,7 @@ export async function openTenantStore(
   onSwept: (removed: string[], failed: string[]) => void,
 ): Promise<TenantStore> {
   const pg = options.postgres;
-  if (pg === undefined || postgresUrl === undefined) return SqliteTenantStore.open({ dataDir: options.dataDir, rootKey, warn, onSwept });
+  if (pg === undefined || postgresUrl === undefined) return SqliteTenantStore.open({ dataDir: options.dataDir, rootKey, warn, onSwept, upgrade: options.upgrade });
   const key = rootKey ?? (process.env['TENANT_POOL_ROOT_KEY'] || undefined);
   // No file to generate a key into: the key comes from the host's secret store.
   if (key === undefined) throw poolError('ERR_ROOT_KEY_MISSING', 'the PostgreSQL store needs a root key (rootKey or TENANT_POOL_ROOT_KEY): it seals the tenants\' secrets in the registry');
@@ -30,5 +30,6 @@ export async function openTenantStore(
     onOwnershipLost,
     onSwept: (removed) => onSwept(removed, []),
     exclusive: options.cluster === undefined,
+    upgrade: options.upgrade,
   });
 }

@@ -22,13 +22,17 @@
  *
  * `pg` is loaded only when this registry is opened.
  */
+import { checkKdfParams, type KdfParams } from '../../common/kdf.js';
+import { formatTooNew, STORE_FORMAT, upgradeRequired, type UpgradeMode } from '../../common/formats.js';
+import { completeUpgrade, expandSchema, recordNewSchema, schemaFormat } from './pg-format.js';
+import type { UpgradeProgress } from './sqlite-format.js';
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Pool as PgPool, PoolClient } from 'pg';
 import { asPoolError, poolError, type TenantPoolError } from '../../common/errors.js';
 import type { KdfMethod, StoreConfig } from '../../common/protocol.js';
 import { checkOwnerEpoch, createSchema, inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
-import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights } from './tenant-store.js';
+import { paramsOf, rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights } from './tenant-store.js';
 import type { TenantKey, TenantStore } from './tenant-store.js';
 
 const NONCE_BYTES = 12;
@@ -49,6 +53,8 @@ interface Settings {
 interface TenantRow {
   tenant_id: string;
   kdf: KdfMethod;
+  /** Format 2: the Argon2 parameters; null for `raw`, and for rows of format 1 an upgrade has not reached (or an instance of 0.1.0 wrote). */
+  kdf_params?: unknown;
   sealed: Buffer;
   settings: Buffer;
   max_sessions: number | null;
@@ -58,6 +64,10 @@ interface TenantRow {
 }
 
 export interface PostgresRegistryOptions {
+  /** Whether a schema of an older format is upgraded at open. @default 'auto' */
+  upgrade?: UpgradeMode;
+  /** Progress of an upgrade, for the `upgrade` command. */
+  progress?: UpgradeProgress;
   connectionString: string;
   schema: string;
   /** The root key: 64 hex characters, or a passphrase (Argon2id). */
@@ -147,6 +157,7 @@ export class PostgresRegistry implements TenantStore {
         }
       }
       let epoch: number | undefined;
+      let upgradeFrom: number | undefined;
       const sealKey = await inTransaction(pool, 'opening the registry', async (client) => {
         await createSchema(client, s);
         // A single pool next to live cluster instances would open wallets under no lease. Checked
@@ -168,6 +179,18 @@ export class PostgresRegistry implements TenantStore {
         const rows = (await client.query<{ name: string; value: string }>(`SELECT name, value FROM ${s}.registry_config WHERE name IN ('salt', 'keyCheck')`)).rows;
         const stored = Object.fromEntries(rows.map((r) => [r.name, r.value]));
         const header = { salt: stored['salt'] ?? randomBytes(16).toString('hex'), keyCheck: stored['keyCheck'] ?? '' };
+        // The format: a new schema is born at this release's; an older one is upgraded (its additive
+        // DDL here, its backfill after this transaction) or refused; a newer one is always refused.
+        const format = await schemaFormat(client, s);
+        if (header.keyCheck === '' && format === 1) {
+          await recordNewSchema(client, s);
+        } else if (format > STORE_FORMAT) {
+          throw formatTooNew(`the PostgreSQL schema ${s}`, format, STORE_FORMAT);
+        } else if (format < STORE_FORMAT) {
+          if (options.upgrade === 'never') throw upgradeRequired(`the PostgreSQL schema ${s}`, format, STORE_FORMAT, `tenant-pool upgrade --postgres "$TENANT_POOL_POSTGRES_URL" --schema ${s}`);
+          await expandSchema(client, s, format);
+          upgradeFrom = format;
+        }
         const key = await rootKeyFrom(options.rootKey, header.salt);
         try {
           const check = createHmac('sha256', key).update('tenant-pool registry key check v1').digest('hex');
@@ -197,6 +220,13 @@ export class PostgresRegistry implements TenantStore {
           key.fill(0);
         }
       });
+      if (upgradeFrom !== undefined) {
+        await completeUpgrade(pool, s, upgradeFrom, options.progress).catch((error: unknown) => {
+          sealKey.fill(0);
+          throw error;
+        });
+        options.warn?.(`tenant-pool upgraded the PostgreSQL schema ${s} from format ${upgradeFrom} to format ${STORE_FORMAT}`, 'TENANT_POOL_UPGRADED');
+      }
       if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } } | undefined)?.connection?.stream?.unref?.();
       return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined || epoch === undefined ? undefined : { pool: ownerPool, client: owner, epoch }, options, sealKey);
     } catch (error) {
@@ -283,10 +313,17 @@ export class PostgresRegistry implements TenantStore {
     const settings = this.#unseal<Settings>(row.tenant_id, 'settings', row.settings);
     const metadata: Record<string, string> = {};
     for (const [k, v] of Object.entries(settings.metadata)) Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
+    let recorded: KdfParams | undefined;
+    if (row.kdf_params !== undefined && row.kdf_params !== null) {
+      recorded = checkKdfParams(row.kdf_params);
+      if (recorded === undefined) throw poolError('ERR_WALLET_CORRUPT', `the registry's KDF parameters of tenant ${row.tenant_id} are damaged`, undefined, { tenantId: row.tenant_id });
+    }
+    const kdfParams = paramsOf(row.kdf, recorded);
     return {
       tenantId: row.tenant_id,
       ...(settings.label === null ? {} : { label: settings.label }),
       kdf: row.kdf,
+      ...(kdfParams === undefined ? {} : { kdfParams }),
       salt: Buffer.from(secrets.salt, 'hex'),
       secret: secrets.secret === null ? null : Buffer.from(secrets.secret, 'hex'),
       verifier: Buffer.from(secrets.verifier, 'hex'),
@@ -373,8 +410,8 @@ export class PostgresRegistry implements TenantStore {
       for (let i = 0; i < records.length; i += 1000) {
         const chunk = records.slice(i, i + 1000);
         await client.query(
-          `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[], $7::jsonb[], $8::jsonb[], $9::text[], $10::text[])`,
+          `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name, kdf_params)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[], $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::jsonb[])`,
           [
             chunk.map((r) => r.tenantId),
             chunk.map((r) => this.#labelIndex(r.label)),
@@ -386,6 +423,7 @@ export class PostgresRegistry implements TenantStore {
             chunk.map((r) => JSON.stringify(this.#metadataIndex(r.metadata))),
             chunk.map((r) => r.createdAt),
             chunk.map((r) => r.walletFile),
+            chunk.map((r) => (r.kdfParams === undefined ? null : JSON.stringify(r.kdfParams))),
           ],
         );
       }
@@ -394,7 +432,7 @@ export class PostgresRegistry implements TenantStore {
 
   async #insertRow(client: PoolClient, record: TenantRecord): Promise<void> {
     await client.query(
-      `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      `INSERT INTO ${this.#s}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name, kdf_params) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
       [
         record.tenantId,
         this.#labelIndex(record.label),
@@ -406,6 +444,7 @@ export class PostgresRegistry implements TenantStore {
         this.#metadataIndex(record.metadata),
         record.createdAt,
         record.walletFile,
+        record.kdfParams === undefined ? null : JSON.stringify(record.kdfParams),
       ],
     );
   }
@@ -428,11 +467,12 @@ export class PostgresRegistry implements TenantStore {
   async replaceKey(tenantId: string, key: TenantKey, profileKey?: Uint8Array): Promise<TenantRecord> {
     this.#cache.delete(tenantId);
     const row = await this.#write(`recording the new key of tenant ${tenantId}`, async (client) => {
-      const { rows } = await client.query<TenantRow>(`UPDATE ${this.#s}.tenants SET kdf = $2, sealed = $3, wallet_name = $4 WHERE tenant_id = $1 RETURNING *`, [
+      const { rows } = await client.query<TenantRow>(`UPDATE ${this.#s}.tenants SET kdf = $2, sealed = $3, wallet_name = $4, kdf_params = $5 WHERE tenant_id = $1 RETURNING *`, [
         tenantId,
         key.kdf,
         this.#seal(tenantId, 'sealed', secretsOf(key)),
         key.walletFile,
+        key.kdfParams === undefined ? null : JSON.stringify(key.kdfParams),
       ]);
       if (rows.length === 0) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       if (profileKey !== undefined) {

@@ -14,11 +14,14 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
-import { asPoolError, poolError } from '../../common/errors.js';
+import { asPoolError, poolError, TenantPoolError } from '../../common/errors.js';
 import type { KdfMethod } from '../../common/protocol.js';
 import { fsyncDir } from '../../common/fs.js';
 import { hasWallets, writeFileAtomic } from './data-dir.js';
-import { rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights, type Warn } from './tenant-store.js';
+import { paramsOf, rootKeyFrom, routeConflict, type TenantRecord, type TenantWeights, type Warn } from './tenant-store.js';
+import { checkKdfParams, type KdfParams } from '../../common/kdf.js';
+import { formatTooNew, STORE_FORMAT, upgradeRequired, type UpgradeMode } from '../../common/formats.js';
+import { registryFormat, upgradeRegistry, type UpgradeProgress } from './sqlite-format.js';
 
 
 const SCHEMA = `
@@ -54,6 +57,8 @@ interface TenantRow {
   metadata: string;
   created_at: string;
   wallet_file: string | null;
+  /** Format 2: the Argon2 parameters (JSON), null for `raw` (and for rows an upgrade has not reached yet). */
+  kdf_params?: string | null;
 }
 
 /**
@@ -71,8 +76,11 @@ function headerSum(header: RegistryHeader): string {
   return createHash('sha256').update(`${header.version}\n${header.salt}\n${header.keyCheck}`).digest('hex');
 }
 
-function parseHeader(text: string): RegistryHeader {
+function parseHeader(text: string, path: string): RegistryHeader {
   const header = JSON.parse(text) as RegistryHeader;
+  // The header's own layout has one version so far; a later one is a later release's folder, not damage.
+  const version: unknown = (header as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && Number.isInteger(version) && version > 1) throw formatTooNew(`the registry header ${path}`, version, 1);
   if (header === null || typeof header !== 'object' || header.version !== 1) throw new Error('unknown format');
   if (typeof header.salt !== 'string' || !/^[0-9a-f]{32}$/.test(header.salt)) throw new Error('the salt is damaged');
   if (typeof header.keyCheck !== 'string' || !/^[0-9a-f]{64}$/.test(header.keyCheck)) throw new Error('the key check value is damaged');
@@ -122,10 +130,17 @@ function rootKeySource(dataDir: string, option: string | undefined, isNew: boole
 }
 
 function toRecord(row: TenantRow): TenantRecord {
+  let recorded: KdfParams | undefined;
+  if (row.kdf_params !== undefined && row.kdf_params !== null) {
+    recorded = checkKdfParams(JSON.parse(row.kdf_params));
+    if (recorded === undefined) throw poolError('ERR_WALLET_CORRUPT', `the registry's KDF parameters of tenant ${row.tenant_id} are damaged`, undefined, { tenantId: row.tenant_id });
+  }
+  const kdfParams = paramsOf(row.kdf, recorded);
   return {
     tenantId: row.tenant_id,
     ...(row.label === null ? {} : { label: row.label }),
     kdf: row.kdf,
+    ...(kdfParams === undefined ? {} : { kdfParams }),
     salt: row.salt,
     secret: row.secret,
     verifier: row.verifier,
@@ -196,7 +211,13 @@ export class Registry {
    * @throws ERR_ROOT_KEY_MISSING if the folder has a registry and no root key is given.
    * @throws ERR_WALLET_CORRUPT if the registry files are damaged, or missing next to wallets; they are left as they are.
    */
-  static async open(dataDir: string, rootKeyOption: string | undefined, warn: Warn = (message, code) => process.emitWarning(message, { code })): Promise<Registry> {
+  static async open(
+    dataDir: string,
+    rootKeyOption: string | undefined,
+    warn: Warn = (message, code) => process.emitWarning(message, { code }),
+    upgrade: UpgradeMode = 'auto',
+    progress?: UpgradeProgress,
+  ): Promise<Registry> {
     const headerPath = join(dataDir, 'registry.json');
     const dbPath = join(dataDir, 'registry.sqlite');
     const isNew = !existsSync(headerPath);
@@ -216,8 +237,9 @@ export class Registry {
       header = { version: 1, salt: randomBytes(16).toString('hex'), keyCheck: '' };
     } else {
       try {
-        header = parseHeader(readFileSync(headerPath, 'utf8'));
+        header = parseHeader(readFileSync(headerPath, 'utf8'), headerPath);
       } catch (error) {
+        if (error instanceof TenantPoolError) throw error;
         throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is damaged: ${error instanceof SyntaxError ? 'not JSON' : (error as Error).message}`, error);
       }
     }
@@ -259,6 +281,13 @@ export class Registry {
       db.pragma('foreign_keys = ON');
       const columns = (db.prepare('PRAGMA table_info(tenants)').all() as { name: string }[]).map((c) => c.name);
       if (!columns.includes('wallet_file')) db.exec('ALTER TABLE tenants ADD COLUMN wallet_file TEXT');
+      const format = registryFormat(db);
+      if (format > STORE_FORMAT) throw formatTooNew(`the data folder ${dataDir}`, format, STORE_FORMAT);
+      if (format < STORE_FORMAT) {
+        if (upgrade === 'never') throw upgradeRequired(`the data folder ${dataDir}`, format, STORE_FORMAT, `tenant-pool upgrade --data-dir ${dataDir}`);
+        upgradeRegistry(db, progress);
+        warn(`tenant-pool upgraded the data folder ${dataDir} from format ${format} to format ${STORE_FORMAT}`, 'TENANT_POOL_UPGRADED');
+      }
       return new Registry(db);
     } catch (error) {
       key.fill(0);
@@ -315,8 +344,8 @@ export class Registry {
   #insertRow(db: Database.Database, record: TenantRecord): void {
     db
       .prepare(
-        `INSERT INTO tenants (tenant_id, label, kdf, salt, secret, verifier, max_sessions, weights, metadata, created_at, wallet_file)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO tenants (tenant_id, label, kdf, salt, secret, verifier, max_sessions, weights, metadata, created_at, wallet_file, kdf_params)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         record.tenantId,
@@ -330,6 +359,7 @@ export class Registry {
         JSON.stringify(record.metadata),
         record.createdAt,
         record.walletFile,
+        record.kdfParams === undefined ? null : JSON.stringify(record.kdfParams),
       );
   }
 
@@ -359,13 +389,16 @@ export class Registry {
    * Records a tenant's new key material and wallet file (a rekey): the commit point of the rekey.
    * Only those fields change: an update of its label or limits made meanwhile stays. Returns the tenant as it now is.
    */
-  replaceKey(tenantId: string, key: Pick<TenantRecord, 'kdf' | 'salt' | 'secret' | 'verifier' | 'walletFile'>): TenantRecord {
+  replaceKey(tenantId: string, key: Pick<TenantRecord, 'kdf' | 'kdfParams' | 'salt' | 'secret' | 'verifier' | 'walletFile'>): TenantRecord {
     const current = this.#tenants.get(tenantId);
     if (current === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
     this.#write(`the new key of tenant ${tenantId}`, (db) =>
-      db.prepare('UPDATE tenants SET kdf = ?, salt = ?, secret = ?, verifier = ?, wallet_file = ? WHERE tenant_id = ?').run(key.kdf, key.salt, key.secret, key.verifier, key.walletFile, tenantId),
+      db
+        .prepare('UPDATE tenants SET kdf = ?, kdf_params = ?, salt = ?, secret = ?, verifier = ?, wallet_file = ? WHERE tenant_id = ?')
+        .run(key.kdf, key.kdfParams === undefined ? null : JSON.stringify(key.kdfParams), key.salt, key.secret, key.verifier, key.walletFile, tenantId),
     );
-    const next: TenantRecord = { ...current, kdf: key.kdf, salt: key.salt, secret: key.secret, verifier: key.verifier, walletFile: key.walletFile };
+    const { kdfParams: _old, ...rest } = current;
+    const next: TenantRecord = { ...rest, kdf: key.kdf, ...(key.kdfParams === undefined ? {} : { kdfParams: key.kdfParams }), salt: key.salt, secret: key.secret, verifier: key.verifier, walletFile: key.walletFile };
     this.#tenants.set(tenantId, next);
     return next;
   }
@@ -395,6 +428,8 @@ function createRegistryFile(temp: string, key: Uint8Array, path: string): void {
     db.pragma(`cipher='chacha20'`);
     db.pragma(`key="x'${Buffer.from(key).toString('hex')}'"`);
     db.exec(SCHEMA);
+    // A new registry is born at this release's format: the migrations run on it empty.
+    upgradeRegistry(db);
   } finally {
     db.close();
   }

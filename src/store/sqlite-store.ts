@@ -3,6 +3,8 @@
  * owns at a time (its lock). Opening takes the lock before anything in the folder is read, opens
  * the registry, and sweeps wallet files no tenant owns.
  */
+import type { UpgradeMode } from '../../common/formats.js';
+import type { UpgradeProgress } from './sqlite-format.js';
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StoreConfig } from '../../common/protocol.js';
@@ -18,6 +20,10 @@ export interface SqliteStoreOptions {
   warn: Warn;
   /** What the sweep at open removed (and could not remove). */
   onSwept: (removed: string[], failed: string[]) => void;
+  /** Whether a registry of an older format is upgraded at open. @default 'auto' */
+  upgrade?: UpgradeMode;
+  /** Progress of an upgrade, for the `upgrade` command. */
+  progress?: UpgradeProgress;
 }
 
 export class SqliteTenantStore implements TenantStore {
@@ -50,7 +56,7 @@ export class SqliteTenantStore implements TenantStore {
     let registry: Registry | undefined;
     try {
       mkdirSync(join(dataDir, 'wallets'), { recursive: true, mode: 0o700 });
-      registry = await Registry.open(dataDir, options.rootKey, options.warn);
+      registry = await Registry.open(dataDir, options.rootKey, options.warn, options.upgrade ?? 'auto', options.progress);
       const { removed, failed } = sweepWallets(join(dataDir, 'wallets'), registry.walletFiles());
       if (removed.length > 0 || failed.length > 0) options.onSwept(removed, failed);
       return new SqliteTenantStore(dataDir, lock, registry);

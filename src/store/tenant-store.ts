@@ -4,7 +4,7 @@
  * (`sqlite-store.ts`, the embedded default) and one PostgreSQL schema (`postgres-registry.ts`).
  * Every method is asynchronous: the PostgreSQL registry reads what its cache does not hold.
  */
-import { deriveKey } from '../../common/kdf.js';
+import { deriveKey, KDF_PARAMS_V1, type KdfParams } from '../../common/kdf.js';
 import { poolError, type TenantPoolError } from '../../common/errors.js';
 import type { KdfMethod, StoreConfig } from '../../common/protocol.js';
 
@@ -19,6 +19,8 @@ export interface TenantRecord {
   tenantId: string;
   label?: string;
   kdf: KdfMethod;
+  /** The Argon2 parameters the wallet key was derived with (undefined for `raw`); a registry of format 1 had none recorded, and reads the level's format-1 parameters. */
+  kdfParams?: KdfParams;
   salt: Buffer;
   /** The managed secret; `null` for a passphrase tenant (its passphrase is never stored). */
   secret: Buffer | null;
@@ -48,7 +50,7 @@ export function routeConflict(tenantId: string, count: number): TenantPoolError 
 
 
 /** The fields a rekey changes. */
-export type TenantKey = Pick<TenantRecord, 'kdf' | 'salt' | 'secret' | 'verifier' | 'walletFile'>;
+export type TenantKey = Pick<TenantRecord, 'kdf' | 'kdfParams' | 'salt' | 'secret' | 'verifier' | 'walletFile'>;
 
 export interface TenantStore {
   readonly kind: 'sqlite' | 'postgres';
@@ -96,4 +98,9 @@ export interface TenantStore {
   /** The pool serves: the store may record its holder. */
   opened(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The parameters a tenant's key was derived with: those recorded, or (a record of format 1) its level's format-1 parameters. */
+export function paramsOf(kdf: KdfMethod, recorded: KdfParams | undefined): KdfParams | undefined {
+  return kdf === 'raw' ? undefined : (recorded ?? KDF_PARAMS_V1[kdf]);
 }

@@ -9,6 +9,7 @@ import { readExportedTenantId, type ExportedTenant } from '../../common/export-f
 import { poolError } from '../../common/errors.js';
 import { rankWorkers } from '../engine/placement.js';
 import { KDF_METHODS, type KdfMethod, type WorkerApi } from '../../common/protocol.js';
+import type { KdfParams } from '../../common/kdf.js';
 import type { TenantRecord, TenantWeights } from '../store/tenant-store.js';
 import { checkMaxSessions, checkPassphrase, checkWeights, DEFAULT_PASSPHRASE_KDF, toInfo, type TenantInfo, type TenantsContext } from './tenants-base.js';
 import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../../common/validate.js';
@@ -77,6 +78,9 @@ export interface TenantHelpers {
   checkFits(weights: TenantWeights): TenantWeights;
 }
 
+/** The method that re-derives a passphrase tenant's key before its wallet opens (the pool's, not a host's). */
+export const kRehash = Symbol('tenant-pool.rehash');
+
 export class TenantKeys {
   readonly #ctx: TenantsContext;
   readonly #helpers: TenantHelpers;
@@ -129,16 +133,32 @@ export class TenantKeys {
   /** The rekey itself, with the tenant's critical section (and, in cluster mode, its lease) held. */
   async #rekeyClaimed(record: TenantRecord, kdf: KdfMethod, newPassphrase: string | undefined, passphrase: string | undefined, rotateDataKey: boolean): Promise<TenantInfo> {
     const ctx = this.#ctx;
+    await ctx.wallets.closeForce(record.tenantId, 'rekey', ctx.revokeForRekey);
+    ctx.onRekeyed(record.tenantId);
+    return toInfo(await this.#rewrite(record, kdf, ctx.paramsFor(kdf), newPassphrase, passphrase, rotateDataKey));
+  }
+
+  /**
+   * Re-derives a passphrase tenant's key to `params` under the same passphrase, before its wallet
+   * opens (the pool's open holds the tenant's critical section and, in cluster mode, its lease; no
+   * session is on it). Crash-safe as a rekey is. Returns the tenant as it is now.
+   */
+  async [kRehash](record: TenantRecord, passphrase: string, target: { kdf: KdfMethod; params: KdfParams }): Promise<TenantRecord> {
+    return this.#rewrite(record, target.kdf, target.params, passphrase, passphrase, false);
+  }
+
+  /** Writes the wallet under new key material and records it (the commit point); the wallet is not open. */
+  async #rewrite(record: TenantRecord, kdf: KdfMethod, newParams: KdfParams | undefined, newPassphrase: string | undefined, passphrase: string | undefined, rotateDataKey: boolean): Promise<TenantRecord> {
+    const ctx = this.#ctx;
     const tenantId = record.tenantId;
-    await ctx.wallets.closeForce(tenantId, 'rekey', ctx.revokeForRekey);
-    ctx.onRekeyed(tenantId);
     const salt = randomBytes(16);
     const secret = newPassphrase === undefined ? randomBytes(32) : null;
     // SQLite writes the wallet anew to a new file; PostgreSQL keeps it and rewraps its profile key, or
     // (rotating the data key) writes it anew as a new wallet, as SQLite does.
     const inPlace = ctx.store.rekeysInPlace && !rotateDataKey;
     const walletFile = inPlace ? record.walletFile : ctx.store.newWalletName(tenantId);
-    const next: TenantRecord = { ...record, kdf, salt, secret, walletFile, verifier: Buffer.alloc(0) };
+    const { kdfParams: _old, ...rest } = record;
+    const next: TenantRecord = { ...rest, kdf, ...(newParams === undefined ? {} : { kdfParams: newParams }), salt, secret, walletFile, verifier: Buffer.alloc(0) };
     const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
     let rekeyed: TenantRecord;
     try {
@@ -149,11 +169,13 @@ export class TenantKeys {
             tenantId,
             path: ctx.walletPath(record),
             kdf: record.kdf,
+            ...(record.kdfParams === undefined ? {} : { params: record.kdfParams }),
             salt: record.salt,
             secret: record.secret ?? passphrase ?? '',
             verifier: record.verifier,
             newPath: ctx.walletPath(next),
             newKdf: kdf,
+            ...(newParams === undefined ? {} : { newParams }),
             newSalt: salt,
             newSecret: secret ?? newPassphrase ?? '',
             ...(rotateDataKey ? { rotateDataKey } : {}),
@@ -169,7 +191,7 @@ export class TenantKeys {
       throw error;
     }
     if (!inPlace) await this.#helpers.removeWallet(record);
-    return toInfo(rekeyed);
+    return rekeyed;
   }
 
   /**
@@ -247,9 +269,12 @@ export class TenantKeys {
       const secret = passphrase === undefined ? randomBytes(32) : null;
       const walletFile = ctx.store.newWalletName(tenantId);
       const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      const kdfParams = ctx.paramsFor(kdf);
       let imported: ReturnType<WorkerApi['importWallet']>;
       try {
-        imported = await ctx.wallets.derive(kdf, async () => worker.call('importWallet', { tenantId, path: ctx.walletPath({ walletFile }), kdf, salt, secret: secret ?? passphrase ?? '', file: path, exportKey }));
+        imported = await ctx.wallets.derive(kdf, async () =>
+          worker.call('importWallet', { tenantId, path: ctx.walletPath({ walletFile }), kdf, ...(kdfParams === undefined ? {} : { params: kdfParams }), salt, secret: secret ?? passphrase ?? '', file: path, exportKey }),
+        );
       } catch (error) {
         await this.#helpers.removeWallet({ tenantId, walletFile }, true);
         throw error;
@@ -262,6 +287,7 @@ export class TenantKeys {
           tenantId,
           ...(typeof settings.label === 'string' ? { label: checkName(settings.label, 'label') } : {}),
           kdf,
+          ...(kdfParams === undefined ? {} : { kdfParams }),
           salt,
           secret,
           verifier: Buffer.from(imported.verifier),

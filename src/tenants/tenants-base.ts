@@ -5,6 +5,7 @@
 import type { EventHub } from '../observability/diagnostics.js';
 import type { WalletManager } from '../engine/wallet-manager.js';
 import type { KdfMethod } from '../../common/protocol.js';
+import type { KdfParams } from '../../common/kdf.js';
 import type { Session } from '../session.js';
 import type { TenantRecord, TenantWeights, Warn } from '../store/tenant-store.js';
 import type { TenantStore } from '../store/tenant-store.js';
@@ -17,6 +18,8 @@ export interface TenantInfo {
   tenantId: string;
   label?: string;
   kdf: KdfMethod;
+  /** The Argon2 parameters its key was derived with (absent for `raw`). Not secret: what a guesser of a passphrase pays per guess. */
+  kdfParams?: KdfParams;
   /** True if the pool generated and stores the tenant's secret; false for a passphrase tenant. */
   managed: boolean;
   maxSessions?: number;
@@ -30,6 +33,8 @@ export interface TenantsContext {
   wallets: WalletManager;
   workers: readonly WorkerSlot[];
   defaultKdf: KdfMethod;
+  /** The Argon2 parameters a key derived now gets for `kdf` (undefined for `raw`). */
+  paramsFor: (kdf: KdfMethod) => KdfParams | undefined;
   /** The pool's capacity and weights: a tenant's weights must fit in the capacity. */
   capacity: number;
   defaultWeights: { readonly wallet: number; readonly session: number };
@@ -71,6 +76,7 @@ export function toInfo(record: TenantRecord): TenantInfo {
     tenantId: record.tenantId,
     ...(record.label === undefined ? {} : { label: record.label }),
     kdf: record.kdf,
+    ...(record.kdfParams === undefined ? {} : { kdfParams: record.kdfParams }),
     managed: record.secret !== null,
     ...(record.maxSessions === undefined ? {} : { maxSessions: record.maxSessions }),
     ...(record.weights === undefined ? {} : { weights: { ...record.weights } }),

@@ -11,9 +11,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { ms } from '../observability/diagnostics.js';
 import { poolError } from '../../common/errors.js';
 import { KDF_METHODS, type KdfMethod } from '../../common/protocol.js';
+import type { KdfParams } from '../../common/kdf.js';
 import { rankWorkers } from '../engine/placement.js';
 import type { TenantRecord, TenantWeights } from '../store/tenant-store.js';
-import { TenantKeys, type ExportOptions, type ImportOptions, type RekeyOptions } from './tenant-keys.js';
+import { kRehash, TenantKeys, type ExportOptions, type ImportOptions, type RekeyOptions } from './tenant-keys.js';
 import {
   checkMaxSessions,
   checkPassphrase,
@@ -28,6 +29,7 @@ import { checkLimit, checkName, checkOptionalObject, checkTags, checkTenantId, i
 export { checkPassphrase, toInfo } from './tenants-base.js';
 export type { TenantInfo, TenantsContext } from './tenants-base.js';
 export type { ExportOptions, ImportOptions, RekeyOptions } from './tenant-keys.js';
+export { kRehash } from './tenant-keys.js';
 
 export interface CreateTenantOptions {
   /** Must match /^[A-Za-z0-9_-]{1,64}$/. @default a random UUID */
@@ -107,7 +109,8 @@ export class Tenants {
       const path = ctx.walletPath({ walletFile });
       const startedAt = ctx.now();
       const crashes = worker.crashes;
-      const { verifier, deriveMs } = await ctx.wallets.derive(kdf, async () => worker.call('createWallet', { tenantId, path, kdf, salt, secret: secret ?? passphrase ?? '' }));
+      const kdfParams = ctx.paramsFor(kdf);
+      const { verifier, deriveMs } = await ctx.wallets.derive(kdf, async () => worker.call('createWallet', { tenantId, path, kdf, ...(kdfParams === undefined ? {} : { params: kdfParams }), salt, secret: secret ?? passphrase ?? '' }));
       // The worker left the new wallet open; unless it died since (and the wallet with it), it is closed again if not kept.
       const closeOnWorker = async (): Promise<void> => {
         if (worker.crashes === crashes) await worker.call('closeWallet', tenantId).catch(() => {});
@@ -116,6 +119,7 @@ export class Tenants {
         tenantId,
         ...(label === undefined ? {} : { label }),
         kdf,
+        ...(kdfParams === undefined ? {} : { kdfParams }),
         salt,
         secret,
         verifier: Buffer.from(verifier),
@@ -250,6 +254,11 @@ export class Tenants {
   /** A digest of the tenant's records and keys, equal for equal content on any store. See {@link TenantKeys.digest}. */
   async digest(tenantId: string, options?: { passphrase?: string }): Promise<{ digest: string; records: number; keys: number }> {
     return this.#keys.digest(tenantId, options);
+  }
+
+  /** @internal The pool's re-derivation of a weaker passphrase tenant's key before its wallet opens. */
+  async [kRehash](record: TenantRecord, passphrase: string, target: { kdf: KdfMethod; params: KdfParams }): Promise<TenantRecord> {
+    return this.#keys[kRehash](record, passphrase, target);
   }
 
   /** Recreates an exported tenant in this pool. See {@link TenantKeys.import}. @throws ERR_TENANT_EXISTS, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT */

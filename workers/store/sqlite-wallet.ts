@@ -9,8 +9,9 @@ import { createCipheriv, createDecipheriv, createPrivateKey, hkdfSync, randomByt
 import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, renameSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3-multiple-ciphers';
 import bs58 from 'bs58';
-import { dirname } from 'node:path';
-import { asPoolError, poolError, storageCode } from '../../common/errors.js';
+import { basename, dirname } from 'node:path';
+import { asPoolError, poolError, storageCode, TenantPoolError } from '../../common/errors.js';
+import { formatTooNew, WALLET_FILE_FORMAT } from '../../common/formats.js';
 import { fsyncDir } from '../../common/fs.js';
 import type { RawRecord } from '../../common/protocol.js';
 import { like, type QueryNode } from '../../common/query.js';
@@ -43,7 +44,7 @@ CREATE TABLE keys (
   wrapped_private_key BLOB NOT NULL,
   created_at TEXT NOT NULL
 );
-PRAGMA user_version = 1;
+PRAGMA user_version = ${WALLET_FILE_FORMAT};
 `;
 
 const WRAP_NONCE_BYTES = 12;
@@ -68,7 +69,10 @@ function openKeyed(path: string, key: Uint8Array): Db {
     db = new Database(path, { fileMustExist: true });
     keyDatabase(db, key);
     const version = db.pragma('user_version', { simple: true });
-    if (version !== 1) throw new Error(`unexpected schema version ${String(version)}`);
+    // A later release's wallet: refused as such, not as damage. (Format 1 is the only one so far: a
+    // later wallet format would be upgraded here, at the wallet's first open, step by step.)
+    if (typeof version === 'number' && version > WALLET_FILE_FORMAT) throw formatTooNew(`the wallet file ${basename(path)}`, version, WALLET_FILE_FORMAT);
+    if (version !== WALLET_FILE_FORMAT) throw new Error(`unexpected schema version ${String(version)}`);
     db.pragma('journal_mode = WAL');
     // FULL: a commit is on disk before save()/delete() resolve, also across power loss.
     db.pragma('synchronous = FULL');
@@ -87,6 +91,7 @@ function openKeyed(path: string, key: Uint8Array): Db {
  * -wal and -shm files), a full disk, another I/O failure — or, for anything else, a damaged file.
  */
 function openFailure(path: string, error: unknown): Error {
+  if (error instanceof TenantPoolError) return error;
   const code = (error as { code?: unknown }).code;
   let mapped = storageCode(code);
   if (mapped === undefined || (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN'))) {

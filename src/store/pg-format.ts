@@ -1,0 +1,87 @@
+/**
+ * The format of a PostgreSQL schema (its registry and wallet tables) and its forward migrations. A
+ * schema without a `format_history` table is format 1 (release 0.1.0; routes of its first form are
+ * hashed by the open, marker-guarded). Every step is an expansion: it adds what old readers ignore,
+ * so instances of the previous release keep working on the schema while a cluster rolls to this one
+ * (see `olderMembers`), and what old writers leave out reads as the previous format meant it. Its
+ * DDL runs in the open's transaction, its backfill in batches of their own (idempotent), and the
+ * format is recorded last: a kill at any moment leaves a schema that opens, and the next open
+ * resumes the step.
+ */
+import type { Pool as PgPool, PoolClient } from 'pg';
+import { KDF_PARAMS_V1 } from '../../common/kdf.js';
+import { RELEASE, STORE_FORMAT } from '../../common/formats.js';
+import { inTransaction } from '../../common/pg.js';
+import type { UpgradeProgress } from './sqlite-format.js';
+
+/** Rows rewritten per transaction by a step's backfill. */
+const BATCH = 1000;
+
+/** The schema's format: the last one recorded, or 1 (no record: 0.1.0, or a schema being created). */
+export async function schemaFormat(client: PoolClient, s: string): Promise<number> {
+  const { rows } = await client.query<{ exists: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS exists`, [`${s}.format_history`]);
+  if (rows[0]?.exists !== true) return 1;
+  const max = await client.query<{ version: number | null }>(`SELECT max(version)::int AS version FROM ${s}.format_history`);
+  return max.rows[0]?.version ?? 1;
+}
+
+/** The expansion of each step, in the open's transaction: additive DDL only. */
+export async function expandSchema(client: PoolClient, s: string, from: number): Promise<void> {
+  await client.query(`CREATE TABLE IF NOT EXISTS ${s}.format_history (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), release TEXT NOT NULL)`);
+  if (from < 2) {
+    // Format 2: each tenant's Argon2 parameters; each member's format, so that a newer instance knows an older one is live.
+    await client.query(`ALTER TABLE ${s}.tenants ADD COLUMN IF NOT EXISTS kdf_params JSONB`);
+    await client.query(`ALTER TABLE ${s}.members ADD COLUMN IF NOT EXISTS format INTEGER`);
+  }
+}
+
+/** A new schema: born at this release's format (its tables were just made, nothing to backfill). */
+export async function recordNewSchema(client: PoolClient, s: string): Promise<void> {
+  await expandSchema(client, s, 1);
+  await client.query(`INSERT INTO ${s}.format_history (version, name, release) VALUES ($1, 'created', $2) ON CONFLICT (version) DO NOTHING`, [STORE_FORMAT, RELEASE]);
+}
+
+/**
+ * The rest of each step after its expansion: the backfill, in batches, then the record of the format.
+ * Safe to run by several instances at once (each batch takes what no one has written yet).
+ */
+export async function completeUpgrade(pool: PgPool, s: string, from: number, progress: UpgradeProgress = () => {}): Promise<void> {
+  if (from < 2) {
+    // Every tenant of format 1 was derived with its level's format-1 parameters: write them into its row.
+    const cases = Object.entries(KDF_PARAMS_V1)
+      .map(([kdf, params]) => `WHEN '${kdf}' THEN '${JSON.stringify(params)}'::jsonb`)
+      .join(' ');
+    const total = await inTransaction(pool, 'upgrading the schema', async (client) => Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.tenants WHERE kdf_params IS NULL AND kdf <> 'raw'`)).rows[0]!.n));
+    let done = 0;
+    progress({ version: 2, name: 'kdf-params', done, total });
+    for (;;) {
+      const n = await inTransaction(pool, 'upgrading the schema', async (client) => {
+        const result = await client.query(
+          `UPDATE ${s}.tenants SET kdf_params = CASE kdf ${cases} END
+           WHERE tenant_id IN (SELECT tenant_id FROM ${s}.tenants WHERE kdf_params IS NULL AND kdf <> 'raw' LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)`,
+        );
+        return result.rowCount ?? 0;
+      });
+      if (n === 0) break;
+      done += n;
+      progress({ version: 2, name: 'kdf-params', done: Math.min(done, total), total });
+    }
+    // The commit point of the step.
+    await inTransaction(pool, 'upgrading the schema', async (client) => {
+      await client.query(`INSERT INTO ${s}.format_history (version, name, release) VALUES (2, 'kdf-params', $1) ON CONFLICT (version) DO NOTHING`, [RELEASE]);
+    });
+  }
+}
+
+/**
+ * Live cluster members of an older format than this release's (a member row without a format is
+ * 0.1.0's): while one is live, nothing is written that it could not read — no tenant is re-derived
+ * to parameters other than its level's format-1 ones.
+ */
+export async function olderMembers(client: PoolClient | PgPool, s: string): Promise<string[]> {
+  const { rows } = await client.query<{ instance_id: string }>(
+    `SELECT instance_id FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $1 ORDER BY instance_id`,
+    [STORE_FORMAT],
+  );
+  return rows.map((r) => r.instance_id);
+}
