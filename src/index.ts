@@ -1,6 +1,7 @@
 export { TenantPool } from './pool.js';
 export type { Clock } from './pool.js';
 export type { AcquireOptions, ClusterOf, PoolCluster, PoolStats, PoolTotals } from './pool-types.js';
+export type { PoolHealth } from './observability/health.js';
 export type { DispatchMessage } from './dispatch.js';
 export { TenantPoolError, ErrorCodes } from '../common/errors.js';
 export type { DataDirHolder, ErrorCode, ErrorDetails, ErrorFieldsByCode, LeaseOwner, RevocationReason, TenantPoolErrorConstructor } from '../common/errors.js';

@@ -28,6 +28,7 @@ import { Scheduler, type Grant, type Weights } from './engine/scheduler.js';
 import type { Session, SessionHost, TenantSession } from './session.js';
 import { checkPassphrase, kRehash, Tenants } from './tenants/tenants.js';
 import { KdfPolicy } from './engine/kdf-policy.js';
+import { checkHealth, type PoolHealth } from './observability/health.js';
 import type { Argon2Method, KdfParams } from '../common/kdf.js';
 import { WorkerSlot } from './threads/worker-slot.js';
 import { checkOptionalObject, checkTenantId, invalid } from '../common/validate.js';
@@ -494,6 +495,21 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
           ? { kind: 'sqlite', chosenBy: this.options.storeChosenBy }
           : { kind: 'postgres', connectionBudget: this.options.postgres.connectionBudget, chosenBy: this.options.storeChosenBy },
     };
+  }
+
+  /**
+   * Whether the pool can serve now: workers alive, the store answering one read (with its latency),
+   * in cluster mode a live member (its last renewal's age). Resolves within `timeoutMs` (default
+   * 2000) also when the store is gone — it never hangs, and never rejects for what it finds. For a
+   * readiness probe, `ok`; for liveness, that it answers at all.
+   * @throws ERR_INVALID_ARGUMENT for a bad `timeoutMs` (an integer from 1 to 60000)
+   */
+  async health(options: { timeoutMs?: number } = {}): Promise<PoolHealth> {
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (key !== 'timeoutMs') invalid(`Unknown option \`${key}\` for health; known: timeoutMs`);
+    const timeoutMs = opts['timeoutMs'] === undefined ? 2000 : opts['timeoutMs'];
+    if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 60_000) invalid(`Expected \`timeoutMs\` to be an integer from 1 to 60000, got ${JSON.stringify(timeoutMs) ?? typeof timeoutMs}`);
+    return checkHealth({ closed: this.#isClosed, workers: this.#workers, store: this.#registry, member: this.#member }, timeoutMs);
   }
 
   /**

@@ -45,3 +45,22 @@ export function restartPostgres(): void {
   closeSync(fd);
   assert.is(restart.status, 0, readFileSync(log, 'utf8'));
 }
+
+/** Stops the tests' server (fast shutdown); `startPostgres()` brings it back. */
+export function stopPostgres(): void {
+  pgCtl('stop -m fast -w -t 60');
+}
+
+/** Starts the tests' server again and waits until it accepts connections. */
+export function startPostgres(): void {
+  pgCtl('start -w -t 60');
+}
+
+function pgCtl(command: string): void {
+  assert.ok(postgresCtl !== undefined, 'CI=true: TENANT_POOL_TEST_POSTGRES_CTL names the server to stop and start (.ci/postgres)');
+  const log = join(mkdtempSync(join(tmpdir(), 'tp-pgctl-')), 'pg_ctl.log');
+  const fd = openSync(log, 'w');
+  const run = spawnSync('sh', ['-c', `${postgresCtl} ${command}`], { stdio: ['ignore', fd, fd], timeout: 90_000 });
+  closeSync(fd);
+  assert.is(run.status, 0, readFileSync(log, 'utf8'));
+}

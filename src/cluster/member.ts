@@ -87,6 +87,8 @@ export class ClusterMember {
   readonly #life = randomBytes(8).toString('hex');
   /** Live members of an older format (as of the last join or renewal): while there are any, nothing is written they could not read. */
   #olderMembers: string[] = [];
+  /** When (monotonic) the heartbeat was last recorded by the server: the join or the last renewal that found it live. */
+  #beatAt: number | undefined;
 
   private constructor(pool: PgPool, schema: string, options: ResolvedClusterOptions, hooks: ClusterHooks) {
     this.#pool = pool;
@@ -150,6 +152,7 @@ export class ClusterMember {
       await client.query(`DELETE FROM ${s}.leases WHERE owner = $1`, [this.instanceId]);
       this.#olderMembers = await olderMembers(client, s);
     });
+    this.#beatAt = performance.now();
   }
 
   async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[]): Promise<R[]> {
@@ -279,6 +282,7 @@ export class ClusterMember {
         [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch), this.#life, STORE_FORMAT],
       );
       if (row !== undefined) this.#olderMembers = row.older;
+      if (row?.live === true) this.#beatAt = sentAt;
       if (row?.live !== true) {
         this.#lapse();
         return;
@@ -328,6 +332,12 @@ export class ClusterMember {
   #lose(tenantId: string, reason: LeaseLossReason): void {
     this.forget(tenantId, reason);
     this.#hooks.onLost(tenantId, reason);
+  }
+
+  /** For `pool.health()`: whether this instance is a live member now, and how old its last recorded heartbeat is. */
+  health(): { member: boolean; lastRenewalAgeMs: number | null; leases: number } {
+    const member = !this.#isClosed && !this.#hasLapsed && this.#ownershipLost === undefined && this.#beatAt !== undefined && performance.now() - this.#beatAt < this.leaseTtlMs;
+    return { member, lastRenewalAgeMs: this.#beatAt === undefined ? null : Math.round(performance.now() - this.#beatAt), leases: this.#held.size };
   }
 
   /** Live members of an older release's format, as of the last renewal (a rolling upgrade under way). */

@@ -594,6 +594,11 @@ export class PostgresRegistry implements TenantStore {
     }
   }
 
+  async ping(): Promise<void> {
+    if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
+    await this.#query('a health check', 'SELECT 1', []);
+  }
+
   /** Records this process as the schema's holder, for the error a second pool gets. */
   async opened(): Promise<void> {
     if (this.#options.exclusive === false) return;

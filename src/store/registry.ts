@@ -411,6 +411,15 @@ export class Registry {
     this.#routesOf.delete(tenantId);
   }
 
+  /** One read of the registry file (a health check). */
+  ping(): void {
+    try {
+      this.#db.prepare('SELECT count(*) FROM format_history').pluck().get();
+    } catch (error) {
+      throw asPoolError(error, 'the registry file cannot be read');
+    }
+  }
+
   close(): void {
     if (this.#db.open) this.#db.close();
   }

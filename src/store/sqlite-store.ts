@@ -3,9 +3,10 @@
  * owns at a time (its lock). Opening takes the lock before anything in the folder is read, opens
  * the registry, and sweeps wallet files no tenant owns.
  */
+import { asPoolError } from '../../common/errors.js';
 import type { UpgradeMode } from '../../common/formats.js';
 import type { UpgradeProgress } from './sqlite-format.js';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StoreConfig } from '../../common/protocol.js';
 import { DataDirLock, sweepWallets } from './data-dir.js';
@@ -143,6 +144,16 @@ export class SqliteTenantStore implements TenantStore {
 
   async opened(): Promise<void> {
     this.#lock.recordHolder();
+  }
+
+  async ping(): Promise<void> {
+    this.#registry.ping();
+    // The folder is still there and writable (a removed, unmounted or read-only data folder fails here).
+    try {
+      accessSync(join(this.#dataDir, 'wallets'), constants.R_OK | constants.W_OK);
+    } catch (error) {
+      throw asPoolError(error, `the data folder ${this.#dataDir} cannot be used`);
+    }
   }
 
   async close(): Promise<void> {

@@ -61,6 +61,11 @@ export interface TenantStore {
    * rather than writing a new wallet file (SQLite).
    */
   readonly rekeysInPlace: boolean;
+  /**
+   * Whether the store answers now: one cheap read (SQLite: the registry file; PostgreSQL: a round
+   * trip). Rejects with the store's error; the caller bounds how long it waits.
+   */
+  ping(): Promise<void>;
   /** A name for a new wallet of the tenant: new at each create, import (and SQLite rekey), so an old wallet is never a new one. */
   newWalletName(tenantId: string): string;
   /** What a worker is given to find the wallet: the file path (SQLite) or the wallet name (PostgreSQL). */
