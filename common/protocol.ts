@@ -93,6 +93,8 @@ export interface WorkerApi {
   exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number; digest: string };
   /** The open wallet's content digest (see `walletDigest`), from one consistent read. */
   digestWallet(tenantId: string): { digest: string; records: number; keys: number };
+  /** Checks the open wallet's storage whole (see `StoredWallet.check`), then reads all of it: its digest and size. */
+  checkWallet(tenantId: string): { digest: string; records: number; keys: number; bytes: number };
   /** Opens an export file and creates a wallet from it at `path` under the key material given; the export's settings come back. */
   importWallet(req: WalletKeyMaterial & { file: string; exportKey: Uint8Array | string }): CreateWalletResult & { tenant: ExportedTenant; records: number; keys: number };
   recordsSave(tenantId: string, category: string, id: string, valueJson: string, tags: Record<string, string>): void;

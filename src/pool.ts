@@ -39,6 +39,8 @@ export type { Clock } from './engine/timers.js';
 export interface PoolInternals {
   clock?: Clock;
   kdfParams?: Readonly<Record<Argon2Method, KdfParams>>;
+  /** False for a read-only tool: no open re-derives a weaker tenant's key. @default true */
+  rehash?: boolean;
 }
 
 /** @internal Key of the pool's worker slots, for tests and the bench; not exported from the package. */
@@ -261,7 +263,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         });
       }
       const joined = member;
-      const kdf = new KdfPolicy(internals.kdfParams, () => joined?.olderMembers() ?? []);
+      const kdf = new KdfPolicy(internals.kdfParams, () => joined?.olderMembers() ?? [], internals.rehash !== false);
       pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance, kdf);
     } catch (error) {
       await member?.close();

@@ -120,6 +120,11 @@ const handlers: Handlers = {
     return { bytes, ...walletDigest(wallet) };
   },
   digestWallet: async (tenantId) => walletDigest(await walletOf(tenantId).snapshot()),
+  checkWallet: async (tenantId) => {
+    const wallet = walletOf(tenantId);
+    const { bytes } = await wallet.check();
+    return { ...walletDigest(await wallet.snapshot()), bytes };
+  },
   async importWallet(req) {
     if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
     const payload = await readExport(req.file, req.exportKey);

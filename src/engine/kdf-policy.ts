@@ -16,14 +16,17 @@ const PASSPHRASE_LEVEL: Argon2Method = 'argon2i-mod';
 export class KdfPolicy {
   readonly #current: Readonly<Record<Argon2Method, KdfParams>>;
   readonly #olderMembers: () => readonly string[];
+  readonly #rehash: boolean;
 
   /**
    * @param current Each level's parameters for keys derived now.
    * @param olderMembers Live cluster members of an older release (none without a cluster).
+   * @param rehash Whether opens re-derive weaker tenants (a read-only tool, such as `verify`, does not).
    */
-  constructor(current: Readonly<Record<Argon2Method, KdfParams>> = CURRENT_KDF_PARAMS, olderMembers: () => readonly string[] = () => []) {
+  constructor(current: Readonly<Record<Argon2Method, KdfParams>> = CURRENT_KDF_PARAMS, olderMembers: () => readonly string[] = () => [], rehash = true) {
     this.#current = current;
     this.#olderMembers = olderMembers;
+    this.#rehash = rehash;
   }
 
   /** The parameters a key of level `kdf` derived now gets (undefined for `raw`). */
@@ -34,7 +37,7 @@ export class KdfPolicy {
 
   /** The level and parameters a passphrase tenant is re-derived to at its next open, or undefined when its own will do. */
   rehashTarget(tenant: Pick<TenantRecord, 'kdf' | 'kdfParams' | 'secret'>): { kdf: Argon2Method; params: KdfParams } | undefined {
-    if (tenant.secret !== null || this.#olderMembers().length > 0) return undefined;
+    if (!this.#rehash || tenant.secret !== null || this.#olderMembers().length > 0) return undefined;
     if (tenant.kdf === 'raw') return { kdf: PASSPHRASE_LEVEL, params: this.#current[PASSPHRASE_LEVEL] };
     const current = this.#current[tenant.kdf];
     return isWeaker(tenant.kdfParams ?? KDF_PARAMS_V1[tenant.kdf], current) ? { kdf: tenant.kdf, params: current } : undefined;

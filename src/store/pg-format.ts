@@ -85,3 +85,51 @@ export async function olderMembers(client: PoolClient | PgPool, s: string): Prom
   );
   return rows.map((r) => r.instance_id);
 }
+
+/** What `tenant-pool info` tells of a PostgreSQL schema, read without taking it. */
+export interface SchemaInfo {
+  exists: boolean;
+  format: number | null;
+  tenants: number | null;
+  byKdf: Record<string, number>;
+  passphraseTenants: number | null;
+  ownership: { mode: string; epoch: number } | null;
+  holder: unknown;
+  members: Array<{ instanceId: string; address: string | null; format: number; leases: number }>;
+  bytes: number;
+}
+
+export async function inspectSchema(pool: PgPool, s: string): Promise<SchemaInfo> {
+  const client = await pool.connect();
+  try {
+    const exists = (await client.query<{ e: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS e`, [`${s}.tenants`])).rows[0]?.e === true;
+    if (!exists) return { exists: false, format: null, tenants: null, byKdf: {}, passphraseTenants: null, ownership: null, holder: null, members: [], bytes: 0 };
+    const format = await schemaFormat(client, s);
+    const kdfs = (await client.query<{ kdf: string; n: string }>(`SELECT kdf, count(*) AS n FROM ${s}.tenants GROUP BY kdf`)).rows;
+    const byKdf = Object.fromEntries(kdfs.map((r) => [r.kdf, Number(r.n)]));
+    const ownership = (await client.query<{ mode: string; epoch: string }>(`SELECT mode, epoch FROM ${s}.ownership`).catch(() => ({ rows: [] }))).rows[0];
+    const holder = (await client.query<{ value: string }>(`SELECT value FROM ${s}.registry_config WHERE name = 'holder'`)).rows[0]?.value;
+    const hasFormat = (await client.query<{ e: boolean }>(`SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'members' AND column_name = 'format') AS e`, [s])).rows[0]?.e === true;
+    const members = (
+      await client.query<{ instance_id: string; address: string | null; format: number | null; leases: string }>(
+        `SELECT m.instance_id, m.address, ${hasFormat ? 'm.format' : 'NULL::int AS format'}, (SELECT count(*) FROM ${s}.leases l WHERE l.owner = m.instance_id) AS leases
+         FROM ${s}.members m WHERE m.heartbeat_at > now() - COALESCE(m.lease_ttl_ms, 10000) * interval '1 millisecond' ORDER BY m.instance_id`,
+      )
+    ).rows.map((r) => ({ instanceId: r.instance_id, address: r.address, format: r.format ?? 1, leases: Number(r.leases) }));
+    const bytes = Number((await client.query<{ b: string }>(`SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) AS b FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'`, [s])).rows[0]?.b ?? 0);
+    // A passphrase tenant has no managed secret; the registry seals both alike, so the count comes from the KDF: raw is managed only.
+    return {
+      exists: true,
+      format,
+      tenants: kdfs.reduce((sum, r) => sum + Number(r.n), 0),
+      byKdf,
+      passphraseTenants: null,
+      ownership: ownership === undefined ? null : { mode: ownership.mode, epoch: Number(ownership.epoch) },
+      holder: holder === undefined ? null : (JSON.parse(holder) as unknown),
+      members,
+      bytes,
+    };
+  } finally {
+    client.release();
+  }
+}

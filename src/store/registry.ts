@@ -11,7 +11,7 @@
  * folder that is simply initialised again at the next open.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
 import { asPoolError, poolError, TenantPoolError } from '../../common/errors.js';
@@ -454,3 +454,76 @@ function createRegistryFile(temp: string, key: Uint8Array, path: string): void {
   fsyncDir(path.slice(0, path.lastIndexOf('/')));
 }
 
+
+/** What `tenant-pool info` tells of a data folder, read without its lock and without writing. */
+export interface DataDirInfo {
+  initialised: boolean;
+  format: number | null;
+  tenants: number | null;
+  byKdf: Record<string, number>;
+  passphraseTenants: number | null;
+  bytes: { registry: number; wallets: number; walletFiles: number };
+}
+
+/**
+ * Reads a data folder as it is — a pool may hold it meanwhile (its registry is read through a
+ * read-only connection, which WAL lets run beside the pool's writes).
+ * @throws ERR_ROOT_KEY_MISSING, ERR_WALLET_KEY_INVALID, ERR_WALLET_CORRUPT
+ */
+export async function inspectDataDir(dataDir: string, rootKeyOption: string | undefined): Promise<DataDirInfo> {
+  const headerPath = join(dataDir, 'registry.json');
+  const dbPath = join(dataDir, 'registry.sqlite');
+  const walletsDir = join(dataDir, 'wallets');
+  let walletBytes = 0;
+  let walletFiles = 0;
+  if (existsSync(walletsDir)) {
+    for (const name of readdirSync(walletsDir)) {
+      walletBytes += statSync(join(walletsDir, name)).size;
+      if (name.endsWith('.sqlite')) walletFiles++;
+    }
+  }
+  const bytes = { registry: existsSync(dbPath) ? statSync(dbPath).size : 0, wallets: walletBytes, walletFiles };
+  if (!existsSync(headerPath)) return { initialised: false, format: null, tenants: null, byKdf: {}, passphraseTenants: null, bytes };
+  let header: RegistryHeader;
+  try {
+    header = parseHeader(readFileSync(headerPath, 'utf8'), headerPath);
+  } catch (error) {
+    if (error instanceof TenantPoolError) throw error;
+    throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is damaged`, error);
+  }
+  const source = rootKeyOption ?? (process.env['TENANT_POOL_ROOT_KEY'] || undefined) ?? (existsSync(join(dataDir, 'root.key')) ? readFileSync(join(dataDir, 'root.key'), 'utf8').trim() : undefined);
+  if (source === undefined || source === '') throw poolError('ERR_ROOT_KEY_MISSING', `the data folder ${dataDir} holds a registry but no root key was given (TENANT_POOL_ROOT_KEY or --root-key-file)`);
+  const key = await rootKeyFrom(source, header.salt);
+  try {
+    const stored = Buffer.from(header.keyCheck, 'hex');
+    const check = keyCheck(key);
+    if (stored.length !== check.length || !timingSafeEqual(stored, check)) throw poolError('ERR_WALLET_KEY_INVALID', 'the root key does not open this registry');
+    let db: Database.Database | undefined;
+    // A read-only connection to a WAL database makes its -wal and -shm files; those it made, it removes.
+    const sidecars = [`${dbPath}-wal`, `${dbPath}-shm`].filter((f) => !existsSync(f));
+    try {
+      db = new Database(dbPath, { fileMustExist: true, readonly: true });
+      db.pragma(`cipher='chacha20'`);
+      db.pragma(`key="x'${key.toString('hex')}'"`);
+      const rows = db.prepare('SELECT kdf, secret IS NULL AS passphrase, count(*) AS n FROM tenants GROUP BY kdf, secret IS NULL').all() as { kdf: string; passphrase: number; n: number }[];
+      const byKdf: Record<string, number> = {};
+      for (const r of rows) byKdf[r.kdf] = (byKdf[r.kdf] ?? 0) + r.n;
+      return {
+        initialised: true,
+        format: registryFormat(db),
+        tenants: rows.reduce((sum, r) => sum + r.n, 0),
+        byKdf,
+        passphraseTenants: rows.filter((r) => r.passphrase === 1).reduce((sum, r) => sum + r.n, 0),
+        bytes,
+      };
+    } catch (error) {
+      const failure = asPoolError(error, `the registry file ${dbPath} is unreadable`);
+      throw failure.code === 'ERR_INTERNAL' ? poolError('ERR_WALLET_CORRUPT', failure.message, error) : failure;
+    } finally {
+      db?.close();
+      for (const file of sidecars) if (existsSync(file) && (file.endsWith('-shm') || statSync(file).size === 0)) rmSync(file, { force: true });
+    }
+  } finally {
+    key.fill(0);
+  }
+}

@@ -243,6 +243,20 @@ export class TenantKeys {
   }
 
   /**
+   * Checks the tenant's wallet whole, changing nothing: it opens with its key (the key check), its
+   * storage passes an integrity check (SQLite: every page under its authentication tag), and every
+   * record and key decrypts. A passphrase tenant needs its `passphrase`.
+   * @throws ERR_WALLET_CORRUPT naming what failed, ERR_WALLET_KEY_INVALID, ERR_FORMAT_TOO_NEW
+   */
+  async verify(tenantId: string, options: { passphrase?: string } = {}): Promise<{ digest: string; records: number; keys: number; bytes: number }> {
+    const record = await this.#helpers.record(tenantId);
+    const opts = checkOptionalObject(options, 'options');
+    for (const key of Object.keys(opts)) if (key !== 'passphrase') invalid(`Unknown option \`${key}\` for tenants.verify; known: passphrase`);
+    const passphrase = opts['passphrase'] === undefined ? undefined : checkPassphrase(opts['passphrase']);
+    return this.#ctx.withSession(record.tenantId, passphrase, async (session) => session.call('checkWallet'));
+  }
+
+  /**
    * Recreates an exported tenant in this pool: its records, keys (which still sign for their public
    * keys), settings and routes (only of keys its wallet holds, and none another tenant here routes: that is `ERR_ROUTE_CONFLICT`, and nothing is imported). It becomes `tenantId` (default:
    * the exported id), a passphrase tenant if `passphrase` is given (Argon2, `kdf` default

@@ -256,6 +256,11 @@ export class Tenants {
     return this.#keys.digest(tenantId, options);
   }
 
+  /** Checks the tenant's wallet whole (key, storage integrity, every record and key), changing nothing. See {@link TenantKeys.verify}. */
+  async verify(tenantId: string, options?: { passphrase?: string }): Promise<{ digest: string; records: number; keys: number; bytes: number }> {
+    return this.#keys.verify(tenantId, options);
+  }
+
   /** @internal The pool's re-derivation of a weaker passphrase tenant's key before its wallet opens. */
   async [kRehash](record: TenantRecord, passphrase: string, target: { kdf: KdfMethod; params: KdfParams }): Promise<TenantRecord> {
     return this.#keys[kRehash](record, passphrase, target);

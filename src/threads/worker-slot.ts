@@ -34,7 +34,7 @@ interface Pending {
  * rekey's new wallet, an import before its registry row). Any other call cut off so may have
  * committed: its error says `outcome: 'unknown'`.
  */
-const OUTCOME_KNOWN: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'digestWallet', 'importWallet']);
+const OUTCOME_KNOWN: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'digestWallet', 'checkWallet', 'importWallet']);
 
 /** Settles when the worker's lifeline task ends, with the reason it ended. */
 type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };

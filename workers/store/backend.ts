@@ -34,6 +34,12 @@ export interface StoredWallet {
   sign(kid: string, data: Uint8Array): Maybe<Uint8Array>;
   /** Every record and key in one consistent read, private keys in the clear: for an export. */
   snapshot(): Maybe<WalletSnapshot>;
+  /**
+   * Checks the wallet's storage whole (SQLite: an integrity check that reads every page, each under
+   * its authentication tag; PostgreSQL: the server's, nothing more here) and says how many bytes it holds.
+   * @throws ERR_WALLET_CORRUPT
+   */
+  check(): Maybe<{ bytes: number }>;
   close(): void;
 }
 

@@ -83,6 +83,10 @@ export class GuardedWallet implements StoredWallet {
   sign(kid: string, data: Uint8Array): ReturnType<StoredWallet['sign']> {
     return this.#use((w) => w.sign(kid, data));
   }
+  check(): ReturnType<StoredWallet['check']> {
+    return this.#use((w) => w.check());
+  }
+
   snapshot(): ReturnType<StoredWallet['snapshot']> {
     return this.#use((w) => w.snapshot());
   }

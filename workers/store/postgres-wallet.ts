@@ -574,6 +574,22 @@ export class PostgresWallet {
     return row === undefined ? null : this.#profile.decryptValue('key public', kid, row.public_key);
   }
 
+  /** The server keeps its own pages' integrity; this says how many bytes of rows the wallet holds (every row decrypts in `snapshot`). */
+  async check(): Promise<{ bytes: number }> {
+    return this.#store.transaction(
+      'checking the wallet',
+      async (client) => {
+        const { rows } = await client.query<{ bytes: string }>(
+          `SELECT COALESCE((SELECT sum(octet_length(category) + octet_length(name) + octet_length(value)) FROM ${this.#s}.items WHERE wallet_id = $1), 0)
+             + COALESCE((SELECT sum(octet_length(t.name) + octet_length(t.value)) FROM ${this.#s}.item_tags t JOIN ${this.#s}.items i ON i.id = t.item_id WHERE i.wallet_id = $1), 0) AS bytes`,
+          [this.#walletId],
+        );
+        return { bytes: Number(rows[0]?.bytes ?? 0) };
+      },
+      'REPEATABLE READ READ ONLY',
+    );
+  }
+
   /** Every record and key, private keys in the clear (PKCS#8, base64), in one repeatable read: for an export, on this thread only. */
   async snapshot(): Promise<WalletSnapshot> {
     const p = this.#profile;
