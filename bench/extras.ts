@@ -22,6 +22,7 @@ import { PostgresWalletStore } from '../workers/store/postgres-wallet.js';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
+import { dayTwo } from './day-two.js';
 import { dropBenchSchema } from './systems/tenant-pool.js';
 import { benchPostgresUrl, type SystemOptions } from './systems/types.js';
 
@@ -400,6 +401,16 @@ export const extraScenarios: Scenario[] = [
         await store.close();
       }
     },
+  },
+  {
+    name: 'day-two',
+    // It measures both stores itself.
+    onPostgres: false,
+    describe: 'what an operator waits for: upgrading 10,000 tenants of format 1 (and resumed after a SIGKILL in its middle), verify throughput, pool.health() latency; SQLite, and PostgreSQL with a server',
+    systems: ['tenant-pool'],
+    onlyWhenNamed: true,
+    options: () => options(),
+    run: async ({ quick }) => dayTwo(quick),
   },
   {
     name: 'warm-sessions',
