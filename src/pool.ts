@@ -500,6 +500,22 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   }
 
   /**
+   * Re-seals the registry — every tenant's secret and settings — under a new root key (64 hex
+   * characters, or a passphrase through Argon2id), crash-safe: killed at any moment, the store opens
+   * with the old key or the new, never neither, and rotating again completes it. Sessions and
+   * wallets go on (a wallet's key comes from its tenant's secret, which stays the same). From now
+   * on the pool must be opened with the new key. On PostgreSQL, other cluster instances find the
+   * new key at their next registry write and refuse it (`ERR_WALLET_KEY_INVALID`): restart them
+   * with the new key. A SQLite folder whose key comes from its `root.key` file is refused.
+   * @throws ERR_INVALID_ARGUMENT, ERR_UPGRADE_REQUIRED (cluster members of an older release live)
+   */
+  async rotateRootKey(newRootKey: string): Promise<void> {
+    this.#assertOpen();
+    if (typeof newRootKey !== 'string' || newRootKey.length === 0 || newRootKey.length > 4096 || !newRootKey.isWellFormed()) invalid('Expected the new root key to be 64 hex characters or a passphrase (a well-formed string of 1 to 4096 characters)');
+    await this.#registry.rotateRootKey(newRootKey);
+  }
+
+  /**
    * Whether the pool can serve now: workers alive, the store answering one read (with its latency),
    * in cluster mode a live member (its last renewal's age). Resolves within `timeoutMs` (default
    * 2000) also when the store is gone — it never hangs, and never rejects for what it finds. For a

@@ -51,7 +51,7 @@ test('every command has --help (exit 0); no command, an unknown one, an unknown 
   const overview = cli(['--help']);
   assert.is(overview.code, 0);
   const names = [...overview.stdout.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!);
-  assert.equal(names, ['info', 'tenants', 'verify', 'export', 'import', 'rekey', 'delete', 'migrate', 'upgrade']);
+  assert.equal(names, ['info', 'tenants', 'verify', 'export', 'import', 'rekey', 'delete', 'migrate', 'upgrade', 'rotate-root-key']);
   for (const name of names) {
     const help = cli([name, '--help']);
     assert.is(help.code, 0, name);
@@ -153,6 +153,20 @@ test('tenants list and show, verify (ok, skipped without a passphrase, a damaged
   assert.is(cli(['delete', 'copy', ...store]).code, 2, 'no --yes');
   assert.is(cli(['delete', 'copy', ...store, '--yes']).code, 0);
   assert.is(cli(['tenants', 'show', 'copy', ...store]).code, 1);
+});
+
+test('rotate-root-key: the folder opens with the new key only afterwards; the new key comes from a file, never argv', () => {
+  const { dataDir, keyFile, dir } = fixture();
+  const store = ['--data-dir', dataDir, '--root-key-file', keyFile];
+  assert.is(cli(['upgrade', ...store]).code, 0);
+  assert.is(cli(['rotate-root-key', ...store]).code, 2, 'no new key given');
+  writeFileSync(join(dir, 'new.key'), '5e'.repeat(32));
+  const rotated = cli(['rotate-root-key', ...store, '--new-root-key-file', join(dir, 'new.key')]);
+  assert.is(rotated.code, 0, rotated.stderr);
+  assert.not.match(rotated.stdout + rotated.stderr, '5e5e5e');
+  assert.is(cli(['tenants', 'list', ...store]).code, 1, 'the old key no longer opens it');
+  const list = json<Array<{ tenantId: string }>>(cli(['tenants', 'list', '--data-dir', dataDir, '--root-key-file', join(dir, 'new.key'), '--json']));
+  assert.equal(list.map((t) => t.tenantId), ['managed', 'secret', 'strong']);
 });
 
 test('a bad passphrases file is named with its line and column, and nothing of its content is printed', () => {

@@ -408,4 +408,40 @@ const upgrade: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = [info, tenants, verify, exportCommand, importCommand, rekey, deleteCommand, migrate, upgrade];
+const rotateRootKey: Command = {
+  name: 'rotate-root-key',
+  usage: 'tenant-pool rotate-root-key --new-root-key-file F (--data-dir DIR | --postgres URL --schema S | --config FILE) [--root-key-file F] [--json]',
+  summary: 're-seal every tenant secret under a new root key (crash-safe)',
+  help:
+    'The current key from TENANT_POOL_ROOT_KEY or --root-key-file, the new one from --new-root-key-file (64 hex characters, or a passphrase). ' +
+    'Killed at any moment, the store opens with the old key or the new, never neither; run it again to complete it. ' +
+    'A SQLite folder must not be open in a pool; on PostgreSQL it runs beside live instances, which then refuse registry writes until restarted with the new key.',
+  flags: { ...STORE_FLAGS, 'new-root-key-file': { type: 'string' } },
+  async run(flags, positionals, out) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0]!.slice(0, 40))}`);
+    const file = stringFlag(flags, 'new-root-key-file');
+    if (file === undefined) throw new UsageError('give the new root key: --new-root-key-file F');
+    const newKey = (await secret(flags, 'new-root-key-file', 'new root key', false))!;
+    const choice = resolved(storeChoice(flags));
+    if (choice.rootKey === undefined) throw new TenantPoolError('ERR_ROOT_KEY_MISSING', 'give the current root key: TENANT_POOL_ROOT_KEY or --root-key-file');
+    if (choice.kind === 'postgres') {
+      const registry = await PostgresRegistry.open({ connectionString: choice.postgres!.url, schema: choice.postgres!.schema, rootKey: choice.rootKey, cacheSize: 16, maxConnections: 2, connectionsPerWorker: 1, exclusive: false, upgrade: 'never', warn: () => {} });
+      try {
+        await registry.rotateRootKey(newKey);
+      } finally {
+        await registry.close();
+      }
+    } else {
+      const store = await SqliteTenantStore.open({ dataDir: resolve(choice.dataDir!), rootKey: choice.rootKey, warn: () => {}, onSwept: () => {}, upgrade: 'never' });
+      try {
+        await store.rotateRootKey(newKey);
+      } finally {
+        await store.close();
+      }
+    }
+    out.result({ store: choice.label, rotated: true }, `rotated the root key of ${choice.label}: open it with the new key from now on`);
+    return 0;
+  },
+};
+
+export const COMMANDS: readonly Command[] = [info, tenants, verify, exportCommand, importCommand, rekey, deleteCommand, migrate, upgrade, rotateRootKey];

@@ -24,7 +24,7 @@
  */
 import { checkKdfParams, type KdfParams } from '../../common/kdf.js';
 import { formatTooNew, STORE_FORMAT, upgradeRequired, type UpgradeMode } from '../../common/formats.js';
-import { completeUpgrade, expandSchema, recordNewSchema, schemaFormat } from './pg-format.js';
+import { completeUpgrade, expandSchema, olderMembers, recordNewSchema, schemaFormat } from './pg-format.js';
 import type { UpgradeProgress } from './sqlite-format.js';
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -105,8 +105,12 @@ export class PostgresRegistry implements TenantStore {
   #owner: { pool: PgPool; client: PoolClient } | undefined;
   readonly #options: PostgresRegistryOptions;
   readonly #s: string;
-  readonly #sealKey: Buffer;
+  #sealKey: Buffer;
   readonly #indexKey: Buffer;
+  /** The root key's check value as this registry opened (or rotated) it: a write finding another one in the schema writes nothing (the key was rotated elsewhere). */
+  #keyCheck: string;
+  /** A rotation under way in this process: registry writes wait for it. */
+  #rotating: Promise<void> | undefined;
   readonly #cacheSize: number;
   /** Least recently used first (a Map keeps insertion order; a hit moves the tenant to the end). */
   readonly #cache = new Map<string, TenantRecord>();
@@ -115,15 +119,16 @@ export class PostgresRegistry implements TenantStore {
   readonly #ownerEpoch: number | undefined;
   #ownershipLost: TenantPoolError | undefined;
 
-  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient; epoch: number } | undefined, options: PostgresRegistryOptions, sealKey: Buffer) {
+  private constructor(pool: PgPool, owner: { pool: PgPool; client: PoolClient; epoch: number } | undefined, options: PostgresRegistryOptions, keys: RegistryKeys) {
     this.#pool = pool;
     this.#owner = owner;
     this.#ownerEpoch = owner?.epoch;
     this.#options = options;
     if (owner !== undefined) this.#watchOwner(owner.client);
     this.#s = options.schema;
-    this.#sealKey = sealKey;
-    this.#indexKey = indexKeyOf(sealKey);
+    this.#sealKey = keys.seal;
+    this.#indexKey = keys.index;
+    this.#keyCheck = keys.check;
     this.#cacheSize = options.cacheSize;
     this.workerStore = {
       kind: 'postgres',
@@ -158,7 +163,7 @@ export class PostgresRegistry implements TenantStore {
       }
       let epoch: number | undefined;
       let upgradeFrom: number | undefined;
-      const sealKey = await inTransaction(pool, 'opening the registry', async (client) => {
+      const keys = await inTransaction(pool, 'opening the registry', async (client) => {
         await createSchema(client, s);
         // A single pool next to live cluster instances would open wallets under no lease. Checked
         // after the owner's lock was taken and with the ownership row locked, as an instance checks
@@ -205,30 +210,29 @@ export class PostgresRegistry implements TenantStore {
           const young = options.exclusive === false ? ` AND w.created_at < now() - interval '${ORPHAN_AGE_IN_CLUSTER}'` : '';
           const swept = await client.query<{ name: string }>(`DELETE FROM ${s}.wallets w WHERE NOT EXISTS (SELECT 1 FROM ${s}.tenants t WHERE t.wallet_name = w.name)${young} RETURNING name`);
           if (swept.rows.length > 0) options.onSwept?.(swept.rows.map((r) => r.name).sort());
-          const sealKey = sealKeyOf(key);
-          const indexKey = indexKeyOf(sealKey);
+          const keys = await registryKeys(client, s, key, check);
           try {
-            await hashPlainRoutes(client, s, indexKey);
+            await hashPlainRoutes(client, s, keys.index);
           } catch (error) {
-            sealKey.fill(0);
+            keys.seal.fill(0);
+            keys.index.fill(0);
             throw error;
-          } finally {
-            indexKey.fill(0);
           }
-          return sealKey;
+          return keys;
         } finally {
           key.fill(0);
         }
       });
       if (upgradeFrom !== undefined) {
         await completeUpgrade(pool, s, upgradeFrom, options.progress).catch((error: unknown) => {
-          sealKey.fill(0);
+          keys.seal.fill(0);
+          keys.index.fill(0);
           throw error;
         });
         options.warn?.(`tenant-pool upgraded the PostgreSQL schema ${s} from format ${upgradeFrom} to format ${STORE_FORMAT}`, 'TENANT_POOL_UPGRADED');
       }
       if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } } | undefined)?.connection?.stream?.unref?.();
-      return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined || epoch === undefined ? undefined : { pool: ownerPool, client: owner, epoch }, options, sealKey);
+      return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined || epoch === undefined ? undefined : { pool: ownerPool, client: owner, epoch }, options, keys);
     } catch (error) {
       owner?.release(true);
       await Promise.allSettled([pool.end(), ownerPool?.end()]);
@@ -253,13 +257,78 @@ export class PostgresRegistry implements TenantStore {
    */
   async #write<T>(what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
     if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
+    await this.#rotating;
     return inTransaction(this.#pool, what, async (client) => {
       if (this.#ownerEpoch !== undefined) {
         if (!(await checkOwnerEpoch(client, this.#s, this.#ownerEpoch))) throw this.#lost(`${what}: the PostgreSQL schema ${this.#s} was taken by another pool or by cluster instances; nothing was written`);
       }
+      // The root key as this registry knows it, held for the transaction: a rotation (which updates
+      // this row) waits for this write, or this write finds the new key and writes nothing.
+      const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${this.#s}.registry_config WHERE name = 'keyCheck' FOR SHARE`);
+      if (rows[0]?.value !== this.#keyCheck) throw rotatedElsewhere(this.#s, what);
       return fn(client);
     });
   }
+
+  /**
+   * Re-seals every tenant's secrets and settings under a new registry key, wrapped by the new root
+   * key, in one transaction (with the new salt and key check): killed at any moment, the schema
+   * opens with the old root key or the new, never neither, and a second run completes it. The keyed
+   * hashes (labels, metadata, routes) keep their key, rewrapped. Other cluster instances find the
+   * new key at their next registry write (`ERR_WALLET_KEY_INVALID`: restart them with it) and are
+   * sent a NOTIFY; wallets are not touched (their keys come from the tenants' own secrets).
+   * @throws ERR_UPGRADE_REQUIRED while a cluster member of an older release is live (it derives the registry key from the root key)
+   */
+  async rotateRootKey(newRootKey: string): Promise<void> {
+    if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
+    const previous = this.#rotating;
+    let done!: () => void;
+    this.#rotating = new Promise((resolve) => (done = resolve));
+    await previous;
+    const s = this.#s;
+    const seal = randomBytes(32);
+    try {
+      await inTransaction(this.#pool, 'rotating the root key', async (client) => {
+        if (this.#ownerEpoch !== undefined && !(await checkOwnerEpoch(client, s, this.#ownerEpoch))) throw this.#lost(`rotating the root key: the PostgreSQL schema ${s} was taken by another pool or by cluster instances; nothing was written`);
+        const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${s}.registry_config WHERE name = 'keyCheck' FOR UPDATE`);
+        if (rows[0]?.value !== this.#keyCheck) throw rotatedElsewhere(s, 'rotating the root key');
+        const older = await olderMembers(client, s);
+        if (older.length > 0) throw poolError('ERR_UPGRADE_REQUIRED', `live cluster instances of an older release (${older.join(', ')}) derive the registry key from the root key: finish the rolling upgrade, then rotate`, undefined, { instances: older });
+        const salt = randomBytes(16).toString('hex');
+        const root = await rootKeyFrom(newRootKey, salt);
+        try {
+          const check = createHmac('sha256', root).update('tenant-pool registry key check v1').digest('hex');
+          const tenants = (await client.query<{ tenant_id: string; sealed: Buffer; settings: Buffer }>(`SELECT tenant_id, sealed, settings FROM ${s}.tenants ORDER BY tenant_id FOR UPDATE`)).rows;
+          for (let i = 0; i < tenants.length; i += 1000) {
+            const chunk = tenants.slice(i, i + 1000);
+            await client.query(`UPDATE ${s}.tenants t SET sealed = u.sealed, settings = u.settings FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS u(tenant_id, sealed, settings) WHERE t.tenant_id = u.tenant_id`, [
+              chunk.map((t) => t.tenant_id),
+              chunk.map((t) => sealWith(seal, t.tenant_id, 'sealed', this.#unseal(t.tenant_id, 'sealed', t.sealed))),
+              chunk.map((t) => sealWith(seal, t.tenant_id, 'settings', this.#unseal(t.tenant_id, 'settings', t.settings))),
+            ]);
+          }
+          await client.query(`UPDATE ${s}.registry_config SET value = CASE name WHEN 'salt' THEN $1 WHEN 'keyCheck' THEN $2 ELSE $3 END WHERE name IN ('salt', 'keyCheck', 'keys')`, [salt, check, wrapKeys(root, seal, this.#indexKey)]);
+          await client.query(`SELECT pg_notify($1, $2)`, [`tenant_pool_${s}`, JSON.stringify({ rootKeyRotated: true })]);
+          this.#pendingCheck = check;
+        } finally {
+          root.fill(0);
+        }
+      });
+      // Committed: from here this registry seals under the new key.
+      this.#sealKey.fill(0);
+      this.#sealKey = seal;
+      this.#keyCheck = this.#pendingCheck!;
+      this.#cache.clear();
+    } catch (error) {
+      seal.fill(0);
+      throw error;
+    } finally {
+      this.#pendingCheck = undefined;
+      done();
+    }
+  }
+
+  #pendingCheck: string | undefined;
 
   /** This pool no longer owns the schema: said once (the pool stops serving); each caller gets an error of its own. */
   #lost(message: string): TenantPoolError {
@@ -273,11 +342,7 @@ export class PostgresRegistry implements TenantStore {
 
   /** Sealed under the registry key, bound to the tenant and the column (`what`): a value moved to another row or column fails its check. */
   #seal(tenantId: string, what: 'sealed' | 'settings', value: Secrets | Settings): Buffer {
-    const nonce = randomBytes(NONCE_BYTES);
-    const plaintext = Buffer.from(JSON.stringify(value), 'utf8');
-    const cipher = createCipheriv('chacha20-poly1305', this.#sealKey, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(Buffer.from(`${what}\0${tenantId}`, 'utf8'), { plaintextLength: plaintext.length });
-    return Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    return sealWith(this.#sealKey, tenantId, what, value);
   }
 
   #unseal<T>(tenantId: string, what: 'sealed' | 'settings', sealed: Buffer): T {
@@ -287,7 +352,7 @@ export class PostgresRegistry implements TenantStore {
       decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
       return JSON.parse(Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('utf8')) as T;
     } catch (error) {
-      throw poolError('ERR_WALLET_CORRUPT', `the registry row of tenant ${tenantId} failed its integrity check`, error, { tenantId });
+      throw poolError('ERR_WALLET_CORRUPT', `the registry row of tenant ${tenantId} failed its integrity check (if another instance rotated the root key, restart this one with the new key)`, error, { tenantId });
     }
   }
 
@@ -664,6 +729,72 @@ function settingsOf(record: Pick<TenantRecord, 'label' | 'metadata'>): Settings 
 
 function secretsOf(record: Pick<TenantRecord, 'salt' | 'secret' | 'verifier'>): Secrets {
   return { salt: record.salt.toString('hex'), secret: record.secret === null ? null : record.secret.toString('hex'), verifier: record.verifier.toString('hex') };
+}
+
+/** The registry's keys: the one that seals tenants' secrets and settings, the one of the keyed hashes, and the root key's check value. */
+interface RegistryKeys {
+  seal: Buffer;
+  index: Buffer;
+  check: string;
+}
+
+function sealWith(key: Buffer, tenantId: string, what: 'sealed' | 'settings', value: unknown): Buffer {
+  const nonce = randomBytes(NONCE_BYTES);
+  const plaintext = Buffer.from(JSON.stringify(value), 'utf8');
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(Buffer.from(`${what}\0${tenantId}`, 'utf8'), { plaintextLength: plaintext.length });
+  return Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+
+function rotatedElsewhere(schema: string, what: string): TenantPoolError {
+  return poolError('ERR_WALLET_KEY_INVALID', `${what}: the root key of the PostgreSQL schema ${schema} was rotated (by another instance or the tenant-pool command); restart this one with the new root key. Nothing was written`);
+}
+
+/** The key that wraps the registry's keys, from the root key. */
+function wrappingKeyOf(rootKey: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', rootKey, Buffer.alloc(0), 'tenant-pool registry wrapping v1', 32));
+}
+
+/** The registry's seal and index keys, sealed under the root key's wrapping key (the `keys` row). */
+function wrapKeys(rootKey: Buffer, seal: Buffer, index: Buffer): string {
+  const kek = wrappingKeyOf(rootKey);
+  try {
+    const nonce = randomBytes(NONCE_BYTES);
+    const cipher = createCipheriv('chacha20-poly1305', kek, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(Buffer.from('registry keys v1', 'utf8'), { plaintextLength: 64 });
+    return Buffer.concat([nonce, cipher.update(Buffer.concat([seal, index])), cipher.final(), cipher.getAuthTag()]).toString('base64');
+  } finally {
+    kek.fill(0);
+  }
+}
+
+/**
+ * The registry's keys under `rootKey` (already checked against the key check value). Until a
+ * root-key rotation they are derived from the root key, as 0.1.0 derived them (so instances of
+ * 0.1.0 read the same rows during a rolling upgrade), and wrapped as they are in the `keys` row; a
+ * rotation gives a new random seal key, wrapped under the new root key.
+ */
+async function registryKeys(client: PoolClient, s: string, rootKey: Buffer, check: string): Promise<RegistryKeys> {
+  const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${s}.registry_config WHERE name = 'keys'`);
+  if (rows[0] === undefined) {
+    const seal = sealKeyOf(rootKey);
+    const index = indexKeyOf(seal);
+    await client.query(`INSERT INTO ${s}.registry_config (name, value) VALUES ('keys', $1) ON CONFLICT (name) DO NOTHING`, [wrapKeys(rootKey, seal, index)]);
+    return { seal, index, check };
+  }
+  const wrapped = Buffer.from(rows[0].value, 'base64');
+  const kek = wrappingKeyOf(rootKey);
+  try {
+    const decipher = createDecipheriv('chacha20-poly1305', kek, wrapped.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(Buffer.from('registry keys v1', 'utf8'), { plaintextLength: wrapped.length - NONCE_BYTES - TAG_BYTES });
+    decipher.setAuthTag(wrapped.subarray(wrapped.length - TAG_BYTES));
+    const both = Buffer.concat([decipher.update(wrapped.subarray(NONCE_BYTES, wrapped.length - TAG_BYTES)), decipher.final()]);
+    return { seal: both.subarray(0, 32), index: both.subarray(32, 64), check };
+  } catch (error) {
+    throw poolError('ERR_WALLET_CORRUPT', `the registry keys of the PostgreSQL schema ${s} fail their integrity check`, error);
+  } finally {
+    kek.fill(0);
+  }
 }
 
 function sealKeyOf(rootKey: Buffer): Buffer {

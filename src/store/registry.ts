@@ -12,9 +12,10 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
 import { asPoolError, poolError, TenantPoolError } from '../../common/errors.js';
+import { invalid } from '../../common/validate.js';
 import type { KdfMethod } from '../../common/protocol.js';
 import { fsyncDir } from '../../common/fs.js';
 import { hasWallets, writeFileAtomic } from './data-dir.js';
@@ -69,11 +70,22 @@ interface RegistryHeader {
   version: 1;
   salt: string;
   keyCheck: string;
+  /** The registry file, when a root-key rotation wrote a new one (`registry.<random>.sqlite`); absent: `registry.sqlite`. */
+  registryFile?: string;
   sum?: string;
 }
 
+const REGISTRY_FILE = /^registry\.[0-9a-f]{16}\.sqlite$/;
+
 function headerSum(header: RegistryHeader): string {
-  return createHash('sha256').update(`${header.version}\n${header.salt}\n${header.keyCheck}`).digest('hex');
+  return createHash('sha256')
+    .update(`${header.version}\n${header.salt}\n${header.keyCheck}${header.registryFile === undefined ? '' : `\n${header.registryFile}`}`)
+    .digest('hex');
+}
+
+/** The registry file a header names. */
+function registryPath(dataDir: string, header: RegistryHeader): string {
+  return join(dataDir, header.registryFile ?? 'registry.sqlite');
 }
 
 function parseHeader(text: string, path: string): RegistryHeader {
@@ -84,6 +96,7 @@ function parseHeader(text: string, path: string): RegistryHeader {
   if (header === null || typeof header !== 'object' || header.version !== 1) throw new Error('unknown format');
   if (typeof header.salt !== 'string' || !/^[0-9a-f]{32}$/.test(header.salt)) throw new Error('the salt is damaged');
   if (typeof header.keyCheck !== 'string' || !/^[0-9a-f]{64}$/.test(header.keyCheck)) throw new Error('the key check value is damaged');
+  if (header.registryFile !== undefined && (typeof header.registryFile !== 'string' || !REGISTRY_FILE.test(header.registryFile))) throw new Error('the registry file it names is not one');
   // Headers written before the checksum existed have none; every header written since has one.
   if (header.sum !== undefined && header.sum !== headerSum(header)) throw new Error('its checksum does not match (the key check value or salt was changed)');
   return header;
@@ -153,14 +166,22 @@ function toRecord(row: TenantRow): TenantRecord {
 }
 
 export class Registry {
-  readonly #db: Database.Database;
   readonly #tenants = new Map<string, TenantRecord>();
   /** Routing public key → tenant, and each tenant's routing keys, for dispatch(). */
   readonly #routes = new Map<string, string>();
   readonly #routesOf = new Map<string, Set<string>>();
 
-  private constructor(db: Database.Database) {
+  #db: Database.Database;
+  readonly #dataDir: string;
+  #header: RegistryHeader;
+  /** The root key came from `<dataDir>/root.key`: a rotation would leave that file naming the old one, so it is refused. */
+  readonly #keyFromFile: boolean;
+
+  private constructor(db: Database.Database, at: { dataDir: string; header: RegistryHeader; fromFile: boolean }) {
     this.#db = db;
+    this.#dataDir = at.dataDir;
+    this.#header = at.header;
+    this.#keyFromFile = at.fromFile;
     for (const row of db.prepare('SELECT * FROM tenants').all() as TenantRow[]) {
       this.#tenants.set(row.tenant_id, toRecord(row));
     }
@@ -219,7 +240,6 @@ export class Registry {
     progress?: UpgradeProgress,
   ): Promise<Registry> {
     const headerPath = join(dataDir, 'registry.json');
-    const dbPath = join(dataDir, 'registry.sqlite');
     const isNew = !existsSync(headerPath);
     if (isNew) {
       if (hasWallets(join(dataDir, 'wallets'))) {
@@ -243,6 +263,7 @@ export class Registry {
         throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is damaged: ${error instanceof SyntaxError ? 'not JSON' : (error as Error).message}`, error);
       }
     }
+    const dbPath = registryPath(dataDir, header);
     const key = await rootKeyFrom(source, header.salt);
     const check = keyCheck(key);
     if (isNew) {
@@ -288,7 +309,8 @@ export class Registry {
         upgradeRegistry(db, progress);
         warn(`tenant-pool upgraded the data folder ${dataDir} from format ${format} to format ${STORE_FORMAT}`, 'TENANT_POOL_UPGRADED');
       }
-      return new Registry(db);
+      sweepRegistryFiles(dataDir, basename(dbPath));
+      return new Registry(db, { dataDir, header, fromFile: rootKeyOption === undefined && !process.env['TENANT_POOL_ROOT_KEY'] });
     } catch (error) {
       key.fill(0);
       db?.close();
@@ -411,6 +433,66 @@ export class Registry {
     this.#routesOf.delete(tenantId);
   }
 
+  /**
+   * Re-encrypts the registry — and with it every tenant secret it holds — under a new root key.
+   * The registry is copied to a new file under the new key and synced; writing the header that
+   * names it (with the new salt and key check) is the commit point, after which the old file is
+   * removed. Killed at any moment, the folder opens with the old key or the new, never neither; a
+   * new file left behind by a kill is swept at the next open.
+   * @throws ERR_INVALID_ARGUMENT when the root key came from `root.key` (rotate a key you pass in)
+   */
+  async rotateRootKey(newRootKey: string): Promise<void> {
+    if (this.#keyFromFile) invalid('the root key of this folder comes from its root.key file: pass the root key in (rootKey or TENANT_POOL_ROOT_KEY) to rotate it, and store the new one the same way');
+    const dataDir = this.#dataDir;
+    const salt = randomBytes(16).toString('hex');
+    const key = await rootKeyFrom(newRootKey, salt);
+    const file = `registry.${randomBytes(8).toString('hex')}.sqlite`;
+    const path = join(dataDir, file);
+    try {
+      // A copy of every table and index, written through the open connection into a new file under the new key
+      // (made empty first: the connection was opened without the right to create files).
+      closeSync(openSync(path, 'wx', 0o600));
+      this.#db.exec(`ATTACH DATABASE '${path.replaceAll("'", "''")}' AS rotated KEY "x'${key.toString('hex')}'"`);
+      try {
+        const objects = this.#db.prepare("SELECT type, name, sql FROM main.sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index', name <> 'tenants', name").all() as { type: string; name: string; sql: string }[];
+        this.#db.transaction(() => {
+          for (const o of objects) this.#db.exec(o.sql.replace(/^CREATE (TABLE|INDEX|UNIQUE INDEX)\s+(IF NOT EXISTS\s+)?/i, (m, kind: string) => `CREATE ${kind} rotated.`));
+          for (const o of objects) if (o.type === 'table') this.#db.exec(`INSERT INTO rotated."${o.name}" SELECT * FROM main."${o.name}"`);
+        })();
+      } finally {
+        this.#db.exec('DETACH DATABASE rotated');
+      }
+      chmodSync(path, 0o600);
+      const fd = openSync(path, 'r+');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      const header: RegistryHeader = { version: 1, salt, keyCheck: keyCheck(key).toString('hex'), registryFile: file };
+      header.sum = headerSum(header);
+      // The commit point.
+      writeFileAtomic(join(dataDir, 'registry.json'), `${JSON.stringify(header, null, 2)}\n`);
+      const old = this.#db;
+      const oldPath = old.name;
+      const db = new Database(path, { fileMustExist: true });
+      db.pragma(`cipher='chacha20'`);
+      db.pragma(`key="x'${key.toString('hex')}'"`);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      this.#db = db;
+      this.#header = header;
+      old.close();
+      for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${oldPath}${suffix}`, { force: true });
+    } catch (error) {
+      if (this.#header.registryFile !== file) for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+      throw asPoolError(error, 'the root key could not be rotated');
+    } finally {
+      key.fill(0);
+    }
+  }
+
   /** One read of the registry file (a health check). */
   ping(): void {
     try {
@@ -472,7 +554,7 @@ export interface DataDirInfo {
  */
 export async function inspectDataDir(dataDir: string, rootKeyOption: string | undefined): Promise<DataDirInfo> {
   const headerPath = join(dataDir, 'registry.json');
-  const dbPath = join(dataDir, 'registry.sqlite');
+  let dbPath = join(dataDir, 'registry.sqlite');
   const walletsDir = join(dataDir, 'wallets');
   let walletBytes = 0;
   let walletFiles = 0;
@@ -491,6 +573,8 @@ export async function inspectDataDir(dataDir: string, rootKeyOption: string | un
     if (error instanceof TenantPoolError) throw error;
     throw poolError('ERR_WALLET_CORRUPT', `the registry header ${headerPath} is damaged`, error);
   }
+  dbPath = registryPath(dataDir, header);
+  bytes.registry = existsSync(dbPath) ? statSync(dbPath).size : 0;
   const source = rootKeyOption ?? (process.env['TENANT_POOL_ROOT_KEY'] || undefined) ?? (existsSync(join(dataDir, 'root.key')) ? readFileSync(join(dataDir, 'root.key'), 'utf8').trim() : undefined);
   if (source === undefined || source === '') throw poolError('ERR_ROOT_KEY_MISSING', `the data folder ${dataDir} holds a registry but no root key was given (TENANT_POOL_ROOT_KEY or --root-key-file)`);
   const key = await rootKeyFrom(source, header.salt);
@@ -525,5 +609,14 @@ export async function inspectDataDir(dataDir: string, rootKeyOption: string | un
     }
   } finally {
     key.fill(0);
+  }
+}
+
+/** Registry files a root-key rotation left behind (killed before its commit, or the old one after it): every one but the header's. */
+function sweepRegistryFiles(dataDir: string, current: string): void {
+  for (const name of readdirSync(dataDir)) {
+    const base = name.replace(/-(wal|shm|journal)$/, '');
+    if (base === current || !(REGISTRY_FILE.test(base) || (base === 'registry.sqlite' && current !== 'registry.sqlite'))) continue;
+    rmSync(join(dataDir, name), { force: true });
   }
 }

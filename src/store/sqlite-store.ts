@@ -146,6 +146,10 @@ export class SqliteTenantStore implements TenantStore {
     this.#lock.recordHolder();
   }
 
+  async rotateRootKey(newRootKey: string): Promise<void> {
+    await this.#registry.rotateRootKey(newRootKey);
+  }
+
   async ping(): Promise<void> {
     this.#registry.ping();
     // The folder is still there and writable (a removed, unmounted or read-only data folder fails here).
