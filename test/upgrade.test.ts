@@ -5,7 +5,7 @@
  * parameters is re-derived at its next open.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3-multiple-ciphers';
 import { test } from 'uvu';
@@ -16,6 +16,7 @@ import { STORE_FORMAT } from '../common/formats.js';
 import { startChild } from './child.js';
 import { filesUnder, pgQuery, rejectsWith, tempDir, walletPathOf } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
+import { storeOptionsFor } from './store.js';
 import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
 
 const ROOT_KEY = '1f'.repeat(32);
@@ -190,6 +191,36 @@ test("a passphrase tenant an earlier release derived with raw (HKDF alone) moves
   assert.equal([info.kdf, info.kdfParams], ['argon2i-mod', KDF_PARAMS_V1['argon2i-mod']]);
   await pool.closeIdleWallets();
   assert.is((await pool.withSession('legacy', async (s) => s.records.get('c', 'kept'), { passphrase: 'legacy pass' }))?.value, 'yes');
+});
+
+test('a re-derivation at open killed at random moments: the tenant still opens with its passphrase (its old parameters or its new, never neither), with its data, and nothing is left behind', async () => {
+  const dataDir = join(tempDir(), 'data');
+  const key = randomBytes(32).toString('hex');
+  const trials = 5;
+  {
+    await using pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
+    for (let i = 0; i < trials; i++) {
+      await pool.tenants.create({ tenantId: `alice${i}`, passphrase: PASSPHRASE, kdf: 'argon2i-int' });
+      await pool.withSession(`alice${i}`, async (s) => s.records.save('c', 'r', `kept ${i}`), { passphrase: PASSPHRASE });
+    }
+  }
+  for (let i = 0; i < trials; i++) {
+    const child = startChild('rehash-open.ts', [dataDir, key, `alice${i}`, PASSPHRASE]);
+    await child.waitFor((l) => l.includes('opening'));
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 400)));
+    child.kill('SIGKILL');
+    await child.exited;
+    await using pool = await TenantPool.open({ dataDir, ...storeOptionsFor(dataDir), rootKey: key, workers: 1 });
+    assert.is(await pool.withSession(`alice${i}`, async (s) => (await s.records.get('c', 'r'))?.value, { passphrase: PASSPHRASE }), `kept ${i}`);
+    const memory = (await pool.tenants.get(`alice${i}`)).kdfParams?.memoryKiB;
+    assert.ok(memory === 32_768 || memory === 65_536, `alice${i}: ${String(memory)} KiB`);
+  }
+  if (storeOptionsFor(dataDir).postgres === undefined) {
+    // Every wallet file left is a tenant's (a rewrite killed before its commit was swept at the next open).
+    await using pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    const files = readdirSync(join(dataDir, 'wallets')).filter((f) => f.endsWith('.sqlite'));
+    assert.is(files.length, trials, files.join(', '));
+  }
 });
 
 /** A format-1 data folder with `count` more tenants in its registry (rows only: their wallets are never opened). */

@@ -140,6 +140,9 @@ export function storeChoice(flags: Flags, env: NodeJS.ProcessEnv = process.env):
   const envUrl = env['TENANT_POOL_POSTGRES_URL'] || undefined;
   const connectionString = url ?? envUrl;
   if (connectionString !== undefined) {
+    if (urlFlag !== undefined && /^postgres(ql)?:\/\/[^/@:]*:[^/@]+@/.test(urlFlag)) {
+      process.stderr.write('tenant-pool: warning: --postgres holds a password, which `ps` shows to anyone on this host; prefer TENANT_POOL_POSTGRES_URL\n');
+    }
     const schema = schemaFlag ?? 'tenant_pool';
     return { options: { ...base, postgres: { connectionString, schema } }, rootKey, label: `the PostgreSQL schema ${schema}`, kind: 'postgres', postgres: { url: connectionString, schema } };
   }

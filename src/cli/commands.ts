@@ -345,6 +345,8 @@ const migrate: Command = {
       try {
         const lines: string[] = [];
         const results: unknown[] = [];
+        const total = ids.length > 0 ? ids.length : (await source.tenants.list()).length;
+        const bar = progressBar('migrate');
         const report = await migrateTenants(source, target, {
           ...(ids.length > 0 ? { tenants: ids } : {}),
           concurrency,
@@ -355,8 +357,10 @@ const migrate: Command = {
             const line = `${r.outcome} ${r.tenantId}${'records' in r ? ` (${r.records} records, ${r.keys} keys)` : ` (${r.reason})`}`;
             if (out.json) lines.push(line);
             else process.stdout.write(`${line}\n`);
+            bar.update(results.length, total);
           },
         });
+        bar.end();
         out.result({ ...report, tenants: results }, `${report.copied} copied, ${report.replaced} replaced, ${report.verified} verified, ${report.conflict} conflicts, ${report.skipped} skipped, ${report.failed} failed`);
         return report.failed + report.conflict + report.skipped > 0 ? 1 : 0;
       } finally {
