@@ -10,8 +10,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
 import { STORE_FORMAT } from '../common/formats.js';
-import { pgQuery, tempDir, walletPathOf } from './helpers.js';
-import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { tempDir, walletPathOf } from './helpers.js';
+import { dropSchema, postgresUrl, restoreFixture, testSchema, testWithPostgres } from './postgres.js';
 
 const ROOT_KEY = '1f'.repeat(32);
 const PASSPHRASE = 'fixture passphrase 1';
@@ -181,12 +181,7 @@ test('a bad passphrases file is named with its line and column, and nothing of i
 
 testWithPostgres('on PostgreSQL: info and upgrade of a schema of format 1 (0.1.0), by --postgres and --schema or by TENANT_POOL_POSTGRES_URL; tenants list after', async () => {
   const schema = testSchema();
-  const sql = readFileSync(new URL('./fixtures/formats/postgres-0.1.0.sql', import.meta.url), 'utf8')
-    .split('\n')
-    .filter((line) => !line.startsWith('\\'))
-    .join('\n')
-    .replaceAll('tp_fixture_010', schema);
-  await pgQuery(sql);
+  await restoreFixture('postgres-0.1.0.sql', schema);
   const dir = tempDir();
   writeFileSync(join(dir, 'root.key'), '0f'.repeat(32));
   try {

@@ -10,22 +10,12 @@ import { test } from 'uvu';
 import { TenantPool } from '../src/pool.js';
 import { startChild } from './child.js';
 import { pgQuery, rejectsWith, tempDir, usePool } from './helpers.js';
-import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { dropSchema, postgresUrl, restoreFixture, testSchema, testWithPostgres } from './postgres.js';
 
 /** What make-postgres-0.1.0.ts wrote the fixture with. */
-const FIXTURE_SCHEMA = 'tp_fixture_010';
 const FIXTURE_ROOT_KEY = '0f'.repeat(32);
 const FIXTURE_PASSPHRASE = 'fixture passphrase 0.1.0';
 
-/** Restores a pg_dump fixture into a schema of its own (psql's meta-commands left out: the dump is plain SQL otherwise). */
-async function restore(fixture: string, schema: string): Promise<void> {
-  const sql = readFileSync(new URL(`./fixtures/formats/${fixture}`, import.meta.url), 'utf8')
-    .split('\n')
-    .filter((line) => !line.startsWith('\\'))
-    .join('\n')
-    .replaceAll(FIXTURE_SCHEMA, schema);
-  await pgQuery(sql);
-}
 
 interface Facts {
   managed: { routed: { kid: string; publicKey: string }; plain: { kid: string; publicKey: string }; signature: string };
@@ -65,7 +55,7 @@ async function readsBackEverything(pool: TenantPool, facts: Facts, passphrase: s
 testWithPostgres('a schema written by 0.1.0 opens with this code: every record, tag, key, signature, route and passphrase reads back', async () => {
   const facts = factsOf('postgres-0.1.0');
   const schema = testSchema();
-  await restore('postgres-0.1.0.sql', schema);
+  await restoreFixture('postgres-0.1.0.sql', schema);
   const pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
   try {
     // Routes of 0.1.0 held the public key itself: the open replaced each with its keyed hash.
@@ -88,7 +78,7 @@ testWithPostgres('a schema written by 0.1.0 opens with this code: every record, 
 
 testWithPostgres('a schema written by the last code of format 1 (hashed routes, an ownership row, no format recorded) opens with this code: everything reads back', async () => {
   const schema = testSchema();
-  await restore('postgres-1-latest.sql', schema);
+  await restoreFixture('postgres-1-latest.sql', schema);
   try {
     await using pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
     await readsBackEverything(pool, factsOf('postgres-1-latest'), FIXTURE_PASSPHRASE);
@@ -144,7 +134,7 @@ test('export files written by format 1 import with this code, under a key or a p
 testWithPostgres('an upgrade killed in the middle (SIGKILL while its open waits on the routes table) leaves the 0.1.0 data as it was; the next open upgrades it whole', async () => {
   const facts = factsOf('postgres-0.1.0');
   const schema = testSchema();
-  await restore('postgres-0.1.0.sql', schema);
+  await restoreFixture('postgres-0.1.0.sql', schema);
   const pg = (await import('pg')).default;
   const blocker = new pg.Client(postgresUrl);
   await blocker.connect();

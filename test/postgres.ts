@@ -3,6 +3,7 @@
  * `source .ci/postgres; start_postgres`). Without one, these tests are skipped and counted as
  * skipped; with `CI=true` they must run, and fail when no server is given.
  */
+import { pgQuery } from './store.js';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
@@ -63,4 +64,14 @@ function pgCtl(command: string): void {
   const run = spawnSync('sh', ['-c', `${postgresCtl} ${command}`], { stdio: ['ignore', fd, fd], timeout: 90_000 });
   closeSync(fd);
   assert.is(run.status, 0, readFileSync(log, 'utf8'));
+}
+
+/** Restores a pg_dump fixture of `test/fixtures/formats/` (psql's meta-commands left out: the dump is plain SQL otherwise) into a schema of its own. */
+export async function restoreFixture(fixture: string, schema: string): Promise<void> {
+  const sql = readFileSync(new URL(`./fixtures/formats/${fixture}`, import.meta.url), 'utf8')
+    .split('\n')
+    .filter((line) => !line.startsWith('\\'))
+    .join('\n')
+    .replaceAll('tp_fixture_010', schema);
+  await pgQuery(sql);
 }

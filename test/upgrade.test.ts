@@ -17,7 +17,7 @@ import { startChild } from './child.js';
 import { filesUnder, pgQuery, rejectsWith, tempDir, walletPathOf } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 import { storeOptionsFor } from './store.js';
-import { dropSchema, postgresUrl, testSchema, testWithPostgres } from './postgres.js';
+import { dropSchema, postgresUrl, restoreFixture, testSchema, testWithPostgres } from './postgres.js';
 
 const ROOT_KEY = '1f'.repeat(32);
 const PASSPHRASE = 'fixture passphrase 1';
@@ -217,7 +217,7 @@ test('a re-derivation at open killed at random moments: the tenant still opens w
   }
   if (storeOptionsFor(dataDir).postgres === undefined) {
     // Every wallet file left is a tenant's (a rewrite killed before its commit was swept at the next open).
-    await using pool = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
+    await using _sweeper = await TenantPool.open({ dataDir, rootKey: key, workers: 1 });
     const files = readdirSync(join(dataDir, 'wallets')).filter((f) => f.endsWith('.sqlite'));
     assert.is(files.length, trials, files.join(', '));
   }
@@ -269,15 +269,6 @@ test('an upgrade killed at random moments (SIGKILL between and inside its batche
   }
 });
 
-/** Restores a pg_dump fixture into a schema of its own. */
-async function restore(fixture: string, schema: string): Promise<void> {
-  const sql = readFileSync(new URL(`./fixtures/formats/${fixture}`, import.meta.url), 'utf8')
-    .split('\n')
-    .filter((line) => !line.startsWith('\\'))
-    .join('\n')
-    .replaceAll('tp_fixture_010', schema);
-  await pgQuery(sql);
-}
 
 /** What a schema holds, table by table, as text: what "nothing was changed" compares. */
 async function schemaSnapshot(schema: string): Promise<string> {
@@ -291,7 +282,7 @@ async function schemaSnapshot(schema: string): Promise<string> {
 for (const fixture of ['postgres-0.1.0', 'postgres-1-latest']) {
   testWithPostgres(`a schema of format 1 (${fixture}): 'never' refuses it with ERR_UPGRADE_REQUIRED and changes nothing; 'auto' upgrades it (the format recorded, every Argon2 tenant's parameters written, routes hashed); a later format is refused in both modes`, async () => {
     const schema = testSchema();
-    await restore(`${fixture}.sql`, schema);
+    await restoreFixture(`${fixture}.sql`, schema);
     try {
       const before = await schemaSnapshot(schema);
       const options = { dataDir: tempDir(), rootKey: PG_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } };
@@ -321,7 +312,7 @@ for (const fixture of ['postgres-0.1.0', 'postgres-1-latest']) {
 
 testWithPostgres('a schema upgrade killed at random moments of its backfill resumes at the next open; every tenant ends up with its parameters and the fixture reads back', async () => {
   const schema = testSchema();
-  await restore('postgres-1-latest.sql', schema);
+  await restoreFixture('postgres-1-latest.sql', schema);
   try {
     await pgQuery(
       `INSERT INTO ${schema}.tenants (tenant_id, label, kdf, sealed, settings, max_sessions, weights, metadata, created_at, wallet_name)

@@ -45,6 +45,22 @@ async function openPool(choice: StoreChoice, extra: PoolOptions = {}, rehash = t
   return TenantPool.open({ ...choice.options, upgrade: 'never', walletIdleTtlMs: 0, leakWarningMs: 0, ...extra }, { rehash });
 }
 
+/** Runs `fn` on a pool of the store the flags name, closed afterwards whatever happens. */
+async function withPool<T>(flags: Flags, fn: (pool: TenantPool) => Promise<T>): Promise<T> {
+  const pool = await openPool(storeChoice(flags));
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** The one tenant id a command takes, and nothing more. */
+function oneTenant(positionals: string[]): string {
+  if (positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1]!.slice(0, 40))}`);
+  return tenantIdArg(positionals[0]);
+}
+
 /** Where a `--config` file puts the store. */
 function resolved(choice: StoreChoice): StoreChoice {
   if (choice.kind !== 'config') return choice;
@@ -116,20 +132,16 @@ const tenants: Command = {
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0]!.slice(0, 40))}`);
     if (sub === 'show') {
       const tenantId = tenantIdArg(id);
-      const pool = await openPool(storeChoice(flags));
-      try {
+      return withPool(flags, async (pool) => {
         const t = await pool.tenants.get(tenantId);
         out.result(t, Object.entries(t).map(([k, v]) => `${k.padEnd(12)} ${typeof v === 'string' ? v : JSON.stringify(v)}`));
         return 0;
-      } finally {
-        await pool.close();
-      }
+      });
     }
     if (sub !== 'list') throw new UsageError('expected `tenants list` or `tenants show ID`');
     if (id !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(id.slice(0, 40))}`);
     const label = stringFlag(flags, 'label');
-    const pool = await openPool(storeChoice(flags));
-    try {
+    return withPool(flags, async (pool) => {
       const all = [];
       let cursor: string | null = null;
       do {
@@ -139,9 +151,7 @@ const tenants: Command = {
       } while (cursor !== null);
       out.result(all, all.map((t) => `${t.tenantId}\t${t.managed ? 'managed' : 'passphrase'}\t${t.kdf}\t${t.label ?? ''}`));
       return 0;
-    } finally {
-      await pool.close();
-    }
+    });
   },
 };
 
@@ -235,21 +245,17 @@ const exportCommand: Command = {
   help: 'The export key comes from --export-key-file (64 hex characters: a 32-byte key; else a passphrase) or a prompt; a passphrase tenant needs --passphrase-file (or a prompt).',
   flags: { ...STORE_FLAGS, file: { type: 'string' }, 'export-key-file': { type: 'string' }, 'passphrase-file': { type: 'string' } },
   async run(flags, positionals, out) {
-    const tenantId = tenantIdArg(positionals[0]);
-    if (positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1]!.slice(0, 40))}`);
+    const tenantId = oneTenant(positionals);
     const file = stringFlag(flags, 'file');
     if (file === undefined) throw new UsageError('give the file to write: --file F');
-    const pool = await openPool(storeChoice(flags));
-    try {
+    return withPool(flags, async (pool) => {
       const managed = (await pool.tenants.get(tenantId)).managed;
       const passphrase = managed ? undefined : await secret(flags, 'passphrase-file', `passphrase of ${tenantId}`, true);
       const key = await exportKey(flags);
       const result = await pool.tenants.export(tenantId, { file, exportKey: key, ...(passphrase === undefined ? {} : { passphrase }) });
       out.result({ tenantId, ...result }, `exported ${tenantId} to ${result.file} (${result.records} records, ${result.keys} keys, ${result.bytes} bytes; digest ${result.digest})`);
       return 0;
-    } finally {
-      await pool.close();
-    }
+    });
   },
 };
 
@@ -266,15 +272,12 @@ const importCommand: Command = {
     const tenantId = id === undefined ? undefined : tenantIdArg(id, '--tenant-id');
     const kdf = kdfFlag(flags);
     const passphrase = await secret(flags, 'passphrase-file', 'passphrase', false);
-    const pool = await openPool(storeChoice(flags));
-    try {
+    return withPool(flags, async (pool) => {
       const key = await exportKey(flags);
       const t = await pool.tenants.import(file, { exportKey: key, ...(tenantId === undefined ? {} : { tenantId }), ...(passphrase === undefined ? {} : { passphrase }), ...(kdf === undefined ? {} : { kdf }) });
       out.result(t, `imported ${t.tenantId} (${t.records} records, ${t.keys} keys)`);
       return 0;
-    } finally {
-      await pool.close();
-    }
+    });
   },
 };
 
@@ -285,20 +288,16 @@ const rekey: Command = {
   help: 'A managed tenant gets a new secret; a passphrase tenant needs its passphrase (--passphrase-file or a prompt) and keeps it unless --new-passphrase-file gives another.',
   flags: { ...STORE_FLAGS, 'passphrase-file': { type: 'string' }, 'new-passphrase-file': { type: 'string' }, kdf: { type: 'string' }, 'rotate-data-key': { type: 'boolean' } },
   async run(flags, positionals, out) {
-    const tenantId = tenantIdArg(positionals[0]);
-    if (positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1]!.slice(0, 40))}`);
+    const tenantId = oneTenant(positionals);
     const kdf = kdfFlag(flags);
-    const pool = await openPool(storeChoice(flags));
-    try {
+    return withPool(flags, async (pool) => {
       const managed = (await pool.tenants.get(tenantId)).managed;
       const passphrase = managed ? undefined : await secret(flags, 'passphrase-file', `passphrase of ${tenantId}`, true);
       const newPassphrase = await secret(flags, 'new-passphrase-file', 'new passphrase', false);
       const t = await pool.tenants.rekey(tenantId, { ...(passphrase === undefined ? {} : { passphrase }), ...(newPassphrase === undefined ? {} : { newPassphrase }), ...(kdf === undefined ? {} : { kdf }), ...(flags['rotate-data-key'] === true ? { rotateDataKey: true } : {}) });
       out.result(t, `rekeyed ${t.tenantId} (${t.kdf})`);
       return 0;
-    } finally {
-      await pool.close();
-    }
+    });
   },
 };
 
@@ -309,17 +308,13 @@ const deleteCommand: Command = {
   help: 'Asks for --yes: a deleted wallet cannot be brought back except from an export or a backup.',
   flags: { ...STORE_FLAGS, yes: { type: 'boolean' } },
   async run(flags, positionals, out) {
-    const tenantId = tenantIdArg(positionals[0]);
-    if (positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1]!.slice(0, 40))}`);
+    const tenantId = oneTenant(positionals);
     if (flags['yes'] !== true) throw new UsageError(`deleting ${tenantId} cannot be undone: add --yes`);
-    const pool = await openPool(storeChoice(flags));
-    try {
+    return withPool(flags, async (pool) => {
       await pool.tenants.delete(tenantId);
       out.result({ tenantId, deleted: true }, `deleted ${tenantId}`);
       return 0;
-    } finally {
-      await pool.close();
-    }
+    });
   },
 };
 
@@ -428,18 +423,22 @@ const rotateRootKey: Command = {
     const newKey = (await secret(flags, 'new-root-key-file', 'new root key', false))!;
     const choice = resolved(storeChoice(flags));
     if (choice.rootKey === undefined) throw new TenantPoolError('ERR_ROOT_KEY_MISSING', 'give the current root key: TENANT_POOL_ROOT_KEY or --root-key-file');
+    const bar = progressBar('rotate-root-key');
+    const progress = (done: number, total: number): void => bar.update(done, total);
     if (choice.kind === 'postgres') {
       const registry = await PostgresRegistry.open({ connectionString: choice.postgres!.url, schema: choice.postgres!.schema, rootKey: choice.rootKey, cacheSize: 16, maxConnections: 2, connectionsPerWorker: 1, exclusive: false, upgrade: 'never', warn: () => {} });
       try {
-        await registry.rotateRootKey(newKey);
+        await registry.rotateRootKey(newKey, progress);
       } finally {
+        bar.end();
         await registry.close();
       }
     } else {
       const store = await SqliteTenantStore.open({ dataDir: resolve(choice.dataDir!), rootKey: choice.rootKey, warn: () => {}, onSwept: () => {}, upgrade: 'never' });
       try {
-        await store.rotateRootKey(newKey);
+        await store.rotateRootKey(newKey, progress);
       } finally {
+        bar.end();
         await store.close();
       }
     }

@@ -279,7 +279,7 @@ export class PostgresRegistry implements TenantStore {
    * sent a NOTIFY; wallets are not touched (their keys come from the tenants' own secrets).
    * @throws ERR_UPGRADE_REQUIRED while a cluster member of an older release is live (it derives the registry key from the root key)
    */
-  async rotateRootKey(newRootKey: string): Promise<void> {
+  async rotateRootKey(newRootKey: string, progress: (done: number, total: number) => void = () => {}): Promise<void> {
     if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
     const previous = this.#rotating;
     let done!: () => void;
@@ -306,6 +306,7 @@ export class PostgresRegistry implements TenantStore {
               chunk.map((t) => sealWith(seal, t.tenant_id, 'sealed', this.#unseal(t.tenant_id, 'sealed', t.sealed))),
               chunk.map((t) => sealWith(seal, t.tenant_id, 'settings', this.#unseal(t.tenant_id, 'settings', t.settings))),
             ]);
+            progress(Math.min(i + 1000, tenants.length), tenants.length);
           }
           await client.query(`UPDATE ${s}.registry_config SET value = CASE name WHEN 'salt' THEN $1 WHEN 'keyCheck' THEN $2 ELSE $3 END WHERE name IN ('salt', 'keyCheck', 'keys')`, [salt, check, wrapKeys(root, seal, this.#indexKey)]);
           await client.query(`SELECT pg_notify($1, $2)`, [`tenant_pool_${s}`, JSON.stringify({ rootKeyRotated: true })]);

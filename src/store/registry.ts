@@ -441,7 +441,7 @@ export class Registry {
    * new file left behind by a kill is swept at the next open.
    * @throws ERR_INVALID_ARGUMENT when the root key came from `root.key` (rotate a key you pass in)
    */
-  async rotateRootKey(newRootKey: string): Promise<void> {
+  async rotateRootKey(newRootKey: string, progress: (done: number, total: number) => void = () => {}): Promise<void> {
     if (this.#keyFromFile) invalid('the root key of this folder comes from its root.key file: pass the root key in (rootKey or TENANT_POOL_ROOT_KEY) to rotate it, and store the new one the same way');
     const dataDir = this.#dataDir;
     const salt = randomBytes(16).toString('hex');
@@ -455,9 +455,16 @@ export class Registry {
       this.#db.exec(`ATTACH DATABASE '${path.replaceAll("'", "''")}' AS rotated KEY "x'${key.toString('hex')}'"`);
       try {
         const objects = this.#db.prepare("SELECT type, name, sql FROM main.sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index', name <> 'tenants', name").all() as { type: string; name: string; sql: string }[];
+        const tables = objects.filter((o) => o.type === 'table');
+        const rows = tables.map((o) => this.#db.prepare(`SELECT count(*) FROM main."${o.name}"`).pluck().get() as number);
+        const total = rows.reduce((a, b) => a + b, 0);
+        let done = 0;
         this.#db.transaction(() => {
           for (const o of objects) this.#db.exec(o.sql.replace(/^CREATE (TABLE|INDEX|UNIQUE INDEX)\s+(IF NOT EXISTS\s+)?/i, (m, kind: string) => `CREATE ${kind} rotated.`));
-          for (const o of objects) if (o.type === 'table') this.#db.exec(`INSERT INTO rotated."${o.name}" SELECT * FROM main."${o.name}"`);
+          tables.forEach((o, i) => {
+            this.#db.exec(`INSERT INTO rotated."${o.name}" SELECT * FROM main."${o.name}"`);
+            progress((done += rows[i]!), total);
+          });
         })();
       } finally {
         this.#db.exec('DETACH DATABASE rotated');

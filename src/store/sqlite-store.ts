@@ -146,8 +146,8 @@ export class SqliteTenantStore implements TenantStore {
     this.#lock.recordHolder();
   }
 
-  async rotateRootKey(newRootKey: string): Promise<void> {
-    await this.#registry.rotateRootKey(newRootKey);
+  async rotateRootKey(newRootKey: string, progress?: (done: number, total: number) => void): Promise<void> {
+    await this.#registry.rotateRootKey(newRootKey, progress);
   }
 
   async ping(): Promise<void> {

@@ -70,7 +70,7 @@ export interface TenantStore {
    * Re-seals every tenant secret and registry secret under a new root key, crash-safe: killed at
    * any moment, the store opens with the old key or the new, never neither.
    */
-  rotateRootKey(newRootKey: string): Promise<void>;
+  rotateRootKey(newRootKey: string, progress?: (done: number, total: number) => void): Promise<void>;
   /** A name for a new wallet of the tenant: new at each create, import (and SQLite rekey), so an old wallet is never a new one. */
   newWalletName(tenantId: string): string;
   /** What a worker is given to find the wallet: the file path (SQLite) or the wallet name (PostgreSQL). */
