@@ -165,6 +165,12 @@ function sqliteTargets(name: string, r: ScenarioResult, limits: Limits): Target[
       if (credo !== undefined) targets.push(at('>= 5x fewer opens than credo-model', credo / t['walletOpens']!, credo >= 5 * t['walletOpens']!));
       return targets;
     }
+    case 'key-tier':
+      return [
+        at('key derivations <= 1.05 x distinct tenants with the tier', t['derivationsPerTenantOn']! / 1.05, t['derivationsPerTenantOn']! <= 1.05),
+        at('reopen of an argon2i-mod tenant from the tier <= 3 ms p50', t['reopenArgon2iModOnP50Ms']! / 3, t['reopenArgon2iModOnP50Ms']! <= 3),
+        at('sessions/s >= 10 x without the tier', t['speedup']! / 10, t['speedup']! >= 10),
+      ];
     case 'overload':
       return [
         at('100% of acquires settle by deadline + 50 ms', t['settledByDeadlinePct']! / 100, t['settledByDeadlinePct'] === 100),

@@ -23,6 +23,7 @@ import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
 import { dayTwo } from './day-two.js';
+import { keyTier } from './key-tier.js';
 import { dropBenchSchema } from './systems/tenant-pool.js';
 import { benchPostgresUrl, type SystemOptions } from './systems/types.js';
 
@@ -401,6 +402,15 @@ export const extraScenarios: Scenario[] = [
         await store.close();
       }
     },
+  },
+  {
+    name: 'key-tier',
+    onPostgres: false,
+    describe: '400 argon2i-int tenants, room for 56 open wallets, Zipf(1.0) with a sweep halfway: derivations per distinct tenant and sessions/s with the key tier on and off; reopen of an evicted argon2i-mod tenant',
+    systems: ['tenant-pool'],
+    onlyWhenNamed: true,
+    options: () => options(),
+    run: async ({ quick }) => keyTier(quick),
   },
   {
     name: 'day-two',

@@ -70,11 +70,17 @@ export interface OpenWalletRequest extends WalletKeyMaterial {
   verifier: Uint8Array;
   /** Cluster mode: the lease this open holds; every write of the wallet is fenced by it. */
   fence?: { owner: string; epoch: number };
+  /** Open only from the key tier: a miss answers `{ missed: true }` and derives nothing (the caller then asks again within its derivation cap). */
+  keyTierOnly?: boolean;
 }
 
 export interface WalletTimings {
   deriveMs: number;
   openMs: number;
+  /** The key came from the worker's key tier: nothing was derived. */
+  fromKeyTier?: boolean;
+  /** `keyTierOnly` found no entry: nothing was opened. */
+  missed?: boolean;
 }
 
 export interface CreateWalletResult extends WalletTimings {
@@ -88,7 +94,10 @@ export interface WorkerApi {
   openWallet(req: OpenWalletRequest): WalletTimings;
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
   rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newParams?: KdfParams; newSalt: Uint8Array; newSecret: Uint8Array | string; rotateDataKey?: boolean }): CreateWalletResult & { profileKey?: Uint8Array };
-  closeWallet(tenantId: string): void;
+  /** Closes the open wallet; `forget` drops its key-tier entry too (a delete, a rekey). */
+  closeWallet(tenantId: string, forget?: boolean): void;
+  /** Drops the tenant's key-tier entry, zeroed (a delete or a rekey). */
+  forgetKey(tenantId: string): void;
   /** Writes the open wallet, with `tenant`'s settings, to an export file sealed under `exportKey`. */
   exportWallet(tenantId: string, file: string, exportKey: Uint8Array | string, tenant: ExportedTenant): { bytes: number; records: number; keys: number; digest: string };
   /** The open wallet's content digest (see `walletDigest`), from one consistent read. */
@@ -143,6 +152,8 @@ export interface LifelineTask {
   modules: readonly string[];
   maxValueBytes: number;
   store: StoreConfig;
+  /** The key tier of this worker (see `workers/key-tier.ts`): its share of the pool's `keyCache.maxEntries`. */
+  keyCache: { maxEntries: number; ttlMs: number; passphrases: boolean };
 }
 
 /**

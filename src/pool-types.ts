@@ -29,6 +29,8 @@ export interface PoolTotals {
   workerCrashes: number;
   /** Key derivations started (wallet opens and tenant creations); a cache hit or a shared open derives nothing. */
   keyDerivations: number;
+  /** Wallet opens whose key came from the workers' key tier (`keyCache`): nothing derived. */
+  keyTierOpens: number;
 }
 
 /** A snapshot of the pool, cheap enough to poll. */

@@ -120,6 +120,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       now: () => clock.now(),
       events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
+      keyTier: options.keyCache.maxEntries > 0,
       rehash: async (tenant, passphrase) => {
         const target = kdf.rehashTarget(tenant);
         return target === undefined ? undefined : this.tenants[kRehash](tenant, passphrase, target);
@@ -297,6 +298,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
           startTimeoutMs: resolved.workerStartTimeoutMs,
           allowExitOnIdle: resolved.allowExitOnIdle,
           store: store.workerStore,
+          keyCache: { ...resolved.keyCache, maxEntries: Math.ceil(resolved.keyCache.maxEntries / resolved.workers) },
           ...(resolved.workerResourceLimits === undefined ? {} : { resourceLimits: resolved.workerResourceLimits }),
         }),
     );
@@ -490,6 +492,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         walletOpens: this.#wallets.counters.walletOpens,
         walletCloses: this.#wallets.counters.walletCloses,
         keyDerivations: this.#wallets.counters.keyDerivations,
+        keyTierOpens: this.#wallets.counters.keyTierOpens,
         workerCrashes: this.#workers.reduce((sum, w) => sum + w.crashes, 0),
       },
       store:

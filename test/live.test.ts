@@ -15,7 +15,7 @@ const stats: PoolStats = {
     { index: 0, tenants: 9, sessions: 12, weight: 50, alive: true },
     { index: 1, tenants: 0, sessions: 0, weight: 0, alive: false },
   ],
-  totals: { acquired: 0, released: 0, timedOut: 0, rejected: 0, walletOpens: 0, walletCloses: 0, evictions: 0, revoked: 0, workerCrashes: 0, keyDerivations: 0 },
+  totals: { acquired: 0, released: 0, timedOut: 0, rejected: 0, walletOpens: 0, walletCloses: 0, evictions: 0, revoked: 0, workerCrashes: 0, keyDerivations: 0, keyTierOpens: 0 },
   store: { kind: 'sqlite', chosenBy: 'options' },
 };
 

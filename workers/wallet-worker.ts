@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
 import { encodeError, poolError } from '../common/errors.js';
 import { Outbox, unbatch } from '../common/outbox.js';
+import { KeyTier } from './key-tier.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type LoadingMessage, type ReplyMessage, type StartMessage, type WalletKeyMaterial, type WorkerApi } from '../common/protocol.js';
 import { deriveKey, keyVerifier } from '../common/kdf.js';
 import { loadModules, TenantScope, type LoadedModules } from './modules.js';
@@ -26,6 +27,7 @@ const wallets = new Map<string, OpenWallet>();
 const aborts = new Map<number, AbortController>();
 let loaded: LoadedModules = { modules: [], tasks: new Map() };
 let maxValueBytes = 1024 * 1024;
+let keyTier = new KeyTier({ maxEntries: 0, ttlMs: 0, passphrases: false });
 let backend: WalletBackend;
 
 
@@ -73,14 +75,18 @@ const handlers: Handlers = {
     try {
       // Left open: the tenant's first session then derives nothing. The pool closes it if it cannot keep it.
       register(req.tenantId, await backend.create(req, key));
-      return { verifier: keyVerifier(key), deriveMs, openMs: performance.now() - started };
+      const verifier = keyVerifier(key);
+      if (req.kdf !== 'raw') keyTier.put(req.tenantId, key, verifier, typeof req.secret === 'string' ? req.secret : null);
+      return { verifier, deriveMs, openMs: performance.now() - started };
     } finally {
       key.fill(0);
     }
   },
   async openWallet(req) {
     if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
-    const { key, deriveMs } = await derive(req);
+    const cached = keyTier.take(req.tenantId, req.verifier, req.secret);
+    if (cached === undefined && req.keyTierOnly === true) return { deriveMs: 0, openMs: 0, missed: true };
+    const { key, deriveMs } = cached === undefined ? await derive(req) : { key: cached, deriveMs: 0 };
     try {
       const verifier = keyVerifier(key);
       if (verifier.length !== req.verifier.length || !timingSafeEqual(verifier, req.verifier)) {
@@ -88,13 +94,15 @@ const handlers: Handlers = {
       }
       const started = performance.now();
       register(req.tenantId, await backend.open(req, key, req.fence));
-      return { deriveMs, openMs: performance.now() - started };
+      if (cached === undefined && req.kdf !== 'raw') keyTier.put(req.tenantId, key, verifier, typeof req.secret === 'string' ? req.secret : null);
+      return { deriveMs, openMs: performance.now() - started, ...(cached === undefined ? {} : { fromKeyTier: true }) };
     } finally {
       key.fill(0);
     }
   },
   async rekeyWallet(req) {
     if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is open on this worker');
+    keyTier.forget(req.tenantId);
     const old = await derive(req);
     try {
       const verifier = keyVerifier(old.key);
@@ -142,7 +150,9 @@ const handlers: Handlers = {
       key.fill(0);
     }
   },
-  async closeWallet(tenantId) {
+  forgetKey: (tenantId) => keyTier.forget(tenantId),
+  async closeWallet(tenantId, forget) {
+    if (forget === true) keyTier.forget(tenantId);
     const open = wallets.get(tenantId);
     wallets.delete(tenantId);
     if (open !== undefined) await close(open);
@@ -180,8 +190,9 @@ async function closeAll(): Promise<void> {
   await Promise.allSettled(open.map(close));
 }
 
-export default async function lifeline({ port, modules, maxValueBytes: maxBytes, store }: LifelineTask): Promise<void> {
+export default async function lifeline({ port, modules, maxValueBytes: maxBytes, store, keyCache }: LifelineTask): Promise<void> {
   maxValueBytes = maxBytes;
+  keyTier = new KeyTier(keyCache);
   try {
     backend = await openBackend(store);
     loaded = await loadModules(modules, (path) => port.postMessage({ loading: path } satisfies LoadingMessage));
@@ -217,6 +228,7 @@ export default async function lifeline({ port, modules, maxValueBytes: maxBytes,
   // piscina sees an idle worker (so it holds no reference that would keep the process alive).
   port.on('message', (message: CallMessage | CallMessage[] | typeof SHUTDOWN) => {
     if (message === SHUTDOWN) {
+      keyTier.clear();
       outbox.flush();
       void closeAll()
         .then(async () => backend.close())

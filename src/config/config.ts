@@ -62,6 +62,7 @@ export interface ResolvedOptions {
   readonly maxSessionMs: number;
   readonly kdf: KdfMethod;
   readonly kdfConcurrency: number;
+  readonly keyCache: { readonly maxEntries: number; readonly ttlMs: number; readonly passphrases: boolean };
   readonly modules: readonly string[];
   readonly maxValueBytes: number;
   readonly workerResourceLimits: Readonly<WorkerResourceLimits> | undefined;
@@ -174,6 +175,7 @@ export function resolveConfig(options: PoolOptions = {}, env: NodeJS.ProcessEnv 
     maxSessionMs: merged.maxSessionMs ?? DEFAULTS.maxSessionMs,
     kdf: merged.kdf ?? DEFAULTS.kdf,
     kdfConcurrency: merged.kdfConcurrency ?? cores,
+    keyCache: Object.freeze({ ...DEFAULTS.keyCache, ...merged.keyCache }),
     modules: Object.freeze([...(merged.modules ?? DEFAULTS.modules)]),
     maxValueBytes: merged.maxValueBytes ?? DEFAULTS.maxValueBytes,
     workerResourceLimits: merged.workerResourceLimits === undefined ? undefined : Object.freeze({ ...merged.workerResourceLimits }),

@@ -45,6 +45,8 @@ export interface PoolOptions {
   maxSessionMs?: number;
   /** Key derivation for new managed tenants (a random secret). A passphrase always goes through Argon2: passphrase tenants default to `argon2i-mod` (see How it works). @default `'raw'` */
   kdf?: KdfMethod;
+  /** What reopening a closed wallet needs — its derived wallet key — kept in the worker that held it, sealed in memory under a key of that thread, never written anywhere, so the tenant's next open derives nothing. A passphrase tenant's entry serves only an open with the same passphrase; a rekey or a delete drops it (see How it works). @default `{ maxEntries: 100000, ttlMs: 3600000, passphrases: true }` */
+  keyCache?: KeyCacheOptions;
   /** Most key derivations running at once, pool-wide. @default number of cores */
   kdfConcurrency?: number;
   /** Worker module paths (see Worker modules). @default `[]` */
@@ -87,6 +89,16 @@ export interface ClusterOptions {
   leaseTtlMs?: number;
 }
 
+/** The key tier: derived wallet keys kept in the workers, sealed in memory, so a closed wallet reopens without a key derivation. */
+export interface KeyCacheOptions {
+  /** Most keys kept, pool-wide (each worker keeps its share); `0` turns the tier off. About 150 bytes each. @default `100000` */
+  maxEntries?: number;
+  /** How long a key may serve after it was derived. `Infinity` (`null` in JSON) means no limit. @default `3600000` */
+  ttlMs?: number;
+  /** Whether passphrase tenants get entries; `false` runs Argon2 on every open of theirs. @default `true` */
+  passphrases?: boolean;
+}
+
 /** Per-worker heap limits, in MiB. */
 export interface WorkerResourceLimits {
   /** Old generation (most of the heap). */
@@ -111,6 +123,7 @@ export const DEFAULTS: {
   readonly leakWarningMs: number;
   readonly maxSessionMs: number;
   readonly kdf: KdfMethod;
+  readonly keyCache: { readonly maxEntries: number; readonly ttlMs: number; readonly passphrases: boolean };
   readonly modules: readonly string[];
   readonly maxValueBytes: number;
   readonly workerStartTimeoutMs: number;
@@ -128,6 +141,7 @@ export const DEFAULTS: {
   leakWarningMs: 60000,
   maxSessionMs: 0,
   kdf: 'raw',
+  keyCache: Object.freeze({ maxEntries: 100000, ttlMs: 3600000, passphrases: true }),
   modules: Object.freeze([]),
   maxValueBytes: 1048576,
   workerStartTimeoutMs: 30000,

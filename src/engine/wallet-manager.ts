@@ -54,6 +54,8 @@ export interface WalletCounters {
   walletCloses: number;
   /** Key derivations run on workers (wallet opens and tenant creations). */
   keyDerivations: number;
+  /** Opens whose key came from the worker's key tier (nothing derived). */
+  keyTierOpens: number;
 }
 
 export interface WalletManagerOptions {
@@ -72,6 +74,8 @@ export interface WalletManagerOptions {
    * as it is then; undefined when nothing was to be done.
    */
   rehash?: (tenant: TenantRecord, passphrase: string) => Promise<TenantRecord | undefined>;
+  /** The workers keep derived keys (the key tier): an open asks its worker first, outside the cap on derivations. */
+  keyTier?: boolean;
 }
 
 /** What the wallet lifecycle needs of the cluster's leases. */
@@ -93,12 +97,13 @@ export class WalletManager {
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   readonly #leases: WalletLeases | undefined;
   readonly #rehash: WalletManagerOptions['rehash'];
+  readonly #keyTier: boolean;
   readonly #entries = new Map<string, WalletEntry>();
   readonly #mutexes = new Map<string, Mutex>();
   readonly #derivations: Semaphore;
   /** Random per pool: passphrase checks are HMACs under it, so no passphrase is kept in memory. */
   readonly #passKey = randomBytes(32);
-  readonly counters: WalletCounters = { walletOpens: 0, walletCloses: 0, keyDerivations: 0 };
+  readonly counters: WalletCounters = { walletOpens: 0, walletCloses: 0, keyDerivations: 0, keyTierOpens: 0 };
 
   constructor(options: WalletManagerOptions) {
     this.#workers = options.workers;
@@ -108,6 +113,7 @@ export class WalletManager {
     this.#onOpened = options.onOpened;
     this.#leases = options.leases;
     this.#rehash = options.rehash;
+    this.#keyTier = options.keyTier === true;
     this.#derivations = new Semaphore(options.kdfConcurrency);
   }
 
@@ -134,6 +140,12 @@ export class WalletManager {
   async derive<T>(kdf: KdfMethod, fn: () => Promise<T>, derivations = 1): Promise<T> {
     this.counters.keyDerivations += derivations;
     return kdf === 'raw' ? fn() : this.#derivations.runExclusive(fn);
+  }
+
+  /** Drops the tenant's kept key on every worker (a delete, a rekey: the tenant may have been open on any of them). */
+  forgetKeys(tenantId: string): void {
+    if (!this.#keyTier) return;
+    for (const worker of this.#workers) if (worker.isAlive) void worker.call('forgetKey', tenantId).catch(() => {});
   }
 
   #mutex(tenantId: string): Mutex {
@@ -205,23 +217,29 @@ export class WalletManager {
       const askedAt = this.#now();
       let slotAt = askedAt;
       let timings: WalletTimings;
+      const request = {
+        tenantId,
+        path: this.#walletPath(record),
+        kdf: record.kdf,
+        ...(record.kdfParams === undefined ? {} : { params: record.kdfParams }),
+        salt: record.salt,
+        secret: record.secret ?? passphrase ?? '',
+        verifier: record.verifier,
+        ...(fence === undefined ? {} : { fence }),
+      };
       try {
-        timings = await this.derive(record.kdf, async () => {
+        // The key tier first: a worker that kept the key opens at once, outside the cap on derivations.
+        const kept = this.#keyTier && record.kdf !== 'raw' ? await entry.worker.call('openWallet', { ...request, keyTierOnly: true }) : { missed: true, deriveMs: 0, openMs: 0 };
+        if (kept.missed !== true) {
+          this.counters.keyTierOpens++;
+          timings = kept;
+        } else timings = await this.derive(record.kdf, async () => {
           slotAt = this.#now();
           // The worker chosen may have died while this open waited for a derivation slot. Nothing was
           // sent to it yet: place the wallet afresh. (Sent on, it would open on the replacement thread
           // as a wallet the pool had already written off, and the next open there would collide.)
           if (entry.state === 'crashed') entry = place();
-          return entry.worker.call('openWallet', {
-            tenantId,
-            path: this.#walletPath(record),
-            kdf: record.kdf,
-            ...(record.kdfParams === undefined ? {} : { params: record.kdfParams }),
-            salt: record.salt,
-            secret: record.secret ?? passphrase ?? '',
-            verifier: record.verifier,
-            ...(fence === undefined ? {} : { fence }),
-          });
+          return entry.worker.call('openWallet', request);
         });
       } catch (error) {
         if (fence !== undefined) void this.#leases!.release(tenantId);
@@ -286,7 +304,8 @@ export class WalletManager {
     if (entry.state !== 'open' || (!force && entry.sessions.size > 0)) return;
     entry.state = 'closing';
     try {
-      await entry.worker.call('closeWallet', entry.tenantId);
+      // A delete or a rekey drops the key the worker kept: it opens nothing any more.
+      await entry.worker.call('closeWallet', entry.tenantId, reason === 'delete' || reason === 'rekey');
     } catch {
       // A worker that died took the wallet with it: closed either way.
     } finally {

@@ -134,6 +134,7 @@ export class TenantKeys {
   async #rekeyClaimed(record: TenantRecord, kdf: KdfMethod, newPassphrase: string | undefined, passphrase: string | undefined, rotateDataKey: boolean): Promise<TenantInfo> {
     const ctx = this.#ctx;
     await ctx.wallets.closeForce(record.tenantId, 'rekey', ctx.revokeForRekey);
+    ctx.wallets.forgetKeys(record.tenantId);
     ctx.onRekeyed(record.tenantId);
     return toInfo(await this.#rewrite(record, kdf, ctx.paramsFor(kdf), newPassphrase, passphrase, rotateDataKey));
   }

@@ -288,6 +288,7 @@ export class Tenants {
         // The commit point: once the row is gone the tenant is gone; if this write fails, nothing changed.
         await ctx.store.delete(tenantId);
         await ctx.wallets.closeForce(tenantId, 'delete', ctx.revoke);
+        ctx.wallets.forgetKeys(tenantId);
         await this.#removeWallet(record);
       } finally {
         await unclaim?.();

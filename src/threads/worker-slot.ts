@@ -34,7 +34,7 @@ interface Pending {
  * rekey's new wallet, an import before its registry row). Any other call cut off so may have
  * committed: its error says `outcome: 'unknown'`.
  */
-const OUTCOME_KNOWN: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'rekeyWallet', 'exportWallet', 'digestWallet', 'checkWallet', 'importWallet']);
+const OUTCOME_KNOWN: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['recordsGet', 'recordsFind', 'recordsQuery', 'recordsCount', 'keysList', 'keysPublicKey', 'keysSign', 'keysVerify', 'echo', 'openWallet', 'closeWallet', 'forgetKey', 'rekeyWallet', 'exportWallet', 'digestWallet', 'checkWallet', 'importWallet']);
 
 /** Settles when the worker's lifeline task ends, with the reason it ended. */
 type LifelineEnd = { kind: 'shutdown' } | { kind: 'crash'; error: Error };
@@ -51,6 +51,8 @@ export interface WorkerSlotOptions {
   maxValueBytes: number;
   /** The wallet store the worker opens wallets in. @default SQLite files */
   store?: StoreConfig;
+  /** The worker's key tier. @default off */
+  keyCache?: LifelineTask['keyCache'];
   /** A worker that has not started (imported its modules) within this fails its start with `ERR_WORKER_START_TIMEOUT`. */
   startTimeoutMs?: number;
   /** Whether the worker lets the process exit while no call is in flight (as node-postgres's `allowExitOnIdle`). */
@@ -67,6 +69,7 @@ export class WorkerSlot {
   readonly #modules: readonly string[];
   readonly #maxValueBytes: number;
   readonly #store: StoreConfig;
+  readonly #keyCache: LifelineTask['keyCache'];
   readonly #startTimeoutMs: number;
   readonly #allowExitOnIdle: boolean;
   readonly #pending = new Map<number, Pending>();
@@ -94,6 +97,7 @@ export class WorkerSlot {
     this.#modules = options.modules;
     this.#maxValueBytes = options.maxValueBytes;
     this.#store = options.store ?? { kind: 'sqlite' };
+    this.#keyCache = options.keyCache ?? { maxEntries: 0, ttlMs: 0, passphrases: false };
     this.#startTimeoutMs = options.startTimeoutMs ?? Number.POSITIVE_INFINITY;
     this.#allowExitOnIdle = options.allowExitOnIdle ?? false;
     this.#resourceLimits = options.resourceLimits;
@@ -177,7 +181,7 @@ export class WorkerSlot {
   async #connect(): Promise<void> {
     const startedAt = performance.now();
     const { port1, port2 } = new MessageChannel();
-    const task: LifelineTask = { port: port2, modules: this.#modules, maxValueBytes: this.#maxValueBytes, store: this.#store };
+    const task: LifelineTask = { port: port2, modules: this.#modules, maxValueBytes: this.#maxValueBytes, store: this.#store, keyCache: this.#keyCache };
     let markReady!: () => void;
     let failStart!: (error: Error) => void;
     const ready = new Promise<void>((resolve, reject) => {
