@@ -53,8 +53,8 @@ test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, oth
 });
 
 test('an open still waiting for a key-derivation slot when its worker dies is placed afresh, not opened behind the pool’s back', async () => {
-  // One worker, one derivation at a time: b's open waits behind a's Argon2 when the worker dies.
-  await using pool = await usePool({ workers: 1, kdfConcurrency: 1, acquireTimeoutMs: 60_000, walletIdleTtlMs: 60_000 });
+  // One worker, one derivation at a time: b's open waits behind a's Argon2 when the worker dies (no key tier: every open derives).
+  await using pool = await usePool({ workers: 1, kdfConcurrency: 1, acquireTimeoutMs: 60_000, walletIdleTtlMs: 60_000, keyCache: { maxEntries: 0 } });
   await pool.tenants.create({ tenantId: 'a', kdf: 'argon2i-mod' });
   await pool.tenants.create({ tenantId: 'b', kdf: 'argon2i-int' });
   await pool.closeIdleWallets();

@@ -210,7 +210,7 @@ test('tenants.update during acquires fails none of them; a raised maxSessions ad
 });
 
 test('after close() the pool holds no weight; acquires waiting for a derivation slot get ERR_POOL_CLOSED', async () => {
-  const pool = await openPool({ kdfConcurrency: 1, walletIdleTtlMs: 60_000 });
+  const pool = await openPool({ kdfConcurrency: 1, walletIdleTtlMs: 60_000, keyCache: { maxEntries: 0 } });
   await pool.tenants.create({ tenantId: 'idle' });
   await pool.withSession('idle', async () => {});
   const held = await pool.acquire('idle');

@@ -71,7 +71,7 @@ test('every event fires with its documented payload under a scripted load, and i
   const secretValue = 'RECORD-VALUE-d41d8cd98f';
   const secretTag = 'TAG-VALUE-9e107d9d372';
   let worker: number | undefined;
-  await using pool = await usePool({ dataDir, rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines) });
+  await using pool = await usePool({ dataDir, rootKey: key, workers: 2, capacity: 11, walletIdleTtlMs: 300, leakWarningMs: 150, logger: captureLogger(lines), keyCache: { maxEntries: 0 } });
   try {
     for (const tenantId of ['a', 'b', 'c', 'd']) await pool.tenants.create({ tenantId });
     await pool.tenants.create({ tenantId: 'p', passphrase, kdf: 'argon2i-int' });

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { disposePool, openPool, rejectsWith, until, usePool } from './helpers.js';
 
 test('concurrent first sessions share one open: one key derivation, one wallet', async () => {
-  await using pool = await usePool({ walletIdleTtlMs: 0 });
+  await using pool = await usePool({ walletIdleTtlMs: 0, keyCache: { maxEntries: 0 } });
   const { tenantId } = await pool.tenants.create({ kdf: 'argon2i-int' });
   const before = pool.stats().totals;
   const sessions = await Promise.all(Array.from({ length: 12 }, () => pool.acquire(tenantId)));
@@ -64,7 +64,7 @@ test('withSession releases when fn throws; await using releases at scope end', a
 });
 
 test('a key derivation does not stall the worker: a warm tenant on the same worker is served while it runs', async () => {
-  await using pool = await usePool({ workers: 1, walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ workers: 1, walletIdleTtlMs: 60_000, keyCache: { maxEntries: 0 } });
   const warm = await pool.tenants.create();
   const cold = await pool.tenants.create({ kdf: 'argon2i-mod' });
   const session = await pool.acquire(warm.tenantId);
@@ -110,7 +110,7 @@ test('passphrase tenants: right passphrase opens; wrong one is ERR_WALLET_KEY_IN
 });
 
 test('an acquire times out while a slow wallet opens, holds nothing, and the open still serves the next acquire', async () => {
-  await using pool = await usePool({ walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ walletIdleTtlMs: 60_000, keyCache: { maxEntries: 0 } });
   const { tenantId } = await pool.tenants.create({ kdf: 'argon2i-mod' });
   await pool.closeIdleWallets();
   const late = pool.acquire(tenantId, { timeoutMs: 0 });

@@ -19,7 +19,7 @@ test('spans for the acquire (admission, wallet open, key derivation), every wall
   const contextManager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(contextManager);
   trace.setGlobalTracerProvider(provider);
-  const pool = await openPool({ workers: 1, walletIdleTtlMs: 0, modules: [traceModule] });
+  const pool = await openPool({ workers: 1, walletIdleTtlMs: 0, modules: [traceModule], keyCache: { maxEntries: 0 } });
   try {
     await pool.tenants.create({ tenantId: 't', kdf: 'argon2i-int' });
     exporter.reset();
