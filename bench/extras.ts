@@ -183,7 +183,7 @@ export const extraScenarios: Scenario[] = [
     name: 'kdf-open',
     describe: 'cold wallet open (acquire of a closed wallet) per KDF method: median ms',
     systems: ['tenant-pool'],
-    options: () => options({ walletIdleTtlMs: 0 }),
+    options: () => options({ walletIdleTtlMs: 0, keyTier: false }),
     async run({ system, quick }) {
       const out: Figures = {};
       for (const kdf of ['raw', 'argon2i-int', 'argon2i-mod', 'argon2id'] as KdfMethod[]) {

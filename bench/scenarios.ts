@@ -78,7 +78,7 @@ export const scenarios: Scenario[] = [
     name: 'cold-storm',
     describe: `8 × cores (${8 * cores}) argon2i-mod tenants opened at once`,
     systems: ALL,
-    options: (quick) => base({ sessionLimit: 1000, walletIdleTtlMs: 60_000, timeoutMs: quick ? 120_000 : 300_000 }),
+    options: (quick) => base({ sessionLimit: 1000, walletIdleTtlMs: 60_000, timeoutMs: quick ? 120_000 : 300_000, keyTier: false }),
     async run({ system, quick }) {
       const count = quick ? 2 * cores : 8 * cores;
       const ids = await system.createTenants(count, 'argon2i-mod', 'cold-');

@@ -18,6 +18,9 @@ export async function openTenantPool(dataDir: string, options: SystemOptions, on
     acquireTimeoutMs: options.timeoutMs,
     walletIdleTtlMs: options.walletIdleTtlMs,
     maxQueue: 1_000_000,
+    // A scenario about key derivations (a cold open's Argon2) turns the key tier off: the tenants it
+    // creates would otherwise reopen from the keys kept at their creation.
+    ...(options.keyTier === false ? { keyCache: { maxEntries: 0 } } : {}),
     ...(options.modules === undefined ? {} : { modules: options.modules }),
   });
   const wrap = (s: TenantSession): BenchSession => ({

@@ -21,6 +21,8 @@ export interface SystemOptions {
   workers: number;
   /** Worker modules (tenant-pool only). */
   modules?: string[];
+  /** tenant-pool's key tier (`keyCache`): false measures every cold open's derivation. @default on */
+  keyTier?: boolean;
 }
 
 export interface System {
