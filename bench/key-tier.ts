@@ -7,7 +7,9 @@
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { TenantPool } from '../src/pool.js';
+import { KeyTier } from '../workers/key-tier.js';
 import { percentile, round, zipfSampler } from './measure.js';
 import type { Figures } from './scenarios.js';
 
@@ -70,6 +72,21 @@ async function reopen(keyCache: boolean, rounds: number): Promise<number> {
   }
 }
 
+/** Memory per kept key: 100,000 entries put into a tier (ids of 20 characters, half of them passphrase tenants), heap before and after. */
+function bytesPerEntry(count: number): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  const tier = new KeyTier({ maxEntries: count, ttlMs: 3_600_000, passphrases: true });
+  const key = randomBytes(32);
+  const verifier = randomBytes(32);
+  const before = process.memoryUsage();
+  for (let i = 0; i < count; i++) tier.put(`tenant-${String(i).padStart(13, '0')}`, key, verifier, i % 2 === 0 ? 'a passphrase' : null);
+  (globalThis as { gc?: () => void }).gc?.();
+  const after = process.memoryUsage();
+  const bytes = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers;
+  tier.clear();
+  return Math.round(bytes / count);
+}
+
 export async function keyTier(quick: boolean): Promise<Figures> {
   const tenants = quick ? 80 : 400;
   const sessions = quick ? 400 : 3000;
@@ -86,5 +103,6 @@ export async function keyTier(quick: boolean): Promise<Figures> {
     speedup: round(on.sessionsPerSec / Math.max(off.sessionsPerSec, 1), 2),
     reopenArgon2iModOffP50Ms: reopenOffMs,
     reopenArgon2iModOnP50Ms: reopenOnMs,
+    bytesPerEntry: bytesPerEntry(quick ? 10_000 : 100_000),
   };
 }
