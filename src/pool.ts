@@ -120,7 +120,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       now: () => clock.now(),
       events,
       onOpened: (entry) => this.#scheduler.walletOpened(entry.tenantId),
-      keyTier: options.keyCache.maxEntries > 0,
+      ...(options.keyCache.maxEntries > 0 ? { keyTier: { passphrases: options.keyCache.passphrases } } : {}),
       rehash: async (tenant, passphrase) => {
         const target = kdf.rehashTarget(tenant);
         return target === undefined ? undefined : this.tenants[kRehash](tenant, passphrase, target);

@@ -12,7 +12,7 @@ function idOnWorker(prefix: string, index: number): string {
 }
 
 test('a worker killed mid-call: its pending calls reject ERR_WORKER_CRASHED, other workers are untouched, its tenants reopen on a fresh worker', async () => {
-  await using pool = await usePool({ workers: 2, walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ workers: 2, walletIdleTtlMs: 60_000, keyCache: { maxEntries: 0 } });
   const warm = await pool.tenants.create({ tenantId: idOnWorker('warm', 0) });
   const cold = await pool.tenants.create({ tenantId: idOnWorker('cold', 0), kdf: 'argon2i-mod' });
   const cool = await pool.tenants.create({ tenantId: idOnWorker('cool', 0), kdf: 'argon2i-int' });

@@ -181,7 +181,7 @@ test('a wallet of weight 0 (pool-wide or per tenant) still closes after its idle
 });
 
 test('tenants.update during acquires fails none of them; a raised maxSessions admits the parked waiters at once, in arrival order', async () => {
-  await using pool = await usePool({ walletIdleTtlMs: 60_000 });
+  await using pool = await usePool({ walletIdleTtlMs: 60_000, keyCache: { maxEntries: 0 } });
   await pool.tenants.create({ tenantId: 'slow', kdf: 'argon2i-int' });
   await pool.closeIdleWallets();
   const acquires = Array.from({ length: 6 }, async () => pool.acquire('slow', { timeoutMs: 30_000 }));

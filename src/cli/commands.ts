@@ -16,6 +16,8 @@ import { inspectSchema } from '../store/pg-format.js';
 import { PostgresRegistry } from '../store/postgres-registry.js';
 import { inspectDataDir } from '../store/registry.js';
 import { SqliteTenantStore } from '../store/sqlite-store.js';
+import type { UpgradeProgress } from '../store/sqlite-format.js';
+import type { TenantStore } from '../store/tenant-store.js';
 import { migrateTenants } from '../tenants/migrate.js';
 import { intFlag, kdfFlag, readPassphrases, secret, STORE_FLAGS, storeChoice, stringFlag, tenantIdArg, UsageError, type Flags, type StoreChoice } from './args.js';
 import { progressBar } from './terminal.js';
@@ -59,6 +61,16 @@ async function withPool<T>(flags: Flags, fn: (pool: TenantPool) => Promise<T>): 
 function oneTenant(positionals: string[]): string {
   if (positionals.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1]!.slice(0, 40))}`);
   return tenantIdArg(positionals[0]);
+}
+
+/** The store itself (no pool, no workers), for the commands that change it whole: `upgrade`, `rotate-root-key`. */
+async function openStore(choice: StoreChoice, upgrade: 'auto' | 'never', progress?: UpgradeProgress): Promise<TenantStore> {
+  if (choice.kind === 'postgres') {
+    if (choice.rootKey === undefined) throw new TenantPoolError('ERR_ROOT_KEY_MISSING', 'the PostgreSQL store needs its root key: TENANT_POOL_ROOT_KEY or --root-key-file');
+    // Beside live instances (a rolling upgrade, a rotation under a running cluster): no ownership taken.
+    return PostgresRegistry.open({ connectionString: choice.postgres!.url, schema: choice.postgres!.schema, rootKey: choice.rootKey, cacheSize: 16, maxConnections: 2, connectionsPerWorker: 1, exclusive: false, upgrade, ...(progress === undefined ? {} : { progress }), warn: () => {} });
+  }
+  return SqliteTenantStore.open({ dataDir: resolve(choice.dataDir!), rootKey: choice.rootKey, warn: () => {}, onSwept: () => {}, upgrade, ...(progress === undefined ? {} : { progress }) });
 }
 
 /** Where a `--config` file puts the store. */
@@ -338,7 +350,6 @@ const migrate: Command = {
     try {
       const target = await TenantPool.open({ configFile: to, upgrade: 'never', leakWarningMs: 0 });
       try {
-        const lines: string[] = [];
         const results: unknown[] = [];
         const total = ids.length > 0 ? ids.length : (await source.tenants.list()).length;
         const bar = progressBar('migrate');
@@ -349,9 +360,7 @@ const migrate: Command = {
           passphraseOf: (tenantId) => (Object.hasOwn(passphrases, tenantId) ? passphrases[tenantId] : undefined),
           onTenant: (r) => {
             results.push(r);
-            const line = `${r.outcome} ${r.tenantId}${'records' in r ? ` (${r.records} records, ${r.keys} keys)` : ` (${r.reason})`}`;
-            if (out.json) lines.push(line);
-            else process.stdout.write(`${line}\n`);
+            if (!out.json) process.stdout.write(`${r.outcome} ${r.tenantId}${'records' in r ? ` (${r.records} records, ${r.keys} keys)` : ` (${r.reason})`}\n`);
             bar.update(results.length, total);
           },
         });
@@ -388,16 +397,10 @@ const upgrade: Command = {
         } finally {
           await pg.end();
         }
-        const key = choice.rootKey;
-        if (key === undefined) throw new TenantPoolError('ERR_ROOT_KEY_MISSING', 'the PostgreSQL store needs its root key: TENANT_POOL_ROOT_KEY or --root-key-file');
-        const registry = await PostgresRegistry.open({ connectionString: choice.postgres!.url, schema: choice.postgres!.schema, rootKey: key, cacheSize: 16, maxConnections: 2, connectionsPerWorker: 1, exclusive: false, upgrade: 'auto', progress, warn: () => {} });
-        await registry.close();
       } else {
-        const dataDir = resolve(choice.dataDir!);
-        from = (await inspectDataDir(dataDir, choice.rootKey)).format;
-        const store = await SqliteTenantStore.open({ dataDir, rootKey: choice.rootKey, warn: () => {}, onSwept: () => {}, upgrade: 'auto', progress });
-        await store.close();
+        from = (await inspectDataDir(resolve(choice.dataDir!), choice.rootKey)).format;
       }
+      await (await openStore(choice, 'auto', progress)).close();
     } finally {
       bar.end();
     }
@@ -425,22 +428,12 @@ const rotateRootKey: Command = {
     if (choice.rootKey === undefined) throw new TenantPoolError('ERR_ROOT_KEY_MISSING', 'give the current root key: TENANT_POOL_ROOT_KEY or --root-key-file');
     const bar = progressBar('rotate-root-key');
     const progress = (done: number, total: number): void => bar.update(done, total);
-    if (choice.kind === 'postgres') {
-      const registry = await PostgresRegistry.open({ connectionString: choice.postgres!.url, schema: choice.postgres!.schema, rootKey: choice.rootKey, cacheSize: 16, maxConnections: 2, connectionsPerWorker: 1, exclusive: false, upgrade: 'never', warn: () => {} });
-      try {
-        await registry.rotateRootKey(newKey, progress);
-      } finally {
-        bar.end();
-        await registry.close();
-      }
-    } else {
-      const store = await SqliteTenantStore.open({ dataDir: resolve(choice.dataDir!), rootKey: choice.rootKey, warn: () => {}, onSwept: () => {}, upgrade: 'never' });
-      try {
-        await store.rotateRootKey(newKey, progress);
-      } finally {
-        bar.end();
-        await store.close();
-      }
+    const store = await openStore(choice, 'never');
+    try {
+      await store.rotateRootKey(newKey, progress);
+    } finally {
+      bar.end();
+      await store.close();
     }
     out.result({ store: choice.label, rotated: true }, `rotated the root key of ${choice.label}: open it with the new key from now on`);
     return 0;

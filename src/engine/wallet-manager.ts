@@ -74,8 +74,8 @@ export interface WalletManagerOptions {
    * as it is then; undefined when nothing was to be done.
    */
   rehash?: (tenant: TenantRecord, passphrase: string) => Promise<TenantRecord | undefined>;
-  /** The workers keep derived keys (the key tier): an open asks its worker first, outside the cap on derivations. */
-  keyTier?: boolean;
+  /** The workers keep derived keys (the key tier): an open asks its worker first, outside the cap on derivations. Absent: no tier. */
+  keyTier?: { passphrases: boolean };
 }
 
 /** What the wallet lifecycle needs of the cluster's leases. */
@@ -97,7 +97,7 @@ export class WalletManager {
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   readonly #leases: WalletLeases | undefined;
   readonly #rehash: WalletManagerOptions['rehash'];
-  readonly #keyTier: boolean;
+  readonly #keyTier: { passphrases: boolean } | undefined;
   readonly #entries = new Map<string, WalletEntry>();
   readonly #mutexes = new Map<string, Mutex>();
   readonly #derivations: Semaphore;
@@ -113,7 +113,7 @@ export class WalletManager {
     this.#onOpened = options.onOpened;
     this.#leases = options.leases;
     this.#rehash = options.rehash;
-    this.#keyTier = options.keyTier === true;
+    this.#keyTier = options.keyTier;
     this.#derivations = new Semaphore(options.kdfConcurrency);
   }
 
@@ -144,7 +144,7 @@ export class WalletManager {
 
   /** Drops the tenant's kept key on every worker (a delete, a rekey: the tenant may have been open on any of them). */
   forgetKeys(tenantId: string): void {
-    if (!this.#keyTier) return;
+    if (this.#keyTier === undefined) return;
     for (const worker of this.#workers) if (worker.isAlive) void worker.call('forgetKey', tenantId).catch(() => {});
   }
 
@@ -229,7 +229,9 @@ export class WalletManager {
       };
       try {
         // The key tier first: a worker that kept the key opens at once, outside the cap on derivations.
-        const kept = this.#keyTier && record.kdf !== 'raw' ? await entry.worker.call('openWallet', { ...request, keyTierOnly: true }) : { missed: true, deriveMs: 0, openMs: 0 };
+        // Only where an entry may exist: the tier keeps no raw key, and passphrase tenants only when allowed.
+        const mayBeKept = this.#keyTier !== undefined && record.kdf !== 'raw' && (record.secret !== null || this.#keyTier.passphrases);
+        const kept = mayBeKept ? await entry.worker.call('openWallet', { ...request, keyTierOnly: true }) : { missed: true, deriveMs: 0, openMs: 0 };
         if (kept.missed !== true) {
           this.counters.keyTierOpens++;
           timings = kept;

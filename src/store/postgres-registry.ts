@@ -288,7 +288,7 @@ export class PostgresRegistry implements TenantStore {
     const s = this.#s;
     const seal = randomBytes(32);
     try {
-      await inTransaction(this.#pool, 'rotating the root key', async (client) => {
+      const check = await inTransaction(this.#pool, 'rotating the root key', async (client) => {
         if (this.#ownerEpoch !== undefined && !(await checkOwnerEpoch(client, s, this.#ownerEpoch))) throw this.#lost(`rotating the root key: the PostgreSQL schema ${s} was taken by another pool or by cluster instances; nothing was written`);
         const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${s}.registry_config WHERE name = 'keyCheck' FOR UPDATE`);
         if (rows[0]?.value !== this.#keyCheck) throw rotatedElsewhere(s, 'rotating the root key');
@@ -310,7 +310,7 @@ export class PostgresRegistry implements TenantStore {
           }
           await client.query(`UPDATE ${s}.registry_config SET value = CASE name WHEN 'salt' THEN $1 WHEN 'keyCheck' THEN $2 ELSE $3 END WHERE name IN ('salt', 'keyCheck', 'keys')`, [salt, check, wrapKeys(root, seal, this.#indexKey)]);
           await client.query(`SELECT pg_notify($1, $2)`, [`tenant_pool_${s}`, JSON.stringify({ rootKeyRotated: true })]);
-          this.#pendingCheck = check;
+          return check;
         } finally {
           root.fill(0);
         }
@@ -318,18 +318,15 @@ export class PostgresRegistry implements TenantStore {
       // Committed: from here this registry seals under the new key.
       this.#sealKey.fill(0);
       this.#sealKey = seal;
-      this.#keyCheck = this.#pendingCheck!;
+      this.#keyCheck = check;
       this.#cache.clear();
     } catch (error) {
       seal.fill(0);
       throw error;
     } finally {
-      this.#pendingCheck = undefined;
       done();
     }
   }
-
-  #pendingCheck: string | undefined;
 
   /** This pool no longer owns the schema: said once (the pool stops serving); each caller gets an error of its own. */
   #lost(message: string): TenantPoolError {

@@ -582,8 +582,8 @@ export async function inspectDataDir(dataDir: string, rootKeyOption: string | un
   }
   dbPath = registryPath(dataDir, header);
   bytes.registry = existsSync(dbPath) ? statSync(dbPath).size : 0;
-  const source = rootKeyOption ?? (process.env['TENANT_POOL_ROOT_KEY'] || undefined) ?? (existsSync(join(dataDir, 'root.key')) ? readFileSync(join(dataDir, 'root.key'), 'utf8').trim() : undefined);
-  if (source === undefined || source === '') throw poolError('ERR_ROOT_KEY_MISSING', `the data folder ${dataDir} holds a registry but no root key was given (TENANT_POOL_ROOT_KEY or --root-key-file)`);
+  // The same sources a pool reads, in the same order; an initialised folder never gets a key generated.
+  const source = rootKeySource(dataDir, rootKeyOption, false, () => {});
   const key = await rootKeyFrom(source, header.salt);
   try {
     const stored = Buffer.from(header.keyCheck, 'hex');
