@@ -165,6 +165,12 @@ function sqliteTargets(name: string, r: ScenarioResult, limits: Limits): Target[
       if (credo !== undefined) targets.push(at('>= 5x fewer opens than credo-model', credo / t['walletOpens']!, credo >= 5 * t['walletOpens']!));
       return targets;
     }
+    case 'cache':
+      return [
+        at('opens <= 1.3 x OPT on every trace (worst)', t['worstVsOpt']! / 1.3, t['worstVsOpt']! <= 1.3),
+        at('opens <= 1.1 x the static optimum A0 on every independent trace (worst)', t['worstVsA0']! / 1.1, t['worstVsA0']! <= 1.1),
+        at('a sweep adds <= 10% opens beyond what it adds to OPT (worst)', t['worstSweepExcessPct']! / 10, t['worstSweepExcessPct']! <= 10),
+      ];
     case 'key-tier':
       return [
         at('key derivations <= 1.05 x distinct tenants with the tier', t['derivationsPerTenantOn']! / 1.05, t['derivationsPerTenantOn']! <= 1.05),
@@ -255,7 +261,19 @@ async function main(): Promise<void> {
     results[scenario.name] = result;
     console.log(`## ${scenario.name}: ${scenario.describe}`);
     const rows: Record<string, Figures> = result.tenantPoolPostgres === undefined ? { 'tenant-pool': result.tenantPool } : { 'tenant-pool (sqlite)': result.tenantPool, 'tenant-pool (postgres)': result.tenantPoolPostgres };
-    console.log(table({ ...rows, ...result.baselines }));
+    // Figures named `row/column` (a scenario's per-case detail) print as a table of their own.
+    const detail: Record<string, Figures> = {};
+    const main: Record<string, Figures> = {};
+    for (const [system, figures] of Object.entries({ ...rows, ...result.baselines })) {
+      main[system] = {};
+      for (const [key, value] of Object.entries(figures)) {
+        const [row, column] = key.split('/');
+        if (column === undefined) main[system][key] = value;
+        else (detail[row!] ??= {})[column] = value;
+      }
+    }
+    console.log(table(main));
+    if (Object.keys(detail).length > 0) console.log(table(detail));
     for (const target of result.targets) console.log(`  ${target.met ? 'met    ' : 'NOT MET'}  ${target.name} (ratio ${target.ratio})`);
     if (result.targets.length > 0) console.log('');
   }

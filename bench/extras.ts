@@ -24,6 +24,7 @@ import { echoWorker, median, percentile, round } from './measure.js';
 import type { Figures, Scenario } from './scenarios.js';
 import { dayTwo } from './day-two.js';
 import { keyTier } from './key-tier.js';
+import { cache } from './cache.js';
 import { dropBenchSchema } from './systems/tenant-pool.js';
 import { benchPostgresUrl, type SystemOptions } from './systems/types.js';
 
@@ -402,6 +403,15 @@ export const extraScenarios: Scenario[] = [
         await store.close();
       }
     },
+  },
+  {
+    name: 'cache',
+    onPostgres: false,
+    describe: 'which wallets stay open: Zipf 0.8/1.0/1.2 traces, each also with a sweep over every tenant, and a hot set that shifts halfway, replayed one session at a time through the pool with room for 5%, 10% and 25% of 1,000 raw tenants; opens against LRU, the static optimum A0 and Belady\'s OPT on the same traces',
+    systems: ['tenant-pool'],
+    onlyWhenNamed: true,
+    options: () => options(),
+    run: async ({ quick }) => cache(quick),
   },
   {
     name: 'key-tier',

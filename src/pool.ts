@@ -111,6 +111,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
       maxQueue: options.maxQueue,
       tenantLimit: options.tenantLimit,
       walletIdleTtlMs: options.walletIdleTtlMs,
+      expectedWallets: options.weights.wallet === 0 ? 1024 : Math.ceil(options.capacity / options.weights.wallet),
     });
     const walletPath = (tenant: Pick<TenantRecord, 'walletFile'>): string => registry.walletRef(tenant);
     this.#wallets = new WalletManager({

@@ -49,22 +49,20 @@ test('waiters are granted in arrival order; a big head blocks smaller waiters be
   assert.is(s.weightInUse, 10, 'wallet a (4) + session (1) + wallet b (4) + session (1)');
 });
 
-test('the head that does not fit closes idle wallets, least recently used first, and only as many as it needs', () => {
+test('the head that does not fit closes the least frequent idle wallets, and only as many as it needs', () => {
   const s = scheduler({ capacity: 14, walletIdleTtlMs: Infinity });
-  for (const t of ['a', 'b', 'c']) s.release(granted(s, t), 0); // three idle wallets hold 12
+  for (const t of ['a', 'a', 'a', 'b', 'c']) s.release(granted(s, t), 0); // three idle wallets hold 12; a is the frequent one
   const d = queued(s, 'd', { weights: { wallet: 6, session: 1 } }); // needs 7: 19 > 14, 5 missing
   const fx = s.drain(0);
-  assert.equal(fx.close, [
-    { tenantId: 'a', reason: 'capacity', idleSince: 0, forTenantId: 'd' },
-    { tenantId: 'b', reason: 'capacity', idleSince: 0, forTenantId: 'd' },
-  ]);
+  assert.equal(fx.close.map((c) => c.tenantId).sort(), ['b', 'c'], 'a, used three times, stays open though it is the least recently used');
+  assert.ok(fx.close.every((c) => c.reason === 'capacity' && c.forTenantId === 'd' && c.idleSince === 0));
   assert.is(s.weightInUse, 12, 'closing wallets hold their weight until closed');
-  s.closeDone('a');
-  assert.equal(s.drain(0), { granted: [], expired: [], close: [] }, 'b is already closing: nothing more is evicted');
   s.closeDone('b');
+  assert.equal(s.drain(0), { granted: [], expired: [], close: [] }, 'c is already closing: nothing more is evicted');
+  s.closeDone('c');
   assert.equal(s.drain(0).granted, [d]);
   assert.is(s.weightInUse, 4 + 7);
-  assert.is(s.idleWallets, 1, 'c is still cached');
+  assert.equal(s.idleTenants(), ['a'], 'a is still cached');
 });
 
 test('idle wallets close after their TTL; TTL 0 closes at the last release', () => {
@@ -143,6 +141,90 @@ test('a wallet lost while sessions hold it frees its weight when they end', () =
   assert.is(s.weightInUse, 0, 'an idle wallet lost frees at once');
 });
 
+test('a scan of one-off tenants goes through the cache and leaves the frequent tenants open', () => {
+  // Room for 5 wallets (4 each) and a session.
+  const s = scheduler({ capacity: 21, walletIdleTtlMs: Infinity, maxQueue: 10 });
+  const now = 0;
+  const session = (t: string): void => {
+    const r = s.acquire({ tenantId: t, weights: W, maxSessions: Infinity, deadline: Infinity });
+    if (r.kind === 'granted') return s.release(r.grant, now);
+    assert.is(r.kind, 'queued');
+    for (let i = 0; i < 10 && (r as { waiter: Waiter }).waiter.state !== 'granted'; i++) {
+      const fx = s.drain(now);
+      for (const c of fx.close) s.closeDone(c.tenantId);
+    }
+    const waiter = (r as { waiter: Waiter }).waiter;
+    assert.is(waiter.state, 'granted');
+    s.release(waiter.grant!, now);
+  };
+  for (let round = 0; round < 5; round++) for (const t of ['h1', 'h2', 'h3', 'h4']) session(t);
+  for (let i = 0; i < 50; i++) session(`scan${i}`);
+  const open = s.idleTenants();
+  for (const t of ['h1', 'h2', 'h3', 'h4']) assert.ok(open.includes(t), `${t} stays open through the scan (open: ${open.join(', ')})`);
+  // An LRU of the same size would hold the last five of the scan instead.
+  assert.is(open.length, 5);
+  // Frequencies outlive the wallet: h1, closed and back, wins its place again over a one-off.
+  assert.ok(s.closeIdle('h1'));
+  s.closeDone('h1');
+  session('h1');
+  session('once');
+  assert.ok(s.idleTenants().includes('h1'), 'h1 kept its count while closed');
+});
+
+test('property: a wallet with sessions is never evicted, and the policy holds exactly the wallets held', () => {
+  // Many tenants, little room, long sessions: eviction under pressure with pinned wallets everywhere.
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ tenant: fc.nat(40), hold: fc.boolean(), releasePick: fc.nat(), weight: fc.constantFrom(0, 1, 4, 7) }), { maxLength: 400 }),
+      fc.integer({ min: 8, max: 60 }),
+      (ops, capacity) => {
+        const s = new Scheduler({ capacity, maxQueue: 1000, tenantLimit: 'queue', walletIdleTtlMs: Infinity, random: seeded(7) });
+        const held: Grant[] = [];
+        const waiting: Waiter[] = [];
+        const closing: string[] = [];
+        const settle = (): void => {
+          for (let fx = s.drain(0); ; fx = s.drain(0)) {
+            for (const c of fx.close) {
+              assert.ok(!held.some((g) => g.tenantId === c.tenantId), `${c.tenantId} evicted while pinned`);
+              closing.push(c.tenantId);
+            }
+            for (const w of fx.granted) {
+              held.push(w.grant!);
+              waiting.splice(waiting.indexOf(w), 1);
+            }
+            if (fx.close.length === 0 && fx.granted.length === 0) break;
+          }
+          const shape = s.cacheShape();
+          assert.is(shape.policyHeld, shape.heldWallets);
+          assert.is(shape.listedWeight, shape.idleWeight);
+          assert.ok(s.weightInUse <= capacity);
+        };
+        for (const op of ops) {
+          const r = s.acquire({ tenantId: `t${op.tenant}`, weights: { wallet: Math.min(op.weight, capacity - 1), session: 1 }, maxSessions: Infinity, deadline: Infinity });
+          if (r.kind === 'granted') held.push(r.grant);
+          else if (r.kind === 'queued') waiting.push(r.waiter);
+          settle();
+          if (!op.hold && held.length > 0) s.release(held.splice(op.releasePick % held.length, 1)[0]!, 0);
+          if (closing.length > 0 && op.releasePick % 3 === 0) s.closeDone(closing.shift()!);
+          settle();
+        }
+        while (held.length > 0 || closing.length > 0 || waiting.length > 0) {
+          while (closing.length > 0) s.closeDone(closing.shift()!);
+          if (held.length > 0) s.release(held.shift()!, 0);
+          settle();
+        }
+        assert.is(s.sessions, 0);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+function seeded(seed: number): () => number {
+  let state = seed;
+  return () => (state = (state * 48271) % 2147483647) / 2147483647;
+}
+
 // ---- property tests -------------------------------------------------------------------------
 
 type Command =
@@ -178,7 +260,12 @@ function apply(run: Run, fx: Effects): void {
     run.grantOrder.push(w);
   }
   for (const w of [...fx.granted, ...fx.expired]) run.waiting.splice(run.waiting.indexOf(w), 1);
-  for (const c of fx.close) run.closing.push(c.tenantId);
+  for (const c of fx.close) {
+    // Never a pinned wallet: a wallet with a session is not closed for room (nor for its TTL).
+    assert.ok(!run.held.some((g) => g.tenantId === c.tenantId), `${c.tenantId} is closed while a session holds it`);
+    if (c.reason === 'capacity') assert.ok(c.tenantId !== c.forTenantId, 'a waiter never evicts its own wallet');
+    run.closing.push(c.tenantId);
+  }
 }
 
 function step(run: Run, cmd: Command, options: { limits: boolean }): void {
@@ -227,6 +314,9 @@ function checkInvariants(run: Run): void {
   assert.is(s.queued, run.waiting.length, 'the queue holds exactly the waiting waiters');
   assert.is(s.sessions, run.held.length);
   for (const w of run.waiting) assert.ok(w.deadline > run.now, 'no waiter is left waiting past its deadline');
+  const cache = s.cacheShape();
+  assert.is(cache.policyHeld, cache.heldWallets, 'the cache policy tracks exactly the wallets held');
+  assert.is(cache.listedWeight, cache.idleWeight, 'exactly the idle wallets are evictable');
 }
 
 function finish(run: Run): void {

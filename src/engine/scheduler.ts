@@ -6,11 +6,13 @@
  * The weight model: a wallet held open (opening, open, idle or closing) holds its wallet weight; each
  * session holds its session weight; `weightInUse <= capacity` always. Waiters that do not fit wait
  * in arrival order (a waiter that does not fit blocks those behind it, so none starves); when the
- * head does not fit, idle wallets are closed least recently used first. A waiter held back only by
- * its own tenant's session limit is parked with its tenant and delays no one else.
+ * head does not fit, idle wallets are closed, chosen by the cache policy (`CachePolicy`, W-TinyLFU:
+ * frequent tenants stay open, a scan goes through). A waiter held back only by its own tenant's
+ * session limit is parked with its tenant and delays no one else.
  *
- * Every operation is O(log n) in the number of waiters, or O(1).
+ * Every operation is O(log n) in the number of waiters, or O(1), but eviction: O(wallets closed).
  */
+import { CachePolicy, type CacheEntry, type CachePolicyStats, type Segment } from './cache-policy.js';
 import { IndexedHeap } from './heap.js';
 
 export interface Weights {
@@ -24,6 +26,10 @@ export interface SchedulerOptions {
   tenantLimit: 'queue' | 'reject';
   /** Idle wallets close this long after their last session; Infinity never, 0 at once. */
   walletIdleTtlMs: number;
+  /** Wallets the capacity holds at the default weight (sizes the cache policy's sketch; it grows). */
+  expectedWallets?: number;
+  /** Random numbers in [0, 1) for the cache policy (seeded in tests). */
+  random?: () => number;
 }
 
 export interface AcquireRequest {
@@ -71,7 +77,7 @@ export interface Effects {
   close: Array<{ tenantId: string; reason: 'idle'; idleSince: number } | { tenantId: string; reason: 'capacity'; idleSince: number; forTenantId: string }>;
 }
 
-interface Slot {
+interface Slot extends CacheEntry {
   readonly tenantId: string;
   sessions: number;
   /** The tenant's wallet is held (opening, open or idle), whatever its weight: a wallet of weight 0 still closes. */
@@ -104,8 +110,9 @@ export class Scheduler {
   readonly #rejectOverLimit: boolean;
   readonly #idleTtlMs: number;
   readonly #slots = new Map<string, Slot>();
-  /** Tenants whose wallet is open with no session, least recently used first (Map keeps insertion order). */
+  /** Tenants whose wallet is open with no session, in the order they went idle (Map keeps insertion order): the TTL's order. */
   readonly #idle = new Map<string, Slot>();
+  readonly #policy: CachePolicy;
   readonly #eligible = new IndexedHeap<'queueIndex', Waiter>('queueIndex', bySeq);
   readonly #deadlines = new IndexedHeap<'deadlineIndex', Waiter>('deadlineIndex', byDeadline);
   #seq = 0;
@@ -119,6 +126,27 @@ export class Scheduler {
     this.#maxQueue = options.maxQueue;
     this.#rejectOverLimit = options.tenantLimit === 'reject';
     this.#idleTtlMs = options.walletIdleTtlMs;
+    this.#policy = new CachePolicy({
+      capacity: options.capacity,
+      // Sized for what the capacity holds, up to 65,536 wallets at first; it grows with the wallets held.
+      expectedWallets: Math.min(options.expectedWallets ?? options.capacity, 1 << 16),
+      ...(options.random === undefined ? {} : { random: options.random }),
+    });
+  }
+
+  /** The cache policy's books against the scheduler's, for tests: wallets held, and idle weight listed against idle weight held. */
+  cacheShape(): { heldWallets: number; policyHeld: number; listedWeight: number; idleWeight: number; windowMax: number } {
+    const shape = this.#policy.shape();
+    let heldWallets = 0;
+    for (const slot of this.#slots.values()) if (slot.isWalletHeld) heldWallets++;
+    let idleWeight = 0;
+    for (const slot of this.#idle.values()) idleWeight += slot.walletWeight;
+    return { heldWallets, policyHeld: shape.held, listedWeight: shape.window + shape.probation + shape.protected, idleWeight, windowMax: shape.windowMax };
+  }
+
+  /** What the cache policy did. */
+  get cachePolicy(): CachePolicyStats {
+    return this.#policy.stats;
   }
 
   get weightInUse(): number {
@@ -160,6 +188,7 @@ export class Scheduler {
       return { kind: 'rejected', code: 'ERR_INVALID_ARGUMENT', message: `tenant ${request.tenantId} weighs ${weights.wallet + weights.session}, more than the pool's capacity ${this.capacity}` };
     }
     const slot = this.#slot(request.tenantId);
+    this.#policy.recordAccess(slot.hash, slot.isWalletHeld);
     // A limit raised since the last acquire first lets the waiters it held back go, in arrival order.
     slot.limit = request.maxSessions;
     this.#unpark(slot);
@@ -214,6 +243,7 @@ export class Scheduler {
       else {
         slot.idleSince = now;
         this.#idle.set(slot.tenantId, slot);
+        this.#policy.unpin(slot);
       }
     }
     this.#unpark(slot);
@@ -271,6 +301,8 @@ export class Scheduler {
     this.#weightInUse += weights.wallet;
     slot.idleSince = now;
     this.#idle.set(tenantId, slot);
+    this.#policy.add(slot);
+    this.#policy.unpin(slot);
     return true;
   }
 
@@ -282,7 +314,7 @@ export class Scheduler {
     return true;
   }
 
-  /** Tenants whose wallet is open with no session, least recently used first. */
+  /** Tenants whose wallet is open with no session, in the order they went idle. */
   idleTenants(): string[] {
     return [...this.#idle.keys()];
   }
@@ -300,6 +332,7 @@ export class Scheduler {
     for (let w = this.#eligible.pop(); w !== undefined; w = this.#eligible.pop()) w.state = 'cancelled';
     this.#slots.clear();
     this.#idle.clear();
+    this.#policy.clear();
     this.#weightInUse = 0;
     this.#closingWeight = 0;
     this.#sessions = 0;
@@ -308,8 +341,8 @@ export class Scheduler {
 
   /**
    * Expires waiters past their deadline, closes wallets idle past their TTL, grants waiters in
-   * arrival order while they fit, and when the head does not fit, closes idle wallets (least
-   * recently used first) to make room for it.
+   * arrival order while they fit, and when the head does not fit, closes the idle wallets the cache
+   * policy gives up to make room for it.
    */
   drain(now: number): Effects {
     const effects: Effects = { granted: [], expired: [], close: [] };
@@ -332,13 +365,13 @@ export class Scheduler {
         continue;
       }
       // Room already coming from wallets being closed counts; evict only what is still missing.
-      let missing = this.#weightInUse + need - this.capacity - this.#closingWeight;
-      for (const idle of this.#idle.values()) {
-        if (missing <= 0) break;
-        if (idle === slot || idle.walletWeight === 0) continue;
-        missing -= idle.walletWeight;
-        this.#startClose(idle);
-        effects.close.push({ tenantId: idle.tenantId, reason: 'capacity', idleSince: idle.idleSince, forTenantId: head.tenantId });
+      const missing = this.#weightInUse + need - this.capacity - this.#closingWeight;
+      if (missing > 0) {
+        for (const entry of this.#policy.evict(missing, slot)) {
+          const idle = entry as Slot;
+          this.#startClose(idle);
+          effects.close.push({ tenantId: idle.tenantId, reason: 'capacity', idleSince: idle.idleSince, forTenantId: head.tenantId });
+        }
       }
       break;
     }
@@ -369,6 +402,12 @@ export class Scheduler {
         eligible: 0,
         parked: new IndexedHeap<'queueIndex', Waiter>('queueIndex', bySeq),
         limit: Number.POSITIVE_INFINITY,
+        segment: 'none' satisfies Segment as Segment,
+        isListed: false,
+        isCandidate: false,
+        prev: undefined,
+        next: undefined,
+        hash: this.#policy.hash(tenantId),
       };
       this.#slots.set(tenantId, slot);
     }
@@ -381,8 +420,10 @@ export class Scheduler {
       slot.walletWeight = weights.wallet;
       slot.isWalletGone = false;
       this.#weightInUse += weights.wallet;
+      this.#policy.add(slot);
     }
     this.#idle.delete(slot.tenantId);
+    this.#policy.pin(slot);
     slot.sessions++;
     slot.sessionsWeight += weights.session;
     this.#sessions++;
@@ -419,6 +460,7 @@ export class Scheduler {
 
   #startClose(slot: Slot): void {
     this.#idle.delete(slot.tenantId);
+    this.#policy.remove(slot);
     slot.isClosing = true;
     slot.closingWeight += slot.walletWeight;
     this.#closingWeight += slot.walletWeight;
@@ -428,6 +470,7 @@ export class Scheduler {
 
   #freeWallet(slot: Slot): void {
     this.#idle.delete(slot.tenantId);
+    this.#policy.remove(slot);
     this.#weightInUse -= slot.walletWeight;
     slot.isWalletHeld = false;
     slot.walletWeight = 0;
