@@ -194,10 +194,22 @@ function sqliteTargets(name: string, r: ScenarioResult, limits: Limits): Target[
     }
     case 'cluster':
       return [
+        at('cold acquire p50 in cluster mode <= 1.3 x without', t['coldAcquireLeasedP50Ms']! / (1.3 * t['coldAcquireP50Ms']!), t['coldAcquireLeasedP50Ms']! <= 1.3 * t['coldAcquireP50Ms']!),
+        at("one instance's cold sessions/s >= 0.75 x a pool without cluster mode", t['coldSessionsPerSec1']! / t['coldSessionsPerSecSolo']!, t['coldSessionsPerSec1']! >= 0.75 * t['coldSessionsPerSecSolo']!),
         at(`takeover after SIGKILL p50 <= lease TTL + 1 s (max ${t['takeoverMaxMs']} ms)`, t['takeoverP50Ms']! / (t['leaseTtlMs']! + 1000), t['takeoverP50Ms']! <= t['leaseTtlMs']! + 1000),
         at('lease overhead per cold acquire <= 2 ms', t['leaseOverheadColdMs']! / 2, t['leaseOverheadColdMs']! <= 2),
         at('lease overhead per write <= 0.5 ms', t['leaseOverheadWriteMs']! / 0.5, t['leaseOverheadWriteMs']! <= 0.5),
       ];
+    case 'cluster-scale': {
+      const most = Math.max(...Object.keys(t).filter((k) => k.endsWith(' leases/rows per renewal')).map((k) => Number(k.split(' ')[0])));
+      const fewest = Math.min(...Object.keys(t).filter((k) => k.endsWith(' leases/rows per renewal')).map((k) => Number(k.split(' ')[0])));
+      const rows = t[`${most} leases/rows per renewal`]!;
+      const targets = [at(`rows written per renewal at ${most} leases = 1 (the member row)`, rows, rows === 1)];
+      const slow = t[`${most} leases/server ms per renewal`];
+      const fast = t[`${fewest} leases/server ms per renewal`];
+      if (slow !== undefined && fast !== undefined) targets.push(at(`server time per renewal flat: at ${most} leases <= 2 x at ${fewest}`, slow / Math.max(fast, 0.001), slow <= 2 * Math.max(fast, 0.001)));
+      return targets;
+    }
     case 'scheduler':
       return [at('ns/op at depth 10,000 <= 2 x ns/op at depth 0', t['nsPerOpDepth10k']! / t['nsPerOpDepth0']!, t['nsPerOpDepth10k']! <= 2 * t['nsPerOpDepth0']!)];
     default:

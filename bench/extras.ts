@@ -25,6 +25,7 @@ import type { Figures, Scenario } from './scenarios.js';
 import { dayTwo } from './day-two.js';
 import { keyTier } from './key-tier.js';
 import { cache } from './cache.js';
+import { clusterScale } from './cluster-scale.js';
 import { dropBenchSchema } from './systems/tenant-pool.js';
 import { benchPostgresUrl, type SystemOptions } from './systems/types.js';
 
@@ -271,6 +272,15 @@ export const extraScenarios: Scenario[] = [
     async run({ quick }) {
       return clusterFigures(quick);
     },
+  },
+  {
+    name: 'cluster-scale',
+    describe: 'cluster costs against tenants held: rows written and server time per renewal at 100, 10,000 and 100,000 leases (bound to the membership, and renewed one by one while an older release is live); statements and server time per operation (pg_stat_statements), the inputs of the capacity model (needs a PostgreSQL server)',
+    systems: ['tenant-pool'],
+    onPostgres: false,
+    onlyWhenNamed: benchPostgresUrl === undefined,
+    options: () => options(),
+    run: async ({ quick }) => clusterScale(quick),
   },
   {
     name: 'rekey-10k',

@@ -8,10 +8,19 @@
 import { poolError, type TenantPoolError } from './errors.js';
 
 /** This release, as format records name it. */
-export const RELEASE = '0.2.0';
+export const RELEASE = '0.3.0';
 
-/** The format of a store: a data folder's registry, or a PostgreSQL schema (its registry and wallet tables). */
+/** The format of a data folder (its registry). */
 export const STORE_FORMAT = 2;
+/**
+ * The format of a PostgreSQL schema (its registry, wallet and cluster tables). It numbers the same
+ * steps as a data folder's up to 2; step 3 is the schema's alone.
+ */
+export const SCHEMA_FORMAT = 3;
+/** The first schema format whose cluster members bind a lease to their membership (renewing it costs one row per instance). */
+export const MEMBER_LEASES_FORMAT = 3;
+/** The first format whose members read tenants' KDF parameters and the wrapped registry keys. */
+export const KDF_PARAMS_FORMAT = 2;
 /** The format of a SQLite wallet file (its `user_version`). */
 export const WALLET_FILE_FORMAT = 1;
 /** The format of an export file (the number on its first line). */
@@ -21,6 +30,7 @@ export const EXPORT_FORMAT = 2;
 export const STORE_FORMATS: Readonly<Record<number, string>> = Object.freeze({
   1: 'release 0.1.0',
   2: 'each tenant records its KDF parameters (algorithm, memory, passes, lanes, version); cluster members record their format',
+  3: 'PostgreSQL only: a lease records the life of the member that holds it, and holds while that member is live (renewal writes one row per instance)',
 });
 
 /** When data older than this release may be upgraded: at open (`'auto'`), or only by the `upgrade` command (`'never'`). */

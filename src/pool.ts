@@ -30,6 +30,7 @@ import { checkPassphrase, kRehash, Tenants } from './tenants/tenants.js';
 import { KdfPolicy } from './engine/kdf-policy.js';
 import { checkHealth, type PoolHealth } from './observability/health.js';
 import type { Argon2Method, KdfParams } from '../common/kdf.js';
+import { KDF_PARAMS_FORMAT } from '../common/formats.js';
 import { WorkerSlot } from './threads/worker-slot.js';
 import { checkOptionalObject, checkTenantId, invalid } from '../common/validate.js';
 
@@ -130,7 +131,10 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         ? {}
         : {
             leases: {
-              take: async (tenantId: string) => member.take(tenantId),
+              take: async (tenantId: string) => {
+                const { fence, row } = await member.takeWithRow(tenantId);
+                return { fence, record: row === undefined ? undefined : registry.adoptRow!(row) };
+              },
               release: async (tenantId: string) => member.release(tenantId),
               holds: (tenantId: string) => member.holds(tenantId),
               expired: (tenantId: string) => this.#endings.leaseLost(tenantId, 'expired'),
@@ -265,7 +269,7 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         });
       }
       const joined = member;
-      const kdf = new KdfPolicy(internals.kdfParams, () => joined?.olderMembers() ?? [], internals.rehash !== false);
+      const kdf = new KdfPolicy(internals.kdfParams, () => joined?.olderMembers(KDF_PARAMS_FORMAT) ?? [], internals.rehash !== false);
       pool = ref.pool = await TenantPool.#start(resolved, store, member, events, warn, internals.clock ?? performance, kdf);
     } catch (error) {
       await member?.close();

@@ -12,7 +12,7 @@
  */
 import type { Pool as PgPool } from 'pg';
 import { poolError, type LeaseOwner } from '../common/errors.js';
-import { leaseOwner, routeTenant, type ClusterQuery } from './cluster/routing.js';
+import { leaseOwner, leasesHaveLife, routeTenant, type ClusterQuery } from './cluster/routing.js';
 import { openPgPool, pgError } from '../common/pg.js';
 import { checkTenantId } from '../common/validate.js';
 
@@ -49,9 +49,13 @@ export async function createRouter(options: RouterOptions): Promise<Router> {
       throw pgError(error, what, false);
     }
   };
+  // A schema of format 2 (the cluster's first instance of this release has not upgraded it yet) has
+  // no lease lives: asked again until it has (a column is never taken away).
+  let hasLife = false;
+  const life = async (): Promise<boolean> => (hasLife ||= await leasesHaveLife(query, schema));
   return {
-    ownerOf: async (tenantId) => leaseOwner(query, schema, checkTenantId(tenantId)),
-    route: async (tenantId) => routeTenant(query, schema, ttl, checkTenantId(tenantId)),
+    ownerOf: async (tenantId) => leaseOwner(query, schema, checkTenantId(tenantId), await life()),
+    route: async (tenantId) => routeTenant(query, schema, ttl, checkTenantId(tenantId), await life()),
     close: async () => {
       await pool.end();
     },

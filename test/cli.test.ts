@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
-import { STORE_FORMAT } from '../common/formats.js';
+import { SCHEMA_FORMAT, STORE_FORMAT } from '../common/formats.js';
 import { tempDir, walletPathOf } from './helpers.js';
 import { dropSchema, postgresUrl, restoreFixture, testSchema, testWithPostgres } from './postgres.js';
 
@@ -190,10 +190,10 @@ testWithPostgres('on PostgreSQL: info and upgrade of a schema of format 1 (0.1.0
     assert.equal([before.format, before.tenants, before.upgradeNeeded], [1, 2, true]);
     assert.is(cli(['tenants', 'list', '--schema', schema, '--root-key-file', join(dir, 'root.key')], env).code, 1, 'an older format is refused');
     const upgraded = json<{ from: number; to: number }>(cli(['upgrade', '--postgres', postgresUrl!, '--schema', schema, '--root-key-file', join(dir, 'root.key'), '--json']));
-    assert.equal([upgraded.from, upgraded.to], [1, STORE_FORMAT]);
+    assert.equal([upgraded.from, upgraded.to], [1, SCHEMA_FORMAT]);
     const list = json<Array<{ tenantId: string }>>(cli(['tenants', 'list', '--schema', schema, '--root-key-file', join(dir, 'root.key'), '--json'], env));
     assert.equal(list.map((t) => t.tenantId), ['managed', 'secret']);
-    assert.is(json<{ format: number }>(cli(['info', '--schema', schema, '--json'], env)).format, STORE_FORMAT);
+    assert.is(json<{ format: number }>(cli(['info', '--schema', schema, '--json'], env)).format, SCHEMA_FORMAT);
   } finally {
     await dropSchema(schema);
   }

@@ -447,8 +447,9 @@ testWithPostgres('fencing is in the database: after another instance took the le
   await a.tenants.create({ tenantId: 't' });
   const s = await a.acquire('t');
   await s.records.save('c', 'before', 1);
-  // What a takeover by another instance writes (as if this one had stalled past its lease).
-  await pgQuery(`UPDATE ${schema}.leases SET owner = 'elsewhere', epoch = epoch + 1 WHERE tenant_id = 't'`);
+  // What a takeover by another live instance writes (as if this one had stalled past its lease).
+  await pgQuery(`INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ('elsewhere', NULL, now(), 60000, 'e', 3)`);
+  await pgQuery(`UPDATE ${schema}.leases SET owner = 'elsewhere', life = 'e', epoch = epoch + 1 WHERE tenant_id = 't'`);
   const lost = await rejectsWith(s.records.save('c', 'after', 2), 'ERR_LEASE_LOST');
   assert.is((lost as { tenantId?: string }).tenantId, 't');
   await rejectsWith(s.records.delete('c', 'before'), 'ERR_LEASE_LOST', 'the session is revoked');
@@ -464,10 +465,30 @@ testWithPostgres('fencing is in the database: after another instance took the le
   await rejectsWith(a.acquire('t'), 'ERR_TENANT_ELSEWHERE', 'the lease is the other instance\'s now');
 });
 
-testWithPostgres('self-fencing: an instance whose leases cannot be renewed stops serving its tenants before they expire', async () => {
+testWithPostgres('self-fencing: an instance whose membership cannot be renewed (its member row lost) stops serving its tenants before their leases could be taken', async () => {
   await using group = await instances(1, { leaseTtlMs: 1500 });
   const { pools, schema } = group;
   const [a] = pools as [TenantPool];
+  await a.tenants.create({ tenantId: 't' });
+  const s = await a.acquire('t');
+  await s.records.save('c', 'r', 1);
+  // Its renewals now find no member row of its life (as if the database had lost it): every lease is lost at the next renewal.
+  await pgQuery(`UPDATE ${schema}.members SET life = 'lost' WHERE instance_id = 'i0'`);
+  const started = performance.now();
+  for (let i = 0; !(s as Session).isEnded; i++) {
+    assert.ok(performance.now() - started < 1500, 'revoked within the lease TTL');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
+  await s.release();
+});
+
+testWithPostgres('self-fencing while an older release is live (leases renewed one by one): a lease its renewal no longer finds is lost at that renewal', async () => {
+  await using group = await instances(1, { leaseTtlMs: 1500 });
+  const { pools, schema } = group;
+  const [a] = pools as [TenantPool];
+  // A live member of release 0.2.0 (schema format 2): it takes a lease by its expiry alone.
+  await pgQuery(`INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ('old', NULL, now() + interval '1 hour', 1500, 'o', 2)`);
   await a.tenants.create({ tenantId: 't' });
   const s = await a.acquire('t');
   await s.records.save('c', 'r', 1);
@@ -498,7 +519,7 @@ testWithPostgres('an event loop held up past the lease: the session\'s next call
   await s.release();
 });
 
-testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the leases table locked) end the instance\'s sessions before its lease expires on the server', async () => {
+testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the members table locked) end the instance\'s sessions before its lease could be taken on the server', async () => {
   await using group = await instances(1, { leaseTtlMs: 2000 });
   const { pools, schema } = group;
   const [a] = pools as [TenantPool];
@@ -510,14 +531,18 @@ testWithPostgres('self-fencing on the monotonic clock: renewals that hang (the l
     const s = (await a.acquire('t')) as Session;
     await s.records.save('c', 'r', 1);
     await admin.query('BEGIN');
-    await admin.query(`LOCK TABLE ${schema}.leases IN ACCESS EXCLUSIVE MODE`);
+    await admin.query(`LOCK TABLE ${schema}.members IN ACCESS EXCLUSIVE MODE`);
     const started = performance.now();
     for (let i = 0; !s.isEnded; i++) {
       assert.ok(performance.now() - started < 2000, 'revoked before the TTL ran out');
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    // The lease has not expired on the server yet: no other instance could have taken the tenant before this one stopped.
-    const [row] = (await admin.query<{ live: boolean }>(`SELECT expires_at > now() AS live FROM ${schema}.leases WHERE tenant_id = 't'`)).rows;
+    // The lease still holds on the server (its owner's heartbeat within the TTL): no other instance could have taken the tenant before this one stopped.
+    const [row] = (
+      await admin.query<{ live: boolean }>(
+        `SELECT l.expires_at > now() AND m.heartbeat_at >= now() - m.lease_ttl_ms * interval '1 millisecond' AS live FROM ${schema}.leases l JOIN ${schema}.members m ON m.instance_id = l.owner AND m.life = l.life WHERE l.tenant_id = 't'`,
+      )
+    ).rows;
     assert.is(row?.live, true, 'stopped while the lease was still live on the server');
     await admin.query('ROLLBACK');
     await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { TenantPool } from '../src/pool.js';
+import { RELEASE } from '../common/formats.js';
 import { startChild } from './child.js';
 import { pgQuery, rejectsWith, tempDir, usePool } from './helpers.js';
 import { dropSchema, postgresUrl, restoreFixture, testSchema, testWithPostgres } from './postgres.js';
@@ -82,6 +83,27 @@ testWithPostgres('a schema written by the last code of format 1 (hashed routes, 
   try {
     await using pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
     await readsBackEverything(pool, factsOf('postgres-1-latest'), FIXTURE_PASSPHRASE);
+  } finally {
+    await dropSchema(schema);
+  }
+});
+
+testWithPostgres('a schema of format 2 (written by 0.2.0) opens with this code: it is upgraded to format 3 (leases record their member\'s life) and everything reads back', async () => {
+  const schema = testSchema();
+  await restoreFixture('postgres-2.sql', schema);
+  try {
+    {
+      await using pool = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
+      await readsBackEverything(pool, factsOf('postgres-2'), FIXTURE_PASSPHRASE);
+    }
+    assert.equal(await pgQuery(`SELECT version, name, release FROM ${schema}.format_history ORDER BY version`), [
+      { version: 2, name: 'created', release: '0.2.0' },
+      { version: 3, name: 'member-leases', release: RELEASE },
+    ]);
+    assert.equal(await pgQuery(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'leases' AND column_name = 'life'`, [schema]), [{ column_name: 'life' }]);
+    // And as a cluster: the same schema serves instances of this release.
+    await using member = await TenantPool.open({ dataDir: tempDir(), rootKey: FIXTURE_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema }, cluster: { instanceId: 'after-2' } });
+    await readsBackEverything(member, factsOf('postgres-2'), FIXTURE_PASSPHRASE);
   } finally {
     await dropSchema(schema);
   }

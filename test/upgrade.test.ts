@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TenantPool } from '../src/pool.js';
 import { KDF_PARAMS_V1, type Argon2Method, type KdfParams } from '../common/kdf.js';
-import { STORE_FORMAT } from '../common/formats.js';
+import { SCHEMA_FORMAT, STORE_FORMAT } from '../common/formats.js';
 import { startChild } from './child.js';
 import { filesUnder, pgQuery, rejectsWith, tempDir, walletPathOf } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
@@ -287,21 +287,24 @@ for (const fixture of ['postgres-0.1.0', 'postgres-1-latest']) {
       const before = await schemaSnapshot(schema);
       const options = { dataDir: tempDir(), rootKey: PG_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } };
       const error = await rejectsWith(TenantPool.open({ ...options, upgrade: 'never' }), 'ERR_UPGRADE_REQUIRED');
-      assert.equal([(error as { found?: number }).found, (error as { current?: number }).current], [1, STORE_FORMAT]);
+      assert.equal([(error as { found?: number }).found, (error as { current?: number }).current], [1, SCHEMA_FORMAT]);
       assert.match(error.message, `--schema ${schema}`);
       assert.is(await schemaSnapshot(schema), before, 'nothing was changed');
       await (await TenantPool.open(options)).close();
-      assert.equal(await pgQuery(`SELECT version, name FROM ${schema}.format_history ORDER BY version`), [{ version: 2, name: 'kdf-params' }]);
+      assert.equal(await pgQuery(`SELECT version, name FROM ${schema}.format_history ORDER BY version`), [
+        { version: 2, name: 'kdf-params' },
+        { version: 3, name: 'member-leases' },
+      ]);
       assert.equal(await pgQuery(`SELECT tenant_id, kdf_params FROM ${schema}.tenants ORDER BY tenant_id`), [
         { tenant_id: 'managed', kdf_params: null },
         { tenant_id: 'secret', kdf_params: KDF_PARAMS_V1['argon2i-int'] },
       ]);
       assert.ok((await pgQuery<{ recipient_key: string }>(`SELECT recipient_key FROM ${schema}.routes`)).every((r) => r.recipient_key.startsWith('h1:')));
-      await pgQuery(`INSERT INTO ${schema}.format_history (version, name, release) VALUES (3, 'later', '9.0.0')`);
+      await pgQuery(`INSERT INTO ${schema}.format_history (version, name, release) VALUES (4, 'later', '9.0.0')`);
       const later = await schemaSnapshot(schema);
       for (const upgrade of ['auto', 'never'] as const) {
         const tooNew = await rejectsWith(TenantPool.open({ ...options, upgrade }), 'ERR_FORMAT_TOO_NEW');
-        assert.equal([(tooNew as { found?: number }).found, (tooNew as { current?: number }).current], [3, STORE_FORMAT]);
+        assert.equal([(tooNew as { found?: number }).found, (tooNew as { current?: number }).current], [4, SCHEMA_FORMAT]);
       }
       assert.is(await schemaSnapshot(schema), later, 'nothing was changed');
     } finally {
@@ -327,7 +330,7 @@ testWithPostgres('a schema upgrade killed at random moments of its backfill resu
       await child.exited;
       if (lines.includes('done')) break;
       const [format] = await pgQuery<{ v: number | null }>(`SELECT max(version) AS v FROM ${schema}.format_history`);
-      if ((format?.v ?? 1) < STORE_FORMAT) midway++;
+      if ((format?.v ?? 1) < SCHEMA_FORMAT) midway++;
       // Half backfilled, the schema still opens for the release before (rows not written read as format 1 meant them).
       const [rows] = await pgQuery<{ done: number; left: number }>(`SELECT count(kdf_params)::int AS done, (count(*) - count(kdf_params))::int AS left FROM ${schema}.tenants WHERE kdf <> 'raw'`);
       assert.ok(rows!.done + rows!.left === 5001, `trial ${trial}: ${rows!.done} rows written, ${rows!.left} left`);
@@ -336,7 +339,7 @@ testWithPostgres('a schema upgrade killed at random moments of its backfill resu
     await using pool = await TenantPool.open({ dataDir: tempDir(), rootKey: PG_ROOT_KEY, workers: 1, postgres: { connectionString: postgresUrl!, schema } });
     assert.equal(await pool.withSession('secret', async (s) => (await s.records.get('vault', 'v1'))?.value, { passphrase: 'fixture passphrase 0.1.0' }), { pin: '1234' });
     assert.equal(await pgQuery(`SELECT count(*)::int AS n FROM ${schema}.tenants WHERE kdf <> 'raw' AND kdf_params IS NULL`), [{ n: 0 }]);
-    assert.equal(await pgQuery(`SELECT max(version) AS v FROM ${schema}.format_history`), [{ v: STORE_FORMAT }]);
+    assert.equal(await pgQuery(`SELECT max(version) AS v FROM ${schema}.format_history`), [{ v: SCHEMA_FORMAT }]);
   } finally {
     await dropSchema(schema);
   }
@@ -367,7 +370,7 @@ testWithPostgres('a rolling upgrade: with a live member of the older release (it
       assert.ok(i < 100, 'alice is re-derived once the older member is gone');
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    assert.equal(await pgQuery(`SELECT instance_id, format FROM ${schema}.members WHERE instance_id LIKE 'new-%' ORDER BY 1`), [{ instance_id: 'new-1', format: STORE_FORMAT }]);
+    assert.equal(await pgQuery(`SELECT instance_id, format FROM ${schema}.members WHERE instance_id LIKE 'new-%' ORDER BY 1`), [{ instance_id: 'new-1', format: SCHEMA_FORMAT }]);
   } finally {
     await dropSchema(schema);
   }

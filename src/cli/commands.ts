@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { resolveConfig, type PoolOptions } from '../config/config.js';
 import { TenantPoolError } from '../../common/errors.js';
-import { RELEASE, STORE_FORMAT } from '../../common/formats.js';
+import { RELEASE, SCHEMA_FORMAT, STORE_FORMAT } from '../../common/formats.js';
 import { openPgPool } from '../../common/pg.js';
 import { TenantPool } from '../pool.js';
 import { DataDirLock } from '../store/data-dir.js';
@@ -94,16 +94,16 @@ const info: Command = {
       const pool = await openPgPool(choice.postgres!.url, choice.postgres!.schema, 1);
       try {
         const found = await inspectSchema(pool, choice.postgres!.schema);
-        const doc = { store: 'postgres', schema: choice.postgres!.schema, release: RELEASE, currentFormat: STORE_FORMAT, ...found, upgradeNeeded: found.format !== null && found.format < STORE_FORMAT };
+        const doc = { store: 'postgres', schema: choice.postgres!.schema, release: RELEASE, currentFormat: SCHEMA_FORMAT, ...found, upgradeNeeded: found.format !== null && found.format < SCHEMA_FORMAT };
         out.result(doc, [
           `store      PostgreSQL schema ${choice.postgres!.schema}${found.exists ? '' : ' (not created yet)'}`,
-          `format     ${found.format ?? '-'} (this release, ${RELEASE}, uses ${STORE_FORMAT}${doc.upgradeNeeded ? ': run tenant-pool upgrade' : ''})`,
+          `format     ${found.format ?? '-'} (this release, ${RELEASE}, uses ${SCHEMA_FORMAT}${doc.upgradeNeeded ? ': run tenant-pool upgrade' : ''})`,
           `tenants    ${found.tenants ?? '-'}${Object.keys(found.byKdf).length > 0 ? ` (${Object.entries(found.byKdf).map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}`,
           `size       ${(found.bytes / 1048576).toFixed(1)} MiB`,
           `owner      ${found.ownership === null ? '-' : `${found.ownership.mode} (epoch ${found.ownership.epoch})`}${found.holder === null ? '' : `, last holder ${JSON.stringify(found.holder)}`}`,
           `members    ${found.members.length === 0 ? 'none live' : found.members.map((m) => `${m.instanceId} (format ${m.format}, ${m.leases} leases)`).join(', ')}`,
         ]);
-        return found.format !== null && found.format > STORE_FORMAT ? 1 : 0;
+        return found.format !== null && found.format > SCHEMA_FORMAT ? 1 : 0;
       } finally {
         await pool.end();
       }
@@ -404,8 +404,9 @@ const upgrade: Command = {
     } finally {
       bar.end();
     }
-    const doc = { store: choice.label, from, to: STORE_FORMAT, upgraded: from !== null && from < STORE_FORMAT };
-    out.result(doc, doc.upgraded ? `upgraded ${choice.label} from format ${from} to format ${STORE_FORMAT}` : `${choice.label} is at format ${STORE_FORMAT} already`);
+    const to = choice.postgres === undefined ? STORE_FORMAT : SCHEMA_FORMAT;
+    const doc = { store: choice.label, from, to, upgraded: from !== null && from < to };
+    out.result(doc, doc.upgraded ? `upgraded ${choice.label} from format ${from} to format ${to}` : `${choice.label} is at format ${to} already`);
     return 0;
   },
 };

@@ -11,13 +11,21 @@
  *   reads its lease row `FOR SHARE` with the owner and epoch it opened under
  *   (`workers/store/postgres-wallet.ts`); a stale owner's write finds no row, changes nothing and
  *   fails `ERR_LEASE_LOST`. A takeover waits for such a write to commit or roll back.
- * - Renewal: one statement per instance every third of the TTL renews all of its leases (and its
- *   heartbeat). Self-fencing on the monotonic clock: a lease counts as held until the moment its
- *   last successful renewal was sent plus the TTL minus a margin, which is before the server could
- *   let any other instance take it. Past that, the instance stops serving the tenant (its sessions
- *   are revoked, its wallet closed), whether or not the database can be reached.
- * - `close()` deletes its leases and its member row at once: others take its tenants without
- *   waiting for expiry.
+ * - Renewal: a lease records the life of the member that took it, and holds while that life is
+ *   live (its heartbeat within its TTL): every third of the TTL the instance renews its member row
+ *   alone — one row, however many leases it holds — and its leases hold with it (their expiry is
+ *   'infinity'). While a member of an older release is live (it takes a lease by its expiry alone),
+ *   the instance renews every lease's expiry too, as that release does, in one statement; it goes
+ *   back to renewing its member row alone once no such member is live, first setting its leases'
+ *   expiry to 'infinity'. An older member never takes a lease whose expiry is 'infinity'.
+ * - Self-fencing on the monotonic clock: a lease counts as held until the moment the last renewal
+ *   that found the member live was sent, plus the TTL minus a margin (and, for a lease renewed by
+ *   its expiry, the same from its own last renewal), which is before the server could let any
+ *   other instance take it. Past that, the instance stops serving the tenant (its sessions are
+ *   revoked, its wallet closed), whether or not the database can be reached.
+ * - A wallet's lease is given up when it closes; the deletes of leases given up together go in one
+ *   statement. `close()` deletes its leases and its member row at once: others take its tenants
+ *   without waiting for expiry.
  * - Ownership of the schema (the `ownership` row) is 'cluster' while members serve it; a pool
  *   without the cluster option takes it ('single', a new epoch) only when no member is live, and
  *   then deletes every lease. A member is live while its heartbeat is: one whose heartbeat lapsed
@@ -32,9 +40,9 @@ import { ms, type EventHub, type LeaseLossReason } from '../observability/diagno
 import { poolError, type LeaseOwner, type TenantPoolError } from '../../common/errors.js';
 import { placeAmong } from '../engine/placement.js';
 import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
-import { STORE_FORMAT } from '../../common/formats.js';
-import { olderMembers } from '../store/pg-format.js';
-import { leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
+import { MEMBER_LEASES_FORMAT, SCHEMA_FORMAT } from '../../common/formats.js';
+import { olderMembers, type OlderMember } from '../store/pg-format.js';
+import { leaseHolds, leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';
 
@@ -46,7 +54,10 @@ export interface Fence {
 
 interface Held {
   epoch: number;
-  /** Monotonic time (performance.now()) until which the lease is surely this instance's. */
+  /**
+   * Monotonic time (performance.now()) until which the lease's own expiry keeps it this instance's:
+   * Infinity for a lease bound to the membership alone (the member's horizon applies to every lease).
+   */
   validUntil: number;
   /** Monotonic time it was taken. */
   takenAt: number;
@@ -86,7 +97,18 @@ export class ClusterMember {
   /** This life of the instance id: its member row's token, so a former life (paused, then resumed) neither beats for nor removes it. */
   readonly #life = randomBytes(8).toString('hex');
   /** Live members of an older format (as of the last join or renewal): while there are any, nothing is written they could not read. */
-  #olderMembers: string[] = [];
+  #olderMembers: OlderMember[] = [];
+  /** Leases are bound to the membership (no member older than format 3 is live): a renewal writes the member row alone. */
+  #memberLeases = false;
+  /** Held leases whose own expiry still binds them (taken or renewed while an older member was live). */
+  #expiryBound = 0;
+  /** Lease deletes waiting for the next batch, and the batch under way. */
+  #releases: Array<{ tenantId: string; epoch: number }> = [];
+  /** Deletes that failed (the database away): retried at the next renewal. */
+  #releaseLater: Array<{ tenantId: string; epoch: number }> = [];
+  /** The batch a lease given up now joins (not started yet), and the last batch of all. */
+  #nextBatch: Promise<void> | undefined;
+  #lastBatch: Promise<void> = Promise.resolve();
   /** When (monotonic) the heartbeat was last recorded by the server: the join or the last renewal that found it live. */
   #beatAt: number | undefined;
 
@@ -145,7 +167,7 @@ export class ClusterMember {
         `INSERT INTO ${s}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ($1, $2, now(), $3, $4, $5)
          ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), started_at = now(), lease_ttl_ms = EXCLUDED.lease_ttl_ms, life = EXCLUDED.life, format = EXCLUDED.format
          WHERE members.heartbeat_at < now() - COALESCE(members.lease_ttl_ms, $3) * interval '1 millisecond' OR members.life = EXCLUDED.life RETURNING instance_id`,
-        [this.instanceId, this.address, this.leaseTtlMs, this.#life, STORE_FORMAT],
+        [this.instanceId, this.address, this.leaseTtlMs, this.#life, SCHEMA_FORMAT],
       );
       if (rows.length === 0) throw poolError('ERR_INVALID_CONFIG', `another live instance of the cluster has the instanceId ${this.instanceId}`);
       // Leases of an earlier life of this instance id (a crash), or of this life before its heartbeat lapsed, are not held now.
@@ -153,6 +175,31 @@ export class ClusterMember {
       this.#olderMembers = await olderMembers(client, s);
     });
     this.#beatAt = performance.now();
+    // It holds nothing yet: no lease to convert.
+    this.#memberLeases = !this.#hasOlderThan(MEMBER_LEASES_FORMAT);
+  }
+
+  #hasOlderThan(format: number): boolean {
+    return this.#olderMembers.some((m) => m.format < format);
+  }
+
+  #setHeld(tenantId: string, held: Held): void {
+    this.#deleteHeld(tenantId);
+    this.#held.set(tenantId, held);
+    if (held.validUntil !== Number.POSITIVE_INFINITY) this.#expiryBound++;
+  }
+
+  #deleteHeld(tenantId: string): Held | undefined {
+    const held = this.#held.get(tenantId);
+    if (held === undefined) return undefined;
+    this.#held.delete(tenantId);
+    if (held.validUntil !== Number.POSITIVE_INFINITY) this.#expiryBound--;
+    return held;
+  }
+
+  /** Monotonic time until which this instance is surely a live member (so its membership-bound leases hold). */
+  #memberHorizon(): number {
+    return this.#beatAt === undefined ? Number.NEGATIVE_INFINITY : this.#beatAt + this.leaseTtlMs - this.#marginMs;
   }
 
   async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[]): Promise<R[]> {
@@ -164,38 +211,67 @@ export class ClusterMember {
   }
 
   /**
-   * Takes the tenant's lease for a wallet open: free, expired or already this instance's.
+   * Takes the tenant's lease for a wallet open: free, expired (or its owner's life gone) or already
+   * this instance's.
    * @throws ERR_TENANT_ELSEWHERE naming the owner when another live instance holds it
    */
   async take(tenantId: string): Promise<Fence> {
+    return (await this.#take(tenantId, false)).fence!;
+  }
+
+  /**
+   * Takes the tenant's lease and reads its registry row in one statement (a cold open's two reads
+   * in one round trip). No lease is taken for a tenant that does not exist: then `row` is undefined.
+   * @throws ERR_TENANT_ELSEWHERE naming the owner when another live instance holds it
+   */
+  async takeWithRow(tenantId: string): Promise<{ fence: Fence | undefined; row: Record<string, unknown> | undefined }> {
+    return this.#take(tenantId, true);
+  }
+
+  async #take(tenantId: string, withRow: boolean): Promise<{ fence: Fence | undefined; row: Record<string, unknown> | undefined }> {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
     if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
     if (this.#hasLapsed) throw poolError('ERR_LEASE_LOST', `instance ${this.instanceId} is joining the cluster again (its heartbeat lapsed); try again`, undefined, { tenantId });
+    const s = this.#s;
     let owner: LeaseOwner | null = null;
     // A lease given up or run out between the upsert and the look at its owner is taken on the next try.
     for (let attempt = 0; attempt < 3; attempt++) {
       const sentAt = performance.now();
+      const memberBound = this.#memberLeases;
       // Only a live member takes a lease, and only while the schema is the cluster's: a process that
       // resumes after a pause past its heartbeat takes nothing before it has joined again. The
       // ownership row is read FOR SHARE, so a single pool's takeover (which deletes every lease)
-      // waits for this take and then deletes its lease too.
-      const rows = await this.#query<{ epoch: string }>(
+      // waits for this take and then deletes its lease too. Bound to the membership, the lease's
+      // expiry is 'infinity': an older release (which goes by expiry alone) never takes it.
+      const upsert = `INSERT INTO ${s}.leases (tenant_id, owner, epoch, expires_at, life)
+         SELECT $1, $2, nextval('${s}.lease_epochs'), ${memberBound ? `'infinity'::timestamptz` : `now() + $3 * interval '1 millisecond'`}, $4
+         WHERE EXISTS (SELECT 1 FROM ${s}.ownership WHERE mode = 'cluster' FOR SHARE)
+           AND EXISTS (SELECT 1 FROM ${s}.members WHERE instance_id = $2 AND life = $4 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $3) * interval '1 millisecond')
+           ${withRow ? 'AND EXISTS (SELECT 1 FROM tenant)' : ''}
+         ON CONFLICT (tenant_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at, life = EXCLUDED.life
+         WHERE leases.owner = EXCLUDED.owner OR NOT ${leaseHolds(s, 'leases', true)} RETURNING epoch`;
+      const rows = await this.#query<{ tp_lease_epoch: string | null } & Record<string, unknown>>(
         `taking the lease of tenant ${tenantId}`,
-        `INSERT INTO ${this.#s}.leases (tenant_id, owner, epoch, expires_at)
-         SELECT $1, $2, nextval('${this.#s}.lease_epochs'), now() + $3 * interval '1 millisecond'
-         WHERE EXISTS (SELECT 1 FROM ${this.#s}.ownership WHERE mode = 'cluster' FOR SHARE)
-           AND EXISTS (SELECT 1 FROM ${this.#s}.members WHERE instance_id = $2 AND life = $4 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $3) * interval '1 millisecond')
-         ON CONFLICT (tenant_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch, expires_at = EXCLUDED.expires_at
-         WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < now() RETURNING epoch`,
+        withRow
+          ? `WITH tenant AS (SELECT * FROM ${s}.tenants WHERE tenant_id = $1), taken AS (${upsert})
+             SELECT (SELECT epoch FROM taken) AS tp_lease_epoch, tenant.* FROM tenant`
+          : `WITH taken AS (${upsert}) SELECT epoch AS tp_lease_epoch FROM taken`,
         [tenantId, this.instanceId, this.leaseTtlMs, this.#life],
       );
-      const row = rows[0];
-      if (row !== undefined) {
-        const epoch = Number(row.epoch);
+      const [found] = rows;
+      if (withRow && found === undefined) return { fence: undefined, row: undefined };
+      const epochText = found?.tp_lease_epoch ?? null;
+      if (epochText !== null) {
+        const epoch = Number(epochText);
         const takenAt = performance.now();
-        this.#held.set(tenantId, { epoch, validUntil: sentAt + this.leaseTtlMs - this.#marginMs, takenAt });
+        this.#setHeld(tenantId, { epoch, validUntil: memberBound ? Number.POSITIVE_INFINITY : sentAt + this.leaseTtlMs - this.#marginMs, takenAt });
         this.#hooks.events.emit('tenant-pool:lease:take', () => ({ tenantId, epoch, takeMs: ms(takenAt - sentAt) }));
-        return { owner: this.instanceId, epoch };
+        let row: Record<string, unknown> | undefined;
+        if (withRow) {
+          const { tp_lease_epoch: _, ...rest } = found!;
+          row = rest;
+        }
+        return { fence: { owner: this.instanceId, epoch }, row };
       }
       await this.#assertMember(tenantId);
       owner = await this.ownerOf(tenantId);
@@ -230,37 +306,64 @@ export class ClusterMember {
   /** Whether the lease is surely still this instance's now (by the monotonic clock). */
   holds(tenantId: string): boolean {
     const held = this.#held.get(tenantId);
-    return held !== undefined && performance.now() < held.validUntil;
+    if (held === undefined) return false;
+    const now = performance.now();
+    return now < held.validUntil && now < this.#memberHorizon();
   }
 
-  /** Gives the lease up (the wallet closed): deleted at once, so another instance may take it without waiting. */
+  /**
+   * Gives the lease up (the wallet closed): deleted at once, so another instance may take it
+   * without waiting. Leases given up together (in one turn of the event loop, or while the last
+   * batch was under way) are deleted in one statement.
+   */
   async release(tenantId: string): Promise<void> {
-    const held = this.#held.get(tenantId);
+    const held = this.#deleteHeld(tenantId);
     if (held === undefined) return;
-    this.#held.delete(tenantId);
     this.#hooks.events.emit('tenant-pool:lease:release', () => ({ tenantId, epoch: held.epoch, heldMs: ms(performance.now() - held.takenAt) }));
-    await this.#query(`releasing the lease of tenant ${tenantId}`, `DELETE FROM ${this.#s}.leases WHERE tenant_id = $1 AND owner = $2 AND epoch = $3`, [tenantId, this.instanceId, held.epoch]).catch(() => {
-      // It expires by itself.
+    this.#releases.push({ tenantId, epoch: held.epoch });
+    const batch = (this.#nextBatch ??= this.#releaseBatch(this.#lastBatch));
+    this.#lastBatch = batch;
+    await batch;
+  }
+
+  /** The next batch of lease deletes: after the one before it, with every lease given up until it starts. */
+  async #releaseBatch(previous: Promise<void>): Promise<void> {
+    await previous;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const batch = this.#releases;
+    this.#releases = [];
+    this.#nextBatch = undefined;
+    await this.#query(
+      `releasing ${batch.length === 1 ? `the lease of tenant ${batch[0]!.tenantId}` : `${batch.length} leases`}`,
+      `DELETE FROM ${this.#s}.leases l USING unnest($1::text[], $2::bigint[]) AS r(tenant_id, epoch) WHERE l.tenant_id = r.tenant_id AND l.epoch = r.epoch AND l.owner = $3`,
+      [batch.map((r) => r.tenantId), batch.map((r) => r.epoch), this.instanceId],
+    ).catch(() => {
+      // Tried again at the next renewal (a lease bound to the membership does not run out while
+      // this member lives; this member may take it again meanwhile, under a new epoch, which the
+      // retried delete leaves alone).
+      this.#releaseLater.push(...batch);
     });
   }
 
   /** Forgets a lease this instance lost (it stops serving the tenant); the row is left to its new owner or to expiry. */
   forget(tenantId: string, reason: LeaseLossReason): void {
-    const held = this.#held.get(tenantId);
+    const held = this.#deleteHeld(tenantId);
     if (held === undefined) return;
-    this.#held.delete(tenantId);
     this.#hooks.events.emit('tenant-pool:lease:lost', () => ({ tenantId, epoch: held.epoch, heldMs: ms(performance.now() - held.takenAt), reason }));
   }
 
   /**
-   * Renews every lease (and the heartbeat) in one statement; a lease missing from the answer is lost.
-   * A heartbeat that had lapsed is not renewed: the instance loses every lease and joins again.
+   * Renews the membership, and with it every lease bound to it: one member row. While a member of
+   * an older release is live, every lease's expiry too, in the same statement (a lease missing from
+   * the answer is lost). A heartbeat that had lapsed is not renewed: the instance loses every lease
+   * and joins again.
    */
   async #renew(): Promise<void> {
     if (this.#renewing || this.#isClosed || this.#ownershipLost !== undefined) return;
     this.#renewing = true;
     const sentAt = performance.now();
-    const asked = [...this.#held.entries()].map(([tenantId, h]) => ({ tenantId, epoch: h.epoch }));
+    const byExpiry = !this.#memberLeases;
+    const asked = byExpiry ? [...this.#held.entries()].map(([tenantId, h]) => ({ tenantId, epoch: h.epoch })) : [];
     try {
       if (this.#hasLapsed) {
         await this.#join();
@@ -268,31 +371,54 @@ export class ClusterMember {
         this.#hooks.warn(`tenant-pool instance ${this.instanceId} joined the cluster again after its heartbeat lapsed; its tenants were given up`, 'TENANT_POOL_CLUSTER_REJOINED');
         return;
       }
-      const [row] = await this.#query<{ live: boolean; renewed: string[]; older: string[] }>(
-        'renewing leases',
-        `WITH beat AS (
-           UPDATE ${this.#s}.members SET heartbeat_at = now(), address = $4
-           WHERE instance_id = $1 AND life = $6 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $3) * interval '1 millisecond' RETURNING 1),
-         renewed AS (
-           UPDATE ${this.#s}.leases l SET expires_at = now() + $3 * interval '1 millisecond'
-           FROM unnest($2::text[], $5::bigint[]) AS h(tenant_id, epoch)
-           WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat) RETURNING l.tenant_id)
-         SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed,
-           ARRAY(SELECT instance_id FROM ${this.#s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $7 ORDER BY instance_id) AS older`,
-        [this.instanceId, asked.map((a) => a.tenantId), this.leaseTtlMs, this.address, asked.map((a) => a.epoch), this.#life, STORE_FORMAT],
-      );
-      if (row !== undefined) this.#olderMembers = row.older;
-      if (row?.live === true) this.#beatAt = sentAt;
+      const s = this.#s;
+      const beat = `UPDATE ${s}.members SET heartbeat_at = now(), address = $2 WHERE instance_id = $1 AND life = $3 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $4) * interval '1 millisecond' RETURNING 1`;
+      const older = `ARRAY(SELECT instance_id FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $5 ORDER BY instance_id) AS older_ids,
+           ARRAY(SELECT COALESCE(format, 1) FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $5 ORDER BY instance_id) AS older_formats`;
+      const [row] = byExpiry
+        ? await this.#query<{ live: boolean; renewed: string[]; older_ids: string[]; older_formats: number[] }>(
+            'renewing leases',
+            `WITH beat AS (${beat}),
+             renewed AS (
+               UPDATE ${s}.leases l SET expires_at = now() + $4 * interval '1 millisecond'
+               FROM unnest($6::text[], $7::bigint[]) AS h(tenant_id, epoch)
+               WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat) RETURNING l.tenant_id)
+             SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed, ${older}`,
+            [this.instanceId, this.address, this.#life, this.leaseTtlMs, SCHEMA_FORMAT, asked.map((a) => a.tenantId), asked.map((a) => a.epoch)],
+          )
+        : await this.#query<{ live: boolean; renewed: string[]; older_ids: string[]; older_formats: number[] }>(
+            'renewing the membership',
+            `WITH beat AS (${beat}) SELECT EXISTS (SELECT 1 FROM beat) AS live, ${older}`,
+            [this.instanceId, this.address, this.#life, this.leaseTtlMs, SCHEMA_FORMAT],
+          );
+      if (row !== undefined) this.#olderMembers = row.older_ids.map((instanceId, i) => ({ instanceId, format: Number(row.older_formats[i]) }));
       if (row?.live !== true) {
         this.#lapse();
         return;
       }
-      const renewed = new Set(row.renewed);
-      for (const { tenantId, epoch } of asked) {
-        const held = this.#held.get(tenantId);
-        if (held === undefined || held.epoch !== epoch) continue;
-        if (renewed.has(tenantId)) held.validUntil = sentAt + this.leaseTtlMs - this.#marginMs;
-        else this.#lose(tenantId, 'taken');
+      this.#beatAt = sentAt;
+      if (this.#releaseLater.length > 0) {
+        this.#releases.push(...this.#releaseLater.splice(0));
+        this.#lastBatch = this.#nextBatch ??= this.#releaseBatch(this.#lastBatch);
+      }
+      if (byExpiry) {
+        const renewed = new Set(row.renewed);
+        for (const { tenantId, epoch } of asked) {
+          const held = this.#held.get(tenantId);
+          if (held === undefined || held.epoch !== epoch) continue;
+          if (renewed.has(tenantId)) {
+            if (held.validUntil === Number.POSITIVE_INFINITY) this.#expiryBound++;
+            held.validUntil = sentAt + this.leaseTtlMs - this.#marginMs;
+          } else this.#lose(tenantId, 'taken');
+        }
+        if (!this.#hasOlderThan(MEMBER_LEASES_FORMAT)) await this.#bindToMembership();
+      } else if (this.#hasOlderThan(MEMBER_LEASES_FORMAT)) {
+        // An older member is live now: from the next renewal on, every lease's expiry is renewed too.
+        // Until then none can be taken by it: their expiry is 'infinity'.
+        this.#memberLeases = false;
+      } else if (this.#expiryBound > 0) {
+        // A take sent while leases were still renewed by their expiry ended after they were bound.
+        await this.#bindToMembership();
       }
     } catch (error) {
       if ((error as TenantPoolError).code === 'ERR_DATA_DIR_LOCKED') {
@@ -304,6 +430,25 @@ export class ClusterMember {
     } finally {
       this.#renewing = false;
     }
+  }
+
+  /**
+   * No older member is live: the leases this life holds are bound to its membership from now on.
+   * Their expiry becomes 'infinity' first (one statement), so that no later renewal need touch them.
+   */
+  async #bindToMembership(): Promise<void> {
+    const bound = await this.#query<{ tenant_id: string; epoch: string }>(
+      'binding leases to the membership',
+      `UPDATE ${this.#s}.leases SET expires_at = 'infinity' WHERE owner = $1 AND life = $2 AND expires_at <> 'infinity' RETURNING tenant_id, epoch`,
+      [this.instanceId, this.#life],
+    );
+    for (const { tenant_id: tenantId, epoch } of bound) {
+      const held = this.#held.get(tenantId);
+      if (held === undefined || held.epoch !== Number(epoch) || held.validUntil === Number.POSITIVE_INFINITY) continue;
+      held.validUntil = Number.POSITIVE_INFINITY;
+      this.#expiryBound--;
+    }
+    this.#memberLeases = true;
   }
 
   /** The heartbeat lapsed on the server: every lease is lost now (others may hold them already), and the next renewal joins again. */
@@ -325,8 +470,12 @@ export class ClusterMember {
   }
 
   #selfFence(): void {
+    if (this.#held.size === 0) return;
     const now = performance.now();
-    for (const [tenantId, held] of [...this.#held]) if (now >= held.validUntil) this.#lose(tenantId, 'expired');
+    // Past the membership's horizon every lease is lost; before it, only a lease bound by its own expiry can be.
+    const all = now >= this.#memberHorizon();
+    if (!all && this.#expiryBound === 0) return;
+    for (const [tenantId, held] of [...this.#held]) if (all || now >= held.validUntil) this.#lose(tenantId, 'expired');
   }
 
   #lose(tenantId: string, reason: LeaseLossReason): void {
@@ -341,8 +490,8 @@ export class ClusterMember {
   }
 
   /** Live members of an older release's format, as of the last renewal (a rolling upgrade under way). */
-  olderMembers(): readonly string[] {
-    return this.#olderMembers;
+  olderMembers(below: number = SCHEMA_FORMAT): readonly string[] {
+    return this.#olderMembers.filter((m) => m.format < below).map((m) => m.instanceId);
   }
 
   /** The instance that holds the tenant's lease now, or null when it is free (or expired). */
@@ -407,6 +556,8 @@ export class ClusterMember {
     for (const [tenantId, held] of this.#held) this.#hooks.events.emit('tenant-pool:lease:release', () => ({ tenantId, epoch: held.epoch, heldMs: ms(now - held.takenAt) }));
     const epochs = [...this.#held.values()].map((h) => h.epoch);
     this.#held.clear();
+    this.#expiryBound = 0;
+    await this.#lastBatch;
     // Only what this life holds: a later life of the same id (this one was taken for dead) keeps its leases and its row.
     await this.#query(
       'leaving the cluster',

@@ -12,7 +12,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Mutex, Semaphore } from 'async-mutex';
 import { ms, type EventHub, type WalletCloseReason } from '../observability/diagnostics.js';
-import { poolError } from '../../common/errors.js';
+import { poolError, type TenantPoolError } from '../../common/errors.js';
 import { placeTenant } from './placement.js';
 import type { KdfMethod, WalletTimings } from '../../common/protocol.js';
 import type { TenantRecord } from '../store/tenant-store.js';
@@ -80,8 +80,12 @@ export interface WalletManagerOptions {
 
 /** What the wallet lifecycle needs of the cluster's leases. */
 export interface WalletLeases {
-  /** @throws ERR_TENANT_ELSEWHERE */
-  take(tenantId: string): Promise<{ owner: string; epoch: number }>;
+  /**
+   * Takes the tenant's lease and reads the tenant as it is now, in one round trip; no lease for a
+   * tenant that is gone (`record` undefined).
+   * @throws ERR_TENANT_ELSEWHERE
+   */
+  take(tenantId: string): Promise<{ fence: { owner: string; epoch: number } | undefined; record: TenantRecord | undefined }>;
   release(tenantId: string): Promise<void>;
   /** Whether the lease is surely still this instance's now (the monotonic clock). */
   holds(tenantId: string): boolean;
@@ -188,11 +192,11 @@ export class WalletManager {
     if (ready?.state === 'open' && this.#isLeased(tenant.tenantId)) return this.#admitTo(ready, passphrase, host, grant);
     const tenantId = tenant.tenantId;
     return this.exclusive(tenantId, async () => {
-      // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
-      let record = await currentRecord();
-      if (record === undefined) throw poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
+      const notFound = (): TenantPoolError => poolError('ERR_TENANT_NOT_FOUND', `no tenant ${tenantId}`, undefined, { tenantId });
       const current = this.#entries.get(tenantId);
       if (current?.state === 'open') {
+        // Deleted meanwhile, it is not served.
+        if ((await currentRecord()) === undefined) throw notFound();
         if (this.#isLeased(tenantId)) return this.#admitTo(current, passphrase, host, grant);
         // Its lease ran out while this instance could not notice: the tenant may be served elsewhere already.
         this.#leases!.expired(tenantId);
@@ -203,8 +207,13 @@ export class WalletManager {
         this.#entries.set(tenantId, placed);
         return placed;
       };
-      // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in vain.
-      const fence = await this.#leases?.take(tenantId);
+      // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
+      // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in
+      // vain, taken in the same statement that reads the tenant.
+      const taken = this.#leases === undefined ? { fence: undefined, record: await currentRecord() } : await this.#leases.take(tenantId);
+      const fence = taken.fence;
+      let record = taken.record;
+      if (record === undefined) throw notFound();
       if (record.secret === null && passphrase !== undefined && this.#rehash !== undefined) {
         try {
           record = (await this.#rehash(record, passphrase)) ?? record;

@@ -10,7 +10,7 @@
  */
 import type { Pool as PgPool, PoolClient } from 'pg';
 import { KDF_PARAMS_V1 } from '../../common/kdf.js';
-import { RELEASE, STORE_FORMAT } from '../../common/formats.js';
+import { RELEASE, SCHEMA_FORMAT } from '../../common/formats.js';
 import { inTransaction } from '../../common/pg.js';
 import type { UpgradeProgress } from './sqlite-format.js';
 
@@ -33,12 +33,18 @@ export async function expandSchema(client: PoolClient, s: string, from: number):
     await client.query(`ALTER TABLE ${s}.tenants ADD COLUMN IF NOT EXISTS kdf_params JSONB`);
     await client.query(`ALTER TABLE ${s}.members ADD COLUMN IF NOT EXISTS format INTEGER`);
   }
+  if (from < 3) {
+    // Format 3: the life of the member that took a lease. A lease with one holds while that life of
+    // its owner is live (its expiry is 'infinity' once no older member is live); one without (an
+    // older release's) holds until its expiry, as it always did.
+    await client.query(`ALTER TABLE ${s}.leases ADD COLUMN IF NOT EXISTS life TEXT`);
+  }
 }
 
 /** A new schema: born at this release's format (its tables were just made, nothing to backfill). */
 export async function recordNewSchema(client: PoolClient, s: string): Promise<void> {
   await expandSchema(client, s, 1);
-  await client.query(`INSERT INTO ${s}.format_history (version, name, release) VALUES ($1, 'created', $2) ON CONFLICT (version) DO NOTHING`, [STORE_FORMAT, RELEASE]);
+  await client.query(`INSERT INTO ${s}.format_history (version, name, release) VALUES ($1, 'created', $2) ON CONFLICT (version) DO NOTHING`, [SCHEMA_FORMAT, RELEASE]);
 }
 
 /**
@@ -71,19 +77,32 @@ export async function completeUpgrade(pool: PgPool, s: string, from: number, pro
       await client.query(`INSERT INTO ${s}.format_history (version, name, release) VALUES (2, 'kdf-params', $1) ON CONFLICT (version) DO NOTHING`, [RELEASE]);
     });
   }
+  if (from < 3) {
+    // Nothing to backfill: a lease row without a life is an older release's, and holds by its expiry.
+    await inTransaction(pool, 'upgrading the schema', async (client) => {
+      await client.query(`INSERT INTO ${s}.format_history (version, name, release) VALUES (3, 'member-leases', $1) ON CONFLICT (version) DO NOTHING`, [RELEASE]);
+    });
+  }
+}
+
+/** A live cluster member of an older format than this release's, and its format. */
+export interface OlderMember {
+  instanceId: string;
+  format: number;
 }
 
 /**
  * Live cluster members of an older format than this release's (a member row without a format is
- * 0.1.0's): while one is live, nothing is written that it could not read — no tenant is re-derived
- * to parameters other than its level's format-1 ones.
+ * 0.1.0's): while one is live, nothing is written that it could not read. Below format 2, no tenant
+ * is re-derived to parameters other than its level's format-1 ones; below format 3, leases are
+ * renewed one by one (an older member takes a lease by its expiry alone).
  */
-export async function olderMembers(client: PoolClient | PgPool, s: string): Promise<string[]> {
-  const { rows } = await client.query<{ instance_id: string }>(
-    `SELECT instance_id FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $1 ORDER BY instance_id`,
-    [STORE_FORMAT],
+export async function olderMembers(client: PoolClient | PgPool, s: string): Promise<OlderMember[]> {
+  const { rows } = await client.query<{ instance_id: string; format: number }>(
+    `SELECT instance_id, COALESCE(format, 1) AS format FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $1 ORDER BY instance_id`,
+    [SCHEMA_FORMAT],
   );
-  return rows.map((r) => r.instance_id);
+  return rows.map((r) => ({ instanceId: r.instance_id, format: r.format }));
 }
 
 /** What `tenant-pool info` tells of a PostgreSQL schema, read without taking it. */
@@ -112,7 +131,7 @@ export async function inspectSchema(pool: PgPool, s: string): Promise<SchemaInfo
     const hasFormat = (await client.query<{ e: boolean }>(`SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'members' AND column_name = 'format') AS e`, [s])).rows[0]?.e === true;
     const members = (
       await client.query<{ instance_id: string; address: string | null; format: number | null; leases: string }>(
-        `SELECT m.instance_id, m.address, ${hasFormat ? 'm.format' : 'NULL::int AS format'}, (SELECT count(*) FROM ${s}.leases l WHERE l.owner = m.instance_id) AS leases
+        `SELECT m.instance_id, m.address, ${hasFormat ? 'm.format' : 'NULL::int AS format'}, (SELECT count(*) FROM ${s}.leases l WHERE l.owner = m.instance_id AND l.expires_at > now()) AS leases
          FROM ${s}.members m WHERE m.heartbeat_at > now() - COALESCE(m.lease_ttl_ms, 10000) * interval '1 millisecond' ORDER BY m.instance_id`,
       )
     ).rows.map((r) => ({ instanceId: r.instance_id, address: r.address, format: r.format ?? 1, leases: Number(r.leases) }));

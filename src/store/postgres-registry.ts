@@ -23,7 +23,7 @@
  * `pg` is loaded only when this registry is opened.
  */
 import { checkKdfParams, type KdfParams } from '../../common/kdf.js';
-import { formatTooNew, STORE_FORMAT, upgradeRequired, type UpgradeMode } from '../../common/formats.js';
+import { formatTooNew, KDF_PARAMS_FORMAT, SCHEMA_FORMAT, upgradeRequired, type UpgradeMode } from '../../common/formats.js';
 import { completeUpgrade, expandSchema, olderMembers, recordNewSchema, schemaFormat } from './pg-format.js';
 import type { UpgradeProgress } from './sqlite-format.js';
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -189,10 +189,10 @@ export class PostgresRegistry implements TenantStore {
         const format = await schemaFormat(client, s);
         if (header.keyCheck === '' && format === 1) {
           await recordNewSchema(client, s);
-        } else if (format > STORE_FORMAT) {
-          throw formatTooNew(`the PostgreSQL schema ${s}`, format, STORE_FORMAT);
-        } else if (format < STORE_FORMAT) {
-          if (options.upgrade === 'never') throw upgradeRequired(`the PostgreSQL schema ${s}`, format, STORE_FORMAT, `tenant-pool upgrade --postgres "$TENANT_POOL_POSTGRES_URL" --schema ${s}`);
+        } else if (format > SCHEMA_FORMAT) {
+          throw formatTooNew(`the PostgreSQL schema ${s}`, format, SCHEMA_FORMAT);
+        } else if (format < SCHEMA_FORMAT) {
+          if (options.upgrade === 'never') throw upgradeRequired(`the PostgreSQL schema ${s}`, format, SCHEMA_FORMAT, `tenant-pool upgrade --postgres "$TENANT_POOL_POSTGRES_URL" --schema ${s}`);
           await expandSchema(client, s, format);
           upgradeFrom = format;
         }
@@ -229,7 +229,7 @@ export class PostgresRegistry implements TenantStore {
           keys.index.fill(0);
           throw error;
         });
-        options.warn?.(`tenant-pool upgraded the PostgreSQL schema ${s} from format ${upgradeFrom} to format ${STORE_FORMAT}`, 'TENANT_POOL_UPGRADED');
+        options.warn?.(`tenant-pool upgraded the PostgreSQL schema ${s} from format ${upgradeFrom} to format ${SCHEMA_FORMAT}`, 'TENANT_POOL_UPGRADED');
       }
       if (options.allowExitOnIdle === true) (owner as unknown as { connection?: { stream?: { unref?: () => void } } } | undefined)?.connection?.stream?.unref?.();
       return new PostgresRegistry(pool, ownerPool === undefined || owner === undefined || epoch === undefined ? undefined : { pool: ownerPool, client: owner, epoch }, options, keys);
@@ -292,7 +292,7 @@ export class PostgresRegistry implements TenantStore {
         if (this.#ownerEpoch !== undefined && !(await checkOwnerEpoch(client, s, this.#ownerEpoch))) throw this.#lost(`rotating the root key: the PostgreSQL schema ${s} was taken by another pool or by cluster instances; nothing was written`);
         const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${s}.registry_config WHERE name = 'keyCheck' FOR UPDATE`);
         if (rows[0]?.value !== this.#keyCheck) throw rotatedElsewhere(s, 'rotating the root key');
-        const older = await olderMembers(client, s);
+        const older = (await olderMembers(client, s)).filter((m) => m.format < KDF_PARAMS_FORMAT).map((m) => m.instanceId);
         if (older.length > 0) throw poolError('ERR_UPGRADE_REQUIRED', `live cluster instances of an older release (${older.join(', ')}) derive the registry key from the root key: finish the rolling upgrade, then rotate`, undefined, { instances: older });
         const salt = randomBytes(16).toString('hex');
         const root = await rootKeyFrom(newRootKey, salt);
@@ -433,6 +433,13 @@ export class PostgresRegistry implements TenantStore {
       return undefined;
     }
     const record = this.#toRecord(row);
+    this.#remember(record);
+    return record;
+  }
+
+  /** A tenant row read with another statement (a cluster take reads it with the lease): the record, remembered as `get` would. */
+  adoptRow(row: Record<string, unknown>): TenantRecord {
+    const record = this.#toRecord(row as unknown as TenantRow);
     this.#remember(record);
     return record;
   }

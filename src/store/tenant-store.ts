@@ -82,6 +82,8 @@ export interface TenantStore {
    * same turn it was called, in call order.
    */
   peek(tenantId: string): TenantRecord | undefined | null;
+  /** PostgreSQL: the record of a tenant row read by another statement (a cluster take reads it with the lease). */
+  adoptRow?(row: Record<string, unknown>): TenantRecord;
   /**
    * Inserts the tenant and, in the same transaction, its `routes` (an import's): a kill leaves the
    * tenant with its routes, or neither. Returns the routes taken.
