@@ -70,6 +70,8 @@ export interface OpenWalletRequest extends WalletKeyMaterial {
   verifier: Uint8Array;
   /** Cluster mode: the lease this open holds; every write of the wallet is fenced by it. */
   fence?: { owner: string; epoch: number };
+  /** Cluster mode, the lease still being taken: every write is refused (`ERR_LEASE_LOST`) until `setFence` gives it. */
+  fencePending?: boolean;
   /** Open only from the key tier: a miss answers `{ missed: true }` and derives nothing (the caller then asks again within its derivation cap). */
   keyTierOnly?: boolean;
 }
@@ -94,6 +96,8 @@ export interface WorkerApi {
   openWallet(req: OpenWalletRequest): WalletTimings;
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
   rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newParams?: KdfParams; newSalt: Uint8Array; newSecret: Uint8Array | string; rotateDataKey?: boolean }): CreateWalletResult & { profileKey?: Uint8Array };
+  /** Cluster mode: the lease an open wallet's writes are fenced by from now on (an open sent with `fencePending`). */
+  setFence(tenantId: string, fence: { owner: string; epoch: number }): void;
   /** Closes the open wallet; `forget` drops its key-tier entry too (a delete, a rekey). */
   closeWallet(tenantId: string, forget?: boolean): void;
   /** Drops the tenant's key-tier entry, zeroed (a delete or a rekey). */

@@ -185,4 +185,40 @@ testWithPostgres('a lease whose delete failed (the database refused it) is delet
   }
 });
 
+testWithPostgres('a cold open takes the lease while its wallet opens: a tenant rekeyed or deleted elsewhere since this instance read it, or held elsewhere, leaves no wallet of the old read open here', async () => {
+  const schema = testSchema();
+  try {
+    await using a = await instance(schema, 'a', 10_000);
+    await using b = await instance(schema, 'b', 10_000);
+    await a.tenants.create({ tenantId: 't' });
+    await a.withSession('t', async (s) => s.records.save('c', 'r', 1));
+    await a.closeIdleWallets();
+    // Rekeyed elsewhere: a still has the old record (its cache), whose key no longer opens the wallet.
+    await b.tenants.rekey('t');
+    await b.closeIdleWallets();
+    await until(async () => (await b.cluster!.ownerOf('t')) === null, "b's lease is given up");
+    const opens = a.stats().totals.walletOpens;
+    assert.is(await a.withSession('t', async (s) => {
+      await s.records.save('c', 'r', 2);
+      return (await s.records.get('c', 'r'))?.value;
+    }), 2, 'opened with the new key, and its writes pass the fence');
+    assert.is(a.stats().totals.walletOpens - opens, 1, 'one open counted');
+    await a.closeIdleWallets();
+    // Held elsewhere: the open made while the lease was asked for is closed again.
+    const held = await b.acquire('t');
+    await rejectsWith(a.acquire('t'), 'ERR_TENANT_ELSEWHERE');
+    assert.equal([a.stats().wallets.open, a.stats().wallets.opening, a.stats().weightInUse], [0, 0, 0], 'nothing left open or held here');
+    await held.release();
+    await b.closeIdleWallets();
+    await until(async () => (await b.cluster!.ownerOf('t')) === null, "b's lease is given up");
+    // Deleted elsewhere: not found, and nothing open.
+    await b.tenants.delete('t');
+    await rejectsWith(a.acquire('t'), 'ERR_TENANT_NOT_FOUND');
+    assert.equal([a.stats().wallets.open, a.stats().weightInUse], [0, 0]);
+    assert.equal(await pgQuery(`SELECT tenant_id FROM ${schema}.leases`), [], 'no lease taken for a tenant that is gone');
+  } finally {
+    await dropSchema(schema);
+  }
+});
+
 test.run();

@@ -202,9 +202,10 @@ export class ClusterMember {
     return this.#beatAt === undefined ? Number.NEGATIVE_INFINITY : this.#beatAt + this.leaseTtlMs - this.#marginMs;
   }
 
-  async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[]): Promise<R[]> {
+  /** One statement; `name` prepares it on each connection (parsed and planned once), for the statements of every open and renewal. */
+  async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[], name?: string): Promise<R[]> {
     try {
-      return (await this.#pool.query(sql, params)).rows as R[];
+      return (await this.#pool.query(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params })).rows as R[];
     } catch (error) {
       throw pgError(error, what, !sql.trimStart().startsWith('SELECT'));
     }
@@ -257,6 +258,7 @@ export class ClusterMember {
              SELECT (SELECT epoch FROM taken) AS tp_lease_epoch, tenant.* FROM tenant`
           : `WITH taken AS (${upsert}) SELECT epoch AS tp_lease_epoch FROM taken`,
         [tenantId, this.instanceId, this.leaseTtlMs, this.#life],
+        `tp-take-${s}-${memberBound ? 'm' : 'e'}${withRow ? 'r' : ''}`,
       );
       const [found] = rows;
       if (withRow && found === undefined) return { fence: undefined, row: undefined };
@@ -337,6 +339,7 @@ export class ClusterMember {
       `releasing ${batch.length === 1 ? `the lease of tenant ${batch[0]!.tenantId}` : `${batch.length} leases`}`,
       `DELETE FROM ${this.#s}.leases l USING unnest($1::text[], $2::bigint[]) AS r(tenant_id, epoch) WHERE l.tenant_id = r.tenant_id AND l.epoch = r.epoch AND l.owner = $3`,
       [batch.map((r) => r.tenantId), batch.map((r) => r.epoch), this.instanceId],
+      `tp-release-${this.#s}`,
     ).catch(() => {
       // Tried again at the next renewal (a lease bound to the membership does not run out while
       // this member lives; this member may take it again meanwhile, under a new epoch, which the
@@ -385,11 +388,13 @@ export class ClusterMember {
                WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat) RETURNING l.tenant_id)
              SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed, ${older}`,
             [this.instanceId, this.address, this.#life, this.leaseTtlMs, SCHEMA_FORMAT, asked.map((a) => a.tenantId), asked.map((a) => a.epoch)],
+            `tp-renew-leases-${s}`,
           )
         : await this.#query<{ live: boolean; renewed: string[]; older_ids: string[]; older_formats: number[] }>(
             'renewing the membership',
             `WITH beat AS (${beat}) SELECT EXISTS (SELECT 1 FROM beat) AS live, ${older}`,
             [this.instanceId, this.address, this.#life, this.leaseTtlMs, SCHEMA_FORMAT],
+            `tp-renew-${s}`,
           );
       if (row !== undefined) this.#olderMembers = row.older_ids.map((instanceId, i) => ({ instanceId, format: Number(row.older_formats[i]) }));
       if (row?.live !== true) {

@@ -14,7 +14,7 @@ import { Mutex, Semaphore } from 'async-mutex';
 import { ms, type EventHub, type WalletCloseReason } from '../observability/diagnostics.js';
 import { poolError, type TenantPoolError } from '../../common/errors.js';
 import { placeTenant } from './placement.js';
-import type { KdfMethod, WalletTimings } from '../../common/protocol.js';
+import type { KdfMethod, OpenWalletRequest, WalletTimings } from '../../common/protocol.js';
 import type { TenantRecord } from '../store/tenant-store.js';
 import type { Grant } from './scheduler.js';
 import { Session, type SessionHost, type SessionWallet } from '../session.js';
@@ -76,6 +76,14 @@ export interface WalletManagerOptions {
   rehash?: (tenant: TenantRecord, passphrase: string) => Promise<TenantRecord | undefined>;
   /** The workers keep derived keys (the key tier): an open asks its worker first, outside the cap on derivations. Absent: no tier. */
   keyTier?: { passphrases: boolean };
+}
+
+type Fence = { owner: string; epoch: number };
+
+/** Whether two records of a tenant open its wallet with the same key (the same wallet, salt, secret and key check). */
+function sameKey(a: TenantRecord, b: TenantRecord): boolean {
+  const same = (x: Uint8Array | null, y: Uint8Array | null): boolean => (x === null || y === null ? x === y : Buffer.compare(x, y) === 0);
+  return a.walletFile === b.walletFile && a.kdf === b.kdf && same(a.salt, b.salt) && same(a.secret, b.secret) && same(a.verifier, b.verifier);
 }
 
 /** What the wallet lifecycle needs of the cluster's leases. */
@@ -207,13 +215,50 @@ export class WalletManager {
         this.#entries.set(tenantId, placed);
         return placed;
       };
+      const requestFor = (r: TenantRecord, fence: Fence | undefined): OpenWalletRequest => ({
+        tenantId,
+        path: this.#walletPath(r),
+        kdf: r.kdf,
+        ...(r.kdfParams === undefined ? {} : { params: r.kdfParams }),
+        salt: r.salt,
+        secret: r.secret ?? passphrase ?? '',
+        verifier: r.verifier,
+        ...(fence === undefined ? {} : { fence }),
+      });
+      const askedAt = this.#now();
+      // Cluster mode, a managed tenant of a raw key: its wallet opens while the lease is taken (a raw
+      // key costs nothing to derive in vain), with a fence no write passes until the lease's is set;
+      // nothing is served before both are done. The tenant as the acquire knew it: if the row read
+      // with the lease says otherwise (rekeyed or re-created elsewhere), that open is dropped.
+      let early: { entry: WalletEntry; opening: Promise<WalletTimings> } | undefined;
+      if (this.#leases !== undefined && tenant.kdf === 'raw' && tenant.secret !== null) {
+        const entry = place();
+        const opening = entry.worker.call('openWallet', { ...requestFor(tenant, undefined), fencePending: true });
+        opening.catch(() => {});
+        early = { entry, opening };
+      }
       // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
       // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in
       // vain, taken in the same statement that reads the tenant.
-      const taken = this.#leases === undefined ? { fence: undefined, record: await currentRecord() } : await this.#leases.take(tenantId);
+      let taken: Awaited<ReturnType<WalletLeases['take']>>;
+      try {
+        taken = this.#leases === undefined ? { fence: undefined, record: await currentRecord() } : await this.#leases.take(tenantId);
+      } catch (error) {
+        if (early !== undefined) await this.#drop(early.entry, early.opening);
+        throw error;
+      }
       const fence = taken.fence;
       let record = taken.record;
-      if (record === undefined) throw notFound();
+      if (record === undefined) {
+        if (early !== undefined) await this.#drop(early.entry, early.opening);
+        throw notFound();
+      }
+      if (early !== undefined) {
+        const opened = sameKey(record, tenant) ? await this.#fenced(early.entry, early.opening, fence!) : undefined;
+        if (opened !== undefined) return this.#opened(early.entry, record, opened, askedAt, askedAt, passphrase, host, grant);
+        // The key changed meanwhile, or that open failed: dropped; the wallet opens as usual below.
+        await this.#drop(early.entry, early.opening);
+      }
       if (record.secret === null && passphrase !== undefined && this.#rehash !== undefined) {
         try {
           record = (await this.#rehash(record, passphrase)) ?? record;
@@ -223,19 +268,9 @@ export class WalletManager {
         }
       }
       let entry = place();
-      const askedAt = this.#now();
       let slotAt = askedAt;
       let timings: WalletTimings;
-      const request = {
-        tenantId,
-        path: this.#walletPath(record),
-        kdf: record.kdf,
-        ...(record.kdfParams === undefined ? {} : { params: record.kdfParams }),
-        salt: record.salt,
-        secret: record.secret ?? passphrase ?? '',
-        verifier: record.verifier,
-        ...(fence === undefined ? {} : { fence }),
-      };
+      const request = requestFor(record, fence);
       try {
         // The key tier first: a worker that kept the key opens at once, outside the cap on derivations.
         // Only where an entry may exist: the tier keeps no raw key, and passphrase tenants only when allowed.
@@ -258,25 +293,60 @@ export class WalletManager {
         if (entry.state !== 'crashed') entry.state = 'closed';
         throw error;
       }
-      // The worker may have died between its answer and now.
-      if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
-      entry.state = 'open';
-      entry.openedAt = this.#now();
-      entry.timings = timings;
-      entry.passCheck = record.secret === null ? this.#passCheck(passphrase) : null;
-      this.counters.walletOpens++;
-      this.#events.emit('tenant-pool:wallet:open', () => ({
-        tenantId,
-        worker: entry.worker.index,
-        kdf: record.kdf,
-        waitMs: ms(slotAt - askedAt),
-        deriveMs: ms(timings.deriveMs),
-        openMs: ms(timings.openMs),
-        totalMs: ms(entry.openedAt - askedAt),
-      }));
-      this.#onOpened(entry, timings);
-      return this.#admitTo(entry, passphrase, host, grant);
+      return this.#opened(entry, record, timings, askedAt, slotAt, passphrase, host, grant);
     });
+  }
+
+  /** A wallet open finished: the entry is open, counted and told, and the session admitted. */
+  #opened(entry: WalletEntry, record: TenantRecord, timings: WalletTimings, askedAt: number, slotAt: number, passphrase: string | undefined, host: SessionHost, grant: Grant): Session {
+    const tenantId = entry.tenantId;
+    // The worker may have died between its answer and now.
+    if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
+    entry.state = 'open';
+    entry.openedAt = this.#now();
+    entry.timings = timings;
+    entry.passCheck = record.secret === null ? this.#passCheck(passphrase) : null;
+    this.counters.walletOpens++;
+    this.#events.emit('tenant-pool:wallet:open', () => ({
+      tenantId,
+      worker: entry.worker.index,
+      kdf: record.kdf,
+      waitMs: ms(slotAt - askedAt),
+      deriveMs: ms(timings.deriveMs),
+      openMs: ms(timings.openMs),
+      totalMs: ms(entry.openedAt - askedAt),
+    }));
+    this.#onOpened(entry, timings);
+    return this.#admitTo(entry, passphrase, host, grant);
+  }
+
+  /**
+   * An open made before its lease was known: its writes get the lease's fence, sent at once (the
+   * worker applies it when the open ends, if it has not yet; every call of a session comes after it
+   * on the same port). Undefined if the open failed (or its worker died).
+   */
+  async #fenced(entry: WalletEntry, opening: Promise<WalletTimings>, fence: Fence): Promise<WalletTimings | undefined> {
+    const fencing = entry.worker.call('setFence', entry.tenantId, fence);
+    // An open that failed has no wallet to fence.
+    fencing.catch(() => {});
+    try {
+      const timings = await opening;
+      await fencing;
+      return entry.state === 'crashed' ? undefined : timings;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Drops an open made before its lease was known: closed in its worker if it opened, and forgotten here. */
+  async #drop(entry: WalletEntry, opening: Promise<WalletTimings>): Promise<void> {
+    const opened = await opening.then(
+      () => true,
+      () => false,
+    );
+    if (opened && entry.state !== 'crashed') await entry.worker.call('closeWallet', entry.tenantId, false).catch(() => {});
+    if (this.#entries.get(entry.tenantId) === entry) this.#entries.delete(entry.tenantId);
+    if (entry.state !== 'crashed') entry.state = 'closed';
   }
 
   /** Without a cluster, always; in cluster mode, whether the tenant's lease is surely still this instance's. */

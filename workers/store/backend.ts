@@ -40,6 +40,8 @@ export interface StoredWallet {
    * @throws ERR_WALLET_CORRUPT
    */
   check(): Maybe<{ bytes: number }>;
+  /** Cluster mode (PostgreSQL): the lease every write is fenced by from now on. */
+  setFence?(fence: { owner: string; epoch: number }): void;
   close(): void;
 }
 

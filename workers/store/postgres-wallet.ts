@@ -227,7 +227,7 @@ export class PostgresWallet {
   /** Reads of a record under way: a get of the same record joins one (10,000 sessions reading one record make one query). */
   readonly #reading = new Map<string, Promise<RawRecord | null>>();
 
-  readonly #fence: WriteFence | undefined;
+  #fence: WriteFence | undefined;
 
   constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey, fence?: WriteFence) {
     this.#fence = fence;
@@ -235,6 +235,12 @@ export class PostgresWallet {
     this.#s = schema;
     this.#walletId = walletId;
     this.#profile = profile;
+  }
+
+  /** The lease its writes are fenced by from now on (an open made while the lease was being taken). */
+  setFence(fence: { owner: string; epoch: number }): void {
+    if (this.#fence === undefined) throw poolError('ERR_INTERNAL', 'a wallet opened without a fence gets none');
+    this.#fence = { tenantId: this.#fence.tenantId, owner: fence.owner, epoch: fence.epoch };
   }
 
   /** Inserts or replaces a record and its tags in one transaction; resolves after the commit. */
