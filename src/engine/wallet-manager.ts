@@ -322,16 +322,15 @@ export class WalletManager {
 
   /**
    * An open made before its lease was known: its writes get the lease's fence, sent at once (the
-   * worker applies it when the open ends, if it has not yet; every call of a session comes after it
-   * on the same port). Undefined if the open failed (or its worker died).
+   * worker applies it when the open ends, if it has not ended yet). Undefined if the open failed
+   * (or its worker died).
    */
   async #fenced(entry: WalletEntry, opening: Promise<WalletTimings>, fence: Fence): Promise<WalletTimings | undefined> {
-    const fencing = entry.worker.call('setFence', entry.tenantId, fence);
-    // An open that failed has no wallet to fence.
-    fencing.catch(() => {});
+    // Not waited for: a session's calls go after it on the same port. It fails only with the open
+    // (no wallet to fence) or the worker; a wallet left with the open's fence refuses every write.
+    entry.worker.call('setFence', entry.tenantId, fence).catch(() => {});
     try {
       const timings = await opening;
-      await fencing;
       return entry.state === 'crashed' ? undefined : timings;
     } catch {
       return undefined;
