@@ -12,7 +12,7 @@ import { ms } from '../observability/diagnostics.js';
 import { poolError } from '../../common/errors.js';
 import { KDF_METHODS, type KdfMethod } from '../../common/protocol.js';
 import type { KdfParams } from '../../common/kdf.js';
-import { rankWorkers } from '../engine/placement.js';
+import { placeTenant } from '../engine/placement.js';
 import type { TenantRecord, TenantWeights } from '../store/tenant-store.js';
 import { kRehash, TenantKeys, type ExportOptions, type ImportOptions, type RekeyOptions } from './tenant-keys.js';
 import {
@@ -104,7 +104,8 @@ export class Tenants {
       ctx.assertOpen();
       const salt = randomBytes(16);
       const secret = passphrase === undefined ? randomBytes(32) : null;
-      const worker = ctx.workers[rankWorkers(tenantId, ctx.workers.length)[0] ?? 0]!;
+      // The new wallet may stay open there (cached): placed as an open places it, within the workers' bounded load.
+      const worker = ctx.workers[placeTenant(tenantId, ctx.wallets.loads(), (i) => ctx.workers[i]!.isAlive)]!;
       const walletFile = ctx.store.newWalletName(tenantId);
       const path = ctx.walletPath({ walletFile });
       const startedAt = ctx.now();
