@@ -1,7 +1,7 @@
 /**
  * The cluster-scale scenario (needs a PostgreSQL server; pg_stat_statements for server times):
  *
- * - **Renewal at 100, 10,000 and 100,000 leases held** by one instance: rows written per renewal
+ * - **Renewal at 100, 10,000 and 100,000 leases held** by one instance (lease TTL 6 s): rows written per renewal
  *   (counted exactly: lease rows whose xmin changed between two renewals, plus the member row) and
  *   the renewal statement's server time (pg_stat_statements), with leases bound to the membership
  *   (this release) and renewed one by one (what it does while a member of release 0.2.0 is live).
@@ -62,7 +62,7 @@ async function heartbeat(client: PgClient, schema: string): Promise<string> {
 async function nextRenewal(client: PgClient, schema: string): Promise<void> {
   const last = await heartbeat(client, schema);
   for (let polls = 0; (await heartbeat(client, schema)) === last; polls++) {
-    if (polls > 2000) throw new Error('no renewal');
+    if (polls > 4000) throw new Error('no renewal');
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -80,7 +80,7 @@ async function renewal(leases: number, olderLive: boolean, hasStats: boolean): P
   rmSync(dataDir, { recursive: true, force: true });
   const client = await admin();
   if (olderLive) await client.query(`INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ('old', NULL, now() + interval '1 hour', 60000, 'o', 2)`);
-  const member = await ClusterMember.join(benchPostgresUrl!, schema, { instanceId: 'r', address: null, leaseTtlMs: 1500 }, {
+  const member = await ClusterMember.join(benchPostgresUrl!, schema, { instanceId: 'r', address: null, leaseTtlMs: 6000 }, {
     onLost: () => {},
     idleTenants: () => [],
     handOff: () => {},
@@ -177,6 +177,42 @@ async function operationCosts(count: number, hasStats: boolean): Promise<Record<
   return out;
 }
 
+/**
+ * The capacity model: what N instances holding T tenants ask of a PostgreSQL of C cores, from the
+ * measured cost of each operation. Assumptions: the server's statement execution is the cost that
+ * grows (pg_stat_statements' exec time; its parse, network and WAL flush beyond that are not in
+ * it), a server kept at 70% of its cores, a lease TTL of 10 s (a renewal every 3.3 s), every tenant
+ * leased (the worst case: every wallet open), 8 workers per instance with the default connections
+ * (2 per worker, 2 for the registry, 2 for the membership).
+ */
+export function capacityModel(figures: Figures, cores = 16): Figures {
+  const out: Figures = {};
+  const renewMs = figures['renewal/server ms'];
+  const coldMs = figures['coldAcquire/server ms'];
+  const writeMs = figures['write/server ms'];
+  const counts = Object.keys(figures)
+    .filter((k) => k.endsWith(' leases/server ms per renewal (an older member live)'))
+    .map((k) => Number(k.split(' ')[0]));
+  if (renewMs === undefined || coldMs === undefined || writeMs === undefined || counts.length === 0) return out;
+  const most = Math.max(...counts);
+  const perLeaseMs = figures[`${most} leases/server ms per renewal (an older member live)`]! / most;
+  const budget = cores * 0.7 * 1000;
+  for (const instances of [10, 100]) {
+    for (const tenants of [100_000, 1_000_000]) {
+      const key = `${instances} instances, ${tenants / 1000}k tenants`;
+      const renewals = instances / (10 / 3);
+      const bound = renewals * renewMs;
+      const perLease = renewals * perLeaseMs * (tenants / instances);
+      out[`${key}/renewal: server ms per s`] = round(bound, 1);
+      out[`${key}/renewal one row per lease: server ms per s`] = round(perLease, 1);
+      out[`${key}/cold acquires per s`] = Math.round((budget - bound) / coldMs);
+      out[`${key}/writes per s`] = Math.round((budget - bound) / writeMs);
+      out[`${key}/connections`] = instances * (8 * 2 + 2 + 2);
+    }
+  }
+  return out;
+}
+
 export async function clusterScale(quick: boolean): Promise<Figures> {
   if (benchPostgresUrl === undefined) throw new Error('set TENANT_POOL_BENCH_POSTGRES_URL to a PostgreSQL server');
   const client = await admin();
@@ -201,5 +237,5 @@ export async function clusterScale(quick: boolean): Promise<Figures> {
     figures[`${op}/statements`] = c.statements;
     figures[`${op}/server ms`] = c.serverMs;
   }
-  return figures;
+  return { ...figures, ...capacityModel(figures) };
 }

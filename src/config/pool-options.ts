@@ -91,7 +91,7 @@ export interface ClusterOptions {
 
 /** The key tier: derived wallet keys kept in the workers, sealed in memory, so a closed wallet reopens without a key derivation. */
 export interface KeyCacheOptions {
-  /** Most keys kept, pool-wide (each worker keeps its share); `0` turns the tier off. About 190 bytes each: the default takes about 19 MB. @default `100000` */
+  /** Most keys kept, pool-wide (each worker keeps its share); `0` turns the tier off. About 460 bytes each (an id of 20 characters): the default takes about 46 MB across the workers. @default `100000` */
   maxEntries?: number;
   /** How long a key may serve after it was derived. `Infinity` (`null` in JSON) means no limit. @default `3600000` */
   ttlMs?: number;
