@@ -5,6 +5,10 @@
  * tier itself check sealing, zeroing and expiry.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KeyTier } from '../workers/key-tier.js';
@@ -65,6 +69,26 @@ test('keyCache.passphrases false: every open of a passphrase tenant derives; man
   await off.withSession('m', async () => {});
   await off.withSession('m', async () => {});
   assert.is(off.stats().totals.keyTierOpens, 0);
+});
+
+test("a kept key leaves no passphrase behind: after a passphrase tenant opened and closed twice (served by the tier), the worker's heap, collected in full, holds no string of it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-heap-'));
+  try {
+    await using pool = await usePool({ workers: 1, walletIdleTtlMs: 0, modules: [fileURLToPath(new URL('./fixtures/heap-module.ts', import.meta.url))] });
+    const passphrase = `marker-${randomBytes(12).toString('hex')}`;
+    await pool.tenants.create({ tenantId: 'carol', passphrase, kdf: 'argon2i-int' });
+    await pool.withSession('carol', async (s) => s.records.save('c', 'r', 1), { passphrase });
+    await pool.withSession('carol', async () => {}, { passphrase });
+    assert.is(pool.stats().totals.keyTierOpens, 2, 'the entry (made at the create) is there and served both opens');
+    await pool.tenants.create({ tenantId: 'probe' });
+    const path = await pool.withSession('probe', async (s) => s.run('snapshot', { path: join(dir, 'worker.heapsnapshot') }));
+    const text = readFileSync(path as string, 'utf8');
+    assert.ok(text.length > 100_000, 'a heap snapshot');
+    assert.ok(text.includes('probe'), 'it holds the strings of the worker (the open tenant\'s id)');
+    assert.not.ok(text.includes(passphrase), 'the passphrase is not in the worker heap');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the tier itself: keys bound to the key check value, zeroed when they go, bounded in entries (least recent first) and in age', () => {
