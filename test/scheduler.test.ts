@@ -255,17 +255,18 @@ interface Run {
 }
 
 function apply(run: Run, fx: Effects): void {
+  for (const c of fx.close) {
+    // Never a pinned wallet: a wallet with a session is not closed for room (nor for its TTL). (A
+    // waiter granted in the same drain may open the tenant's next wallet, after this one's close.)
+    assert.ok(!run.held.some((g) => g.tenantId === c.tenantId), `${c.tenantId} is closed while a session holds it`);
+    if (c.reason === 'capacity') assert.ok(c.tenantId !== c.forTenantId, 'a waiter never evicts its own wallet');
+    run.closing.push(c.tenantId);
+  }
   for (const w of fx.granted) {
     run.held.push(w.grant!);
     run.grantOrder.push(w);
   }
   for (const w of [...fx.granted, ...fx.expired]) run.waiting.splice(run.waiting.indexOf(w), 1);
-  for (const c of fx.close) {
-    // Never a pinned wallet: a wallet with a session is not closed for room (nor for its TTL).
-    assert.ok(!run.held.some((g) => g.tenantId === c.tenantId), `${c.tenantId} is closed while a session holds it`);
-    if (c.reason === 'capacity') assert.ok(c.tenantId !== c.forTenantId, 'a waiter never evicts its own wallet');
-    run.closing.push(c.tenantId);
-  }
 }
 
 function step(run: Run, cmd: Command, options: { limits: boolean }): void {
