@@ -169,9 +169,8 @@ const handlers: Handlers = {
       pendingFences.set(tenantId, fence);
       return;
     }
-    const wallet = walletOf(tenantId);
-    if (wallet.setFence === undefined) throw poolError('ERR_INTERNAL', 'this store has no fence');
-    wallet.setFence(fence);
+    // Every open wallet is guarded; the guard refuses a store without fences.
+    walletOf(tenantId).setFence!(fence);
   },
   async closeWallet(tenantId, forget) {
     if (forget === true) keyTier.forget(tenantId);

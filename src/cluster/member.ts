@@ -41,7 +41,7 @@ import { poolError, type LeaseOwner, type TenantPoolError } from '../../common/e
 import { placeAmong } from '../engine/placement.js';
 import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
 import { MEMBER_LEASES_FORMAT, SCHEMA_FORMAT } from '../../common/formats.js';
-import { olderMembers, type OlderMember } from '../store/pg-format.js';
+import { olderMembers, olderMembersJson, type OlderMember } from '../store/pg-format.js';
 import { leaseHolds, leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
 export type { ClusterMemberInfo } from './routing.js';
@@ -202,7 +202,11 @@ export class ClusterMember {
     return this.#beatAt === undefined ? Number.NEGATIVE_INFINITY : this.#beatAt + this.leaseTtlMs - this.#marginMs;
   }
 
-  /** One statement; `name` prepares it on each connection (parsed and planned once), for the statements of every open and renewal. */
+  /**
+   * One statement; `name` prepares it on each connection (parsed and planned once), for the
+   * statements of every open and renewal. Names need be unique per connection only (the member's
+   * connections serve its one schema), and stay short: the server cuts a name at 63 bytes.
+   */
   async #query<R = Record<string, unknown>>(what: string, sql: string, params: unknown[], name?: string): Promise<R[]> {
     try {
       return (await this.#pool.query(name === undefined ? { text: sql, values: params } : { name, text: sql, values: params })).rows as R[];
@@ -258,7 +262,7 @@ export class ClusterMember {
              SELECT (SELECT epoch FROM taken) AS tp_lease_epoch, tenant.* FROM tenant`
           : `WITH taken AS (${upsert}) SELECT epoch AS tp_lease_epoch FROM taken`,
         [tenantId, this.instanceId, this.leaseTtlMs, this.#life],
-        `tp-take-${s}-${memberBound ? 'm' : 'e'}${withRow ? 'r' : ''}`,
+        `tp-take-${memberBound ? 'member' : 'expiry'}${withRow ? '-row' : ''}`,
       );
       const [found] = rows;
       if (withRow && found === undefined) return { fence: undefined, row: undefined };
@@ -339,7 +343,7 @@ export class ClusterMember {
       `releasing ${batch.length === 1 ? `the lease of tenant ${batch[0]!.tenantId}` : `${batch.length} leases`}`,
       `DELETE FROM ${this.#s}.leases l USING unnest($1::text[], $2::bigint[]) AS r(tenant_id, epoch) WHERE l.tenant_id = r.tenant_id AND l.epoch = r.epoch AND l.owner = $3`,
       [batch.map((r) => r.tenantId), batch.map((r) => r.epoch), this.instanceId],
-      `tp-release-${this.#s}`,
+      'tp-release',
     ).catch(() => {
       // Tried again at the next renewal (a lease bound to the membership does not run out while
       // this member lives; this member may take it again meanwhile, under a new epoch, which the
@@ -376,10 +380,9 @@ export class ClusterMember {
       }
       const s = this.#s;
       const beat = `UPDATE ${s}.members SET heartbeat_at = now(), address = $2 WHERE instance_id = $1 AND life = $3 AND heartbeat_at >= now() - COALESCE(lease_ttl_ms, $4) * interval '1 millisecond' RETURNING 1`;
-      const older = `ARRAY(SELECT instance_id FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $5 ORDER BY instance_id) AS older_ids,
-           ARRAY(SELECT COALESCE(format, 1) FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $5 ORDER BY instance_id) AS older_formats`;
+      const older = `${olderMembersJson(s, '$5')} AS older`;
       const [row] = byExpiry
-        ? await this.#query<{ live: boolean; renewed: string[]; older_ids: string[]; older_formats: number[] }>(
+        ? await this.#query<{ live: boolean; renewed: string[]; older: OlderMember[] }>(
             'renewing leases',
             `WITH beat AS (${beat}),
              renewed AS (
@@ -388,15 +391,15 @@ export class ClusterMember {
                WHERE l.tenant_id = h.tenant_id AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat) RETURNING l.tenant_id)
              SELECT EXISTS (SELECT 1 FROM beat) AS live, ARRAY(SELECT tenant_id FROM renewed) AS renewed, ${older}`,
             [this.instanceId, this.address, this.#life, this.leaseTtlMs, SCHEMA_FORMAT, asked.map((a) => a.tenantId), asked.map((a) => a.epoch)],
-            `tp-renew-leases-${s}`,
+            'tp-renew-leases',
           )
-        : await this.#query<{ live: boolean; renewed: string[]; older_ids: string[]; older_formats: number[] }>(
+        : await this.#query<{ live: boolean; renewed: string[]; older: OlderMember[] }>(
             'renewing the membership',
             `WITH beat AS (${beat}) SELECT EXISTS (SELECT 1 FROM beat) AS live, ${older}`,
             [this.instanceId, this.address, this.#life, this.leaseTtlMs, SCHEMA_FORMAT],
-            `tp-renew-${s}`,
+            'tp-renew',
           );
-      if (row !== undefined) this.#olderMembers = row.older_ids.map((instanceId, i) => ({ instanceId, format: Number(row.older_formats[i]) }));
+      if (row !== undefined) this.#olderMembers = row.older;
       if (row?.live !== true) {
         this.#lapse();
         return;

@@ -49,16 +49,6 @@ export interface CachePolicyOptions {
   random?: () => number;
 }
 
-/** What the policy did, for `stats()` and the bench. */
-export interface CachePolicyStats {
-  /** The window's share of the capacity now (adaptive). */
-  windowShare: number;
-  /** Duels a candidate won (the victim closed) and lost (the candidate closed). */
-  admitted: number;
-  rejected: number;
-  sketchBytes: number;
-}
-
 const MIN_WINDOW_SHARE = 0.01;
 const MAX_WINDOW_SHARE = 0.8;
 const PROTECTED_SHARE = 0.8;
@@ -107,17 +97,11 @@ export class CachePolicy {
   #hits = 0;
   #misses = 0;
   #lastHitRate = 0;
-  #admitted = 0;
-  #rejected = 0;
 
   constructor(options: CachePolicyOptions) {
     this.#capacity = options.capacity;
     this.#random = options.random ?? Math.random;
     this.#sketch = new FrequencySketch(options.expectedWallets, this.#random);
-  }
-
-  get stats(): CachePolicyStats {
-    return { windowShare: this.#windowShare, admitted: this.#admitted, rejected: this.#rejected, sketchBytes: this.#sketch.bytes };
   }
 
   hash(tenantId: string): number {
@@ -193,13 +177,7 @@ export class CachePolicy {
         continue;
       }
       candidate.isCandidate = false;
-      if (this.#admit(candidate.hash, victim.hash)) {
-        this.#admitted++;
-        close(victim);
-      } else {
-        this.#rejected++;
-        close(candidate);
-      }
+      close(this.#admit(candidate.hash, victim.hash) ? victim : candidate);
     }
     return closed;
   }

@@ -12,7 +12,7 @@
  *
  * Every operation is O(log n) in the number of waiters, or O(1), but eviction: O(wallets closed).
  */
-import { CachePolicy, type CacheEntry, type CachePolicyStats, type Segment } from './cache-policy.js';
+import { CachePolicy, type CacheEntry, type Segment } from './cache-policy.js';
 import { IndexedHeap } from './heap.js';
 
 export interface Weights {
@@ -135,18 +135,13 @@ export class Scheduler {
   }
 
   /** The cache policy's books against the scheduler's, for tests: wallets held, and idle weight listed against idle weight held. */
-  cacheShape(): { heldWallets: number; policyHeld: number; listedWeight: number; idleWeight: number; windowMax: number } {
+  cacheShape(): { heldWallets: number; policyHeld: number; listedWeight: number; idleWeight: number } {
     const shape = this.#policy.shape();
     let heldWallets = 0;
     for (const slot of this.#slots.values()) if (slot.isWalletHeld) heldWallets++;
     let idleWeight = 0;
     for (const slot of this.#idle.values()) idleWeight += slot.walletWeight;
-    return { heldWallets, policyHeld: shape.held, listedWeight: shape.window + shape.probation + shape.protected, idleWeight, windowMax: shape.windowMax };
-  }
-
-  /** What the cache policy did. */
-  get cachePolicy(): CachePolicyStats {
-    return this.#policy.stats;
+    return { heldWallets, policyHeld: shape.held, listedWeight: shape.window + shape.probation + shape.protected, idleWeight };
   }
 
   get weightInUse(): number {
@@ -402,7 +397,7 @@ export class Scheduler {
         eligible: 0,
         parked: new IndexedHeap<'queueIndex', Waiter>('queueIndex', bySeq),
         limit: Number.POSITIVE_INFINITY,
-        segment: 'none' satisfies Segment as Segment,
+        segment: 'none' as Segment,
         isListed: false,
         isCandidate: false,
         prev: undefined,

@@ -93,7 +93,7 @@ export interface WalletLeases {
    * tenant that is gone (`record` undefined).
    * @throws ERR_TENANT_ELSEWHERE
    */
-  take(tenantId: string): Promise<{ fence: { owner: string; epoch: number } | undefined; record: TenantRecord | undefined }>;
+  take(tenantId: string): Promise<{ fence: Fence | undefined; record: TenantRecord | undefined }>;
   release(tenantId: string): Promise<void>;
   /** Whether the lease is surely still this instance's now (the monotonic clock). */
   holds(tenantId: string): boolean;

@@ -98,11 +98,14 @@ export interface OlderMember {
  * renewed one by one (an older member takes a lease by its expiry alone).
  */
 export async function olderMembers(client: PoolClient | PgPool, s: string): Promise<OlderMember[]> {
-  const { rows } = await client.query<{ instance_id: string; format: number }>(
-    `SELECT instance_id, COALESCE(format, 1) AS format FROM ${s}.members WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < $1 ORDER BY instance_id`,
-    [SCHEMA_FORMAT],
-  );
-  return rows.map((r) => ({ instanceId: r.instance_id, format: r.format }));
+  const { rows } = await client.query<{ older: OlderMember[] }>(`SELECT ${olderMembersJson(s, '$1')} AS older`, [SCHEMA_FORMAT]);
+  return rows[0]!.older;
+}
+
+/** SQL: the live members of a format below the parameter `format` (this release's), as a JSON array of {@link OlderMember}, by id. */
+export function olderMembersJson(s: string, format: string): string {
+  return `(SELECT COALESCE(json_agg(json_build_object('instanceId', instance_id, 'format', COALESCE(format, 1)) ORDER BY instance_id), '[]'::json) FROM ${s}.members
+    WHERE heartbeat_at > now() - COALESCE(lease_ttl_ms, 10000) * interval '1 millisecond' AND COALESCE(format, 1) < ${format})`;
 }
 
 /** What `tenant-pool info` tells of a PostgreSQL schema, read without taking it. */
