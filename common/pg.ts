@@ -50,7 +50,11 @@ export async function lockOwnershipChange(client: PoolClient, schema: string): P
   await client.query(`SELECT pg_advisory_xact_lock(hashtext('tenant-pool ownership ${schema}'))`);
 }
 
-export async function openPgPool(connectionString: string, schema: string, maxConnections: number): Promise<PgPool> {
+/**
+ * A pool of connections to the schema. `lockTimeoutMs` cancels a statement that waits that long
+ * for a row lock (a lease's: no use waiting past the time its answer is good for).
+ */
+export async function openPgPool(connectionString: string, schema: string, maxConnections: number, lockTimeoutMs?: number): Promise<PgPool> {
   if (!SCHEMA_NAME.test(schema)) throw poolError('ERR_INVALID_CONFIG', `Expected \`postgres.schema\` to match ${String(SCHEMA_NAME)}, got a string of length ${schema.length}`);
   let pg: PgModule;
   try {
@@ -69,6 +73,7 @@ export async function openPgPool(connectionString: string, schema: string, maxCo
     allowExitOnIdle: true,
     application_name: `tenant-pool:${schema}`,
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    ...(lockTimeoutMs === undefined ? {} : { lock_timeout: lockTimeoutMs }),
   });
   // An idle client's error (the server went away) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
@@ -100,6 +105,8 @@ export function pgError(error: unknown, what: string, isWrite: boolean): TenantP
       isWrite ? { outcome: 'unknown' } : undefined,
     );
   }
+  // 55P03 lock_not_available: a row this statement needs stayed locked past the lock timeout.
+  if (code === '55P03') return poolError('ERR_STORAGE_UNAVAILABLE', `${what}: a row it needs stayed locked elsewhere past the lock timeout; retry`, error);
   if (code === '53100') return poolError('ERR_STORAGE_FULL', `${what}: the database disk is full`, error);
   if (code === '25006') return poolError('ERR_STORAGE_READONLY', `${what}: the database is read-only`, error);
   return asPoolError(error, what);

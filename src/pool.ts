@@ -461,12 +461,15 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
   /**
    * Closes every idle (cached) wallet now, as if its idle TTL had passed: their weight returns and
    * their next session opens them again. Wallets with sessions are left alone. Resolves with the
-   * number closed, once they are.
+   * number closed, once they are and (in a cluster) their leases are given up, so another
+   * instance may take those tenants at once.
    */
   async closeIdleWallets(): Promise<number> {
     this.#assertOpen();
     const tenants = this.#scheduler.closeAllIdle();
     await Promise.all(tenants.map(async (tenantId) => this.#admission.closeWallet(tenantId, 'idle')));
+    // In a cluster, another instance may take these tenants once this resolves.
+    await this.#wallets.leasesGivenUp();
     return tenants.length;
   }
 

@@ -221,4 +221,74 @@ testWithPostgres('a cold open takes the lease while its wallet opens: a tenant r
   }
 });
 
+testWithPostgres('closeIdleWallets resolves once the leases of the wallets it closed are given up: another instance takes the tenant at once', async () => {
+  const schema = testSchema();
+  const pg = (await import('pg')).default;
+  const locker = new pg.Client(postgresUrl);
+  await locker.connect();
+  try {
+    await using a = await instance(schema, 'a', 10_000);
+    await using b = await instance(schema, 'b', 10_000);
+    await a.tenants.create({ tenantId: 't' });
+    await a.withSession('t', async (s) => s.records.save('c', 'r', 1));
+    // The lease's row is locked elsewhere: its delete waits for the lock.
+    await locker.query('BEGIN');
+    let closing: Promise<number>;
+    let closed = false;
+    try {
+      await locker.query(`SELECT 1 FROM ${schema}.leases WHERE tenant_id = 't' FOR UPDATE`);
+      closing = a.closeIdleWallets().then((n) => {
+        closed = true;
+        return n;
+      });
+      await until(async () => (await pgQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM ${schema}.leases%'`)).length === 1, 'the delete waits for the lock');
+      assert.is(a.stats().wallets.open, 0, 'the wallet is closed');
+      assert.not.ok(closed, 'not resolved while the lease is still held');
+    } finally {
+      await locker.query('COMMIT');
+    }
+    assert.is(await closing, 1);
+    assert.equal(await pgQuery(`SELECT owner FROM ${schema}.leases`), [], 'the lease is gone');
+    assert.is(await b.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value), 1, 'b takes it without waiting');
+  } finally {
+    await locker.end();
+    await dropSchema(schema);
+  }
+});
+
+testWithPostgres('close does not hang on a lease row locked elsewhere: the leave gives up after the lock timeout, and the lease passes on once the life is gone', async () => {
+  const schema = testSchema();
+  const pg = (await import('pg')).default;
+  const locker = new pg.Client(postgresUrl);
+  await locker.connect();
+  try {
+    await using b = await instance(schema, 'b', 1500);
+    const a = await instance(schema, 'a', 1500);
+    await a.tenants.create({ tenantId: 't' });
+    await a.withSession('t', async (s) => s.records.save('c', 'r', 1));
+    await locker.query('BEGIN');
+    try {
+      await locker.query(`SELECT 1 FROM ${schema}.leases WHERE tenant_id = 't' FOR UPDATE`);
+      // A guard, not a measure: a close that hangs fails here instead of holding the run up.
+      const outcome = await Promise.race([a.close().then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 60_000, 'hung').unref())]);
+      assert.is(outcome, 'closed');
+    } finally {
+      await locker.query('COMMIT');
+    }
+    await rejectsWith(a.acquire('t'), 'ERR_POOL_CLOSED');
+    // Its lease outlived the close; b takes it once a's life is seen gone (no heartbeat for a TTL).
+    await until(async () => {
+      try {
+        return (await b.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value)) === 1;
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ERR_TENANT_ELSEWHERE') return false;
+        throw error;
+      }
+    }, 'b takes the tenant');
+  } finally {
+    await locker.end();
+    await dropSchema(schema);
+  }
+});
+
 test.run();

@@ -129,7 +129,9 @@ export class ClusterMember {
    * @throws ERR_INVALID_CONFIG when another live instance has this instanceId
    */
   static async join(connectionString: string, schema: string, options: ResolvedClusterOptions, hooks: ClusterHooks): Promise<ClusterMember> {
-    const pool = await openPgPool(connectionString, schema, 2);
+    // A lease statement held up by a lock for a renewal period is given up (and the renewal after
+    // tries again): no lease statement, nor the leave at close, waits on a stuck lock for ever.
+    const pool = await openPgPool(connectionString, schema, 2, Math.max(100, Math.floor(options.leaseTtlMs / 3)));
     const member = new ClusterMember(pool, schema, options, hooks);
     try {
       await member.#join();

@@ -108,6 +108,8 @@ export class WalletManager {
   readonly #events: EventHub;
   readonly #onOpened: (entry: WalletEntry, timings: WalletTimings) => void;
   readonly #leases: WalletLeases | undefined;
+  /** Lease releases of closed wallets still under way (`leasesGivenUp` waits for them). */
+  readonly #releasing = new Set<Promise<void>>();
   readonly #rehash: WalletManagerOptions['rehash'];
   readonly #keyTier: { passphrases: boolean } | undefined;
   readonly #entries = new Map<string, WalletEntry>();
@@ -397,8 +399,20 @@ export class WalletManager {
 
   #closed(entry: WalletEntry, reason: CloseReason): void {
     this.counters.walletCloses++;
-    if (this.#leases !== undefined && reason !== 'lease') void this.#leases.release(entry.tenantId);
+    if (this.#leases !== undefined && reason !== 'lease') {
+      const released = this.#leases.release(entry.tenantId).finally(() => this.#releasing.delete(released));
+      this.#releasing.add(released);
+    }
     this.#events.emit('tenant-pool:wallet:close', () => ({ tenantId: entry.tenantId, worker: entry.worker.index, reason, openForMs: ms(this.#now() - entry.openedAt) }));
+  }
+
+  /**
+   * Resolves when the leases of the wallets closed so far are given up (a close gives its weight
+   * back at once, before the lease's row is deleted; a caller that closed wallets for another
+   * instance to take them waits here).
+   */
+  async leasesGivenUp(): Promise<void> {
+    await Promise.all(this.#releasing);
   }
 
   /** The pool closed its workers, and every wallet with them. */
