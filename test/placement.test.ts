@@ -32,4 +32,23 @@ test('a worker at its bound is skipped for the next in the ranking; unavailable 
   assert.is(placeTenant('x', [0, 0, 0], (i) => i !== ranking[0]), ranking[1]);
 });
 
+test('a tenant that is not sticky (a raw key) goes to the least loaded worker, its ranking breaking ties', () => {
+  const loads = [3, 1, 2, 1];
+  const ranking = rankWorkers('r', 4);
+  const least = ranking.find((i) => loads[i] === 1);
+  assert.is(placeTenant('r', loads, () => true, false), least);
+  assert.is(placeTenant('r', [0, 0, 0, 0], () => true, false), ranking[0], 'with equal loads, its first choice');
+  assert.is(placeTenant('r', [0, 5, 5, 5], (i) => i !== 0, false), ranking.find((i) => i !== 0), 'an unavailable worker is skipped');
+});
+
+test('eight busy tenants of raw keys on two workers split four and four; sticky ones may split five and three (the slack the key tier needs)', () => {
+  const place = (sticky: boolean): number[] => {
+    const loads = [0, 0];
+    for (let i = 0; i < 8; i++) loads[placeTenant(`w${i}`, loads, () => true, sticky)]! += 1;
+    return loads;
+  };
+  assert.equal(place(false), [4, 4]);
+  assert.equal(place(true).sort(), [3, 5], 'these ids split unevenly within the bound (the case the rule above fixes)');
+});
+
 test.run();

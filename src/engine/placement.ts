@@ -38,21 +38,28 @@ export function rankWorkers(tenantId: string, workerCount: number): number[] {
 }
 
 /**
- * Picks the worker for a new wallet: the first in the tenant's ranking whose load, with this wallet
- * added, stays within ceil((1 + ε) × (total + 1) / workers). `loads[i]` is worker i's current wallet count;
- * `isAvailable(i)` can rule out a worker (one being replaced, say).
+ * Picks the worker for a new wallet. A `sticky` tenant (one whose reopen derives a key, which the
+ * worker's key tier may hold) goes to the first in its ranking whose load, with this wallet added,
+ * stays within ceil((1 + ε) × (total + 1) / workers). Any other tenant (a raw key: nothing of it
+ * outlives its wallet on a worker) goes to the least loaded worker, its ranking breaking ties: a
+ * few busy tenants spread evenly, where the slack would allow 5 and 3 of 8 on two workers.
+ * `loads[i]` is worker i's current wallet count; `isAvailable(i)` can rule out a worker (one being
+ * replaced, say).
  */
-export function placeTenant(tenantId: string, loads: readonly number[], isAvailable: (index: number) => boolean = () => true): number {
-  const total = loads.reduce((sum, load) => sum + load, 0);
-  const bound = Math.ceil(((1 + LOAD_EPSILON) * (total + 1)) / loads.length);
+export function placeTenant(tenantId: string, loads: readonly number[], isAvailable: (index: number) => boolean = () => true, sticky = true): number {
   const ranking = rankWorkers(tenantId, loads.length);
-  for (const index of ranking) {
-    if (isAvailable(index) && (loads[index] ?? 0) + 1 <= bound) return index;
+  if (sticky) {
+    const total = loads.reduce((sum, load) => sum + load, 0);
+    const bound = Math.ceil(((1 + LOAD_EPSILON) * (total + 1)) / loads.length);
+    for (const index of ranking) {
+      if (isAvailable(index) && (loads[index] ?? 0) + 1 <= bound) return index;
+    }
   }
-  // Every worker is at its bound (only possible when some are unavailable): take the least loaded available one.
-  let best = ranking[0] ?? 0;
-  for (const index of ranking) if (isAvailable(index) && (loads[index] ?? 0) < (loads[best] ?? 0)) best = index;
-  return best;
+  // The least loaded available worker (for a sticky tenant: every worker is at its bound, only
+  // possible when some are unavailable).
+  let best: number | undefined;
+  for (const index of ranking) if (isAvailable(index) && (best === undefined || (loads[index] ?? 0) < (loads[best] ?? 0))) best = index;
+  return best ?? ranking[0] ?? 0;
 }
 
 /**

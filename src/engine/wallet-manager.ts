@@ -213,7 +213,7 @@ export class WalletManager {
         throw poolError('ERR_LEASE_LOST', `the lease of tenant ${tenantId} ran out on this instance; try again`, undefined, { tenantId });
       }
       const place = (): WalletEntry => {
-        const placed = new WalletEntry(tenantId, this.#workers[placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive)]!);
+        const placed = new WalletEntry(tenantId, this.#workers[placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive, tenant.kdf !== 'raw')]!);
         this.#entries.set(tenantId, placed);
         return placed;
       };

@@ -105,7 +105,7 @@ export class Tenants {
       const salt = randomBytes(16);
       const secret = passphrase === undefined ? randomBytes(32) : null;
       // The new wallet may stay open there (cached): placed as an open places it, within the workers' bounded load.
-      const worker = ctx.workers[placeTenant(tenantId, ctx.wallets.loads(), (i) => ctx.workers[i]!.isAlive)]!;
+      const worker = ctx.workers[placeTenant(tenantId, ctx.wallets.loads(), (i) => ctx.workers[i]!.isAlive, kdf !== 'raw')]!;
       const walletFile = ctx.store.newWalletName(tenantId);
       const path = ctx.walletPath({ walletFile });
       const startedAt = ctx.now();
