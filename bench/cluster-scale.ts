@@ -143,8 +143,7 @@ async function operationCosts(count: number, hasStats: boolean): Promise<Record<
   try {
     for (let i = 0; i < count; i++) await pool.tenants.create({ tenantId: `c${i}` });
     await pool.closeIdleWallets();
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    // A cold acquire: the tenant row and its lease, the wallet's open in its worker; the wallet's close and the lease given up after.
+    // A cold acquire: the lease taken with the tenant's row and its wallet's row, the wallet's open in its worker (no read); the wallet's close and the lease given up after.
     await measure('coldAcquire', async () => {
       for (let i = 0; i < count; i++) await pool.withSession(`c${i}`, () => undefined);
       await new Promise((resolve) => setTimeout(resolve, 100));

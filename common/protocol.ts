@@ -65,13 +65,24 @@ export interface WalletKeyMaterial {
   secret: Uint8Array | string;
 }
 
+/** A PostgreSQL wallet's row: its name, id and profile key sealed under the wallet key (nothing secret without that key). */
+export interface WalletProfileRow {
+  name: string;
+  id: string;
+  sealedProfileKey: Uint8Array;
+}
+
 export interface OpenWalletRequest extends WalletKeyMaterial {
   /** Key check value stored at creation; a derived key that does not match it is the wrong key. */
   verifier: Uint8Array;
   /** Cluster mode: the lease this open holds; every write of the wallet is fenced by it. */
   fence?: { owner: string; epoch: number };
-  /** Cluster mode, the lease still being taken: every write is refused (`ERR_LEASE_LOST`) until `setFence` gives it. */
-  fencePending?: boolean;
+  /**
+   * Cluster mode (PostgreSQL): the wallet's row as the lease's take read it, in the same statement,
+   * so the open reads nothing more. A row that no longer opens with the key (a rekey committed
+   * since) is read again.
+   */
+  profile?: WalletProfileRow;
   /** Open only from the key tier: a miss answers `{ missed: true }` and derives nothing (the caller then asks again within its derivation cap). */
   keyTierOnly?: boolean;
 }
@@ -96,8 +107,6 @@ export interface WorkerApi {
   openWallet(req: OpenWalletRequest): WalletTimings;
   /** Checks the old key material against its verifier, then writes the wallet anew under the new key at `newPath`. */
   rekeyWallet(req: OpenWalletRequest & { newPath: string; newKdf: KdfMethod; newParams?: KdfParams; newSalt: Uint8Array; newSecret: Uint8Array | string; rotateDataKey?: boolean }): CreateWalletResult & { profileKey?: Uint8Array };
-  /** Cluster mode: the lease an open wallet's writes are fenced by from now on (an open sent with `fencePending`). */
-  setFence(tenantId: string, fence: { owner: string; epoch: number }): void;
   /** Closes the open wallet; `forget` drops its key-tier entry too (a delete, a rekey). */
   closeWallet(tenantId: string, forget?: boolean): void;
   /** Drops the tenant's key-tier entry, zeroed (a delete or a rekey). */

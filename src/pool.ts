@@ -132,8 +132,8 @@ export class TenantPool<O extends PoolOptions = PoolOptions> implements AsyncDis
         : {
             leases: {
               take: async (tenantId: string) => {
-                const { fence, row } = await member.takeWithRow(tenantId);
-                return { fence, record: row === undefined ? undefined : registry.adoptRow!(row) };
+                const { fence, row, wallet } = await member.takeWithRow(tenantId);
+                return { fence, record: row === undefined ? undefined : registry.adoptRow!(row), wallet };
               },
               release: async (tenantId: string) => member.release(tenantId),
               holds: (tenantId: string) => member.holds(tenantId),

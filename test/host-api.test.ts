@@ -65,11 +65,11 @@ test('a freshly created wallet stays open when capacity allows: the first sessio
   }
 });
 
-test('wallets created and kept open are placed as opens are, within the workers\' bounded load: 8 tenants on 2 workers are at most 5 on one', async () => {
+test('wallets created and kept open are placed as opens are: 8 tenants of raw keys on 2 workers are 4 and 4', async () => {
   await using pool = await usePool({ workers: 2, capacity: 1000, walletIdleTtlMs: 600_000 });
-  // Ids whose first-ranked worker is the same one for 6 of the 8.
+  // Ids whose first-ranked worker is the same one for 6 of the 8: a raw key keeps nothing on a worker, so the less loaded one takes it.
   for (let i = 0; i < 8; i++) await pool.tenants.create({ tenantId: `t${i}` });
-  assert.equal(pool.stats().workers.map((w) => w.tenants).sort(), [3, 5], 'within ceil(1.25 x the average)');
+  assert.equal(pool.stats().workers.map((w) => w.tenants), [4, 4]);
 });
 
 test('errors carry tenantId and retryable; a timeout carries stage, waitMs, queued and weightInUse', async () => {

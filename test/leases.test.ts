@@ -185,7 +185,7 @@ testWithPostgres('a lease whose delete failed (the database refused it) is delet
   }
 });
 
-testWithPostgres('a cold open takes the lease while its wallet opens: a tenant rekeyed or deleted elsewhere since this instance read it, or held elsewhere, leaves no wallet of the old read open here', async () => {
+testWithPostgres('a cold open takes the lease and reads the tenant and its wallet in one statement: a tenant rekeyed or deleted elsewhere since this instance read it, or held elsewhere, leaves no wallet of the old read open here', async () => {
   const schema = testSchema();
   try {
     await using a = await instance(schema, 'a', 10_000);
@@ -285,6 +285,34 @@ testWithPostgres('close does not hang on a lease row locked elsewhere: the leave
         throw error;
       }
     }, 'b takes the tenant');
+  } finally {
+    await locker.end();
+    await dropSchema(schema);
+  }
+});
+
+testWithPostgres('the take reads the newest tenant row: a change to it under way elsewhere (a rekey writes it) is waited for, not read around', async () => {
+  const schema = testSchema();
+  const pg = (await import('pg')).default;
+  const locker = new pg.Client(postgresUrl);
+  await locker.connect();
+  try {
+    await using a = await instance(schema, 'a', 10_000);
+    await using b = await instance(schema, 'b', 10_000);
+    await b.tenants.create({ tenantId: 't', maxSessions: 5 });
+    await b.withSession('t', async (s) => s.records.save('c', 'r', 1));
+    await b.closeIdleWallets();
+    // Another transaction is changing the tenant's row, not committed yet.
+    await locker.query('BEGIN');
+    let acquiring: Promise<unknown> | undefined;
+    try {
+      await locker.query(`UPDATE ${schema}.tenants SET max_sessions = 7 WHERE tenant_id = 't'`);
+      acquiring = a.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value);
+      await until(async () => (await pgQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH tenant AS%'`)).length === 1, 'the take waits for the change');
+    } finally {
+      await locker.query('COMMIT');
+    }
+    assert.is(await acquiring, 1, 'served once the change committed');
   } finally {
     await locker.end();
     await dropSchema(schema);

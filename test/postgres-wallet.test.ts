@@ -251,4 +251,34 @@ testWithPostgres('a lost connection fails its call with a retryable ERR_STORAGE_
   }
 });
 
+testWithPostgres('an open given the wallet row read with the lease: used as is when it opens with the key, read again when a rekey wrote it anew since, ignored for another wallet', async () => {
+  await withStore(async (store, schema) => {
+    const oldKey = randomBytes(32);
+    const newKey = randomBytes(32);
+    const wallet = await store.create('w', 'w', oldKey);
+    await wallet.save('c', 'r', '1', {});
+    wallet.close();
+    const row = async (): Promise<{ name: string; id: string; sealedProfileKey: Uint8Array }> => {
+      const [r] = (await store.query('reading the row', `SELECT id, profile_key FROM ${schema}.wallets WHERE name = 'w'`, [])) as Array<{ id: string; profile_key: Buffer }>;
+      return { name: 'w', id: r!.id, sealedProfileKey: r!.profile_key };
+    };
+    const before = await row();
+    // Used as given: with the row gone from the table, the open still works (it read nothing).
+    await store.query('hiding the row', `UPDATE ${schema}.wallets SET name = 'hidden' WHERE name = 'w'`, []);
+    const given = await store.open('w', oldKey, undefined, before);
+    assert.equal(await given.get('c', 'r'), { category: 'c', id: 'r', value: '1', tags: '{}' });
+    given.close();
+    await rejectsWith(store.open('w', oldKey), 'ERR_WALLET_CORRUPT', 'without the row given, the open reads it: missing');
+    await store.query('restoring the row', `UPDATE ${schema}.wallets SET name = 'w' WHERE name = 'hidden'`, []);
+    // Rekeyed since the row was read: the old row does not open with the new key, so it is read again.
+    const sealed = await store.rewrap('w', oldKey, newKey);
+    await store.query('writing the rekey', `UPDATE ${schema}.wallets SET profile_key = $1 WHERE name = 'w'`, [sealed]);
+    const reread = await store.open('w', newKey, undefined, before);
+    assert.equal(await reread.get('c', 'r'), { category: 'c', id: 'r', value: '1', tags: '{}' });
+    reread.close();
+    // A row of another wallet's name is not used.
+    await rejectsWith(store.open('w', oldKey, undefined, { ...before, name: 'other' }), 'ERR_WALLET_CORRUPT', 'the old key opens the rekeyed row no more');
+  });
+});
+
 test.run();

@@ -38,9 +38,6 @@ function openOf(tenantId: string): OpenWallet {
 }
 
 const walletOf = (tenantId: string): StoredWallet => openOf(tenantId).wallet;
-/** Opens under way whose lease is still being taken: the fence `setFence` gave meanwhile (null: none yet). */
-const pendingFences = new Map<string, { owner: string; epoch: number } | null>();
-
 async function derive(req: WalletKeyMaterial): Promise<{ key: Buffer; deriveMs: number }> {
   const started = performance.now();
   const key = await deriveKey(req.kdf, req.secret, req.salt, req.params);
@@ -86,31 +83,20 @@ const handlers: Handlers = {
   },
   async openWallet(req) {
     if (wallets.has(req.tenantId)) throw poolError('ERR_INTERNAL', 'the wallet is already open on this worker');
-    // A lease still being taken: a fence no lease row has (epoch -1), so no write passes until
-    // `setFence`, which may come while this open is under way (then it applies as the open ends).
-    // Noted before anything is awaited: a `setFence` sent after this open is handled after this line.
-    if (req.fencePending === true) pendingFences.set(req.tenantId, null);
+    const cached = keyTier.take(req.tenantId, req.verifier, req.secret);
+    if (cached === undefined && req.keyTierOnly === true) return { deriveMs: 0, openMs: 0, missed: true };
+    const { key, deriveMs } = cached === undefined ? await derive(req) : { key: cached, deriveMs: 0 };
     try {
-      const cached = keyTier.take(req.tenantId, req.verifier, req.secret);
-      if (cached === undefined && req.keyTierOnly === true) return { deriveMs: 0, openMs: 0, missed: true };
-      const { key, deriveMs } = cached === undefined ? await derive(req) : { key: cached, deriveMs: 0 };
-      try {
-        const verifier = keyVerifier(key);
-        if (verifier.length !== req.verifier.length || !timingSafeEqual(verifier, req.verifier)) {
-          throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
-        }
-        const started = performance.now();
-        const opened = await backend.open(req, key, req.fence ?? (req.fencePending === true ? { owner: '', epoch: -1 } : undefined));
-        const early = pendingFences.get(req.tenantId);
-        if (early !== null && early !== undefined) opened.setFence!(early);
-        register(req.tenantId, opened);
-        if (cached === undefined && req.kdf !== 'raw') keyTier.put(req.tenantId, key, verifier, typeof req.secret === 'string' ? req.secret : null);
-        return { deriveMs, openMs: performance.now() - started, ...(cached === undefined ? {} : { fromKeyTier: true }) };
-      } finally {
-        key.fill(0);
+      const verifier = keyVerifier(key);
+      if (verifier.length !== req.verifier.length || !timingSafeEqual(verifier, req.verifier)) {
+        throw poolError('ERR_WALLET_KEY_INVALID', 'the key or passphrase does not open this wallet');
       }
+      const started = performance.now();
+      register(req.tenantId, await backend.open(req, key, req.fence));
+      if (cached === undefined && req.kdf !== 'raw') keyTier.put(req.tenantId, key, verifier, typeof req.secret === 'string' ? req.secret : null);
+      return { deriveMs, openMs: performance.now() - started, ...(cached === undefined ? {} : { fromKeyTier: true }) };
     } finally {
-      if (req.fencePending === true) pendingFences.delete(req.tenantId);
+      key.fill(0);
     }
   },
   async rekeyWallet(req) {
@@ -164,14 +150,6 @@ const handlers: Handlers = {
     }
   },
   forgetKey: (tenantId) => keyTier.forget(tenantId),
-  setFence(tenantId, fence) {
-    if (pendingFences.has(tenantId)) {
-      pendingFences.set(tenantId, fence);
-      return;
-    }
-    // Every open wallet is guarded; the guard refuses a store without fences.
-    walletOf(tenantId).setFence!(fence);
-  },
   async closeWallet(tenantId, forget) {
     if (forget === true) keyTier.forget(tenantId);
     const open = wallets.get(tenantId);

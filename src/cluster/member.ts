@@ -41,6 +41,7 @@ import { poolError, type LeaseOwner, type TenantPoolError } from '../../common/e
 import { placeAmong } from '../engine/placement.js';
 import { inTransaction, lockOwnershipChange, openPgPool, ownerLockName, pgError } from '../../common/pg.js';
 import { MEMBER_LEASES_FORMAT, SCHEMA_FORMAT } from '../../common/formats.js';
+import type { WalletProfileRow } from '../../common/protocol.js';
 import { olderMembers, olderMembersJson, type OlderMember } from '../store/pg-format.js';
 import { leaseHolds, leaseOwner, liveMembers, routeTenant, type ClusterMemberInfo, type ClusterQuery } from './routing.js';
 
@@ -227,15 +228,19 @@ export class ClusterMember {
   }
 
   /**
-   * Takes the tenant's lease and reads its registry row in one statement (a cold open's two reads
-   * in one round trip). No lease is taken for a tenant that does not exist: then `row` is undefined.
+   * Takes the tenant's lease and reads its registry row and its wallet's row in one statement (a
+   * cold open's three round trips in one). No lease is taken for a tenant that does not exist: then
+   * `row` is undefined. The tenant's row is read FOR SHARE, so it is the newest (a rekey elsewhere
+   * that committed after this statement began is seen, one under way waits for it, and then finds
+   * the lease taken); the wallet's row is as the statement began, so the worker reads it again if
+   * it does not open with the key.
    * @throws ERR_TENANT_ELSEWHERE naming the owner when another live instance holds it
    */
-  async takeWithRow(tenantId: string): Promise<{ fence: Fence | undefined; row: Record<string, unknown> | undefined }> {
+  async takeWithRow(tenantId: string): Promise<{ fence: Fence | undefined; row: Record<string, unknown> | undefined; wallet: WalletProfileRow | undefined }> {
     return this.#take(tenantId, true);
   }
 
-  async #take(tenantId: string, withRow: boolean): Promise<{ fence: Fence | undefined; row: Record<string, unknown> | undefined }> {
+  async #take(tenantId: string, withRow: boolean): Promise<{ fence: Fence | undefined; row: Record<string, unknown> | undefined; wallet: WalletProfileRow | undefined }> {
     if (this.#isClosed) throw poolError('ERR_POOL_CLOSED', 'the pool is closed');
     if (this.#ownershipLost !== undefined) throw poolError('ERR_OWNERSHIP_LOST', this.#ownershipLost.message);
     if (this.#hasLapsed) throw poolError('ERR_LEASE_LOST', `instance ${this.instanceId} is joining the cluster again (its heartbeat lapsed); try again`, undefined, { tenantId });
@@ -260,14 +265,15 @@ export class ClusterMember {
       const rows = await this.#query<{ tp_lease_epoch: string | null } & Record<string, unknown>>(
         `taking the lease of tenant ${tenantId}`,
         withRow
-          ? `WITH tenant AS (SELECT * FROM ${s}.tenants WHERE tenant_id = $1), taken AS (${upsert})
-             SELECT (SELECT epoch FROM taken) AS tp_lease_epoch, tenant.* FROM tenant`
+          ? `WITH tenant AS (SELECT * FROM ${s}.tenants WHERE tenant_id = $1 FOR SHARE), taken AS (${upsert})
+             SELECT (SELECT epoch FROM taken) AS tp_lease_epoch, w.id AS tp_wallet_id, w.profile_key AS tp_profile_key, tenant.*
+             FROM tenant LEFT JOIN ${s}.wallets w ON w.name = tenant.wallet_name`
           : `WITH taken AS (${upsert}) SELECT epoch AS tp_lease_epoch FROM taken`,
         [tenantId, this.instanceId, this.leaseTtlMs, this.#life],
         `tp-take-${memberBound ? 'member' : 'expiry'}${withRow ? '-row' : ''}`,
       );
       const [found] = rows;
-      if (withRow && found === undefined) return { fence: undefined, row: undefined };
+      if (withRow && found === undefined) return { fence: undefined, row: undefined, wallet: undefined };
       const epochText = found?.tp_lease_epoch ?? null;
       if (epochText !== null) {
         const epoch = Number(epochText);
@@ -275,11 +281,13 @@ export class ClusterMember {
         this.#setHeld(tenantId, { epoch, validUntil: memberBound ? Number.POSITIVE_INFINITY : sentAt + this.leaseTtlMs - this.#marginMs, takenAt });
         this.#hooks.events.emit('tenant-pool:lease:take', () => ({ tenantId, epoch, takeMs: ms(takenAt - sentAt) }));
         let row: Record<string, unknown> | undefined;
+        let wallet: WalletProfileRow | undefined;
         if (withRow) {
-          const { tp_lease_epoch: _, ...rest } = found!;
+          const { tp_lease_epoch: _, tp_wallet_id: walletId, tp_profile_key: sealed, ...rest } = found!;
           row = rest;
+          if (typeof walletId === 'string' && sealed instanceof Uint8Array) wallet = { name: String(rest['wallet_name']), id: walletId, sealedProfileKey: sealed };
         }
-        return { fence: { owner: this.instanceId, epoch }, row };
+        return { fence: { owner: this.instanceId, epoch }, row, wallet };
       }
       await this.#assertMember(tenantId);
       owner = await this.ownerOf(tenantId);

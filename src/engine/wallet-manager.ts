@@ -14,7 +14,7 @@ import { Mutex, Semaphore } from 'async-mutex';
 import { ms, type EventHub, type WalletCloseReason } from '../observability/diagnostics.js';
 import { poolError, type TenantPoolError } from '../../common/errors.js';
 import { placeTenant } from './placement.js';
-import type { KdfMethod, OpenWalletRequest, WalletTimings } from '../../common/protocol.js';
+import type { KdfMethod, OpenWalletRequest, WalletProfileRow, WalletTimings } from '../../common/protocol.js';
 import type { TenantRecord } from '../store/tenant-store.js';
 import type { Grant } from './scheduler.js';
 import { Session, type SessionHost, type SessionWallet } from '../session.js';
@@ -80,20 +80,14 @@ export interface WalletManagerOptions {
 
 type Fence = { owner: string; epoch: number };
 
-/** Whether two records of a tenant open its wallet with the same key (the same wallet, salt, secret and key check). */
-function sameKey(a: TenantRecord, b: TenantRecord): boolean {
-  const same = (x: Uint8Array | null, y: Uint8Array | null): boolean => (x === null || y === null ? x === y : Buffer.compare(x, y) === 0);
-  return a.walletFile === b.walletFile && a.kdf === b.kdf && same(a.salt, b.salt) && same(a.secret, b.secret) && same(a.verifier, b.verifier);
-}
-
 /** What the wallet lifecycle needs of the cluster's leases. */
 export interface WalletLeases {
   /**
-   * Takes the tenant's lease and reads the tenant as it is now, in one round trip; no lease for a
-   * tenant that is gone (`record` undefined).
+   * Takes the tenant's lease and reads the tenant as it is now, and its wallet's row, in one round
+   * trip; no lease for a tenant that is gone (`record` undefined).
    * @throws ERR_TENANT_ELSEWHERE
    */
-  take(tenantId: string): Promise<{ fence: Fence | undefined; record: TenantRecord | undefined }>;
+  take(tenantId: string): Promise<{ fence: Fence | undefined; record: TenantRecord | undefined; wallet?: WalletProfileRow | undefined }>;
   release(tenantId: string): Promise<void>;
   /** Whether the lease is surely still this instance's now (the monotonic clock). */
   holds(tenantId: string): boolean;
@@ -217,7 +211,7 @@ export class WalletManager {
         this.#entries.set(tenantId, placed);
         return placed;
       };
-      const requestFor = (r: TenantRecord, fence: Fence | undefined): OpenWalletRequest => ({
+      const requestFor = (r: TenantRecord, fence: Fence | undefined, profile: WalletProfileRow | undefined): OpenWalletRequest => ({
         tenantId,
         path: this.#walletPath(r),
         kdf: r.kdf,
@@ -226,41 +220,17 @@ export class WalletManager {
         secret: r.secret ?? passphrase ?? '',
         verifier: r.verifier,
         ...(fence === undefined ? {} : { fence }),
+        ...(profile === undefined ? {} : { profile }),
       });
       const askedAt = this.#now();
-      // Cluster mode, a managed tenant of a raw key: its wallet opens while the lease is taken (a raw
-      // key costs nothing to derive in vain), with a fence no write passes until the lease's is set;
-      // nothing is served before both are done. The tenant as the acquire knew it: if the row read
-      // with the lease says otherwise (rekeyed or re-created elsewhere), that open is dropped.
-      let early: { entry: WalletEntry; opening: Promise<WalletTimings> } | undefined;
-      if (this.#leases !== undefined && tenant.kdf === 'raw' && tenant.secret !== null) {
-        const entry = place();
-        const opening = entry.worker.call('openWallet', { ...requestFor(tenant, undefined), fencePending: true });
-        opening.catch(() => {});
-        early = { entry, opening };
-      }
       // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
       // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in
-      // vain, taken in the same statement that reads the tenant.
-      let taken: Awaited<ReturnType<WalletLeases['take']>>;
-      try {
-        taken = this.#leases === undefined ? { fence: undefined, record: await currentRecord() } : await this.#leases.take(tenantId);
-      } catch (error) {
-        if (early !== undefined) await this.#drop(early.entry, early.opening);
-        throw error;
-      }
+      // vain, taken in the same statement that reads the tenant and its wallet's row (the worker then
+      // reads nothing before it opens).
+      const taken = this.#leases === undefined ? { fence: undefined, record: await currentRecord(), wallet: undefined } : await this.#leases.take(tenantId);
       const fence = taken.fence;
       let record = taken.record;
-      if (record === undefined) {
-        if (early !== undefined) await this.#drop(early.entry, early.opening);
-        throw notFound();
-      }
-      if (early !== undefined) {
-        const opened = sameKey(record, tenant) ? await this.#fenced(early.entry, early.opening, fence!) : undefined;
-        if (opened !== undefined) return this.#opened(early.entry, record, opened, askedAt, askedAt, passphrase, host, grant);
-        // The key changed meanwhile, or that open failed: dropped; the wallet opens as usual below.
-        await this.#drop(early.entry, early.opening);
-      }
+      if (record === undefined) throw notFound();
       if (record.secret === null && passphrase !== undefined && this.#rehash !== undefined) {
         try {
           record = (await this.#rehash(record, passphrase)) ?? record;
@@ -272,7 +242,8 @@ export class WalletManager {
       let entry = place();
       let slotAt = askedAt;
       let timings: WalletTimings;
-      const request = requestFor(record, fence);
+      // A rehash (new KDF parameters) wrote the wallet's row anew: the worker reads it.
+      const request = requestFor(record, fence, record === taken.record ? taken.wallet : undefined);
       try {
         // The key tier first: a worker that kept the key opens at once, outside the cap on derivations.
         // Only where an entry may exist: the tier keeps no raw key, and passphrase tenants only when allowed.
@@ -320,34 +291,6 @@ export class WalletManager {
     }));
     this.#onOpened(entry, timings);
     return this.#admitTo(entry, passphrase, host, grant);
-  }
-
-  /**
-   * An open made before its lease was known: its writes get the lease's fence, sent at once (the
-   * worker applies it when the open ends, if it has not ended yet). Undefined if the open failed
-   * (or its worker died).
-   */
-  async #fenced(entry: WalletEntry, opening: Promise<WalletTimings>, fence: Fence): Promise<WalletTimings | undefined> {
-    // Not waited for: a session's calls go after it on the same port. It fails only with the open
-    // (no wallet to fence) or the worker; a wallet left with the open's fence refuses every write.
-    entry.worker.call('setFence', entry.tenantId, fence).catch(() => {});
-    try {
-      const timings = await opening;
-      return entry.state === 'crashed' ? undefined : timings;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Drops an open made before its lease was known: closed in its worker if it opened, and forgotten here. */
-  async #drop(entry: WalletEntry, opening: Promise<WalletTimings>): Promise<void> {
-    const opened = await opening.then(
-      () => true,
-      () => false,
-    );
-    if (opened && entry.state !== 'crashed') await entry.worker.call('closeWallet', entry.tenantId, false).catch(() => {});
-    if (this.#entries.get(entry.tenantId) === entry) this.#entries.delete(entry.tenantId);
-    if (entry.state !== 'crashed') entry.state = 'closed';
   }
 
   /** Without a cluster, always; in cluster mode, whether the tenant's lease is surely still this instance's. */

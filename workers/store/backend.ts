@@ -3,7 +3,7 @@
  * synchronous) or PostgreSQL (asynchronous). The worker's handlers, the export, the import and the
  * module API see only these two interfaces.
  */
-import type { RawRecord, StoreConfig } from '../../common/protocol.js';
+import type { RawRecord, StoreConfig, WalletProfileRow } from '../../common/protocol.js';
 import type { QueryNode } from '../../common/query.js';
 import type { WalletSnapshot } from '../../common/export-format.js';
 import { PostgresWalletStore } from './postgres-wallet.js';
@@ -40,8 +40,6 @@ export interface StoredWallet {
    * @throws ERR_WALLET_CORRUPT
    */
   check(): Maybe<{ bytes: number }>;
-  /** Cluster mode (PostgreSQL): the lease every write is fenced by from now on. */
-  setFence?(fence: { owner: string; epoch: number }): void;
   close(): void;
 }
 
@@ -49,6 +47,8 @@ export interface StoredWallet {
 export interface WalletRef {
   tenantId: string;
   path: string;
+  /** PostgreSQL: the wallet's row, read already (see `OpenWalletRequest.profile`). */
+  profile?: WalletProfileRow;
 }
 
 export interface WalletBackend {
@@ -85,7 +85,7 @@ const sqliteBackend: WalletBackend = {
 function postgresBackend(store: PostgresWalletStore): WalletBackend {
   return {
     create: async (ref, key) => store.create(ref.path, ref.tenantId, key),
-    open: async (ref, key, fence) => store.open(ref.path, key, fence === undefined ? undefined : { tenantId: ref.tenantId, ...fence }),
+    open: async (ref, key, fence) => store.open(ref.path, key, fence === undefined ? undefined : { tenantId: ref.tenantId, ...fence }, ref.profile),
     rekey: async (ref, oldKey, newRef, newKey, rotateDataKey) => {
       if (rotateDataKey !== true) return { profileKey: await store.rewrap(ref.path, oldKey, newKey) };
       await store.copyUnder(ref.path, oldKey, newRef.path, newRef.tenantId, newKey);

@@ -91,11 +91,6 @@ export class GuardedWallet implements StoredWallet {
     return this.#use((w) => w.snapshot());
   }
 
-  setFence(fence: { owner: string; epoch: number }): void {
-    if (this.#inner.setFence === undefined) throw poolError('ERR_INTERNAL', 'this store has no fence');
-    this.#inner.setFence(fence);
-  }
-
   /** Refuses new calls at once; the keys are forgotten when the last call under way has settled. */
   close(): void {
     void this.closed();

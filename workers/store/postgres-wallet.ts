@@ -11,7 +11,7 @@ import { createPrivateKey, randomUUID, sign as cryptoSign, type KeyObject } from
 import type { Pool as PgPool, PoolClient } from 'pg';
 import bs58 from 'bs58';
 import { poolError } from '../../common/errors.js';
-import type { RawRecord } from '../../common/protocol.js';
+import type { RawRecord, WalletProfileRow } from '../../common/protocol.js';
 import { isEqualityOnly, matchesQuery, type QueryNode } from '../../common/query.js';
 import { checkOwnerEpoch, createSchema, inTransaction, openPgPool, pgError } from '../../common/pg.js';
 import { generateEd25519, isKeyPair } from '../ed25519.js';
@@ -149,7 +149,16 @@ export class PostgresWalletStore {
    * Opens the wallet `name` with `walletKey` (already checked against the tenant's verifier).
    * @throws ERR_WALLET_CORRUPT when the wallet is missing or its profile key fails its check
    */
-  async open(name: string, walletKey: Uint8Array, fence?: WriteFence): Promise<PostgresWallet> {
+  async open(name: string, walletKey: Uint8Array, fence?: WriteFence, given?: WalletProfileRow): Promise<PostgresWallet> {
+    if (given !== undefined && given.name === name) {
+      let profile: ProfileKey | undefined;
+      try {
+        profile = ProfileKey.unwrap(given.sealedProfileKey, walletKey);
+      } catch {
+        // Read in the lease's statement, before a rekey elsewhere committed: read it again below.
+      }
+      if (profile !== undefined) return new PostgresWallet(this, this.#schema, given.id, profile, fence);
+    }
     const row = await this.#profileRow(name, 'opening a wallet');
     return new PostgresWallet(this, this.#schema, row.id, ProfileKey.unwrap(row.profile_key, walletKey), fence);
   }
@@ -227,7 +236,7 @@ export class PostgresWallet {
   /** Reads of a record under way: a get of the same record joins one (10,000 sessions reading one record make one query). */
   readonly #reading = new Map<string, Promise<RawRecord | null>>();
 
-  #fence: WriteFence | undefined;
+  readonly #fence: WriteFence | undefined;
 
   constructor(store: PostgresWalletStore, schema: string, walletId: string, profile: ProfileKey, fence?: WriteFence) {
     this.#fence = fence;
@@ -235,12 +244,6 @@ export class PostgresWallet {
     this.#s = schema;
     this.#walletId = walletId;
     this.#profile = profile;
-  }
-
-  /** The lease its writes are fenced by from now on (an open made while the lease was being taken). */
-  setFence(fence: { owner: string; epoch: number }): void {
-    if (this.#fence === undefined) throw poolError('ERR_INTERNAL', 'a wallet opened without a fence gets none');
-    this.#fence = { tenantId: this.#fence.tenantId, owner: fence.owner, epoch: fence.epoch };
   }
 
   /** Inserts or replaces a record and its tags in one transaction; resolves after the commit. */
