@@ -121,9 +121,16 @@ export function toJson(value: unknown, maxBytes: number): string {
   return json;
 }
 
+/**
+ * Bytes to send to a worker. A view of part of a larger buffer (a small `Buffer` lives in Node's
+ * shared 8 KB pool, with whatever else the process put there) is copied: structured clone would
+ * carry the whole buffer across. So is a view of shared memory, which the caller could change
+ * while the worker reads it.
+ */
 export function checkBytes(value: unknown, name: string): Uint8Array {
   if (!(value instanceof Uint8Array)) invalid(`Expected \`${name}\` to be a Uint8Array, got ${kind(value)}`);
-  return value;
+  const whole = value.byteOffset === 0 && value.byteLength === value.buffer.byteLength && !(value.buffer instanceof SharedArrayBuffer);
+  return whole ? value : new Uint8Array(value);
 }
 
 export function checkLimit(value: unknown): number {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TenantPool } from '../src/pool.js';
+import { kWorkers, TenantPool } from '../src/pool.js';
 import { rejectsWith, rootKey, storeOptionsFor, tempDir, testSqliteFiles, usePool } from './helpers.js';
 import { legacyRawTenant } from './legacy.js';
 
@@ -92,6 +92,36 @@ test('a config file with a syntax error is named with its line and column, never
     assert.not.ok(inspect(error, { depth: Infinity, showHidden: true }).includes(secret.slice(0, 10)), 'not in its cause either');
   }
   rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('bytes sent to a worker carry only themselves: a small Buffer from Node\'s pool (next to other data of the process) or a view of shared memory is copied first', async () => {
+  await using pool = await usePool({ workers: 1 });
+  await pool.tenants.create({ tenantId: 't' });
+  const slot = pool[kWorkers][0]!;
+  const sent: unknown[][] = [];
+  const call = slot.call.bind(slot);
+  slot.call = (async (method: string, ...args: unknown[]) => {
+    sent.push(args);
+    return (call as (m: string, ...a: unknown[]) => Promise<unknown>)(method, ...args);
+  }) as typeof slot.call;
+  const neighbour = Buffer.from('a secret the process keeps next door');
+  const data = Buffer.from('hello');
+  assert.ok(data.buffer === neighbour.buffer && data.buffer.byteLength > data.byteLength, 'both live in the same pool slab');
+  const shared = new Uint8Array(new SharedArrayBuffer(5));
+  shared.set(data);
+  await pool.withSession('t', async (s) => {
+    const { kid, publicKey } = await s.keys.create();
+    const signature = await s.keys.sign(kid, data);
+    assert.ok(await s.keys.verify(publicKey, data, signature));
+    assert.ok(await s.keys.verify(publicKey, shared, Buffer.from(signature)));
+  });
+  const bytes = sent.flat().filter((a): a is Uint8Array => a instanceof Uint8Array);
+  assert.ok(bytes.length >= 5, 'the data and signatures were sent');
+  for (const b of bytes) {
+    assert.is(b.byteLength, b.buffer.byteLength, 'a whole buffer of its own');
+    assert.not.ok(b.buffer instanceof SharedArrayBuffer, 'not shared memory');
+    assert.not.ok(Buffer.from(b.buffer).includes('secret'), 'nothing of the neighbour');
+  }
 });
 
 test.run();
