@@ -115,8 +115,17 @@ test('bytes sent to a worker carry only themselves: a small Buffer from Node\'s 
     assert.ok(await s.keys.verify(publicKey, data, signature));
     assert.ok(await s.keys.verify(publicKey, shared, Buffer.from(signature)));
   });
+  // An export key made from hex is 32 bytes of the pool too.
+  const exportKey = Buffer.from(randomBytes(32).toString('hex'), 'hex');
+  assert.ok(exportKey.buffer.byteLength > 32, 'pooled');
+  const dir = tempDir();
+  try {
+    await pool.tenants.export('t', { file: join(dir, 't.tpx'), exportKey });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const bytes = sent.flat().filter((a): a is Uint8Array => a instanceof Uint8Array);
-  assert.ok(bytes.length >= 5, 'the data and signatures were sent');
+  assert.ok(bytes.length >= 6, 'the data, the signatures and the export key were sent');
   for (const b of bytes) {
     assert.is(b.byteLength, b.buffer.byteLength, 'a whole buffer of its own');
     assert.not.ok(b.buffer instanceof SharedArrayBuffer, 'not shared memory');

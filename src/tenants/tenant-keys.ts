@@ -12,7 +12,7 @@ import { KDF_METHODS, type KdfMethod, type WorkerApi } from '../../common/protoc
 import type { KdfParams } from '../../common/kdf.js';
 import type { TenantRecord, TenantWeights } from '../store/tenant-store.js';
 import { checkMaxSessions, checkPassphrase, checkWeights, DEFAULT_PASSPHRASE_KDF, toInfo, type TenantInfo, type TenantsContext } from './tenants-base.js';
-import { checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../../common/validate.js';
+import { checkBytes, checkName, checkOptionalObject, checkTags, checkTenantId, invalid } from '../../common/validate.js';
 
 /** Options of `tenants.export`. */
 export interface ExportOptions {
@@ -39,7 +39,7 @@ export interface ImportOptions {
 function checkExportKey(value: unknown): Uint8Array | string {
   if (value instanceof Uint8Array) {
     if (value.length !== 32) invalid(`Expected \`exportKey\` to be 32 bytes or a passphrase, got ${value.length} bytes`);
-    return value;
+    return checkBytes(value, 'exportKey');
   }
   if (typeof value === 'string') {
     try {
