@@ -5,6 +5,7 @@
  * expiry as it expects, and after, not.
  */
 import { randomBytes } from 'node:crypto';
+import type { Client } from 'pg';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
 import { TenantPool } from '../src/pool.js';
@@ -45,6 +46,25 @@ async function until(condition: () => Promise<boolean>, what: string): Promise<v
     assert.ok(polls < 500, what);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Runs `fn` on a fresh schema with a connection of its own (`locker`) to hold row locks with; both are dropped after. */
+async function withLocker(fn: (schema: string, locker: Client) => Promise<void>): Promise<void> {
+  const schema = testSchema();
+  const pg = (await import('pg')).default;
+  const locker = new pg.Client(postgresUrl);
+  await locker.connect();
+  try {
+    await fn(schema, locker);
+  } finally {
+    await locker.end();
+    await dropSchema(schema);
+  }
+}
+
+/** Waits until a statement starting with `prefix` waits for a lock. */
+async function waitsForLock(prefix: string, what: string): Promise<void> {
+  await until(async () => (await pgQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`, [`${prefix}%`])).length === 1, what);
 }
 
 /** What release 0.2.0 runs to take a lease: free, its own, or past its expiry — nothing else. Returns whether it took it. */
@@ -222,11 +242,7 @@ testWithPostgres('a cold open takes the lease and reads the tenant and its walle
 });
 
 testWithPostgres('closeIdleWallets resolves once the leases of the wallets it closed are given up: another instance takes the tenant at once', async () => {
-  const schema = testSchema();
-  const pg = (await import('pg')).default;
-  const locker = new pg.Client(postgresUrl);
-  await locker.connect();
-  try {
+  await withLocker(async (schema, locker) => {
     await using a = await instance(schema, 'a', 10_000);
     await using b = await instance(schema, 'b', 10_000);
     await a.tenants.create({ tenantId: 't' });
@@ -241,7 +257,7 @@ testWithPostgres('closeIdleWallets resolves once the leases of the wallets it cl
         closed = true;
         return n;
       });
-      await until(async () => (await pgQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM ${schema}.leases%'`)).length === 1, 'the delete waits for the lock');
+      await waitsForLock(`DELETE FROM ${schema}.leases`, 'the delete waits for the lock');
       assert.is(a.stats().wallets.open, 0, 'the wallet is closed');
       assert.not.ok(closed, 'not resolved while the lease is still held');
     } finally {
@@ -250,18 +266,11 @@ testWithPostgres('closeIdleWallets resolves once the leases of the wallets it cl
     assert.is(await closing, 1);
     assert.equal(await pgQuery(`SELECT owner FROM ${schema}.leases`), [], 'the lease is gone');
     assert.is(await b.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value), 1, 'b takes it without waiting');
-  } finally {
-    await locker.end();
-    await dropSchema(schema);
-  }
+  });
 });
 
 testWithPostgres('close does not hang on a lease row locked elsewhere: the leave gives up after the lock timeout, and the lease passes on once the life is gone', async () => {
-  const schema = testSchema();
-  const pg = (await import('pg')).default;
-  const locker = new pg.Client(postgresUrl);
-  await locker.connect();
-  try {
+  await withLocker(async (schema, locker) => {
     await using b = await instance(schema, 'b', 1500);
     const a = await instance(schema, 'a', 1500);
     await a.tenants.create({ tenantId: 't' });
@@ -285,18 +294,11 @@ testWithPostgres('close does not hang on a lease row locked elsewhere: the leave
         throw error;
       }
     }, 'b takes the tenant');
-  } finally {
-    await locker.end();
-    await dropSchema(schema);
-  }
+  });
 });
 
 testWithPostgres('the take reads the newest tenant row: a change to it under way elsewhere (a rekey writes it) is waited for, not read around', async () => {
-  const schema = testSchema();
-  const pg = (await import('pg')).default;
-  const locker = new pg.Client(postgresUrl);
-  await locker.connect();
-  try {
+  await withLocker(async (schema, locker) => {
     await using a = await instance(schema, 'a', 10_000);
     await using b = await instance(schema, 'b', 10_000);
     await b.tenants.create({ tenantId: 't', maxSessions: 5 });
@@ -308,15 +310,12 @@ testWithPostgres('the take reads the newest tenant row: a change to it under way
     try {
       await locker.query(`UPDATE ${schema}.tenants SET max_sessions = 7 WHERE tenant_id = 't'`);
       acquiring = a.withSession('t', async (s) => (await s.records.get('c', 'r'))?.value);
-      await until(async () => (await pgQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH tenant AS%'`)).length === 1, 'the take waits for the change');
+      await waitsForLock('WITH tenant AS', 'the take waits for the change');
     } finally {
       await locker.query('COMMIT');
     }
     assert.is(await acquiring, 1, 'served once the change committed');
-  } finally {
-    await locker.end();
-    await dropSchema(schema);
-  }
+  });
 });
 
 test.run();
