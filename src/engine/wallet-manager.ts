@@ -206,8 +206,9 @@ export class WalletManager {
         this.#leases!.expired(tenantId);
         throw poolError('ERR_LEASE_LOST', `the lease of tenant ${tenantId} ran out on this instance; try again`, undefined, { tenantId });
       }
-      const place = (): WalletEntry => {
-        const placed = new WalletEntry(tenantId, this.#workers[placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive, tenant.kdf !== 'raw')]!);
+      // A tenant of a raw key keeps nothing on a worker once closed: it goes where load is least.
+      const place = (kdf: KdfMethod): WalletEntry => {
+        const placed = new WalletEntry(tenantId, this.#workers[placeTenant(tenantId, this.loads(), (i) => this.#workers[i]!.isAlive, kdf !== 'raw')]!);
         this.#entries.set(tenantId, placed);
         return placed;
       };
@@ -239,7 +240,7 @@ export class WalletManager {
           throw error;
         }
       }
-      let entry = place();
+      let entry = place(record.kdf);
       let slotAt = askedAt;
       let timings: WalletTimings;
       // A rehash (new KDF parameters) wrote the wallet's row anew: the worker reads it.
@@ -257,7 +258,7 @@ export class WalletManager {
           // The worker chosen may have died while this open waited for a derivation slot. Nothing was
           // sent to it yet: place the wallet afresh. (Sent on, it would open on the replacement thread
           // as a wallet the pool had already written off, and the next open there would collide.)
-          if (entry.state === 'crashed') entry = place();
+          if (entry.state === 'crashed') entry = place(record.kdf);
           return entry.worker.call('openWallet', request);
         });
       } catch (error) {
