@@ -318,4 +318,22 @@ testWithPostgres('the take reads the newest tenant row: a change to it under way
   });
 });
 
+testWithPostgres('a tenant row held past a third of the lease TTL (a root-key rotation holds them all) fails the cold acquire retryably, holding nothing', async () => {
+  await withLocker(async (schema, locker) => {
+    await using a = await instance(schema, 'a', 1500);
+    await a.tenants.create({ tenantId: 't' });
+    await a.closeIdleWallets();
+    await locker.query('BEGIN');
+    try {
+      await locker.query(`SELECT 1 FROM ${schema}.tenants FOR UPDATE`);
+      const error = await rejectsWith(a.acquire('t'), 'ERR_STORAGE_UNAVAILABLE');
+      assert.ok((error as { retryable?: boolean }).retryable, 'retryable');
+      assert.equal([a.stats().weightInUse, a.stats().wallets.open, a.stats().wallets.opening], [0, 0, 0], 'nothing held');
+    } finally {
+      await locker.query('COMMIT');
+    }
+    assert.is(await a.withSession('t', async () => 'served'), 'served', 'served once the rows are free');
+  });
+});
+
 test.run();
