@@ -336,4 +336,25 @@ testWithPostgres('a tenant row held past a third of the lease TTL (a root-key ro
   });
 });
 
+testWithPostgres('a join waits for the ownership row however long it is held (instances starting at once): the lease statements\' lock timeout is not the join\'s', async () => {
+  await withLocker(async (schema, locker) => {
+    await using b = await instance(schema, 'b', 1500);
+    await locker.query('BEGIN');
+    let joining: Promise<TenantPool & AsyncDisposable> | undefined;
+    try {
+      await locker.query(`SELECT mode FROM ${schema}.ownership FOR UPDATE`);
+      joining = instance(schema, 'a', 1500);
+      joining.catch(() => {});
+      await waitsForLock('SELECT mode FROM', 'the join waits for the row');
+      // Held past the lock timeout of the member's connections (a third of the TTL: 500 ms).
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    } finally {
+      await locker.query('COMMIT');
+    }
+    await using a = await joining;
+    assert.equal((await b.cluster!.members()).map((m) => m.instanceId).sort(), ['a', 'b']);
+    assert.ok(a.cluster !== undefined);
+  });
+});
+
 test.run();

@@ -154,6 +154,9 @@ export class ClusterMember {
   async #join(): Promise<void> {
     const s = this.#s;
     await inTransaction(this.#pool, 'joining the cluster', async (client) => {
+      // Joins wait their turn on the ownership row however long (many instances starting at once):
+      // the lock timeout of these connections is for lease statements.
+      await client.query('SET LOCAL lock_timeout = 0');
       const [owned] = (await client.query<{ mode: string }>(`SELECT mode FROM ${s}.ownership FOR UPDATE`)).rows;
       if (owned?.mode === 'single') {
         // Checked with the ownership row locked, as such a pool checks for live members with the row
