@@ -78,8 +78,6 @@ export interface WalletManagerOptions {
   keyTier?: { passphrases: boolean };
 }
 
-type Fence = { owner: string; epoch: number };
-
 /** What the wallet lifecycle needs of the cluster's leases. */
 export interface WalletLeases {
   /**
@@ -87,7 +85,7 @@ export interface WalletLeases {
    * trip; no lease for a tenant that is gone (`record` undefined).
    * @throws ERR_TENANT_ELSEWHERE
    */
-  take(tenantId: string): Promise<{ fence: Fence | undefined; record: TenantRecord | undefined; wallet?: WalletProfileRow | undefined }>;
+  take(tenantId: string): Promise<{ fence: { owner: string; epoch: number } | undefined; record: TenantRecord | undefined; wallet?: WalletProfileRow | undefined }>;
   release(tenantId: string): Promise<void>;
   /** Whether the lease is surely still this instance's now (the monotonic clock). */
   holds(tenantId: string): boolean;
@@ -212,18 +210,6 @@ export class WalletManager {
         this.#entries.set(tenantId, placed);
         return placed;
       };
-      const requestFor = (r: TenantRecord, fence: Fence | undefined, profile: WalletProfileRow | undefined): OpenWalletRequest => ({
-        tenantId,
-        path: this.#walletPath(r),
-        kdf: r.kdf,
-        ...(r.kdfParams === undefined ? {} : { params: r.kdfParams }),
-        salt: r.salt,
-        secret: r.secret ?? passphrase ?? '',
-        verifier: r.verifier,
-        ...(fence === undefined ? {} : { fence }),
-        ...(profile === undefined ? {} : { profile }),
-      });
-      const askedAt = this.#now();
       // The tenant as it is now: deleted meanwhile, it is not opened; rekeyed meanwhile, its new key is used.
       // Cluster mode: the lease first (another instance may hold the tenant), so no key is derived in
       // vain, taken in the same statement that reads the tenant and its wallet's row (the worker then
@@ -241,10 +227,22 @@ export class WalletManager {
         }
       }
       let entry = place(record.kdf);
+      const askedAt = this.#now();
       let slotAt = askedAt;
       let timings: WalletTimings;
       // A rehash (new KDF parameters) wrote the wallet's row anew: the worker reads it.
-      const request = requestFor(record, fence, record === taken.record ? taken.wallet : undefined);
+      const profile = record === taken.record ? taken.wallet : undefined;
+      const request: OpenWalletRequest = {
+        tenantId,
+        path: this.#walletPath(record),
+        kdf: record.kdf,
+        ...(record.kdfParams === undefined ? {} : { params: record.kdfParams }),
+        salt: record.salt,
+        secret: record.secret ?? passphrase ?? '',
+        verifier: record.verifier,
+        ...(fence === undefined ? {} : { fence }),
+        ...(profile === undefined ? {} : { profile }),
+      };
       try {
         // The key tier first: a worker that kept the key opens at once, outside the cap on derivations.
         // Only where an entry may exist: the tier keeps no raw key, and passphrase tenants only when allowed.
@@ -267,31 +265,25 @@ export class WalletManager {
         if (entry.state !== 'crashed') entry.state = 'closed';
         throw error;
       }
-      return this.#opened(entry, record, timings, askedAt, slotAt, passphrase, host, grant);
+      // The worker may have died between its answer and now.
+      if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
+      entry.state = 'open';
+      entry.openedAt = this.#now();
+      entry.timings = timings;
+      entry.passCheck = record.secret === null ? this.#passCheck(passphrase) : null;
+      this.counters.walletOpens++;
+      this.#events.emit('tenant-pool:wallet:open', () => ({
+        tenantId,
+        worker: entry.worker.index,
+        kdf: record.kdf,
+        waitMs: ms(slotAt - askedAt),
+        deriveMs: ms(timings.deriveMs),
+        openMs: ms(timings.openMs),
+        totalMs: ms(entry.openedAt - askedAt),
+      }));
+      this.#onOpened(entry, timings);
+      return this.#admitTo(entry, passphrase, host, grant);
     });
-  }
-
-  /** A wallet open finished: the entry is open, counted and told, and the session admitted. */
-  #opened(entry: WalletEntry, record: TenantRecord, timings: WalletTimings, askedAt: number, slotAt: number, passphrase: string | undefined, host: SessionHost, grant: Grant): Session {
-    const tenantId = entry.tenantId;
-    // The worker may have died between its answer and now.
-    if (entry.state === 'crashed') throw poolError('ERR_WORKER_CRASHED', `the worker holding tenant ${tenantId} died while opening its wallet`);
-    entry.state = 'open';
-    entry.openedAt = this.#now();
-    entry.timings = timings;
-    entry.passCheck = record.secret === null ? this.#passCheck(passphrase) : null;
-    this.counters.walletOpens++;
-    this.#events.emit('tenant-pool:wallet:open', () => ({
-      tenantId,
-      worker: entry.worker.index,
-      kdf: record.kdf,
-      waitMs: ms(slotAt - askedAt),
-      deriveMs: ms(timings.deriveMs),
-      openMs: ms(timings.openMs),
-      totalMs: ms(entry.openedAt - askedAt),
-    }));
-    this.#onOpened(entry, timings);
-    return this.#admitTo(entry, passphrase, host, grant);
   }
 
   /** Without a cluster, always; in cluster mode, whether the tenant's lease is surely still this instance's. */
