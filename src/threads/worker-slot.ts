@@ -16,6 +16,7 @@ import { asPoolError, decodeError, poolError } from '../../common/errors.js';
 import { Outbox, unbatch } from '../../common/outbox.js';
 import { SHUTDOWN, type CallMessage, type LifelineTask, type ReplyMessage, type StartMessage, type StoreConfig, type WorkerApi, type WorkerMethod } from '../../common/protocol.js';
 import { setLongTimeout } from '../engine/timers.js';
+import { PendingCalls } from './pending-calls.js';
 
 const WORKER_URL = new URL(`../../workers/wallet-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
 
@@ -72,7 +73,7 @@ export class WorkerSlot {
   readonly #keyCache: LifelineTask['keyCache'];
   readonly #startTimeoutMs: number;
   readonly #allowExitOnIdle: boolean;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new PendingCalls<Pending>();
   /** Threads of this slot that served and died: a late report of their end is not a new death. */
   readonly #deadThreads = new Set<number>();
   /** The worker module the starting worker is importing, as it last said. */
@@ -173,9 +174,7 @@ export class WorkerSlot {
 
   /** Arguments structured clone cannot carry (a function, a symbol...): that call was not sent. */
   #unsendable(call: CallMessage, error: Error): void {
-    const pending = this.#pending.get(call.id);
-    this.#pending.delete(call.id);
-    pending?.reject(poolError('ERR_INVALID_ARGUMENT', `the arguments cannot be sent to the worker: ${error.message}`, error));
+    this.#pending.take(call.id)?.reject(poolError('ERR_INVALID_ARGUMENT', `the arguments cannot be sent to the worker: ${error.message}`, error));
   }
 
   async #connect(): Promise<void> {
@@ -269,9 +268,8 @@ export class WorkerSlot {
   }
 
   #settle(reply: ReplyMessage): void {
-    const pending = this.#pending.get(reply.id);
+    const pending = this.#pending.take(reply.id);
     if (pending === undefined) return;
-    this.#pending.delete(reply.id);
     if (this.#allowExitOnIdle && this.#pending.size === 0) this.#port?.unref();
     if (reply.ok) pending.resolve(reply.value);
     else pending.reject(decodeError(reply.error));
@@ -281,9 +279,7 @@ export class WorkerSlot {
     const wasServing = this.#port !== null;
     this.#port = null;
     this.#crashes++;
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const p of pending) {
+    for (const p of this.#pending.takeAll()) {
       // A write whose worker died may have committed before it could answer: its outcome is unknown.
       p.reject(
         OUTCOME_KNOWN.has(p.method)
@@ -323,14 +319,13 @@ export class WorkerSlot {
     }
     this.#port = null;
     // The worker did not finish in time and was stopped: a write it had begun may have committed.
-    for (const p of this.#pending.values()) {
+    for (const p of this.#pending.takeAll()) {
       p.reject(
         OUTCOME_KNOWN.has(p.method)
           ? poolError('ERR_POOL_CLOSED', 'the pool closed before the call finished')
           : poolError('ERR_POOL_CLOSED', `the pool closed before the call (${p.method}) finished; its outcome is unknown: it may have committed. Read back before retrying`, undefined, { outcome: 'unknown' }),
       );
     }
-    this.#pending.clear();
     await this.#piscina.destroy();
   }
 }
