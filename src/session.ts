@@ -10,6 +10,7 @@ import type { WorkerSlot } from './threads/worker-slot.js';
 import type { Tracing } from './observability/tracing.js';
 import type { TaskArgs, TaskName, TaskResult, WorkerModule } from '../common/module-api.js';
 import { checkBytes, checkLimit, checkName, checkOptionalObject, checkRecord, invalid } from '../common/validate.js';
+import type { LinkedList, ListNode, ValueNode } from './engine/linked-list.js';
 
 /** Records of the tenant's wallet: JSON values with string tags, grouped by category. */
 export interface SessionRecords {
@@ -111,8 +112,8 @@ export interface SessionWallet {
   readonly worker: WorkerSlot;
   /** Whether the worker holding the wallet died with it. */
   readonly isCrashed: boolean;
-  /** The sessions on it. */
-  readonly sessions: Set<Session>;
+  /** The sessions on it (each keeps its node as `walletNode`). */
+  readonly sessions: LinkedList<ValueNode<Session>>;
 }
 
 /** Tokens of abortable task calls: unique in this process, so a worker can tell them apart. */
@@ -252,6 +253,9 @@ export class Session implements TenantSession {
   readonly grant: Grant;
   /** When the session began (pool clock). */
   readonly acquiredAt: number;
+  /** Its place among its wallet's sessions and among the pool's live sessions, kept by those lists. */
+  walletNode: ValueNode<Session> | undefined;
+  ledgerNode: ListNode | undefined;
   #endedWith: ErrorCode | null = null;
   #endMessage = '';
   #endDetails: ErrorDetails | undefined;

@@ -6,12 +6,21 @@
  */
 import type { EventHub } from '../observability/diagnostics.js';
 import type { Session } from '../session.js';
+import { LinkedList, ListNode } from './linked-list.js';
 import { cappedDelay, setLongTimeout } from './timers.js';
 
-interface LiveSession {
-  isWarned: boolean;
+/** A live session in the ledger's list (the session keeps it as its `ledgerNode`). */
+class LiveSession extends ListNode {
+  readonly session: Session;
+  isWarned = false;
   /** Captured at acquire when leak warnings are on; V8 formats it only if read. */
-  origin: Error | undefined;
+  readonly origin: Error | undefined;
+
+  constructor(session: Session, origin: Error | undefined) {
+    super();
+    this.session = session;
+    this.origin = origin;
+  }
 }
 
 export interface SessionLedgerOptions {
@@ -27,7 +36,7 @@ export interface SessionLedgerOptions {
 
 export class SessionLedger {
   readonly #options: SessionLedgerOptions;
-  readonly #live = new Map<Session, LiveSession>();
+  readonly #live = new LinkedList<LiveSession>();
   #timer: NodeJS.Timeout | undefined;
   #isStopped = false;
   #onDrained: (() => void) | undefined;
@@ -42,18 +51,19 @@ export class SessionLedger {
 
   /** The live sessions, oldest first (a copy: revoking while iterating is safe). */
   sessions(): Session[] {
-    return [...this.#live.keys()];
+    return Array.from(this.#live, (live) => live.session);
   }
 
   track(session: Session, origin: Error | undefined): void {
-    this.#live.set(session, { isWarned: false, origin });
+    session.ledgerNode = this.#live.push(new LiveSession(session, origin));
     // A timer already set is for an older session, so it is due no later than this one's.
     if (this.#timer === undefined) this.#arm(this.#options.now());
   }
 
   /** The session ended; returns whether it was live. */
   forget(session: Session): boolean {
-    const wasLive = this.#live.delete(session);
+    const wasLive = session.ledgerNode !== undefined && this.#live.remove(session.ledgerNode);
+    session.ledgerNode = undefined;
     if (this.#live.size === 0) this.#onDrained?.();
     return wasLive;
   }
@@ -83,11 +93,11 @@ export class SessionLedger {
     const { leakWarningMs, maxSessionMs } = this.#options;
     if (this.#timer !== undefined || this.#live.size === 0 || this.#isStopped || (leakWarningMs === 0 && maxSessionMs === 0)) return;
     let next = Number.POSITIVE_INFINITY;
-    if (maxSessionMs > 0) next = this.#live.keys().next().value!.acquiredAt + maxSessionMs;
+    if (maxSessionMs > 0) next = this.#live.first()!.session.acquiredAt + maxSessionMs;
     if (leakWarningMs > 0) {
-      for (const [session, live] of this.#live) {
+      for (const live of this.#live) {
         if (live.isWarned) continue;
-        next = Math.min(next, session.acquiredAt + leakWarningMs);
+        next = Math.min(next, live.session.acquiredAt + leakWarningMs);
         break;
       }
     }
@@ -104,7 +114,8 @@ export class SessionLedger {
     const now = this.#options.now();
     const { leakWarningMs, maxSessionMs } = this.#options;
     const youngest = Math.min(leakWarningMs > 0 ? leakWarningMs : Infinity, maxSessionMs > 0 ? maxSessionMs : Infinity);
-    for (const [session, live] of [...this.#live]) {
+    for (const live of [...this.#live]) {
+      const { session } = live;
       const age = now - session.acquiredAt;
       if (age < youngest) break;
       if (maxSessionMs > 0 && age >= maxSessionMs) {

@@ -14,6 +14,7 @@ import { Mutex, Semaphore } from 'async-mutex';
 import { ms, type EventHub, type WalletCloseReason } from '../observability/diagnostics.js';
 import { poolError, type TenantPoolError } from '../../common/errors.js';
 import { placeTenant } from './placement.js';
+import { LinkedList, ValueNode } from './linked-list.js';
 import type { KdfMethod, OpenWalletRequest, WalletProfileRow, WalletTimings } from '../../common/protocol.js';
 import type { TenantRecord } from '../store/tenant-store.js';
 import type { Grant } from './scheduler.js';
@@ -30,7 +31,7 @@ export class WalletEntry implements SessionWallet {
   readonly tenantId: string;
   readonly worker: WorkerSlot;
   state: WalletState = 'opening';
-  readonly sessions = new Set<Session>();
+  readonly sessions = new LinkedList<ValueNode<Session>>();
   /** Keyed hash of the passphrase that opened it (passphrase tenants only): later acquires are checked against it without Argon2. */
   passCheck: Buffer | null = null;
   /** When the wallet opened (the manager's clock). */
@@ -180,7 +181,7 @@ export class WalletManager {
       }
     }
     const session = new Session(entry, host, grant, this.#now());
-    entry.sessions.add(session);
+    session.walletNode = entry.sessions.push(new ValueNode(session));
     return session;
   }
 
@@ -303,7 +304,8 @@ export class WalletManager {
 
   /** A session ended. Whether its wallet then closes is the scheduler's decision. */
   release(session: Session): void {
-    session.entry.sessions.delete(session);
+    if (session.walletNode !== undefined) session.entry.sessions.remove(session.walletNode);
+    session.walletNode = undefined;
   }
 
   /**
@@ -367,7 +369,7 @@ export class WalletManager {
   async closeForce(tenantId: string, reason: 'delete' | 'rekey' | 'lease' | 'ownership', revoke: (session: Session) => void): Promise<void> {
     const entry = this.#entries.get(tenantId);
     if (entry === undefined) return;
-    for (const session of [...entry.sessions]) revoke(session);
+    for (const { value: session } of [...entry.sessions]) revoke(session);
     await this.#closeLocked(entry, reason);
   }
 
