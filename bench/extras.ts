@@ -444,7 +444,7 @@ export const extraScenarios: Scenario[] = [
   },
   {
     name: 'warm-sessions',
-    describe: 'acquire+release of an open tenant through the pool (main-thread cost): queue empty, 10,000 waiters queued, and observed (metrics + a subscriber on every channel)',
+    describe: 'acquire+release of an open tenant through the pool (main-thread cost): queue empty, 10,000 waiters queued, and observed (metrics + a subscriber on every channel); then 64 lanes at once, each acquiring one of 64 open tenants, reading a record and releasing',
     systems: ['tenant-pool'],
     options: () => options({ walletIdleTtlMs: 600_000 }),
     async run({ system, pool, quick }) {
@@ -471,12 +471,35 @@ export const extraScenarios: Scenario[] = [
       const observedUs = await usPer();
       for (const name of CHANNEL_NAMES) unsubscribe(name, noop);
       metrics.close();
+      // Many sessions coming and going at once: the live-session bookkeeping under churn.
+      const tenants = await system.createTenants(64, 'raw', 'wsc-');
+      await Promise.all(tenants.map(async (id) => (await system.acquire(id)).release()));
+      const lanes = async (perLane: number, latencies?: number[]): Promise<void> => {
+        await Promise.all(
+          tenants.map(async (_, l) => {
+            for (let i = 0; i < perLane; i++) {
+              const t = performance.now();
+              const s = await system.acquire(tenants[(l * 7 + i) % tenants.length]!);
+              await s.get('wsc', 'none');
+              await s.release();
+              latencies?.push(performance.now() - t);
+            }
+          }),
+        );
+      };
+      await lanes(quick ? 20 : 200);
+      const concurrent: number[] = [];
+      const started = performance.now();
+      await lanes(quick ? 200 : 2_000, concurrent);
+      const concurrentSeconds = (performance.now() - started) / 1000;
       return {
         usPerAcquireReleaseQueueEmpty: emptyUs,
         usPerAcquireReleaseQueue10k: deepUs,
         usPerAcquireReleaseObserved: observedUs,
         queued,
         sessionsPerSecQueueEmpty: Math.round(1e6 / emptyUs),
+        sessionsPerSecConcurrent64: Math.round(concurrent.length / concurrentSeconds),
+        p99MsConcurrent64: round(percentile(concurrent, 99), 3),
       };
     },
   },
