@@ -1,4 +1,5 @@
-/** Measuring helpers for the bench: percentiles, a bare echo worker, the main loop's delay, a text table. */
+/** Measuring helpers for the bench: percentiles, a bare echo worker, the main loop's delay, CPU by thread, a text table. */
+import { readdirSync, readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 export function percentile(values: readonly number[], p: number): number {
@@ -50,6 +51,45 @@ export async function echoWorker(): Promise<{ roundTrip(value: unknown): Promise
  * Measures the main loop's delay: a 1 ms interval records how late each tick comes. `stop()` waits
  * for one more tick, so a loop blocked until the very end is measured too.
  */
+/**
+ * CPU seconds each thread of this process has spent so far, by thread id (the main thread's is the
+ * pid; the others are workers and V8's and libuv's helpers), read from Linux's
+ * `/proc/self/task/<tid>/stat`; null elsewhere.
+ */
+export function threadCpuSeconds(): Map<string, number> | null {
+  let tasks: string[];
+  try {
+    tasks = readdirSync('/proc/self/task');
+  } catch {
+    return null;
+  }
+  const byThread = new Map<string, number>();
+  for (const tid of tasks) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // After the command name in parentheses: utime and stime are the 12th and 13th fields, in clock ticks (100 a second).
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byThread.set(tid, (Number(fields[11]) + Number(fields[12])) / 100);
+    } catch {
+      // The thread ended while we read.
+    }
+  }
+  return byThread;
+}
+
+/** CPU microseconds per operation on the main thread and on the others between two readings (a thread that ended in between is not counted). */
+export function cpuPerOp(before: ReturnType<typeof threadCpuSeconds>, after: ReturnType<typeof threadCpuSeconds>, ops: number): { mainUs: number; othersUs: number } | null {
+  if (before === null || after === null) return null;
+  let main = 0;
+  let others = 0;
+  for (const [tid, seconds] of after) {
+    const spent = seconds - (before.get(tid) ?? 0);
+    if (tid === String(process.pid)) main += spent;
+    else others += spent;
+  }
+  return { mainUs: round((main * 1e6) / ops), othersUs: round((others * 1e6) / ops) };
+}
+
 export function loopDelayMonitor(): { stop(): Promise<{ maxMs: number; p99Ms: number; samples: number }> } {
   const delays: number[] = [];
   let last = performance.now();

@@ -12,7 +12,8 @@ import { Wallet } from '../workers/store/sqlite-wallet.js';
 import { availableParallelism } from 'node:os';
 import type { TenantPool } from '../src/pool.js';
 import { Scheduler } from '../src/engine/scheduler.js';
-import { loopDelayMonitor, percentile, rssSampler, round, zipfSampler } from './measure.js';
+import { hopOpsPerSec } from './hop-bounds.js';
+import { cpuPerOp, loopDelayMonitor, percentile, threadCpuSeconds, rssSampler, round, zipfSampler } from './measure.js';
 import type { System, SystemName, SystemOptions } from './systems/types.js';
 
 export type Figures = Record<string, number>;
@@ -126,9 +127,11 @@ export const scenarios: Scenario[] = [
       };
       await Promise.all(sessions.slice(0, 8).map(async (_, l) => lane(l))); // warm-up: JIT, caches, keys
       latencies.length = 0;
+      const cpuBefore = threadCpuSeconds();
       const started = performance.now();
       await Promise.all(sessions.map(async (_, l) => lane(l)));
       const seconds = (performance.now() - started) / 1000;
+      const cpu = cpuPerOp(cpuBefore, threadCpuSeconds(), latencies.length);
       await Promise.all(sessions.map(async (s) => s.release()));
       return {
         ops: latencies.length,
@@ -136,6 +139,10 @@ export const scenarios: Scenario[] = [
         p50Ms: round(percentile(latencies, 50), 3),
         p99Ms: round(percentile(latencies, 99), 3),
         machineBoundOpsPerSec: Math.round(cores * bareOpsPerSec(quick ? 2_000 : 20_000)),
+        // Where the CPU goes (Linux): per call, on the main thread and on every other thread of the process.
+        ...(cpu === null ? {} : { mainCpuUsPerOp: cpu.mainUs, otherCpuUsPerOp: cpu.othersUs }),
+        // The same mix through a thread hop alone (no pool): what a MessagePort design, and a shared-memory one, allow here.
+        ...(system.name === 'tenant-pool' ? await hopFigures(cores, quick ? 100 : 1_000) : {}),
       };
     },
   },
@@ -370,6 +377,17 @@ async function rawArgon2BestPerSec(quick: boolean): Promise<number> {
     best = Math.max(best, (2 * concurrency) / ((performance.now() - started) / 1000));
   }
   return round(best);
+}
+
+/** The warm-ops mix through a bare MessagePort hop and a shared-memory ring, with no pool (see `hop-bounds.ts`). */
+async function hopFigures(threads: number, callsPerLane: number): Promise<Figures> {
+  const port = await hopOpsPerSec('port', threads, callsPerLane);
+  const ring = await hopOpsPerSec('ring', threads, callsPerLane);
+  return {
+    portHopOpsPerSec: Math.round(port.opsPerSec),
+    ...(port.mainCpuUs === undefined ? {} : { portHopMainCpuUsPerOp: port.mainCpuUs, portHopOtherCpuUsPerOp: port.otherCpuUs! }),
+    ringHopOpsPerSec: Math.round(ring.opsPerSec),
+  };
 }
 
 /**
