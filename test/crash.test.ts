@@ -76,6 +76,33 @@ test('an open still waiting for a key-derivation slot when its worker dies is pl
   assert.is(pool.stats().weightInUse, 8, 'two idle wallets, no session');
 });
 
+test('a call pending while hundreds of others come and go on its worker still settles: rejected ERR_WORKER_CRASHED when the worker dies, none hangs', async () => {
+  await using pool = await usePool({ workers: 1, walletIdleTtlMs: 60_000, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')] });
+  await pool.tenants.create({ tenantId: 'long' });
+  const s = await pool.acquire('long');
+  await s.records.save('c', 'r', 1);
+  // A task that runs until aborted (it is not), then 500 calls one after another: the pending calls'
+  // ring goes round several times past the long call's slot.
+  const long = s.run('untilAborted', undefined, { signal: new AbortController().signal });
+  long.catch(() => {});
+  for (let i = 0; i < 500; i++) assert.is((await s.records.get('c', 'r'))?.value, 1);
+  let settled = false;
+  void long.finally(() => (settled = true)).catch(() => {});
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.not.ok(settled, 'the task is still running');
+  await pool[kWorkers][0]!.thread!.terminate();
+  // A call lost from the pending set would never settle: the guard fails the test instead of hanging it.
+  let guard: NodeJS.Timeout | undefined;
+  const lost = new Promise<never>((_, reject) => (guard = setTimeout(() => reject(new Error('the long call never settled')), 10_000)));
+  try {
+    await rejectsWith(Promise.race([long, lost]), 'ERR_WORKER_CRASHED', 'the long call on the dead worker');
+  } finally {
+    clearTimeout(guard);
+  }
+  await s.release();
+  assert.is(pool.stats().weightInUse, 0);
+});
+
 test('a module task that exits its worker, or outgrows its heap limit: the calls on it reject ERR_WORKER_CRASHED, the other worker is untouched, nothing leaks', async () => {
   await using pool = await usePool({ workers: 2, walletIdleTtlMs: 60_000, modules: [join(import.meta.dirname, 'fixtures', 'counter-module.ts')], workerResourceLimits: { maxOldGenerationSizeMb: 48 } });
   const doomed = await pool.tenants.create({ tenantId: idOnWorker('doomed', 0) });
