@@ -2,8 +2,9 @@
  * What the warm-ops mix allows through a thread hop alone, with no pool: one thread per core holds
  * a wallet (`hop-worker.ts`) and the main thread keeps 64 calls in flight, awaiting each.
  *
- * - `port`: a MessagePort with the calls of one turn batched into one message each way, as the
- *   pool's own outbox does. Any design on MessagePorts pays at least this.
+ * - `port`: a MessagePort with the calls of one turn batched into one message each way by the
+ *   pool's own outbox, and the pool's own table of pending calls. Any design on MessagePorts pays
+ *   at least this.
  * - `ring`: two rings of fixed slots in shared memory per thread, with `Atomics.waitAsync` on both
  *   sides and a notify only when the other side waits: no structured clone, no message events.
  *
@@ -13,6 +14,8 @@
 import { randomBytes } from 'node:crypto';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { Outbox, unbatch } from '../common/outbox.js';
+import { PendingCalls } from '../src/threads/pending-calls.js';
 import { cpuPerOp, threadCpuSeconds } from './measure.js';
 
 export const RING_SLOTS = 256;
@@ -22,6 +25,11 @@ export interface HopCall {
   id: number;
   get: boolean;
   data?: Uint8Array;
+}
+
+export interface HopReply {
+  id: number;
+  value: unknown;
 }
 
 export interface HopTask {
@@ -65,27 +73,20 @@ interface Channel {
   stop(): Promise<void>;
 }
 
+/** The pool's own hop machinery (its outbox and its pending calls), with nothing of the pool around it. */
 async function portChannel(): Promise<Channel> {
   const worker = await startWorker({ transport: 'port' });
-  const pending = new Map<number, (value: unknown) => void>();
-  let batch: HopCall[] = [];
+  const pending = new PendingCalls<(value: unknown) => void>();
+  const outbox = new Outbox<HopCall>(
+    (message) => worker.port.postMessage(message),
+    () => {},
+  );
   let nextId = 0;
-  worker.port.on('message', (replies: Array<{ id: number; value: unknown }>) => {
-    for (const { id, value } of replies) {
-      pending.get(id)!(value);
-      pending.delete(id);
-    }
-  });
+  worker.port.on('message', (replies: HopReply | HopReply[]) => unbatch(replies, ({ id, value }) => pending.take(id)?.(value)));
   return {
     async call(get, data) {
       const id = nextId++;
-      if (batch.length === 0) {
-        queueMicrotask(() => {
-          worker.port.postMessage(batch);
-          batch = [];
-        });
-      }
-      batch.push(get ? { id, get } : { id, get, data: new Uint8Array(data) });
+      outbox.push(get ? { id, get } : { id, get, data: new Uint8Array(data) });
       return new Promise((resolve) => pending.set(id, resolve));
     },
     stop: async () => worker.stop(),

@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Wallet } from '../workers/store/sqlite-wallet.js';
-import { RING_SLOT, RING_SLOTS, ringView, waitAsync, type HopCall, type HopTask } from './hop-bounds.js';
+import { Outbox, unbatch } from '../common/outbox.js';
+import { RING_SLOT, RING_SLOTS, ringView, waitAsync, type HopCall, type HopReply, type HopTask } from './hop-bounds.js';
 
 export default async function serve(task: HopTask): Promise<never> {
   const { port } = task;
@@ -19,10 +20,13 @@ export default async function serve(task: HopTask): Promise<never> {
   const wallet = Wallet.open(path, key);
   wallet.save('warm', 'r', JSON.stringify({ hello: 'world', n: 1 }), {});
   const { kid } = wallet.createKey();
-  port.on('message', (message: HopCall[] | 'stop') => {
+  const outbox = new Outbox<HopReply>(
+    (message) => port.postMessage(message),
+    () => {},
+  );
+  port.on('message', (message: HopCall | HopCall[] | 'stop') => {
     if (message !== 'stop') {
-      const replies = message.map(({ id, get, data }) => ({ id, value: get ? wallet.get('warm', 'r') : wallet.sign(kid, data!) }));
-      port.postMessage(replies);
+      unbatch(message, ({ id, get, data }) => outbox.push({ id, value: get ? wallet.get('warm', 'r') : wallet.sign(kid, data!) }));
       return;
     }
     wallet.close();
